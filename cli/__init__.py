@@ -1,0 +1,77 @@
+"""The ``dimgen`` command line: thin click commands over the library.
+
+Every command turns a :class:`dimgen.errors.DimgenError` into one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import click
+
+from dimgen.errors import DimgenError
+
+__all__ = ["cli", "main"]
+
+
+class DimgenGroup(click.Group):
+    """A click group that reports library errors as one line, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DimgenError as exc:
+            click.echo(f"error: {_one_line(exc)}", err=True)
+            ctx.exit(2)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+        except Exception as exc:
+            if os.environ.get("DIMGEN_DEBUG"):
+                raise
+            click.echo(
+                f"internal error: {type(exc).__name__}: {_one_line(exc)} "
+                "(this is a dimgen bug; set DIMGEN_DEBUG=1 for the traceback)",
+                err=True,
+            )
+            ctx.exit(1)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:500] if text else type(exc).__name__
+
+
+@click.group(cls=DimgenGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="dimgen", prog_name="dimgen")
+def cli() -> None:
+    """dimgen: distribution-matched representations (noise-injected Deep InfoMax) and generators."""
+
+
+def _register() -> None:
+    from importlib import import_module
+
+    for mod in ("encode",):
+        import_module(f"{__name__}.{mod}").register(cli)
+    for mod in _optional_commands():
+        try:
+            import_module(f"{__name__}.{mod}").register(cli)
+        except ModuleNotFoundError as exc:  # a command module not yet present
+            if exc.name != f"{__name__}.{mod}":
+                raise
+
+
+def _optional_commands() -> tuple[str, ...]:
+    return ("evaluate", "gan", "flow")
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    cli.main(args=argv if argv is not None else sys.argv[1:], prog_name="dimgen")

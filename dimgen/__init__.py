@@ -1,0 +1,32 @@
+"""dimgen: generative modelling with distribution-matched representations.
+
+Noise-injected Deep InfoMax (Butakov et al., ICLR 2025) trains encoders whose codes follow a known
+prior (Gaussian or uniform); dimgen trains them, certifies the match, and builds generators and
+tokenizers on the codes. Heavy pieces are imported lazily, so ``import dimgen`` stays light.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "EncoderConfig": ".config",
+    "load_config": ".config",
+    "train_encoder": ".train",
+    "EncoderRun": ".train",
+    "Tokenizer": ".tokenizer",
+    "GaussianChannel": ".channel",
+    "UniformChannel": ".channel",
+    "DimgenError": ".errors",
+}
+
+__all__ = [*_LAZY, "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module 'dimgen' has no attribute {name!r}")

@@ -1,0 +1,276 @@
+"""Named data sources and an on-device batch loader.
+
+Sources: ``digits`` (scikit-learn's bundled 8x8 digits; no download), ``mnist``,
+``fashion-mnist``, ``cifar10`` (torchvision layout under a root folder), ``npz:PATH`` (array ``x``,
+optional ``y`` and ``split``). A ``:train`` / ``:test`` suffix selects one split (``mnist:test``).
+All images become float32 tensors in [0, 1], shaped (N, C, H, W); vectors stay (N, F).
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .errors import DataError
+
+__all__ = ["Dataset", "TensorBatches", "check_finite", "load_data", "parse_source"]
+
+SOURCES = ("digits", "mnist", "fashion-mnist", "cifar10", "npz:PATH")
+
+
+@dataclass
+class Dataset:
+    """Train and test arrays of one source; ``y`` arrays are None when there are no labels."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray | None
+    x_test: np.ndarray
+    y_test: np.ndarray | None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of one sample."""
+        return tuple(self.x_train.shape[1:])
+
+    def split(self, which: str) -> tuple[np.ndarray, np.ndarray | None]:
+        """``train``, ``test`` or ``all`` (train followed by test)."""
+        if which == "train":
+            return self.x_train, self.y_train
+        if which == "test":
+            return self.x_test, self.y_test
+        x = np.concatenate([self.x_train, self.x_test])
+        y = None
+        if self.y_train is not None and self.y_test is not None:
+            y = np.concatenate([self.y_train, self.y_test])
+        return x, y
+
+
+def parse_source(source: str) -> tuple[str, str | None]:
+    """Split ``name[:split]`` (``npz:PATH`` keeps its path; ``npz:PATH:test`` is not supported)."""
+    if not isinstance(source, str) or not source:
+        raise DataError("data source must be a non-empty string")
+    if source.startswith("npz:"):
+        return source, None
+    name, _, split = source.partition(":")
+    if name not in ("digits", "mnist", "fashion-mnist", "cifar10"):
+        raise DataError(f"unknown data source {source!r} (known: {', '.join(SOURCES)})")
+    if split and split not in ("train", "test", "all"):
+        raise DataError(f"unknown split {split!r} in {source!r} (expected train, test or all)")
+    return name, split or None
+
+
+def load_data(
+    source: str, root: str | None = None, test_fraction: float = 0.2, seed: int = 0
+) -> Dataset:
+    """Load a named source with its train/test split (deterministic for sources without one)."""
+    name, _ = parse_source(source)
+    if name == "digits":
+        from sklearn.datasets import load_digits
+
+        d = load_digits()
+        x = (d.images.astype(np.float32) / 16.0)[:, None]  # (N, 1, 8, 8) in [0, 1]
+        return _random_split("digits", x, d.target.astype(np.int64), test_fraction, seed)
+    if name.startswith("npz:"):
+        return _load_npz(name[4:], test_fraction, seed)
+    return _load_torchvision(name, _resolve_root(root))
+
+
+def _resolve_root(root: str | None) -> Path:
+    root = root or os.environ.get("DIMGEN_DATA")
+    if not root:
+        raise DataError("no data root: pass --data-root or set DIMGEN_DATA")
+    path = Path(root).expanduser()
+    if not path.is_dir():
+        raise DataError(f"data root not found: {path}")
+    return path
+
+
+def _random_split(
+    name: str, x: np.ndarray, y: np.ndarray | None, frac: float, seed: int
+) -> Dataset:
+    n = len(x)
+    if n < 4:
+        raise DataError(f"{name}: need at least 4 samples, got {n}")
+    perm = np.random.default_rng(seed).permutation(n)
+    n_test = max(1, round(frac * n))
+    te, tr = perm[:n_test], perm[n_test:]
+    return Dataset(name, x[tr], None if y is None else y[tr], x[te], None if y is None else y[te])
+
+
+def _to_float_images(x: np.ndarray, name: str) -> np.ndarray:
+    """uint8 or float arrays -> float32; (N,H,W) -> (N,1,H,W); (N,H,W,C<=4) -> (N,C,H,W)."""
+    if x.dtype == np.uint8:
+        x = x.astype(np.float32) / 255.0
+    elif np.issubdtype(x.dtype, np.number) and not np.issubdtype(x.dtype, np.complexfloating):
+        x = x.astype(np.float32)
+    else:
+        raise DataError(f"{name}: array x has unsupported dtype {x.dtype}")
+    if x.ndim == 3:
+        x = x[:, None]
+    elif x.ndim == 4 and x.shape[-1] in (1, 3, 4) and x.shape[1] not in (1, 3, 4):
+        x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    elif x.ndim not in (2, 4):
+        raise DataError(f"{name}: x must be (N, F), (N, H, W) or (N, C, H, W), got {x.shape}")
+    return x
+
+
+def _load_npz(path: str, frac: float, seed: int) -> Dataset:
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise DataError(f"npz file not found: {p}")
+    try:
+        with np.load(p, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except Exception as exc:
+        raise DataError(f"{p} is not a readable .npz file ({type(exc).__name__})") from None
+    if "x" not in arrays:
+        raise DataError(f"{p} has no array named 'x' (found: {', '.join(arrays) or 'none'})")
+    x = _to_float_images(arrays["x"], str(p))
+    if len(x) == 0:
+        raise DataError(f"{p}: array x is empty")
+    y = arrays.get("y")
+    if y is not None:
+        y = np.asarray(y).reshape(-1)
+        if len(y) != len(x):
+            raise DataError(f"{p}: y has {len(y)} entries but x has {len(x)} rows")
+        if not np.issubdtype(y.dtype, np.integer):
+            raise DataError(f"{p}: y must hold integer labels, got dtype {y.dtype}")
+        y = y.astype(np.int64)
+    check_finite(x, str(p))
+    if "split" in arrays:
+        split = np.asarray(arrays["split"]).astype(str).reshape(-1)
+        if len(split) != len(x):
+            raise DataError(f"{p}: split has {len(split)} entries but x has {len(x)} rows")
+        tr, te = split == "train", split == "test"
+        if not tr.any() or not te.any():
+            raise DataError(f"{p}: split must mark some rows 'train' and some 'test'")
+        return Dataset(p.name, x[tr], None if y is None else y[tr], x[te], None if y is None else y[te])
+    return _random_split(p.name, x, y, frac, seed)
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:
+        data = fh.read()
+    ndim = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def _find_idx(raw: Path, stem: str) -> Path | None:
+    for cand in (raw / stem, raw / f"{stem}.gz"):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def _load_torchvision(name: str, root: Path) -> Dataset:
+    if name in ("mnist", "fashion-mnist"):
+        folder = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}[name]
+        raw = root / folder / "raw"
+        stems = [
+            "train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+            "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte",
+        ]  # fmt: skip
+        found = [_find_idx(raw, s) for s in stems]
+        if all(found):  # read the IDX files directly: no writes into a read-only root
+            xtr, ytr, xte, yte = (_read_idx(p) for p in found)  # type: ignore[arg-type]
+        else:
+            xtr, ytr, xte, yte = _torchvision_download(name, root)
+        return Dataset(
+            name,
+            _to_float_images(np.asarray(xtr), name),
+            np.asarray(ytr, dtype=np.int64),
+            _to_float_images(np.asarray(xte), name),
+            np.asarray(yte, dtype=np.int64),
+        )
+    if name == "cifar10":
+        try:
+            from torchvision.datasets import CIFAR10
+
+            tr = CIFAR10(str(root), train=True, download=True)
+            te = CIFAR10(str(root), train=False, download=True)
+        except Exception as exc:
+            raise DataError(f"cifar10 could not be loaded from {root} ({_first_line(exc)})") from None
+        return Dataset(
+            name,
+            _to_float_images(np.asarray(tr.data), name),
+            np.asarray(tr.targets, dtype=np.int64),
+            _to_float_images(np.asarray(te.data), name),
+            np.asarray(te.targets, dtype=np.int64),
+        )
+    raise DataError(f"unknown data source {name!r}")
+
+
+def _torchvision_download(name: str, root: Path) -> tuple[np.ndarray, ...]:
+    from torchvision import datasets
+
+    cls = {"mnist": datasets.MNIST, "fashion-mnist": datasets.FashionMNIST}[name]
+    try:
+        tr = cls(str(root), train=True, download=True)
+        te = cls(str(root), train=False, download=True)
+    except Exception as exc:
+        raise DataError(f"{name} not found under {root} and could not be downloaded ({_first_line(exc)})") from None
+    return tr.data.numpy(), tr.targets.numpy(), te.data.numpy(), te.targets.numpy()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:160] if text else type(exc).__name__
+
+
+def check_finite(x: np.ndarray, name: str) -> None:
+    """Raise a :class:`DataError` listing the first rows with NaN or Inf."""
+    flat = x.reshape(len(x), -1)
+    bad = ~np.isfinite(flat).all(axis=1)
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        shown = ", ".join(str(r) for r in rows[:10]) + (" ..." if len(rows) > 10 else "")
+        raise DataError(f"{name}: {len(rows)} row(s) contain NaN or Inf (rows {shown})")
+
+
+class TensorBatches:
+    """Shuffled mini-batches of tensors that already live on the training device.
+
+    No per-sample Python work: one ``randperm`` per epoch and index slicing on the device.
+    """
+
+    def __init__(
+        self,
+        *tensors: Tensor,
+        batch_size: int,
+        shuffle: bool = True,
+        drop_last: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        if not tensors:
+            raise ValueError("TensorBatches needs at least one tensor")
+        n = tensors[0].shape[0]
+        if any(t.shape[0] != n for t in tensors):
+            raise ValueError("all tensors must have the same first dimension")
+        self.tensors, self.n = tensors, n
+        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
+        self.generator = generator
+
+    def __len__(self) -> int:
+        if self.drop_last:
+            return self.n // self.batch_size
+        return -(-self.n // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
+        dev = self.tensors[0].device
+        if self.shuffle:
+            idx = torch.randperm(self.n, generator=self.generator).to(dev)
+        else:
+            idx = torch.arange(self.n, device=dev)
+        for b in range(len(self)):
+            sel = idx[b * self.batch_size : (b + 1) * self.batch_size]
+            yield tuple(t[sel] for t in self.tensors)

@@ -1,0 +1,25 @@
+"""The dimgen error family: every user-facing failure is one of these, shown as one line."""
+
+from __future__ import annotations
+
+__all__ = ["ConfigError", "DataError", "DimgenError", "RunFolderError", "TrainingError"]
+
+
+class DimgenError(Exception):
+    """Base class: a problem with the user's input or environment, reported without a traceback."""
+
+
+class ConfigError(DimgenError, ValueError):
+    """An invalid configuration value, unknown key or impossible setting."""
+
+
+class DataError(DimgenError, ValueError):
+    """Data that cannot be loaded or used: missing file, wrong shape, non-finite values."""
+
+
+class RunFolderError(DimgenError):
+    """A run folder (or checkpoint) that is missing, incomplete, corrupt or of the wrong kind."""
+
+
+class TrainingError(DimgenError):
+    """Training failed in a way the user can act on (e.g. the loss diverged)."""

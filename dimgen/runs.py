@@ -1,0 +1,127 @@
+"""Encoder run folders: write the artefacts of a training run and summarise its codes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .config import save_config
+from .io import save_npz, save_weights, write_json, write_run, write_text
+
+if TYPE_CHECKING:
+    from .train import EncoderRun
+
+__all__ = ["code_metrics", "encoder_report", "write_encoder_run"]
+
+
+def code_metrics(
+    codes_tr: np.ndarray,
+    codes_te: np.ndarray,
+    y_tr: np.ndarray | None,
+    y_te: np.ndarray | None,
+    prior: str,
+) -> dict[str, Any]:
+    """Moments of the held-out codes and a kNN probe of how much label information they keep."""
+    out: dict[str, Any] = {
+        "code_mean": codes_te.mean(0).tolist(),
+        "code_cov": np.atleast_2d(np.cov(codes_te, rowvar=False)).tolist(),
+        "code_second_moment_train": (codes_tr**2).mean(0).tolist(),
+        "code_second_moment_test": (codes_te**2).mean(0).tolist(),
+    }
+    if prior == "uniform":
+        out["code_min"] = float(codes_te.min())
+        out["code_max"] = float(codes_te.max())
+    if y_tr is not None and y_te is not None and len(np.unique(y_tr)) > 1:
+        from sklearn.neighbors import KNeighborsClassifier
+
+        k = min(5, len(codes_tr))
+        knn = KNeighborsClassifier(n_neighbors=k).fit(codes_tr, y_tr)
+        out["knn_acc"] = float(knn.score(codes_te, y_te))
+        counts = np.bincount(y_tr)
+        out["chance_acc"] = float(counts.max() / counts.sum())
+        out["n_classes"] = int(len(np.unique(y_tr)))
+    return out
+
+
+def encoder_report(metrics: dict[str, Any], config: dict[str, Any]) -> str:
+    """A short human-readable summary of an encoder run (report.md)."""
+    cap, mi, kl = metrics["capacity_nats"], metrics["mi_lower_bound_nats"], metrics["kl_upper_bound_nats"]
+    prior = metrics["prior"]
+    noise = f"sigma = {config['sigma']}" if prior == "gaussian" else f"eps = {config['eps']}"
+    target = "N(0, I)" if prior == "gaussian" else "U[0, 1]^d"
+    lines = [
+        "# dimgen encoder run",
+        "",
+        f"Data `{config['data']}`, {metrics['n_train']} train / {metrics['n_test']} held-out samples; "
+        f"{prior} prior, d = {metrics['dim']}, {noise}; {config['epochs']} epochs, batch {config['batch_size']}.",
+        "",
+        "## Distribution matching",
+        "",
+        "| quantity | nats | meaning |",
+        "|---|---|---|",
+        f"| capacity | {cap:.4f} | upper bound on I(f(X'); f(X)+Z) for this channel |",
+        f"| MI lower bound ({metrics['mi_bound_kind']}, held-out) | {mi:.4f} ± {metrics['mi_lower_bound_stderr']:.4f} | "
+        f"estimated with the trained critic on batches of {metrics['mi_eval_batch']} |",
+        f"| KL upper bound | {kl:.4f} | KL(codes ‖ {target}) <= capacity - MI |",
+        "",
+    ]
+    if mi > cap:
+        lines += ["**Warning:** the MI estimate exceeds the capacity, which no valid bound can do; "
+                  "the estimate's sampling error is the likely cause.", ""]  # fmt: skip
+    lines += [
+        "The KL bound holds up to the estimation error of the MI lower bound (standard error above).",
+        "",
+        "## Codes (held-out)",
+        "",
+        f"- mean: {_fmt(metrics['code_mean'])}",
+        f"- covariance: {_fmt(metrics['code_cov'])}",
+        f"- E[f_i^2] on train / held-out: {_fmt(metrics['code_second_moment_train'])} / "
+        f"{_fmt(metrics['code_second_moment_test'])}",
+    ]
+    if "knn_acc" in metrics:
+        lines.append(f"- 5-NN accuracy on held-out codes: {metrics['knn_acc']:.3f} "
+                     f"(chance {metrics['chance_acc']:.3f}, {metrics['n_classes']} classes)")  # fmt: skip
+    lines += ["", "![codes](codes.png)", ""]
+    return "\n".join(lines)
+
+
+def _fmt(v: Any) -> str:
+    arr = np.asarray(v, dtype=float)
+    return np.array2string(arr, precision=3, suppress_small=True, separator=", ").replace("\n", "")
+
+
+def write_encoder_run(run: EncoderRun, run_dir: Path) -> None:
+    """Write weights, codes, metrics, plot and report; ``run.json`` (completion) goes last."""
+    from .plots import plot_codes
+    from .train import model_spec
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg = run.config
+    save_config(cfg, run_dir / "config.yaml")
+    in_shape = tuple(run.model.encoder.in_shape)
+    spec = model_spec(cfg, in_shape)
+    enc = {f"encoder.{k}": v for k, v in run.model.encoder.state_dict().items()}
+    enc.update({f"channel.{k}": v for k, v in run.model.channel.state_dict().items()})
+    save_weights(run_dir / "encoder.safetensors", enc, {"kind": "encoder", "spec": spec})
+    critic = {f"critic.{k}": v for k, v in run.model.critic.state_dict().items()}
+    save_weights(run_dir / "critic.safetensors", critic,
+                 {"kind": "critic", "critic": cfg.critic, "hidden": cfg.critic_hidden, "dim": cfg.dim})  # fmt: skip
+    arrays: dict[str, np.ndarray] = {"codes": run.codes, "split": run.split}
+    if run.labels is not None:
+        arrays["labels"] = run.labels
+    save_npz(run_dir / "codes.npz", **arrays)
+    metrics = {**run.metrics, "history": run.history}
+    write_json(run_dir / "metrics.json", metrics)
+    test = run.split == "test"
+    plot_codes(run.codes[test], None if run.labels is None else run.labels[test], run_dir / "codes.png",
+               prior=cfg.prior, title=f"held-out codes ({cfg.prior}, d={cfg.dim})")  # fmt: skip
+    write_text(run_dir / "report.md", encoder_report(run.metrics, _cfg_dict(cfg)))
+    write_run(run_dir, "encoder", spec=spec)
+
+
+def _cfg_dict(cfg: Any) -> dict[str, Any]:
+    from .config import to_dict
+
+    return to_dict(cfg)
