@@ -10,10 +10,16 @@ __all__ = ["register"]
 
 
 @click.command("encode")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML preset (see configs/).")
-@click.option("--data", help="digits | mnist | fashion-mnist | cifar10 | npz:PATH  [default: digits]")
+@click.option(
+    "--config", "config_path", type=click.Path(dir_okay=False), help="YAML preset (see configs/)."
+)
+@click.option(
+    "--data", help="digits | mnist | fashion-mnist | cifar10 | npz:PATH  [default: digits]"
+)
 @click.option("--data-root", help="Folder with torchvision data sets (else $DIMGEN_DATA).")
-@click.option("--prior", type=click.Choice(["gaussian", "uniform"]), help="Target distribution of the codes.")
+@click.option(
+    "--prior", type=click.Choice(["gaussian", "uniform"]), help="Target distribution of the codes."
+)
 @click.option("--sigma", type=float, help="Gaussian channel noise std (> 0).")
 @click.option("--eps", type=float, help="Uniform channel noise half-width, in (0, 0.5].")
 @click.option("--dim", type=int, help="Code dimension.")
@@ -25,10 +31,21 @@ __all__ = ["register"]
 @click.option("--bound", type=click.Choice(["infonce", "dv", "nwj"]))
 @click.option("--seed", type=int)
 @click.option("--device", help="auto | cpu | cuda | cuda:N")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Any other config field (YAML value).")
-@click.option("--encoder", "encoder_run", type=click.Path(), help="Encode --data with this trained run instead of training.")
-@click.option("--resume", "resume_dir", type=click.Path(), help="Continue an interrupted run folder.")
-@click.option("--out", type=click.Path(), help="Run folder to create (or .npz file with --encoder).")
+@click.option(
+    "--set", "sets", multiple=True, metavar="KEY=VALUE", help="Any other config field (YAML value)."
+)
+@click.option(
+    "--encoder",
+    "encoder_run",
+    type=click.Path(),
+    help="Encode --data with this trained run instead of training.",
+)
+@click.option(
+    "--resume", "resume_dir", type=click.Path(), help="Continue an interrupted run folder."
+)
+@click.option(
+    "--out", type=click.Path(), help="Run folder to create (or .npz file with --encoder)."
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def encode(config_path: str | None, encoder_run: str | None, resume_dir: str | None, out: str | None,
            quiet: bool, sets: tuple[str, ...], **flags: object) -> None:  # fmt: skip
@@ -130,7 +147,9 @@ def _encode_only(encoder_run: str, data: object, data_root: object, out: str | N
     if path.suffix != ".npz":
         raise ConfigError(f"--out must end in .npz when encoding with --encoder, got {out}")
     save_npz(path, **arrays)
-    click.echo(f"wrote {path}: {len(codes)} codes of dimension {codes.shape[1]} ({tok.prior_name} prior)")
+    click.echo(
+        f"wrote {path}: {len(codes)} codes of dimension {codes.shape[1]} ({tok.prior_name} prior)"
+    )
 
 
 def register(group: click.Group) -> None:

@@ -110,7 +110,9 @@ class GaussianChannel(NoiseChannel):
     @property
     def prior(self) -> Distribution:
         dev = self.norm.running_mean.device
-        return Independent(Normal(torch.zeros(self.dim, device=dev), torch.ones(self.dim, device=dev)), 1)
+        return Independent(
+            Normal(torch.zeros(self.dim, device=dev), torch.ones(self.dim, device=dev)), 1
+        )
 
 
 class UniformChannel(NoiseChannel):
@@ -136,7 +138,9 @@ class UniformChannel(NoiseChannel):
     @property
     def prior(self) -> Distribution:
         dev = self.norm.running_mean.device
-        return Independent(Uniform(torch.zeros(self.dim, device=dev), torch.ones(self.dim, device=dev)), 1)
+        return Independent(
+            Uniform(torch.zeros(self.dim, device=dev), torch.ones(self.dim, device=dev)), 1
+        )
 
 
 def make_channel(prior: str, dim: int, sigma: float = 0.2, eps: float = 0.1) -> NoiseChannel:

@@ -173,7 +173,9 @@ def _coerce(name: str, value: Any, tp: Any) -> Any:
 def from_dict(cls: type[T], data: dict[str, Any], source: str = "config") -> T:
     """Build a config dataclass from a mapping; unknown keys and wrong types are errors."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping of keys to values, got {type(data).__name__}")
+        raise ConfigError(
+            f"{source}: expected a mapping of keys to values, got {type(data).__name__}"
+        )
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(str(k) for k in data if k not in names)

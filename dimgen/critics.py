@@ -27,7 +27,9 @@ class ConcatCritic(nn.Module):
         super().__init__()
         self.dim_x, self.dim_y, self.hidden, self.chunk = dim_x, dim_y, hidden, chunk
         self.first = nn.Linear(dim_x + dim_y, hidden)  # weight = [W_x | W_y]
-        self.rest = nn.Sequential(nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+        self.rest = nn.Sequential(
+            nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1)
+        )
 
     def pair(self, x: Tensor, y: Tensor) -> Tensor:
         """Scores of matched pairs: (N, dx), (N, dy) -> (N,). The plain concatenated form."""

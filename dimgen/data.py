@@ -152,7 +152,9 @@ def _load_npz(path: str, frac: float, seed: int) -> Dataset:
         tr, te = split == "train", split == "test"
         if not tr.any() or not te.any():
             raise DataError(f"{p}: split must mark some rows 'train' and some 'test'")
-        return Dataset(p.name, x[tr], None if y is None else y[tr], x[te], None if y is None else y[te])
+        return Dataset(
+            p.name, x[tr], None if y is None else y[tr], x[te], None if y is None else y[te]
+        )
     return _random_split(p.name, x, y, frac, seed)
 
 
@@ -199,7 +201,9 @@ def _load_torchvision(name: str, root: Path) -> Dataset:
             tr = CIFAR10(str(root), train=True, download=True)
             te = CIFAR10(str(root), train=False, download=True)
         except Exception as exc:
-            raise DataError(f"cifar10 could not be loaded from {root} ({_first_line(exc)})") from None
+            raise DataError(
+                f"cifar10 could not be loaded from {root} ({_first_line(exc)})"
+            ) from None
         return Dataset(
             name,
             _to_float_images(np.asarray(tr.data), name),
@@ -218,7 +222,9 @@ def _torchvision_download(name: str, root: Path) -> tuple[np.ndarray, ...]:
         tr = cls(str(root), train=True, download=True)
         te = cls(str(root), train=False, download=True)
     except Exception as exc:
-        raise DataError(f"{name} not found under {root} and could not be downloaded ({_first_line(exc)})") from None
+        raise DataError(
+            f"{name} not found under {root} and could not be downloaded ({_first_line(exc)})"
+        ) from None
     return tr.data.numpy(), tr.targets.numpy(), te.data.numpy(), te.targets.numpy()
 
 

@@ -18,7 +18,9 @@ class ConvEncoder(nn.Module):
     Works for 1x28x28 (MNIST) and 3x32x32 (CIFAR) alike: the flattened size is inferred.
     """
 
-    def __init__(self, in_shape: Sequence[int], dim: int, hidden: int = 256, width: int = 32) -> None:
+    def __init__(
+        self, in_shape: Sequence[int], dim: int, hidden: int = 256, width: int = 32
+    ) -> None:
         super().__init__()
         c, h, w = (int(v) for v in in_shape)
         self.in_shape = (c, h, w)
@@ -30,7 +32,9 @@ class ConvEncoder(nn.Module):
         )  # fmt: skip
         with torch.no_grad():
             flat = self.features(torch.zeros(1, c, h, w)).numel()
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(flat, hidden), act, nn.Linear(hidden, dim))
+        self.head = nn.Sequential(
+            nn.Flatten(), nn.Linear(flat, hidden), act, nn.Linear(hidden, dim)
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, C, H, W) images -> (B, dim) un-normalised outputs."""
@@ -64,7 +68,9 @@ def build_encoder(kind: str, in_shape: Sequence[int], dim: int, hidden: int = 25
         kind = "conv" if len(in_shape) == 3 and min(in_shape[1:]) >= 16 else "mlp"
     if kind == "conv":
         if len(in_shape) != 3 or min(in_shape[1:]) < 8:
-            raise ConfigError(f"the conv encoder needs C x H x W images of side >= 8, got {in_shape}")
+            raise ConfigError(
+                f"the conv encoder needs C x H x W images of side >= 8, got {in_shape}"
+            )
         return ConvEncoder(in_shape, dim, hidden)
     if kind == "mlp":
         return MLPEncoder(in_shape, dim, hidden)

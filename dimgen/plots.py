@@ -11,7 +11,7 @@ from .io import atomic_path
 __all__ = ["plot_codes"]
 
 
-def _pyplot():  # noqa: ANN202
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -51,7 +51,11 @@ def plot_codes(
         rows = -(-k // cols)
         fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 2.4 * rows), squeeze=False)
         grid = np.linspace(-4, 4, 200) if prior == "gaussian" else np.linspace(0, 1, 200)
-        dens = np.exp(-grid**2 / 2) / np.sqrt(2 * np.pi) if prior == "gaussian" else np.ones_like(grid)
+        dens = (
+            np.exp(-(grid**2) / 2) / np.sqrt(2 * np.pi)
+            if prior == "gaussian"
+            else np.ones_like(grid)
+        )
         for i, ax in enumerate(axes.flat):
             if i >= k:
                 ax.axis("off")

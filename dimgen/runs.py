@@ -41,13 +41,17 @@ def code_metrics(
         out["knn_acc"] = float(knn.score(codes_te, y_te))
         counts = np.bincount(y_tr)
         out["chance_acc"] = float(counts.max() / counts.sum())
-        out["n_classes"] = int(len(np.unique(y_tr)))
+        out["n_classes"] = len(np.unique(y_tr))
     return out
 
 
 def encoder_report(metrics: dict[str, Any], config: dict[str, Any]) -> str:
     """A short human-readable summary of an encoder run (report.md)."""
-    cap, mi, kl = metrics["capacity_nats"], metrics["mi_lower_bound_nats"], metrics["kl_upper_bound_nats"]
+    cap, mi, kl = (
+        metrics["capacity_nats"],
+        metrics["mi_lower_bound_nats"],
+        metrics["kl_upper_bound_nats"],
+    )
     prior = metrics["prior"]
     noise = f"sigma = {config['sigma']}" if prior == "gaussian" else f"eps = {config['eps']}"
     target = "N(0, I)" if prior == "gaussian" else "U[0, 1]^d"

@@ -27,7 +27,13 @@ __all__ = ["Tokenizer"]
 class Tokenizer:
     """Frozen encoder + normalisation (no channel noise) loaded from an encoder run folder."""
 
-    def __init__(self, encoder: torch.nn.Module, channel: NoiseChannel, spec: dict[str, Any], path: Path | None = None) -> None:
+    def __init__(
+        self,
+        encoder: torch.nn.Module,
+        channel: NoiseChannel,
+        spec: dict[str, Any],
+        path: Path | None = None,
+    ) -> None:
         self.encoder = encoder.eval()
         self.channel = channel.eval()
         self.spec = spec
@@ -43,12 +49,20 @@ class Tokenizer:
         if meta.get("kind") != "encoder" or not isinstance(spec, dict):
             raise RunFolderError(f"{run_dir / 'encoder.safetensors'} is not a dimgen encoder")
         try:
-            encoder = build_encoder(spec["encoder"], spec["in_shape"], spec["dim"], spec["encoder_hidden"])
+            encoder = build_encoder(
+                spec["encoder"], spec["in_shape"], spec["dim"], spec["encoder_hidden"]
+            )
             channel = make_channel(spec["prior"], spec["dim"], spec["sigma"], spec["eps"])
-            encoder.load_state_dict({k[8:]: v for k, v in tensors.items() if k.startswith("encoder.")})
-            channel.load_state_dict({k[8:]: v for k, v in tensors.items() if k.startswith("channel.")})
+            encoder.load_state_dict(
+                {k[8:]: v for k, v in tensors.items() if k.startswith("encoder.")}
+            )
+            channel.load_state_dict(
+                {k[8:]: v for k, v in tensors.items() if k.startswith("channel.")}
+            )
         except (KeyError, RuntimeError, TypeError, ValueError) as exc:
-            raise RunFolderError(f"{run_dir}: encoder weights do not match their metadata ({str(exc)[:120]})") from None
+            raise RunFolderError(
+                f"{run_dir}: encoder weights do not match their metadata ({str(exc)[:120]})"
+            ) from None
         return cls(encoder.to(device), channel.to(device), spec, run_dir)
 
     @property
@@ -59,7 +73,9 @@ class Tokenizer:
     @property
     def prior(self) -> Distribution:
         """The codes' prior as a ``torch.distributions`` object (on the CPU)."""
-        return make_channel(self.spec["prior"], self.dim, self.spec["sigma"], self.spec["eps"]).prior
+        return make_channel(
+            self.spec["prior"], self.dim, self.spec["sigma"], self.spec["eps"]
+        ).prior
 
     @property
     def prior_name(self) -> str:
@@ -87,7 +103,9 @@ class Tokenizer:
             elif arr.ndim == 2 and arr.shape[1] == int(np.prod(want)):
                 arr = arr.reshape(len(arr), *want)  # flattened
             else:
-                raise DataError(f"inputs have shape {tuple(arr.shape[1:])} per sample; this encoder expects {want}")
+                raise DataError(
+                    f"inputs have shape {tuple(arr.shape[1:])} per sample; this encoder expects {want}"
+                )
         if not np.isfinite(arr).all():
             bad = np.flatnonzero(~np.isfinite(arr.reshape(len(arr), -1)).all(1))
             raise DataError(f"inputs contain NaN or Inf (rows {', '.join(map(str, bad[:10]))})")

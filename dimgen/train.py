@@ -153,7 +153,9 @@ def load_checkpoint(
             torch.cuda.set_rng_state_all(cuda_states[: torch.cuda.device_count()])
         return int(meta["epoch"]), [float(v) for v in meta["history"]]
     except (KeyError, RuntimeError, ValueError, TypeError) as exc:
-        raise RunFolderError(f"{path} does not match this configuration ({str(exc)[:120]})") from None
+        raise RunFolderError(
+            f"{path} does not match this configuration ({str(exc)[:120]})"
+        ) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -170,7 +172,9 @@ def _outputs(encoder: nn.Module, x: Tensor, batch: int = 4096) -> Tensor:
 
 
 @torch.no_grad()
-def estimate_mi(model: NoisyInfoMax, x: Tensor, batch_size: int, batches: int, seed: int) -> tuple[float, float]:
+def estimate_mi(
+    model: NoisyInfoMax, x: Tensor, batch_size: int, batches: int, seed: int
+) -> tuple[float, float]:
     """Mean and standard error of the MI lower bound over random held-out batches (eval mode)."""
     was = model.training
     model.eval()
@@ -206,7 +210,11 @@ def train_encoder(
         torch.set_num_threads(cfg.threads)
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True)
-    ds = data if data is not None else load_data(cfg.data, cfg.data_root, cfg.test_fraction, cfg.seed)
+    ds = (
+        data
+        if data is not None
+        else load_data(cfg.data, cfg.data_root, cfg.test_fraction, cfg.seed)
+    )
     check_finite(ds.x_train, f"{cfg.data} (train)")
     check_finite(ds.x_test, f"{cfg.data} (test)")
     if len(ds.x_train) < 2:
@@ -214,9 +222,8 @@ def train_encoder(
 
     run_dir = Path(out) if out is not None else None
     ckpt = run_dir / CHECKPOINT if run_dir is not None else None
-    if run_dir is not None and not resume:
-        if run_dir.exists() and any(run_dir.iterdir()):
-            raise RunFolderError(f"output folder {run_dir} exists and is not empty")
+    if run_dir is not None and not resume and run_dir.exists() and any(run_dir.iterdir()):
+        raise RunFolderError(f"output folder {run_dir} exists and is not empty")
     if resume and (ckpt is None or not ckpt.is_file()):
         raise RunFolderError(f"nothing to resume: no {CHECKPOINT} in {run_dir}")
 
@@ -255,7 +262,12 @@ def train_encoder(
         if on_epoch is not None:
             on_epoch(epoch, mean)
         done = epoch + 1
-        if ckpt is not None and cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.epochs:
+        if (
+            ckpt is not None
+            and cfg.checkpoint_every
+            and done % cfg.checkpoint_every == 0
+            and done < cfg.epochs
+        ):
             save_checkpoint(ckpt, model, opt, gen, done, history, cfg)
     train_seconds = time.perf_counter() - t0
 
@@ -271,7 +283,9 @@ def train_encoder(
     return run
 
 
-def _make_step(model: NoisyInfoMax, opt: torch.optim.Optimizer, cfg: EncoderConfig, device: torch.device) -> Callable[[Tensor], Tensor]:
+def _make_step(
+    model: NoisyInfoMax, opt: torch.optim.Optimizer, cfg: EncoderConfig, device: torch.device
+) -> Callable[[Tensor], Tensor]:
     use_amp = cfg.amp and device.type == "cuda"
 
     def step(xb: Tensor) -> Tensor:
