@@ -110,7 +110,7 @@ def _parse_sets(sets: tuple[str, ...]) -> dict[str, object]:
 def _encode_only(encoder_run: str, data: object, data_root: object, out: str | None) -> None:
     import numpy as np
 
-    from dimgen.data import load_data, parse_source
+    from dimgen.data import load_data, parse_source, read_npz
     from dimgen.errors import ConfigError
     from dimgen.io import save_npz
     from dimgen.tokenizer import Tokenizer
@@ -121,12 +121,9 @@ def _encode_only(encoder_run: str, data: object, data_root: object, out: str | N
         raise ConfigError("--encoder needs --data (what to encode)")
     tok = Tokenizer.from_pretrained(encoder_run)
     name, which = parse_source(str(data))
-    if name.startswith("npz:"):
-        ds = load_data(name, None if data_root is None else str(data_root))
-        x, y = ds.split("all")
-        split = np.array(["all"] * len(x))
-        if which is None:  # keep the npz's own split labels if it had any
-            pass
+    if name.startswith("npz:"):  # keep the file's row order
+        x, y, file_split = read_npz(name[4:])
+        split = file_split if file_split is not None else np.array(["all"] * len(x))
     else:
         ds = load_data(name, None if data_root is None else str(data_root))
         parts = ["train", "test"] if which in (None, "all") else [which]

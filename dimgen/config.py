@@ -48,14 +48,14 @@ class EncoderConfig:
     """Width of the encoder's hidden fully connected layers."""
     critic: str = "mlp"
     """``mlp`` (the paper's 3-layer MLP on concatenated pairs) or ``separable`` (dot product)."""
-    critic_hidden: int = 128
+    critic_hidden: int = 64
     """Critic hidden width."""
     bound: str = "infonce"
     """MI lower bound maximised: ``infonce``, ``dv`` or ``nwj``."""
     aug_noise: float = 0.3
     """Std of the additive Gaussian pixel noise that makes the second view X' (data in [0, 1])."""
     epochs: int = 150
-    batch_size: int = 256
+    batch_size: int = 128
     lr: float = 1e-3
     weight_decay: float = 0.0
     seed: int = 0

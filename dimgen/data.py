@@ -20,7 +20,7 @@ from torch import Tensor
 
 from .errors import DataError
 
-__all__ = ["Dataset", "TensorBatches", "check_finite", "load_data", "parse_source"]
+__all__ = ["Dataset", "TensorBatches", "check_finite", "load_data", "parse_source", "read_npz"]
 
 SOURCES = ("digits", "mnist", "fashion-mnist", "cifar10", "npz:PATH")
 
@@ -122,7 +122,8 @@ def _to_float_images(x: np.ndarray, name: str) -> np.ndarray:
     return x
 
 
-def _load_npz(path: str, frac: float, seed: int) -> Dataset:
+def read_npz(path: str) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """``(x, y, split)`` of an npz file in file order, validated; ``y``/``split`` may be None."""
     p = Path(path).expanduser()
     if not p.is_file():
         raise DataError(f"npz file not found: {p}")
@@ -145,17 +146,25 @@ def _load_npz(path: str, frac: float, seed: int) -> Dataset:
             raise DataError(f"{p}: y must hold integer labels, got dtype {y.dtype}")
         y = y.astype(np.int64)
     check_finite(x, str(p))
+    split = None
     if "split" in arrays:
         split = np.asarray(arrays["split"]).astype(str).reshape(-1)
         if len(split) != len(x):
             raise DataError(f"{p}: split has {len(split)} entries but x has {len(x)} rows")
+    return x, y, split
+
+
+def _load_npz(path: str, frac: float, seed: int) -> Dataset:
+    x, y, split = read_npz(path)
+    name = Path(path).name
+    if split is not None:
         tr, te = split == "train", split == "test"
         if not tr.any() or not te.any():
-            raise DataError(f"{p}: split must mark some rows 'train' and some 'test'")
+            raise DataError(f"{path}: split must mark some rows 'train' and some 'test'")
         return Dataset(
-            p.name, x[tr], None if y is None else y[tr], x[te], None if y is None else y[te]
+            name, x[tr], None if y is None else y[tr], x[te], None if y is None else y[te]
         )
-    return _random_split(p.name, x, y, frac, seed)
+    return _random_split(name, x, y, frac, seed)
 
 
 def _read_idx(path: Path) -> np.ndarray:

@@ -93,7 +93,7 @@ class Tokenizer:
             raise DataError(f"inputs must be numeric, got dtype {arr.dtype}")
         arr = arr.astype(np.float32, copy=False)
         want = self.in_shape
-        if arr.ndim == len(want):  # a single sample
+        if arr.shape == want:  # a single sample
             arr = arr[None]
         if arr.shape[1:] != want:
             if len(want) == 3 and want[0] == 1 and arr.shape[1:] == want[1:]:
