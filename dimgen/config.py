@@ -54,9 +54,9 @@ class EncoderConfig:
     """MI lower bound maximised: ``infonce``, ``dv`` or ``nwj``."""
     aug_noise: float = 0.3
     """Std of the additive Gaussian pixel noise that makes the second view X' (data in [0, 1])."""
-    epochs: int = 150
+    epochs: int = 100
     batch_size: int = 128
-    lr: float = 1e-3
+    lr: float = 2e-3
     weight_decay: float = 0.0
     seed: int = 0
     device: str = "auto"

@@ -276,9 +276,9 @@ def train_encoder(
     if run_dir is not None:
         from .runs import write_encoder_run
 
-        if ckpt is not None:
-            save_checkpoint(ckpt, model, opt, gen, cfg.epochs, history, cfg)
         write_encoder_run(run, run_dir)
+        if ckpt is not None and ckpt.exists():
+            ckpt.unlink()  # the run is complete: weights live in encoder/critic.safetensors
         run.path = run_dir
     return run
 

@@ -32,7 +32,7 @@ def test_mnist_preset_is_the_papers_setup() -> None:
 def test_unknown_key_is_named(tmp_path: Path) -> None:
     p = tmp_path / "c.yaml"
     p.write_text("sigma: 0.3\nsigmaa: 0.4\n")
-    with pytest.raises(ConfigError, match="unknown key.*sigmaa"):
+    with pytest.raises(ConfigError, match=r"unknown key.*sigmaa"):
         load_config(p)
 
 
