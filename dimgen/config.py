@@ -71,8 +71,8 @@ class EncoderConfig:
     """``torch.compile`` the training step (falls back to eager if compilation fails)."""
     critic_chunk: int = 0
     """Rows of the B x B critic evaluated at a time (0: all at once); bounds peak memory."""
-    checkpoint_every: int = 0
-    """Save a resumable checkpoint every N epochs (0: only at the end)."""
+    checkpoint_every: int = 10
+    """Save a resumable checkpoint every N epochs (0: never); removed once the run completes."""
     deterministic: bool = False
     """Use deterministic algorithms (bit-exact resume on CPU)."""
     threads: int = 0

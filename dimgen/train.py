@@ -268,6 +268,9 @@ def train_encoder(
             and done % cfg.checkpoint_every == 0
             and done < cfg.epochs
         ):
+            if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+                where = f"; last good checkpoint kept in {ckpt}" if ckpt.exists() else ""
+                raise TrainingError(f"weights became non-finite by epoch {done}{where}")
             save_checkpoint(ckpt, model, opt, gen, done, history, cfg)
     train_seconds = time.perf_counter() - t0
 

@@ -13,10 +13,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from dimgen.cli import cli
 
-ARGS = ["--epochs", "30", "--set", "checkpoint_every=3", "--set", "deterministic=true", "--seed", "3", "--quiet"]
+ARGS = [
+    "--epochs",
+    "30",
+    "--set",
+    "checkpoint_every=3",
+    "--set",
+    "deterministic=true",
+    "--seed",
+    "3",
+    "--quiet",
+]
 
 
 def _env() -> dict[str, str]:
@@ -40,7 +49,10 @@ def test_sigkill_then_resume_is_bit_exact(tmp_path: Path) -> None:
     assert not (killed / "run.json").exists()
 
     # an incomplete folder is refused by other commands with a clear message
-    res = CliRunner().invoke(cli, ["encode", "--encoder", str(killed), "--data", "digits", "--out", str(tmp_path / "c.npz")])
+    res = CliRunner().invoke(
+        cli,
+        ["encode", "--encoder", str(killed), "--data", "digits", "--out", str(tmp_path / "c.npz")],
+    )
     assert res.exit_code == 2 and "incomplete run" in res.output
 
     res = CliRunner().invoke(cli, ["encode", "--resume", str(killed), "--quiet"])
