@@ -178,7 +178,7 @@ def from_dict(cls: type[T], data: dict[str, Any], source: str = "config") -> T:
         )
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(str(k) for k in data if k not in names)
+    unknown = sorted(repr(k) for k in data if k not in names)
     if unknown:
         raise ConfigError(
             f"{source}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(names))})"

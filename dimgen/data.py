@@ -110,7 +110,8 @@ def _to_float_images(x: np.ndarray, name: str) -> np.ndarray:
     if x.dtype == np.uint8:
         x = x.astype(np.float32) / 255.0
     elif np.issubdtype(x.dtype, np.number) and not np.issubdtype(x.dtype, np.complexfloating):
-        x = x.astype(np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow -> inf, reported below
+            x = x.astype(np.float32)
     else:
         raise DataError(f"{name}: array x has unsupported dtype {x.dtype}")
     if x.ndim == 3:

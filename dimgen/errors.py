@@ -6,7 +6,13 @@ __all__ = ["ConfigError", "DataError", "DimgenError", "RunFolderError", "Trainin
 
 
 class DimgenError(Exception):
-    """Base class: a problem with the user's input or environment, reported without a traceback."""
+    """Base class: a problem with the user's input or environment, reported without a traceback.
+
+    Messages are folded onto one line, so a nested library message cannot break the CLI's output.
+    """
+
+    def __init__(self, message: object = "") -> None:
+        super().__init__(" ".join(str(message).split()))
 
 
 class ConfigError(DimgenError, ValueError):

@@ -38,10 +38,11 @@ def plot_codes(
         labels = None if labels is None else labels[sel]
     if d == 2:
         fig, ax = plt.subplots(figsize=(5.5, 5))
-        sc = ax.scatter(codes[:, 0], codes[:, 1], c=labels if labels is not None else "C0",
-                        cmap="tab10", s=4, alpha=0.7)  # fmt: skip
         if labels is not None:
+            sc = ax.scatter(codes[:, 0], codes[:, 1], c=labels, cmap="tab10", s=4, alpha=0.7)
             fig.colorbar(sc, ax=ax, label="label")
+        else:
+            ax.scatter(codes[:, 0], codes[:, 1], s=4, alpha=0.7)
         ax.set_xlabel("code 1")
         ax.set_ylabel("code 2")
         ax.set_aspect("equal")

@@ -48,6 +48,7 @@ class Tokenizer:
         spec = meta.get("spec")
         if meta.get("kind") != "encoder" or not isinstance(spec, dict):
             raise RunFolderError(f"{run_dir / 'encoder.safetensors'} is not a dimgen encoder")
+        _check_spec(spec, run_dir)
         try:
             encoder = build_encoder(
                 spec["encoder"], spec["in_shape"], spec["dim"], spec["encoder_hidden"]
@@ -129,3 +130,31 @@ class Tokenizer:
         if self.prior_name == "gaussian":
             return torch.randn(n, self.dim, generator=g)
         return torch.rand(n, self.dim, generator=g)
+
+
+def _check_spec(spec: dict[str, Any], run_dir: Path) -> None:
+    """Refuse metadata that could not have been written by dimgen before building anything."""
+
+    def bad(what: str) -> RunFolderError:
+        return RunFolderError(
+            f"{run_dir / 'encoder.safetensors'}: invalid encoder metadata ({what})"
+        )
+
+    shape = spec.get("in_shape")
+    if not (
+        isinstance(shape, list)
+        and 1 <= len(shape) <= 3
+        and all(type(v) is int and 0 < v <= 4096 for v in shape)
+    ):
+        raise bad(f"in_shape {shape!r}")
+    for key in ("dim", "encoder_hidden"):
+        v = spec.get(key)
+        if type(v) is not int or not 0 < v <= 65536:
+            raise bad(f"{key} {v!r}")
+    if spec.get("encoder") not in ("conv", "mlp"):
+        raise bad(f"encoder {spec.get('encoder')!r}")
+    if spec.get("prior") not in ("gaussian", "uniform"):
+        raise bad(f"prior {spec.get('prior')!r}")
+    for key in ("sigma", "eps"):
+        if type(spec.get(key)) not in (int, float):
+            raise bad(f"{key} {spec.get(key)!r}")

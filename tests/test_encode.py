@@ -180,7 +180,7 @@ def test_unknown_config_key_in_file(tmp_path: Path) -> None:
     p.write_text("epochs: 2\nnoise: 0.3\n")
     _fails(
         ["encode", "--config", str(p), "--out", str(tmp_path / "r")],
-        "unknown key(s) noise",
+        "unknown key(s) 'noise'",
         tmp_path,
     )
 
