@@ -63,6 +63,8 @@ class EncoderConfig:
     """``auto`` (cuda if available), ``cpu``, ``cuda`` or ``cuda:N``."""
     test_fraction: float = 0.2
     """Held-out fraction for sources without an official test split (digits, npz)."""
+    max_train: int = 0
+    """Use only the first N training samples (0: all); for quick experiments."""
     eval_batches: int = 20
     """Batches (each of ``batch_size``) of held-out data used to estimate the MI lower bound."""
     amp: bool = False
@@ -99,7 +101,7 @@ def _check_encoder(cfg: EncoderConfig) -> None:
             raise ConfigError(f"{name} must be >= 1, got {getattr(cfg, name)}")
     if cfg.batch_size < 2:
         raise ConfigError("batch_size must be >= 2 (in-batch negatives)")
-    for name in ("critic_chunk", "checkpoint_every", "threads"):
+    for name in ("critic_chunk", "checkpoint_every", "threads", "max_train"):
         if getattr(cfg, name) < 0:
             raise ConfigError(f"{name} must be >= 0, got {getattr(cfg, name)}")
     if not (math.isfinite(cfg.lr) and cfg.lr > 0):

@@ -215,6 +215,9 @@ def train_encoder(
         if data is not None
         else load_data(cfg.data, cfg.data_root, cfg.test_fraction, cfg.seed)
     )
+    if cfg.max_train and cfg.max_train < len(ds.x_train):
+        y = None if ds.y_train is None else ds.y_train[: cfg.max_train]
+        ds = Dataset(ds.name, ds.x_train[: cfg.max_train], y, ds.x_test, ds.y_test)
     check_finite(ds.x_train, f"{cfg.data} (train)")
     check_finite(ds.x_test, f"{cfg.data} (test)")
     if len(ds.x_train) < 2:
