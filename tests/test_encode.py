@@ -108,6 +108,8 @@ def test_cli_trains_uniform_codes(tmp_path: Path) -> None:
             "uniform",
             "--eps",
             "0.25",
+            "--set",
+            "max_train=500",
             "--epochs",
             "3",
             "--quiet",
@@ -120,6 +122,7 @@ def test_cli_trains_uniform_codes(tmp_path: Path) -> None:
     assert codes.min() >= 0 and codes.max() <= 1
     m = json.loads((out / "metrics.json").read_text())
     assert m["capacity_nats"] == pytest.approx(2 * np.log(1 + 1 / 0.5))
+    assert m["n_train"] == 500
 
 
 def _fails(args: list[str], match: str, tmp_path: Path) -> None:
