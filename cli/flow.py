@@ -1,0 +1,75 @@
+"""``dimgen flow``: map an encoder run's codes to another prior (exact map or trained flow)."""
+
+from __future__ import annotations
+
+import click
+
+from dimgen.flows.config import METHODS
+
+__all__ = ["register"]
+
+_TARGETS = (
+    "uniform | gaussian | laplace | logistic | cauchy | exponential (scipy.stats loc/scale "
+    "parameters, e.g. 'laplace(scale=2)') | scipy:NAME(k=v,...) | mixture:K(radius=3,std=0.5,seed=0)"
+)
+
+
+@click.command("flow")
+@click.argument("run", type=click.Path())
+@click.option("--to", "to", metavar="TARGET", help=f"Target prior: {_TARGETS}.")
+@click.option(
+    "--to-samples",
+    type=click.Path(dir_okay=False),
+    help="Target given as samples: .npz with array 'x' (or 'samples') of shape (n, d).",
+)
+@click.option("--out", type=click.Path(), help="Flow run folder to create.")
+@click.option(
+    "--method",
+    type=click.Choice(METHODS),
+    help="auto: exact for 1-D laws, else rqs.",
+)
+@click.option("--layers", type=int, help="Flow layers.")
+@click.option("--hidden", type=int, help="Hidden width of each flow layer.")
+@click.option("--bins", type=int, help="Spline bins (rqs).")
+@click.option("--steps", type=int, help="Training steps.")
+@click.option("--batch-size", type=int)
+@click.option("--lr", type=float)
+@click.option("--seed", type=int)
+@click.option(
+    "--set", "sets", multiple=True, metavar="KEY=VALUE", help="Any other FlowConfig field."
+)
+def flow(run: str, to: str | None, to_samples: str | None, out: str | None,
+         sets: tuple[str, ...], **flags: object) -> None:  # fmt: skip
+    """Map the codes of encoder RUN to another prior and write a flow run folder.
+
+    An i.i.d. 1-D target is reached exactly (probability-integral transform, no training);
+    mixtures and sample-defined targets by a trained normalizing flow. The report gives the KL
+    bound carried from RUN beside kNN and likelihood estimates.
+    """
+    from dimgen.cli.encode import _parse_sets
+
+    from dimgen.config import replace
+    from dimgen.errors import ConfigError
+    from dimgen.flows.config import FlowConfig
+    from dimgen.flows.runs import transform_codes
+
+    if out is None:
+        raise ConfigError("--out is required (the flow run folder to create)")
+    cfg = replace(replace(FlowConfig(), **_parse_sets(sets)), **flags)
+    res = transform_codes(run, to, to_samples=to_samples, config=cfg, out=out)
+    m = res.metrics
+    how = "exact map" if m["method"] == "exact" else f"{m['method']} flow"
+    click.echo(
+        f"wrote {out}: {how} {m['source_prior']} -> {m['target']} (d = {m['dim']}); "
+        f"KL bound carried {m['kl_bound_carried_nats']:.3f} nats [bound on {m['kl_bound_applies_to']}], "
+        f"kNN KL(T#codes || target) {m['kl_estimate_knn_nats']:.3f} nats [estimate]"
+    )
+    if m["method"] != "exact":
+        click.echo(
+            f"  flow fit: held-out NLL {m['heldout_nll_nats']:.3f} vs target entropy "
+            f"{m['target_entropy_nats']:.3f} -> KL(target || T#prior) ~ {m['kl_estimate_fit_nats']:.3f} nats [estimate]"
+        )
+
+
+def register(group: click.Group) -> None:
+    group.add_command(flow)
