@@ -54,3 +54,35 @@ def digits_uniform_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "digits-uniform"
     train_encoder(EncoderConfig(epochs=60, seed=0, prior="uniform", eps=0.1), out)
     return out
+
+
+@pytest.fixture(scope="session")
+def make_encoder_run(tmp_path_factory: pytest.TempPathFactory):
+    """Factory for a minimal complete encoder run folder holding given codes (no training).
+
+    ``make_encoder_run(codes, prior="gaussian", bound=0.5, n_test=None)`` writes ``codes.npz``
+    (labels = row % 10, the last ``n_test`` rows held out), ``metrics.json`` with the KL bound, and
+    ``run.json``: all that the code-level commands (flows, sampling priors) read.
+    """
+    import numpy as np
+
+    from dimgen.io import save_npz, write_json, write_run
+
+    def make(codes, prior: str = "gaussian", bound: float = 0.5, n_test: int | None = None) -> Path:
+        codes = np.asarray(codes, dtype=np.float32)
+        n, d = codes.shape
+        n_test = n // 2 if n_test is None else n_test
+        out = tmp_path_factory.mktemp("enc") / "run"
+        split = np.array(["train"] * (n - n_test) + ["test"] * n_test)
+        save_npz(out / "codes.npz", codes=codes, labels=np.arange(n) % 10, split=split)
+        cap = 2.0 * d
+        write_json(out / "metrics.json", {"prior": prior, "dim": d, "capacity_nats": cap,
+                                          "mi_lower_bound_nats": cap - bound,
+                                          "mi_lower_bound_stderr": 0.01,
+                                          "kl_upper_bound_nats": bound})  # fmt: skip
+        spec = {"dim": d, "prior": prior, "sigma": 0.2, "eps": 0.1, "in_shape": [1, 8, 8],
+                "encoder": "mlp", "encoder_hidden": 8}  # fmt: skip
+        write_run(out, "encoder", spec=spec)
+        return out
+
+    return make
