@@ -21,6 +21,9 @@ _LAZY = {
     "GaussianChannel": ".channel",
     "UniformChannel": ".channel",
     "DimgenError": ".errors",
+    "FlowConfig": ".flows",
+    "load_prior": ".flows",
+    "transform_codes": ".flows",
 }
 
 __all__ = [*_LAZY, "__version__"]

@@ -7,10 +7,20 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from dimgen.cli import cli
 
-FAST = ["--layers", "1", "--hidden", "8", "--steps", "20", "--set", "n_train=1000", "--set", "n_test=300"]
+FAST = [
+    "--layers",
+    "1",
+    "--hidden",
+    "8",
+    "--steps",
+    "20",
+    "--set",
+    "n_train=1000",
+    "--set",
+    "n_test=300",
+]
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +62,10 @@ def test_trained_flow_and_samples_target(src, tmp_path) -> None:
     ("args", "message"),
     [
         (["--to", "weibull"], "error: unknown target law 'weibull'"),
-        (["--to", "laplace(scale=oops)"], "error: target 'laplace(scale=oops)': scale='oops' is not a number"),
+        (
+            ["--to", "laplace(scale=oops)"],
+            "error: target 'laplace(scale=oops)': scale='oops' is not a number",
+        ),
         (["--to", "mixture:8", "--method", "exact"], "no exact elementwise map"),
         ([], "error: give exactly one target"),
         (["--to", "laplace", "--set", "layer=3"], "unknown key(s) layer"),

@@ -92,8 +92,11 @@ def _check_source_support(codes: np.ndarray, prior: str) -> None:
         )
 
 
-def _target_samples(target: Target, cfg: FlowConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(train, held-out) target samples: fresh draws, or a seeded split of the given samples."""
+def _target_samples(target: Target, cfg: FlowConfig, train: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(train, held-out) target samples: fresh draws, or a seeded split of the given samples.
+
+    The training part is empty when ``train`` is false (exact maps need only references).
+    """
     if isinstance(target, SampleTarget):
         y = target.samples
         n_test = max(round(cfg.test_fraction * len(y)), 2 * cfg.knn_k + 2)
@@ -101,7 +104,8 @@ def _target_samples(target: Target, cfg: FlowConfig) -> tuple[np.ndarray, np.nda
             raise DataError(f"{len(y)} target samples are too few to hold out {n_test} of them")
         perm = np.random.default_rng(cfg.seed).permutation(len(y))
         return y[perm[n_test:]], y[perm[:n_test]]
-    return target.sample(cfg.n_train, cfg.seed), target.sample(cfg.n_test, cfg.seed + 1)
+    y_train = target.sample(cfg.n_train, cfg.seed) if train else np.zeros((0, target.dim))
+    return y_train, target.sample(cfg.n_test, cfg.seed + 1)
 
 
 def transform_codes(
@@ -149,7 +153,7 @@ def transform_codes(
         )
     spec: dict[str, Any] = {"dim": dim, "source_prior": prior, "target": target.spec,
                             "method": method, "source_run": str(run_dir.resolve())}  # fmt: skip
-    y_train, y_test = _target_samples(target, cfg)
+    y_train, y_test = _target_samples(target, cfg, train=method != "exact")
     fit: dict[str, Any] = {}
     flow = None
     if method != "exact":
