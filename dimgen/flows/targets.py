@@ -270,7 +270,9 @@ class MixtureTarget(Target):
     def log_prob(self, y: np.ndarray) -> np.ndarray:
         from scipy.special import logsumexp
 
-        sq = ((y[:, None, :] - self.means[None]) ** 2).sum(-1)  # (n, k)
+        # (n, k) squared distances without the (n, k, d) difference tensor
+        sq = (y**2).sum(1)[:, None] - 2 * y @ self.means.T + (self.means**2).sum(1)[None]
+        sq = np.maximum(sq, 0.0)
         norm = 0.5 * self.dim * math.log(2 * math.pi * self.std**2) + math.log(self.k)
         return logsumexp(-sq / (2 * self.std**2), axis=1) - norm
 
