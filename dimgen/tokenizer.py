@@ -1,9 +1,16 @@
 """`Tokenizer`: a trained encoder as a reusable map from inputs to prior-distributed codes.
 
+With a uniform prior U[0,1]^d and channel noise U[-eps, eps], the paper shows the capacity is
+reached by codes on the discrete grid {0, 2 eps, 4 eps, ..., 1} per axis: :meth:`Tokenizer.tokens`
+maps inputs to integer indices on that grid and :meth:`Tokenizer.from_tokens` maps them back, so
+the codes can serve as discrete tokens for other generators.
+
 Example:
     >>> tok = Tokenizer.from_pretrained("runs/digits")     # doctest: +SKIP
     >>> codes = tok.encode(images)                         # (n, d) under tok.prior
     >>> z = tok.sample_prior(64, seed=0)                   # codes for unconditional generation
+    >>> ids = tok.tokens(images)                           # uniform prior: (n, d) int64 in [0, K)
+    >>> grid_codes = tok.from_tokens(ids)                  # (n, d) codes on the grid
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from torch import Tensor
 from torch.distributions import Distribution
 
 from .channel import NoiseChannel, make_channel
-from .errors import DataError, RunFolderError
+from .errors import ConfigError, DataError, RunFolderError
 from .io import load_weights, read_run
 from .nets import build_encoder
 
@@ -44,11 +51,20 @@ class Tokenizer:
     def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu") -> Tokenizer:
         """Rebuild the encoder of a complete ``dimgen encode`` run folder."""
         run_dir, _ = read_run(path, "encoder")
-        tensors, meta = load_weights(run_dir / "encoder.safetensors")
+        return cls.from_weights(run_dir / "encoder.safetensors", device, run_dir)
+
+    @classmethod
+    def from_weights(
+        cls, path: str | Path, device: str | torch.device = "cpu", run_dir: Path | None = None
+    ) -> Tokenizer:
+        """Rebuild from an ``encoder.safetensors`` file alone (e.g. the copy a GAN run keeps)."""
+        path = Path(path)
+        tensors, meta = load_weights(path)
         spec = meta.get("spec")
         if meta.get("kind") != "encoder" or not isinstance(spec, dict):
-            raise RunFolderError(f"{run_dir / 'encoder.safetensors'} is not a dimgen encoder")
-        _check_spec(spec, run_dir)
+            raise RunFolderError(f"{path} is not a dimgen encoder")
+        _check_spec(spec, path)
+        run_dir = run_dir if run_dir is not None else path.parent
         try:
             encoder = build_encoder(
                 spec["encoder"], spec["in_shape"], spec["dim"], spec["encoder_hidden"]
@@ -94,8 +110,10 @@ class Tokenizer:
             raise DataError(f"inputs must be numeric, got dtype {arr.dtype}")
         arr = arr.astype(np.float32, copy=False)
         want = self.in_shape
-        if arr.shape == want:  # a single sample
+        if arr.shape == want:  # a single sample ((N, H, W) grey images are handled below)
             arr = arr[None]
+        elif len(want) == 3 and want[0] == 1 and arr.shape == want[1:]:  # one (H, W) grey image
+            arr = arr[None, None]
         if arr.shape[1:] != want:
             if len(want) == 3 and want[0] == 1 and arr.shape[1:] == want[1:]:
                 arr = arr[:, None]  # (N, H, W) grey images
@@ -131,14 +149,72 @@ class Tokenizer:
             return torch.randn(n, self.dim, generator=g)
         return torch.rand(n, self.dim, generator=g)
 
+    # -- discrete tokens (uniform prior) ---------------------------------------------------------
+    def _require_uniform(self) -> float:
+        if self.prior_name != "uniform":
+            raise ConfigError(
+                f"discrete tokens need a uniform-prior encoder; this one has a {self.prior_name} "
+                "prior (train with --prior uniform)"
+            )
+        return float(self.spec["eps"])
 
-def _check_spec(spec: dict[str, Any], run_dir: Path) -> None:
+    @property
+    def grid_step(self) -> float:
+        """Spacing 2 eps of the token grid (uniform prior only)."""
+        return 2.0 * self._require_uniform()
+
+    @property
+    def grid_size(self) -> int:
+        """K, the number of grid points per axis (uniform prior only).
+
+        The points are ``k * 2 eps`` for k = 0..K-1: the most points spaced 2 eps apart that fit in
+        [0, 1], so noisy codes of neighbouring points never overlap. When 1/(2 eps) is an integer
+        (up to 1e-6), K = 1/(2 eps) + 1 and the grid is {0, 2 eps, ..., 1} as in the paper;
+        otherwise K = floor(1/(2 eps)) + 1, the last point lies below 1 and codes above it map
+        to the last token.
+        """
+        ratio = 1.0 / self.grid_step
+        near = round(ratio)
+        whole = near if abs(ratio - near) < 1e-6 else int(np.floor(ratio))
+        return whole + 1
+
+    def quantize(self, codes: Any) -> Tensor:
+        """(n, d) codes in [0, 1] -> (n, d) int64 token ids: the nearest grid point, clipped."""
+        c = torch.as_tensor(np.asarray(codes, dtype=np.float64))
+        if c.ndim != 2 or c.shape[1] != self.dim:
+            raise DataError(f"codes must have shape (n, {self.dim}), got {tuple(c.shape)}")
+        if not torch.isfinite(c).all():
+            raise DataError("codes contain NaN or Inf")
+        k = self.grid_size
+        return torch.round(c / self.grid_step).clamp(0, k - 1).long()
+
+    def tokens(self, x: Any, batch_size: int = 2048) -> Tensor:
+        """Inputs -> (n, d) int64 token ids in [0, K): the nearest grid point of each code axis."""
+        self._require_uniform()
+        return self.quantize(self.encode(x, batch_size))
+
+    def from_tokens(self, ids: Any) -> Tensor:
+        """(n, d) integer token ids in [0, K) -> (n, d) float32 codes on the grid (inverse of tokens)."""
+        k = self.grid_size
+        arr = np.asarray(ids.detach().cpu() if isinstance(ids, Tensor) else ids)
+        if not np.issubdtype(arr.dtype, np.integer):
+            raise DataError(f"token ids must be integers, got dtype {arr.dtype}")
+        if arr.ndim != 2 or arr.shape[1] != self.dim:
+            raise DataError(f"token ids must have shape (n, {self.dim}), got {arr.shape}")
+        if arr.size and (arr.min() < 0 or arr.max() >= k):
+            raise DataError(f"token ids must lie in [0, {k - 1}], got [{arr.min()}, {arr.max()}]")
+        step = self.grid_step
+        # Exactly 1.0 at the top of a whole grid: divide rather than multiply by a rounded step.
+        whole = abs(1.0 / step - (k - 1)) < 1e-6
+        grid = arr / (k - 1) if whole else arr * step
+        return torch.from_numpy(np.clip(grid, 0.0, 1.0).astype(np.float32))
+
+
+def _check_spec(spec: dict[str, Any], path: Path) -> None:
     """Refuse metadata that could not have been written by dimgen before building anything."""
 
     def bad(what: str) -> RunFolderError:
-        return RunFolderError(
-            f"{run_dir / 'encoder.safetensors'}: invalid encoder metadata ({what})"
-        )
+        return RunFolderError(f"{path}: invalid encoder metadata ({what})")
 
     shape = spec.get("in_shape")
     if not (
