@@ -1,0 +1,144 @@
+"""``dimgen train-gan``, ``dimgen sample`` and ``dimgen evaluate-gan``: thin calls into dimgen.gan."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+__all__ = ["register"]
+
+
+@click.command("train-gan")
+@click.argument("encoder_run", type=click.Path())
+@click.option("--out", type=click.Path(), required=True, help="GAN run folder to create.")
+@click.option(
+    "--config", "config_path", type=click.Path(dir_okay=False), help="YAML preset (see configs/)."
+)
+@click.option("--data", help="Training images [default: the encoder run's data].")
+@click.option("--data-root", help="Folder with torchvision data sets (else $DIMGEN_DATA).")
+@click.option("--arch", type=click.Choice(["auto", "mlp", "dcgan"]))
+@click.option("--steps", type=int, help="Generator updates.")
+@click.option("--batch-size", type=int)
+@click.option("--seed", type=int)
+@click.option("--device", help="auto | cpu | cuda | cuda:N")
+@click.option(
+    "--set", "sets", multiple=True, metavar="KEY=VALUE", help="Any other config field (YAML value)."
+)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def train_gan_cmd(encoder_run: str, out: str, config_path: str | None, sets: tuple[str, ...],
+                  quiet: bool, **flags: object) -> None:  # fmt: skip
+    """Train a GAN conditioned on the codes of ENCODER_RUN (a `dimgen encode` run folder)."""
+    from dimgen.cli.encode import _parse_sets
+
+    from dimgen.config import load_config, replace
+    from dimgen.gan import GANConfig, train_gan
+
+    cfg = load_config(config_path, GANConfig) if config_path else GANConfig()
+    cfg = replace(cfg, **_parse_sets(sets))
+    cfg = replace(cfg, encoder_run=encoder_run, **flags)
+    run = train_gan(cfg, out, progress=not quiet)
+    m = run.metrics
+    parts = [f"wrote {run.path}: {m['steps']} steps in {m['train_seconds']:.0f} s"]
+    if "conditional_consistency" in m:
+        parts.append(f"conditional consistency {m['conditional_consistency']:.1f}%")
+        parts.append(f"unconditional class TV {m['class_tv_unconditional']:.3f}")
+    click.echo(", ".join(parts))
+
+
+@click.command("sample")
+@click.argument("run", type=click.Path())
+@click.option("--unconditional", is_flag=True, help="Codes drawn from the encoder's prior.")
+@click.option(
+    "--from-images",
+    "from_images",
+    metavar="SOURCE",
+    help="Codes of real images: digits | mnist:test | npz:PATH ... (bare names: the test split).",
+)
+@click.option(
+    "--codes", "codes_path", type=click.Path(), help=".npz with an array 'codes' of shape (n, d)."
+)
+@click.option(
+    "--prior",
+    "prior_path",
+    type=click.Path(),
+    help="With --unconditional: draw codes from this flow-defined prior (dimgen.flows).",
+)
+@click.option("-n", "n", type=int, help="Number of samples [default: 64; with --codes: all].")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--out", type=click.Path(), required=True, help="PNG grid; an .npz is written beside it."
+)
+@click.option("--nrow", type=int, default=8, show_default=True, help="Images per grid row.")
+@click.option("--data-root", help="Folder with torchvision data sets (else $DIMGEN_DATA).")
+@click.option("--no-ema", is_flag=True, help="Use the raw generator instead of its EMA.")
+def sample_cmd(run: str, unconditional: bool, from_images: str | None, codes_path: str | None,
+               prior_path: str | None, n: int | None, seed: int, out: str, nrow: int,
+               data_root: str | None, no_ema: bool) -> None:  # fmt: skip
+    """Generate images with a trained GAN RUN: from the prior, from real images, or given codes."""
+    from dimgen.errors import ConfigError, DataError
+    from dimgen.gan import sample, write_samples
+
+    modes = [unconditional, from_images is not None, codes_path is not None]
+    if sum(modes) != 1:
+        raise ConfigError("give exactly one of --unconditional, --from-images SOURCE, --codes NPZ")
+    if prior_path is not None and not unconditional:
+        raise ConfigError("--prior only applies with --unconditional")
+    if n is not None and n < 1:
+        raise DataError(f"-n must be >= 1, got {n}")
+    if nrow < 1:
+        raise ConfigError(f"--nrow must be >= 1, got {nrow}")
+    s = sample(run, unconditional=unconditional, from_images=from_images, codes=codes_path,
+               prior=prior_path, n=n, seed=seed, data_root=data_root, ema=not no_ema)  # fmt: skip
+    png, npz = write_samples(
+        out, s.images, s.codes, real=s.real, labels=s.labels, seed=seed, nrow=nrow
+    )
+    click.echo(f"wrote {png} and {npz}: {len(s.images)} samples ({s.mode})")
+
+
+@click.command("evaluate-gan")
+@click.argument("run", type=click.Path())
+@click.option(
+    "-n",
+    "n",
+    type=int,
+    help="Held-out images (and unconditional samples) [default: the run's eval_samples].",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--data-root", help="Folder with torchvision data sets (else $DIMGEN_DATA).")
+@click.option(
+    "--inception-weights",
+    type=click.Path(),
+    help="Local torch-fidelity Inception weights: also report real fid / kid.",
+)
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
+@click.option("--out", type=click.Path(), help="Also write the metrics to this JSON file.")
+def evaluate_gan_cmd(run: str, n: int | None, seed: int, data_root: str | None,
+                     inception_weights: str | None, device: str, as_json: bool, out: str | None) -> None:  # fmt: skip
+    """FID/KID, conditional consistency and class balance of a GAN RUN, conditional vs unconditional."""
+    from dimgen.errors import DataError
+    from dimgen.fidelity import find_inception_weights
+    from dimgen.gan import evaluate_run
+    from dimgen.io import write_json
+
+    if n is not None and n <= 0:
+        raise DataError(f"-n must be >= 1, got {n}")
+    metrics = evaluate_run(run, n=n, seed=seed, data_root=data_root, device=device,
+                           inception_weights=find_inception_weights(inception_weights))  # fmt: skip
+    if out is not None:
+        write_json(out, metrics)
+    if as_json:
+        click.echo(json.dumps(metrics, sort_keys=True))
+        return
+    for key in sorted(metrics):
+        value = metrics[key]
+        if isinstance(value, list):
+            continue
+        click.echo(f"{key}: {value:.4g}" if isinstance(value, float) else f"{key}: {value}")
+
+
+def register(group: click.Group) -> None:
+    group.add_command(train_gan_cmd)
+    group.add_command(sample_cmd)
+    group.add_command(evaluate_gan_cmd)
