@@ -86,3 +86,13 @@ def make_encoder_run(tmp_path_factory: pytest.TempPathFactory):
         return out
 
     return make
+
+
+def digits_gan_run(digits_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A complete GAN run on the digits codes (MLP G/D, 800 steps); shared, read-only."""
+    from dimgen.gan import GANConfig, train_gan
+
+    out = tmp_path_factory.mktemp("runs") / "digits-gan"
+    cfg = GANConfig(encoder_run=str(digits_run), steps=800, sample_every=400, device="cpu")
+    train_gan(cfg, out)
+    return out
