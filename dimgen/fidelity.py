@@ -278,7 +278,9 @@ def _extractor_class() -> type:
 
 
 def extractor_name(data: str) -> str:
-    """``dimgen-classifier-<data>`` with path separators and colons made safe."""
+    """``dimgen-classifier-<data>``; ``npz:PATH`` becomes ``npz-<file stem>``, other characters safe."""
+    if data.startswith("npz:"):
+        data = "npz-" + Path(data[4:]).stem
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in data)
     return f"dimgen-classifier-{safe}"
 

@@ -910,13 +910,21 @@ def gan_report(metrics: dict[str, Any], cfg: GANConfig, enc_dir: Path) -> str:
             lines.append(f"| label consistency (%) | {metrics['conditional_consistency']:.1f} "
                          f"(classifier on real: {metrics['classifier_accuracy_real']:.1f}, chance "
                          f"{metrics['chance_consistency']:.1f}) | n/a |")  # fmt: skip
-            for what in ("tv", "coverage"):
-                lines.append(f"| class histogram {what} vs data | {_num(metrics[f'class_{what}_conditional'])} "
-                             f"| {_num(metrics[f'class_{what}_unconditional'])} |")  # fmt: skip
+            lines.append(
+                f"| class histogram TV vs data | {_num(metrics['class_tv_conditional'])} "
+                f"| {_num(metrics['class_tv_unconditional'])} |"
+            )
+            lines.append(
+                f"| classes covered (of {metrics['n_classes']}) | "
+                f"{metrics['class_coverage_conditional']} | {metrics['class_coverage_unconditional']} |"
+            )
         for key in ("fid_dimgen_classifier", "kid_dimgen_classifier", "fid", "kid"):
             if f"{key}_conditional" in metrics:
                 lines.append(f"| {key} | {_num(metrics[f'{key}_conditional'])} | "
                              f"{_num(metrics[f'{key}_unconditional'])} |")  # fmt: skip
+        if "encoder_knn_acc" in metrics and "conditional_consistency" in metrics:
+            lines += ["", f"The codes keep {100 * metrics['encoder_knn_acc']:.1f}% 5-NN label accuracy "
+                          "(held-out): roughly the ceiling for the label consistency."]  # fmt: skip
         if "fid_dimgen_classifier_real" in metrics:
             lines += ["", f"Reference: training vs held-out real images give fid_dimgen_classifier = "
                           f"{metrics['fid_dimgen_classifier_real']:.3f}, kid_dimgen_classifier = "

@@ -84,8 +84,9 @@ def test_extractor_registration_and_outputs(digits: object, classifier: Path) ->
     from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
     from torch_fidelity.utils import create_feature_extractor
 
-    name = fd.extractor_name("npz:/some/path.npz")
-    assert name == "dimgen-classifier-npz--some-path.npz"
+    assert fd.extractor_name("mnist:test") == "dimgen-classifier-mnist-test"
+    name = fd.extractor_name("npz:/some/my data.npz")
+    assert name == "dimgen-classifier-npz-my-data"
     assert fd.register_classifier_extractor(name) == name
     assert fd.register_classifier_extractor(name) == name  # twice is fine
     assert name in FEATURE_EXTRACTORS_REGISTRY
