@@ -396,7 +396,9 @@ class GAN:
         return self.generate(codes, seed=seed), codes
 
 
-def prior_codes_from_flow(path: str | Path, n: int, seed: int | None, dim: int) -> Tensor:
+def prior_codes_from_flow(
+    path: str | Path, n: int, seed: int | None, dim: int, prior_name: str | None = None
+) -> Tensor:
     """``n`` codes from a flow-defined prior (``dimgen.flows.load_prior``), in the encoder's space."""
     if n < 1:
         raise DataError(f"n must be >= 1, got {n}")
@@ -407,6 +409,12 @@ def prior_codes_from_flow(path: str | Path, n: int, seed: int | None, dim: int) 
             f"--prior needs dimgen.flows (flow-defined priors), which is not available here ({exc})"
         ) from None
     prior = load_prior(path)
+    source = getattr(prior, "source_prior", None)
+    if prior_name is not None and source is not None and source != prior_name:
+        raise ConfigError(
+            f"the flow prior {path} maps back to {source} codes; this GAN was trained on "
+            f"{prior_name} codes"
+        )
     codes = torch.as_tensor(prior.to_source(prior.sample(n, seed=seed))).detach().float().cpu()
     if codes.ndim != 2 or codes.shape[1] != dim:
         raise DataError(
@@ -493,7 +501,7 @@ def sample(
         if prior is None:
             images, c = gan.sample_unconditional(count, seed=seed)
         else:
-            c = prior_codes_from_flow(prior, count, seed, gan.code_dim)
+            c = prior_codes_from_flow(prior, count, seed, gan.code_dim, gan.tokenizer.prior_name)
             images = gan.generate(c, seed=seed)
         return Samples(images, c, "unconditional")
     if from_images is not None:

@@ -88,6 +88,7 @@ def make_encoder_run(tmp_path_factory: pytest.TempPathFactory):
     return make
 
 
+@pytest.fixture(scope="session")
 def digits_gan_run(digits_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A complete GAN run on the digits codes (MLP G/D, 800 steps); shared, read-only."""
     from dimgen.gan import GANConfig, train_gan

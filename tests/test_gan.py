@@ -247,10 +247,13 @@ def test_flow_prior_missing_is_a_clear_error(digits_gan_run: Path) -> None:
 
 
 def test_flow_prior(digits_gan_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--prior calls exactly load_prior(path), p.sample(n, seed=seed), p.to_source(z)."""
     flows = pytest.importorskip("dimgen.flows")
     calls = {}
 
     class FakePrior:
+        source_prior = "gaussian"
+
         def sample(self, n: int, seed: int | None = None) -> torch.Tensor:
             calls["sample"] = (n, seed)
             return torch.randn(n, 2, generator=torch.Generator().manual_seed(seed))
@@ -259,10 +262,42 @@ def test_flow_prior(digits_gan_run: Path, monkeypatch: pytest.MonkeyPatch) -> No
             calls["to_source"] = tuple(z.shape)
             return 2 * z
 
-    monkeypatch.setattr(flows, "load_prior", lambda path: FakePrior())
+    monkeypatch.setattr(
+        flows, "load_prior", lambda path: calls.setdefault("path", path) and FakePrior()
+    )
     s = sample(digits_gan_run, unconditional=True, prior="flow-run", n=6, seed=4)
-    assert calls == {"sample": (6, 4), "to_source": (6, 2)}
+    assert calls == {"path": "flow-run", "sample": (6, 4), "to_source": (6, 2)}
     assert s.images.shape == (6, 1, 8, 8)
+    torch.testing.assert_close(
+        s.codes, 2 * torch.randn(6, 2, generator=torch.Generator().manual_seed(4))
+    )
+    FakePrior.source_prior = "uniform"
+    with pytest.raises(ConfigError, match="uniform codes"):
+        sample(digits_gan_run, unconditional=True, prior="flow-run", n=6, seed=4)
+
+
+def test_flow_prior_real_run(digits_gan_run: Path, digits_run: Path, tmp_path: Path) -> None:
+    """A real `dimgen flow` run (exact map to U[0,1]^2) drives the GAN through --prior."""
+    flows = pytest.importorskip("dimgen.flows")
+    from click.testing import CliRunner
+    from dimgen.cli import cli
+
+    flow = tmp_path / "flow-u"
+    res = CliRunner().invoke(cli, ["flow", str(digits_run), "--to", "uniform", "--out", str(flow)])
+    assert res.exit_code == 0, res.output
+    s = sample(digits_gan_run, unconditional=True, prior=flow, n=50, seed=7)
+    p = flows.load_prior(flow)
+    torch.testing.assert_close(s.codes, p.to_source(p.sample(50, seed=7)))
+    assert s.images.shape == (50, 1, 8, 8)
+    # Phi^-1 of U[0,1] draws: Gaussian codes again, in the GAN's code space.
+    assert abs(float(s.codes.mean())) < 0.4 and 0.6 < float(s.codes.std()) < 1.4
+    out = tmp_path / "flow.png"
+    args = ["sample", str(digits_gan_run), "--unconditional", "--prior", str(flow), "-n", "50",
+            "--seed", "7", "--out", str(out)]  # fmt: skip
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    with np.load(out.with_suffix(".npz")) as f:
+        np.testing.assert_array_equal(f["codes"], s.codes.numpy())
 
 
 def test_evaluate_gan_without_labels_or_classifier(digits_gan_run: Path) -> None:
