@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from dimgen.config import from_dict, load_config
-from dimgen.errors import ConfigError, DataError, RunFolderError
+from dimgen.errors import ConfigError, DataError, RunFolderError, TrainingError
 from dimgen.gan import (
     GAN,
     GANConfig,
@@ -313,3 +313,26 @@ def test_evaluate_gan_without_labels_or_classifier(digits_gan_run: Path) -> None
     assert m["fid_dimgen_classifier_conditional"] > 0
     m = evaluate_gan(gan, ds, classifier_path=None, n=50)
     assert set(m) == {"n_eval", "eval_seed"}
+
+
+def test_train_in_memory_with_r1_and_nonsaturating(digits_run: Path) -> None:
+    cfg = GANConfig(encoder_run=str(digits_run), steps=6, log_every=3, r1_gamma=1.0, ema_decay=0.0,
+                    loss="nonsaturating", conditioning="projection", batch_size=32, device="cpu")  # fmt: skip
+    run = train_gan(cfg)  # no folder: nets and history only
+    assert run.path is None and [h["step"] for h in run.history] == [3, 6]
+    assert all(np.isfinite([h["d_loss"], h["g_loss"]]).all() for h in run.history)
+    assert run.config.encoder_run == str(digits_run.resolve())
+    assert run.gan.generate(torch.zeros(3, 2), seed=0).shape == (3, 1, 8, 8)
+
+
+def test_diverging_losses_stop_training(digits_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dimgen.gan as gan_mod
+
+    real_loss = gan_mod.d_loss
+    monkeypatch.setattr(gan_mod, "d_loss", lambda r, f, k: real_loss(r, f, k) * float("nan"))
+    with pytest.raises(TrainingError, match="diverged"):
+        train_gan(
+            GANConfig(
+                encoder_run=str(digits_run), steps=4, log_every=2, batch_size=16, device="cpu"
+            )
+        )
