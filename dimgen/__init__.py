@@ -24,6 +24,9 @@ _LAZY = {
     "FlowConfig": ".flows",
     "load_prior": ".flows",
     "transform_codes": ".flows",
+    "GAN": ".gan",
+    "GANConfig": ".gan",
+    "train_gan": ".gan",
 }
 
 __all__ = [*_LAZY, "__version__"]

@@ -336,3 +336,14 @@ def test_diverging_losses_stop_training(digits_run: Path, monkeypatch: pytest.Mo
                 encoder_run=str(digits_run), steps=4, log_every=2, batch_size=16, device="cpu"
             )
         )
+
+
+def test_top_level_exports_stay_lazy() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, dimgen; assert 'dimgen.gan' not in sys.modules and 'torch_fidelity' not in "
+            "sys.modules; assert dimgen.GANConfig().steps == 1000 and dimgen.GAN and dimgen.train_gan; "
+            "assert 'torch_fidelity' not in sys.modules")  # fmt: skip
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-1000:]
