@@ -75,12 +75,14 @@ class Classifier(nn.Module):
         self.kind = "conv" if len(self.in_shape) == 3 and min(self.in_shape[1:]) >= 16 else "mlp"
         act = nn.ReLU()
         if self.kind == "conv":
-            c = self.in_shape[0]
+            c, h, w = self.in_shape
+            flat = width * (h // 4) * (w // 4)
             self.body = nn.Sequential(
-                nn.Conv2d(c, width // 2, 3, padding=1), act, nn.MaxPool2d(2),
-                nn.Conv2d(width // 2, width, 3, padding=1), act, nn.MaxPool2d(2),
-                nn.Conv2d(width, 2 * width, 3, padding=1), act, nn.AdaptiveAvgPool2d(1),
-                nn.Flatten(), nn.Linear(2 * width, 2 * width), act,
+                nn.Conv2d(c, width // 2, 3, padding=1), nn.BatchNorm2d(width // 2), act,
+                nn.MaxPool2d(2),                                               # (w/2, H/2, W/2)
+                nn.Conv2d(width // 2, width, 3, padding=1), nn.BatchNorm2d(width), act,
+                nn.MaxPool2d(2),                                               # (w, H/4, W/4)
+                nn.Flatten(), nn.Linear(flat, 2 * width), act,
             )  # fmt: skip
         else:
             self.body = nn.Sequential(

@@ -135,3 +135,22 @@ def test_shape_mismatch_and_inception_lookup(
     assert fd.find_inception_weights() is None
     with pytest.raises(DataError, match="two classes"):
         fd.train_classifier(digits.x_train[:10], np.zeros(10, np.int64), epochs=1)
+
+
+def test_conv_classifier_for_larger_images(tmp_path: Path) -> None:
+    """Images of side >= 16 get the conv classifier; it learns and serves as an extractor."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, 600)
+    x = rng.random((600, 1, 16, 16)).astype(np.float32) * 0.3
+    for k in range(4):  # class k: a bright 4x16 band at rows 4k..4k+3
+        x[y == k, :, 4 * k : 4 * k + 4, :] += 0.7
+    clf = fd.train_classifier(x[:500], y[:500], epochs=4, seed=0)
+    assert clf.kind == "conv" and clf.features(torch.from_numpy(x[:2])).shape == (2, 128)
+    assert float(np.mean(fd.predict(clf, x[500:]) == y[500:])) > 0.95
+    fd.save_classifier(tmp_path / "c.safetensors", clf)
+    same = fd.fidelity_metrics(
+        x[500:], x[500:], tmp_path / "c.safetensors", "dimgen-classifier-bands"
+    )
+    other = fd.fidelity_metrics(x[500:][y[500:] < 2], x[500:][y[500:] >= 2], tmp_path / "c.safetensors",
+                                "dimgen-classifier-bands")  # fmt: skip
+    assert abs(same["fid_dimgen_classifier"]) < 1e-6 < 1.0 < other["fid_dimgen_classifier"]
