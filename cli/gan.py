@@ -10,8 +10,11 @@ __all__ = ["register"]
 
 
 @click.command("train-gan")
-@click.argument("encoder_run", type=click.Path())
-@click.option("--out", type=click.Path(), required=True, help="GAN run folder to create.")
+@click.argument("encoder_run", type=click.Path(), required=False)
+@click.option("--out", type=click.Path(), help="GAN run folder to create.")
+@click.option(
+    "--resume", "resume_dir", type=click.Path(), help="Continue an interrupted GAN run folder."
+)
 @click.option(
     "--config", "config_path", type=click.Path(dir_okay=False), help="YAML preset (see configs/)."
 )
@@ -26,18 +29,41 @@ __all__ = ["register"]
     "--set", "sets", multiple=True, metavar="KEY=VALUE", help="Any other config field (YAML value)."
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train_gan_cmd(encoder_run: str, out: str, config_path: str | None, sets: tuple[str, ...],
-                  quiet: bool, **flags: object) -> None:  # fmt: skip
-    """Train a GAN conditioned on the codes of ENCODER_RUN (a `dimgen encode` run folder)."""
+def train_gan_cmd(encoder_run: str | None, out: str | None, resume_dir: str | None,
+                  config_path: str | None, sets: tuple[str, ...], quiet: bool, **flags: object) -> None:  # fmt: skip
+    """Train a GAN conditioned on the codes of ENCODER_RUN (a `dimgen encode` run folder).
+
+    With --resume RUN, continue an interrupted GAN run from its last checkpoint.
+    """
+    from pathlib import Path
+
     from dimgen.cli.encode import _parse_sets
 
     from dimgen.config import load_config, replace
+    from dimgen.errors import ConfigError
     from dimgen.gan import GANConfig, train_gan
 
-    cfg = load_config(config_path, GANConfig) if config_path else GANConfig()
-    cfg = replace(cfg, **_parse_sets(sets))
-    cfg = replace(cfg, encoder_run=encoder_run, **flags)
-    run = train_gan(cfg, out, progress=not quiet)
+    if resume_dir is not None:
+        if encoder_run or out or config_path or sets or any(v is not None for v in flags.values()):
+            raise ConfigError("--resume uses the run's own config.yaml; pass no other options")
+        run_dir = Path(resume_dir)
+        if (run_dir / "run.json").is_file():
+            raise ConfigError(f"{run_dir} is already complete; nothing to resume")
+        if not (run_dir / "config.yaml").is_file():
+            raise ConfigError(f"nothing to resume: {run_dir} has no config.yaml")
+        run = train_gan(
+            load_config(run_dir / "config.yaml", GANConfig),
+            run_dir,
+            progress=not quiet,
+            resume=True,
+        )
+    else:
+        if encoder_run is None or out is None:
+            raise ConfigError("train-gan needs ENCODER_RUN and --out (or --resume RUN)")
+        cfg = load_config(config_path, GANConfig) if config_path else GANConfig()
+        cfg = replace(cfg, **_parse_sets(sets))
+        cfg = replace(cfg, encoder_run=encoder_run, **flags)
+        run = train_gan(cfg, out, progress=not quiet)
     m = run.metrics
     parts = [f"wrote {run.path}: {m['steps']} steps in {m['train_seconds']:.0f} s"]
     if "conditional_consistency" in m:

@@ -112,8 +112,8 @@ class GANConfig:
     """``auto`` (cuda if available), ``cpu``, ``cuda`` or ``cuda:N``."""
     sample_every: int = 500
     """Save a sample grid to ``samples/`` every N steps (0: only at the end)."""
-    checkpoint_every: int = 0
-    """Save a full checkpoint every N steps (0: only at the end)."""
+    checkpoint_every: int = 500
+    """Save a full, resumable checkpoint every N steps (0: only at the end)."""
     log_every: int = 100
     """Average the losses over windows of N steps for the history (and divergence checks)."""
     classifier_epochs: int = 20
@@ -566,6 +566,7 @@ def _save_checkpoint(
     step: int,
     history: list[dict[str, float]],
     cfg: GANConfig,
+    partial: Tensor | None = None,
 ) -> None:
     """G, D, EMA, both optimisers, step, history and RNG states: everything a resume needs."""
     from .train import _opt_tensors
@@ -581,10 +582,43 @@ def _save_checkpoint(
         meta["optimizers"][name] = m
     tensors["rng.torch"] = torch.get_rng_state()
     tensors["rng.batches"] = gen.get_state()
+    tensors["loss_window"] = (partial if partial is not None else torch.zeros(2)).detach().cpu()
     if torch.cuda.is_available():
         for i, s in enumerate(torch.cuda.get_rng_state_all()):
             tensors[f"rng.cuda.{i}"] = s
     save_weights(path, tensors, meta)
+
+
+def _load_checkpoint(
+    path: Path,
+    nets: dict[str, nn.Module],
+    opts: dict[str, torch.optim.Optimizer],
+    gen: torch.Generator,
+) -> tuple[int, list[dict[str, float]], Tensor]:
+    """Restore :func:`_save_checkpoint`'s state; returns (step, history, partial loss window)."""
+    from .train import _opt_load
+
+    tensors, meta = load_weights(path)
+    if meta.get("kind") != "gan-checkpoint":
+        raise RunFolderError(f"{path} is not a GAN checkpoint")
+    try:
+        for name, net in nets.items():
+            prefix = f"{name}."
+            net.load_state_dict(
+                {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+            )
+        for name, opt in opts.items():
+            prefix = f"{name}."
+            sub = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+            _opt_load(opt, sub, meta["optimizers"][name])
+        torch.set_rng_state(tensors["rng.torch"])
+        gen.set_state(tensors["rng.batches"])
+        cuda_states = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
+        if cuda_states and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(cuda_states[: torch.cuda.device_count()])
+        return int(meta["step"]), list(meta["history"]), tensors["loss_window"]
+    except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+        raise RunFolderError(f"{path} does not match this configuration ({exc})") from None
 
 
 @torch.no_grad()
@@ -601,6 +635,7 @@ def train_gan(
     out: str | Path | None = None,
     *,
     progress: bool = False,
+    resume: bool = False,
     data: Dataset | None = None,
 ) -> GANRun:
     """Train G(noise, code) on the codes of ``config.encoder_run``; write a run folder to ``out``.
@@ -627,8 +662,11 @@ def train_gan(
             f"the GAN generates images (C, H, W); {source} has samples of shape {ds.shape}"
         )
     run_dir = Path(out) if out is not None else None
+    if resume and (run_dir is None or not (run_dir / CHECKPOINT).is_file()):
+        raise RunFolderError(f"nothing to resume: no {CHECKPOINT} in {run_dir}")
     if (
-        run_dir is not None
+        not resume
+        and run_dir is not None
         and run_dir.exists()
         and (not run_dir.is_dir() or any(run_dir.iterdir()))
     ):
@@ -654,19 +692,28 @@ def train_gan(
     grid_z = torch.randn(len(grid_codes), cfg.noise_dim, generator=g_fixed)
     grid_codes, grid_z = grid_codes.to(device), grid_z.to(device)
 
-    if run_dir is not None:
-        (run_dir / "samples").mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run_dir / "config.yaml")
-
     n, b = len(x_train), min(cfg.batch_size, len(x_train))
     history: list[dict[str, float]] = []
     sums = torch.zeros(2, device=device)
+    start = 0
+    if resume:
+        assert run_dir is not None
+        start, history, partial = _load_checkpoint(
+            run_dir / CHECKPOINT, _nets(G, D, G_ema), {"opt_g": opt_g, "opt_d": opt_d}, gen
+        )
+        sums = partial.to(device)
+    elif run_dir is not None:
+        (run_dir / "samples").mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.yaml")
+
     t0 = time.perf_counter()
-    steps = range(cfg.steps)
+    steps = range(start, cfg.steps)
     if progress:
         from tqdm.auto import tqdm
 
-        steps = tqdm(steps, desc="train-gan", unit="step", leave=False)
+        steps = tqdm(
+            steps, total=cfg.steps, initial=start, desc="train-gan", unit="step", leave=False
+        )
     G.train()
     D.train()
     for step in steps:
@@ -709,7 +756,7 @@ def train_gan(
         if (run_dir is not None and cfg.checkpoint_every and done % cfg.checkpoint_every == 0
                 and done < cfg.steps):  # fmt: skip
             _save_checkpoint(run_dir / CHECKPOINT, _nets(G, D, G_ema), {"opt_g": opt_g, "opt_d": opt_d},
-                             gen, done, history, cfg)  # fmt: skip
+                             gen, done, history, cfg, sums)  # fmt: skip
     train_seconds = time.perf_counter() - t0
 
     G.eval()
@@ -723,7 +770,7 @@ def train_gan(
     if run_dir is not None:
         _write_weights(run_dir, G, D, G_ema, spec, cfg)
         _save_checkpoint(run_dir / CHECKPOINT, _nets(G, D, G_ema), {"opt_g": opt_g, "opt_d": opt_d},
-                         gen, cfg.steps, history, cfg)  # fmt: skip
+                         gen, cfg.steps, history, cfg, sums)  # fmt: skip
         shutil.copyfile(enc_dir / "encoder.safetensors", run_dir / "encoder.safetensors")
         shutil.copyfile(enc_dir / "config.yaml", run_dir / "encoder-config.yaml")
         save_image_grid(

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 from dimgen.cli import cli
 
@@ -86,3 +87,41 @@ def test_corrupt_checkpoint_is_refused(tmp_path: Path, bad: bytes) -> None:
     res = CliRunner().invoke(cli, ["encode", "--resume", str(run), "--quiet"])
     assert res.exit_code == 2, res.output
     assert "checkpoint.safetensors" in res.output and "Traceback" not in res.output
+
+
+GAN_ARGS = ["--steps", "600", "--set", "checkpoint_every=100", "--set", "classifier_epochs=0",
+            "--set", "eval_samples=0", "--set", "sample_every=0", "--device", "cpu", "--quiet"]  # fmt: skip
+
+
+def test_gan_sigkill_then_resume_is_bit_exact(digits_run: Path, tmp_path: Path) -> None:
+    from dimgen.io import load_weights
+
+    killed, whole = tmp_path / "killed", tmp_path / "whole"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dimgen.cli", "train-gan", str(digits_run), *GAN_ARGS, "--out", str(killed)],
+        env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    ckpt = killed / "checkpoint.safetensors"
+    deadline = time.time() + 240
+    while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "training finished before it could be killed"
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "run.json").exists()
+    res = CliRunner().invoke(
+        cli, ["sample", str(killed), "--unconditional", "--out", str(tmp_path / "s.png")]
+    )
+    assert res.exit_code == 2 and "incomplete" in res.output
+
+    res = CliRunner().invoke(cli, ["train-gan", "--resume", str(killed), "--quiet"])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(cli, ["train-gan", str(digits_run), *GAN_ARGS, "--out", str(whole)])
+    assert res.exit_code == 0, res.output
+    for name in ("generator.safetensors", "discriminator.safetensors"):
+        a, _ = load_weights(killed / name)
+        b, _ = load_weights(whole / name)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    ma, mb = (json.loads((p / "metrics.json").read_text()) for p in (killed, whole))
+    assert ma["history"] == mb["history"]
