@@ -31,6 +31,9 @@ class NoiseChannel(nn.Module):
         self.dim = dim
         # affine=False: the normalisation must not be undone by learned scale/shift.
         self.norm = nn.BatchNorm1d(dim, affine=False, momentum=0.1)
+        # Data-parallel training: batch statistics over all processes' shards (see
+        # `dimgen.distributed.global_batch_norm`); set by the training loop.
+        self.data_parallel = False
 
     # -- subclasses ---------------------------------------------------------------------------
     def squash(self, s: Tensor) -> Tensor:
@@ -55,13 +58,21 @@ class NoiseChannel(nn.Module):
         """Codes without noise: (B, d) encoder outputs -> (B, d) codes under the prior's scale."""
         if h.ndim != 2 or h.shape[1] != self.dim:
             raise ValueError(f"channel expects (batch, {self.dim}) inputs, got {tuple(h.shape)}")
+        if self.training and self.data_parallel:
+            from .distributed import global_batch_norm, is_active
+
+            if is_active():
+                return self.squash(global_batch_norm(h, self.norm))
         return self.squash(self.norm(h))
 
-    def forward(self, h: Tensor) -> Tensor:
-        """(B, d) -> (B, d): normalised codes, plus channel noise in training mode only."""
+    def forward(self, h: Tensor, noise: Tensor | None = None) -> Tensor:
+        """(B, d) -> (B, d): normalised codes, plus channel noise in training mode only.
+
+        ``noise`` replaces the random draw (reproducible tests, sharded batches).
+        """
         c = self.normalise(h)
         if self.training:
-            c = c + self.noise(c)
+            c = c + (self.noise(c) if noise is None else noise)
         return c
 
     @torch.no_grad()

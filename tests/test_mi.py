@@ -78,3 +78,43 @@ def test_module_and_shape_errors() -> None:
         infonce_bound(torch.zeros(3, 4))
     with pytest.raises(ValueError, match="unknown bound"):
         MIBound("mine")
+
+
+@pytest.mark.parametrize("fn", [infonce_bound, nwj_bound, dv_bound])
+def test_rectangular_form_with_offset_zero_is_the_square_form(fn) -> None:
+    s = torch.randn(6, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(fn(s, offset=0), fn(s), atol=1e-12)
+
+
+@pytest.mark.parametrize("fn", [infonce_bound, nwj_bound])
+@pytest.mark.parametrize("shards", [2, 3])
+def test_row_shards_average_to_the_square_bound(fn, shards: int) -> None:
+    """Data-parallel form: each process's (B/W, B) rows, positives at offset rank * B/W."""
+    b = 12
+    s = torch.randn(b, b, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    s = s + 3 * torch.eye(b, dtype=torch.float64)  # informative diagonal
+    r = b // shards
+    parts = [fn(s[k * r : (k + 1) * r], offset=k * r) for k in range(shards)]
+    assert torch.allclose(torch.stack(parts).mean(), fn(s), atol=1e-12)
+
+
+def test_rectangular_bounds_by_hand() -> None:
+    # rows 2..3 of a 4 x 4 matrix: positives at (0, 2) and (1, 3)
+    s = torch.tensor([[0.0, 1.0, 2.0, 0.5], [1.0, 0.0, -1.0, 3.0]], dtype=torch.float64)
+    pos = torch.tensor([2.0, 3.0], dtype=torch.float64)
+    nce = (pos - torch.logsumexp(s, 1)).mean() + math.log(4)
+    assert torch.allclose(infonce_bound(s, offset=2), nce)
+    neg = torch.tensor([0.0, 1.0, 0.5, 1.0, 0.0, -1.0], dtype=torch.float64)
+    assert torch.allclose(nwj_bound(s, offset=2), pos.mean() - torch.exp(neg - 1).mean())
+    dv = pos.mean() - (torch.logsumexp(neg, 0) - math.log(6))
+    assert torch.allclose(dv_bound(s, offset=2), dv)
+    assert torch.allclose(MIBound("dv")(s, offset=2), dv)
+
+
+def test_rectangular_shape_errors() -> None:
+    with pytest.raises(ValueError, match="positives"):
+        infonce_bound(torch.zeros(3, 4), offset=2)  # row 2's positive would be column 4
+    with pytest.raises(ValueError, match="positives"):
+        nwj_bound(torch.zeros(2, 4), offset=-1)
+    with pytest.raises(ValueError, match="square"):
+        dv_bound(torch.zeros(2, 4))  # no offset: the square API stays strict
