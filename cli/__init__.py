@@ -23,7 +23,8 @@ class DimgenGroup(click.Group):
         try:
             return super().invoke(ctx)
         except DimgenError as exc:
-            click.echo(f"error: {_one_line(exc)}", err=True)
+            if _should_report(exc):
+                click.echo(f"error: {_one_line(exc)}", err=True)
             ctx.exit(2)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
@@ -39,6 +40,16 @@ class DimgenGroup(click.Group):
                 err=True,
             )
             ctx.exit(1)
+
+
+def _should_report(exc: BaseException) -> bool:
+    """Under torchrun, an error every process raised is printed by rank 0 only."""
+    rank = os.environ.get("RANK", "0")
+    if rank in ("", "0"):
+        return True
+    from dimgen.distributed import raised_everywhere
+
+    return not raised_everywhere(exc)
 
 
 def _one_line(exc: BaseException) -> str:

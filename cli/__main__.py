@@ -2,4 +2,5 @@
 
 from dimgen.cli import main
 
-main()
+if __name__ == "__main__":  # spawned worker processes import this module: they must not rerun it
+    main()

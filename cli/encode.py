@@ -32,6 +32,11 @@ __all__ = ["register"]
 @click.option("--seed", type=int)
 @click.option("--device", help="auto | cpu | cuda | cuda:N")
 @click.option(
+    "--devices",
+    type=int,
+    help="Data-parallel processes: one per GPU, or CPU processes (gloo). Or use torchrun.",
+)
+@click.option(
     "--set", "sets", multiple=True, metavar="KEY=VALUE", help="Any other config field (YAML value)."
 )
 @click.option(
@@ -82,6 +87,8 @@ def encode(config_path: str | None, encoder_run: str | None, resume_dir: str | N
         cfg = replace(cfg, **_parse_sets(sets))
         cfg = replace(cfg, **flags)
         run = train_encoder(cfg, out, progress=not quiet)
+    if run.path is None and not run.metrics:  # a data-parallel worker other than rank 0
+        return
     m = run.metrics
     click.echo(
         f"wrote {run.path}: capacity {m['capacity_nats']:.3f} nats, MI >= {m['mi_lower_bound_nats']:.3f}, "

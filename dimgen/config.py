@@ -78,7 +78,10 @@ class EncoderConfig:
     deterministic: bool = False
     """Use deterministic algorithms (bit-exact resume on CPU)."""
     threads: int = 0
-    """CPU threads for torch (0: torch's default)."""
+    """CPU threads for torch (0: torch's default; with several CPU processes, cores / processes)."""
+    devices: int = 1
+    """Data-parallel processes (DDP) to spawn: one per GPU, or gloo processes on the CPU. The
+    global batch stays ``batch_size``. Under ``torchrun`` the launcher decides: leave it at 1."""
 
 
 def _check_encoder(cfg: EncoderConfig) -> None:
@@ -96,11 +99,23 @@ def _check_encoder(cfg: EncoderConfig) -> None:
         raise ConfigError(f"critic must be 'mlp' or 'separable', got {cfg.critic!r}")
     if cfg.bound not in ("infonce", "dv", "nwj"):
         raise ConfigError(f"bound must be infonce, dv or nwj, got {cfg.bound!r}")
-    for name in ("epochs", "batch_size", "encoder_hidden", "critic_hidden", "eval_batches"):
+    for name in (
+        "epochs",
+        "batch_size",
+        "encoder_hidden",
+        "critic_hidden",
+        "eval_batches",
+        "devices",
+    ):
         if getattr(cfg, name) < 1:
             raise ConfigError(f"{name} must be >= 1, got {getattr(cfg, name)}")
     if cfg.batch_size < 2:
         raise ConfigError("batch_size must be >= 2 (in-batch negatives)")
+    if cfg.batch_size % cfg.devices:
+        raise ConfigError(
+            f"batch_size {cfg.batch_size} must be divisible by devices {cfg.devices} "
+            "(each process takes an equal shard of every batch)"
+        )
     for name in ("critic_chunk", "checkpoint_every", "threads", "max_train"):
         if getattr(cfg, name) < 0:
             raise ConfigError(f"{name} must be >= 0, got {getattr(cfg, name)}")

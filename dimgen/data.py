@@ -257,6 +257,8 @@ class TensorBatches:
     """Shuffled mini-batches of tensors that already live on the training device.
 
     No per-sample Python work: one ``randperm`` per epoch and index slicing on the device.
+    ``shard=(rank, world)`` yields rank's contiguous 1/world of every global batch (all processes
+    share the generator's seed, so together they cover exactly the single-process batches).
     """
 
     def __init__(
@@ -266,15 +268,21 @@ class TensorBatches:
         shuffle: bool = True,
         drop_last: bool = True,
         generator: torch.Generator | None = None,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         if not tensors:
             raise ValueError("TensorBatches needs at least one tensor")
         n = tensors[0].shape[0]
         if any(t.shape[0] != n for t in tensors):
             raise ValueError("all tensors must have the same first dimension")
+        rank, world = shard
+        if world < 1 or not 0 <= rank < world or batch_size % world:
+            raise ValueError(f"shard {shard} does not divide batches of {batch_size}")
+        if world > 1 and not drop_last:
+            raise ValueError("sharded batches need drop_last=True (equal shards)")
         self.tensors, self.n = tensors, n
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
-        self.generator = generator
+        self.generator, self.shard = generator, shard
 
     def __len__(self) -> int:
         if self.drop_last:
@@ -287,6 +295,10 @@ class TensorBatches:
             idx = torch.randperm(self.n, generator=self.generator).to(dev)
         else:
             idx = torch.arange(self.n, device=dev)
+        rank, world = self.shard
         for b in range(len(self)):
             sel = idx[b * self.batch_size : (b + 1) * self.batch_size]
+            if world > 1:
+                part = self.batch_size // world
+                sel = sel[rank * part : (rank + 1) * part]
             yield tuple(t[sel] for t in self.tensors)

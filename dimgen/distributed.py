@@ -39,9 +39,9 @@ __all__ = [
     "init_from_env",
     "is_active",
     "launched_externally",
+    "raised_everywhere",
     "rank",
     "rank_seed",
-    "raised_everywhere",
     "spawn",
     "world_size",
 ]
@@ -246,6 +246,7 @@ def spawn(
     here: a ``DimgenError`` as itself, anything else as a one-line ``RuntimeError``.
     """
     import torch.multiprocessing as mp
+    from torch.multiprocessing.spawn import ProcessException
 
     if nprocs < 1:
         raise ConfigError(f"need at least 1 process, got {nprocs}")
@@ -282,7 +283,7 @@ def spawn(
                     try:
                         if pc.join(timeout=0.2, grace_period=5.0):
                             break
-                    except mp.ProcessException as exc:
+                    except ProcessException as exc:
                         failed = exc
                         break
             except BaseException:
@@ -294,8 +295,11 @@ def spawn(
     finally:
         spawn_log.setLevel(level)
     if errors:
-        index, exc = errors[0]
-        if isinstance(exc, DimgenError) and index != 0 and not str(exc).startswith("rank "):
+        # An error every process agreed on is the same everywhere: report it as rank 0 saw it.
+        # Otherwise the first to arrive is the root cause (the others' are knock-on failures).
+        agreed = [e for e in errors if raised_everywhere(e[1])]
+        index, exc = min(agreed, key=lambda e: e[0]) if agreed else errors[0]
+        if not agreed and isinstance(exc, DimgenError) and index != 0:
             exc = type(exc)(f"rank {index}: {exc}")
         raise exc
     if failed is not None:

@@ -1,0 +1,155 @@
+"""Data parallelism on the CPU (gloo): 2 processes x (B/2) give the loss and gradients of 1 x B.
+
+The processes see exactly the batch, augmentation and channel noise of the single-process
+reference (each takes its rows), wrapped in DistributedDataParallel as training does: negatives
+are gathered across processes with gradients, batch-norm statistics are global, and the bound is
+the rectangular one. Compared in float64 over three Adam steps, for every bound and both priors.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from click.testing import CliRunner
+from dimgen.cli import cli
+
+from dimgen.config import EncoderConfig
+from dimgen.distributed import spawn
+from dimgen.errors import ConfigError, RunFolderError
+from dimgen.objectives import NoisyInfoMax
+from dimgen.train import build_model
+
+B, STEPS, WORLD = 8, 3, 2
+CASES = [("gaussian", "infonce"), ("gaussian", "nwj"), ("gaussian", "dv"), ("uniform", "infonce")]
+
+
+def _model(prior: str, bound: str) -> NoisyInfoMax:
+    torch.manual_seed(0)
+    cfg = EncoderConfig(prior=prior, bound=bound, encoder_hidden=32, critic_hidden=16)
+    return build_model(cfg, (1, 8, 8)).double()
+
+
+def _batches() -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """(x, x', channel noise) for every step: the global batch all runs share."""
+    g = torch.Generator().manual_seed(1)
+    out = []
+    for _ in range(STEPS):
+        x = torch.rand(B, 1, 8, 8, generator=g, dtype=torch.float64)
+        x_aug = x + 0.3 * torch.randn(x.shape, generator=g, dtype=torch.float64)
+        noise = 0.1 * torch.randn(B, 2, generator=g, dtype=torch.float64)
+        out.append((x, x_aug, noise))
+    return out
+
+
+def _train(model: torch.nn.Module, core: NoisyInfoMax, rows: slice) -> dict[str, Any]:
+    """STEPS Adam steps on ``rows`` of each global batch; losses, first gradients, final state."""
+    import torch.distributed as dist
+
+    opt = torch.optim.Adam(core.parameters(), lr=1e-2)
+    losses, grads = [], {}
+    for i, (x, x_aug, noise) in enumerate(_batches()):
+        bound = model(x[rows], x_aug=x_aug[rows], noise=noise[rows])
+        opt.zero_grad()
+        (-bound).backward()
+        if i == 0:
+            grads = {n: p.grad.clone() for n, p in core.named_parameters()}
+        opt.step()
+        value = bound.detach().clone()
+        if dist.is_initialized():  # the global bound is the mean of the processes' bounds
+            dist.all_reduce(value)
+            value /= dist.get_world_size()
+        losses.append(float(value))
+    state = {k: v.clone() for k, v in core.state_dict().items()}
+    return {"losses": losses, "grads": grads, "state": state}
+
+
+def _worker() -> dict[tuple[str, str], dict[str, Any]]:
+    import torch.distributed as dist
+
+    from dimgen.train import _ddp
+
+    rank, world = dist.get_rank(), dist.get_world_size()
+    rows = slice(rank * B // world, (rank + 1) * B // world)
+    out = {}
+    for prior, bound in CASES:
+        core = _model(prior, bound)
+        core.data_parallel = True
+        out[(prior, bound)] = _train(_ddp(core, torch.device("cpu")), core, rows)
+    return out
+
+
+def test_two_processes_equal_one_process() -> None:
+    t0 = time.perf_counter()
+    results = spawn(_worker, WORLD, backend="gloo")
+    for prior, bound in CASES:
+        core = _model(prior, bound)
+        ref = _train(core, core, slice(None))
+        for rank, res in enumerate(results):
+            got = res[(prior, bound)]
+            case = f"{prior}/{bound} rank {rank}"
+            assert got["losses"] == pytest.approx(ref["losses"], abs=1e-10), case
+            for name, g in ref["grads"].items():
+                assert torch.allclose(got["grads"][name], g, atol=1e-10), f"{case}: grad {name}"
+            for name, v in ref["state"].items():  # weights and running statistics
+                assert torch.allclose(got["state"][name].double(), v.double(), atol=1e-9), (
+                    f"{case}: {name}"
+                )
+    assert time.perf_counter() - t0 < 120
+
+
+def _fail_on_rank_one(kind: str) -> None:
+    import torch.distributed as dist
+
+    if dist.get_rank() == 1:
+        if kind == "dimgen":
+            raise ConfigError("boom on one process")
+        raise KeyError("not a dimgen error")
+    dist.barrier()  # rank 0 waits for a peer that never comes: it must be stopped, not hang
+
+
+@pytest.mark.parametrize("kind", ["dimgen", pytest.param("other", marks=pytest.mark.slow)])
+def test_one_failing_process_ends_the_run_with_one_line(kind: str) -> None:
+    t0 = time.perf_counter()
+    if kind == "dimgen":
+        with pytest.raises(ConfigError, match=r"^rank 1: boom on one process$"):
+            spawn(_fail_on_rank_one, WORLD, (kind,), backend="gloo")
+    else:
+        with pytest.raises(RuntimeError, match=r"^process 1: KeyError: 'not a dimgen error'$"):
+            spawn(_fail_on_rank_one, WORLD, (kind,), backend="gloo")
+    assert time.perf_counter() - t0 < 60
+
+
+def test_devices_flag_trains_and_rank0_writes(tmp_path: Path) -> None:
+    out = tmp_path / "ddp"
+    args = ["encode", "--devices", "2", "--epochs", "2", "--quiet", "--out", str(out)]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    assert res.output.count("wrote") == 1
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["processes"] == 2 and len(metrics["history"]) == 2
+    assert (out / "run.json").is_file() and not (out / "checkpoint.safetensors").exists()
+
+
+def test_checkpoint_of_two_processes_needs_two_to_resume(tmp_path: Path) -> None:
+    from dimgen.train import load_checkpoint, save_checkpoint
+
+    cfg = EncoderConfig()
+    model = build_model(cfg, (1, 8, 8))
+    opt = torch.optim.Adam(model.parameters())
+    gen = torch.Generator().manual_seed(0)
+    states = [{"torch": torch.get_rng_state()} for _ in range(2)]
+    save_checkpoint(tmp_path / "c.safetensors", model, opt, gen, 3, [0.1] * 3, cfg, states)
+    with pytest.raises(RunFolderError, match="written by 2 process"):
+        load_checkpoint(tmp_path / "c.safetensors", model, opt, gen)
+
+
+def test_devices_must_divide_the_batch() -> None:
+    with pytest.raises(ConfigError, match="divisible by devices"):
+        from dimgen.config import validate
+
+        validate(EncoderConfig(batch_size=128, devices=3))
