@@ -77,8 +77,10 @@ class EncoderConfig:
     """Save a resumable checkpoint every N epochs (0: never); removed once the run completes."""
     deterministic: bool = False
     """Use deterministic algorithms (bit-exact resume on CPU)."""
-    threads: int = 0
-    """CPU threads for torch (0: torch's default; with several CPU processes, cores / processes)."""
+    threads: int = 1
+    """CPU threads for torch during training (0: torch's default, all cores; with several CPU
+    processes, cores / processes). 1 by default: on a shared 2-core machine a second thread made
+    the digits step 7-10x slower whenever another process was busy (benchmarks/README.md)."""
     devices: int = 1
     """Data-parallel processes (DDP) to spawn: one per GPU, or gloo processes on the CPU. The
     global batch stays ``batch_size``. Under ``torchrun`` the launcher decides: leave it at 1."""

@@ -29,7 +29,14 @@ from .io import load_weights, save_weights
 from .nets import build_encoder, resolve_encoder_kind
 from .objectives import NoisyInfoMax
 
-__all__ = ["EncoderRun", "build_model", "resolve_device", "train_encoder"]
+__all__ = [
+    "PAPER_STEPS",
+    "EncoderRun",
+    "build_model",
+    "make_step",
+    "resolve_device",
+    "train_encoder",
+]
 
 # The paper's MNIST protocol: 2000 epochs of 60,000 images at batch 1024 (59 steps) = 118,000 steps.
 PAPER_STEPS = 2000 * (60_000 // 1024)
@@ -277,9 +284,11 @@ def train_encoder(
         owner = True
     else:
         device = resolve_device(cfg.device)
+    threads = torch.get_num_threads()
     try:
         return _train(cfg, device, out, progress, resume, data, on_epoch)
     finally:
+        torch.set_num_threads(threads)  # the caller's setting, not the run's
         if owner:
             import torch.distributed as dist
 
@@ -410,7 +419,7 @@ def _train(
     if world > 1:
         model.data_parallel = True
         train_model = _ddp(model, device)
-    step = _make_step(train_model, model, opt, cfg, device)
+    step = make_step(train_model, model, opt, cfg, device)
     bar = _progress(range(start, cfg.epochs), progress and rank == 0, cfg.epochs, start)
     t0 = time.perf_counter()
     train_model.train()
@@ -490,7 +499,7 @@ def _gather_rng_states(device: torch.device) -> list[dict[str, Tensor]]:
     return states
 
 
-def _make_step(
+def make_step(
     train_model: nn.Module,
     model: NoisyInfoMax,
     opt: torch.optim.Optimizer,
