@@ -39,8 +39,10 @@ def test_compile_failing_at_first_call_falls_back_to_identical_eager(monkeypatch
     with pytest.warns(RuntimeWarning, match=msg):
         fallback = train_encoder(CFG, data=_small())
     assert fallback.history == eager.history
-    for a, b in zip(fallback.model.state_dict().values(), eager.model.state_dict().values()):
-        assert torch.equal(a, b)
+    sd_a, sd_b = fallback.model.state_dict(), eager.model.state_dict()
+    assert sd_a.keys() == sd_b.keys()
+    for k in sd_a:
+        assert torch.equal(sd_a[k], sd_b[k]), k
     assert np.array_equal(fallback.codes, eager.codes)
 
 
