@@ -47,6 +47,7 @@ def main() -> None:
     ap.add_argument("--fixed-batch", type=int, default=128, help="B while n varies")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--chunk", type=int, default=0, help="critic row chunk (0: none)")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -55,7 +56,7 @@ def main() -> None:
         from dimgen.speed import tune_cpu_allocator
 
         tune_cpu_allocator()
-    cfg = replace(load_config(args.config), device=str(device))
+    cfg = replace(load_config(args.config), device=str(device), critic_chunk=args.chunk)
     shape = (1, 28, 28) if cfg.data.startswith("mnist") else (1, 8, 8)
     torch.manual_seed(0)
     model = build_model(cfg, shape).to(device).train()
@@ -91,7 +92,8 @@ def main() -> None:
 
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     clock_name = "wall" if device.type == "cuda" else f"process CPU time, {args.threads} thread(s)"
-    print(f"device: {where}; config {Path(args.config).name} (critic hidden {cfg.critic_hidden}); "
+    print(f"device: {where}; config {Path(args.config).name} (critic hidden {cfg.critic_hidden}, "
+          f"chunk {cfg.critic_chunk}); "
           f"clock: {clock_name}; median of {args.repeats}")  # fmt: skip
     print(f"\n{'n':>7s} {'B':>5s} {'steps':>6s} {'s/epoch':>9s} {'ms/step':>9s}")
     med = {c: statistics.median(v) for c, v in times.items()}
