@@ -322,6 +322,10 @@ def _spawn_training(
             raise ConfigError(
                 f"devices {cfg.devices} but only {torch.cuda.device_count()} CUDA device(s)"
             )
+    elif cfg.devices > max(2, os.cpu_count() or 1):
+        raise ConfigError(
+            f"devices {cfg.devices} exceeds the {os.cpu_count()} CPU cores of this machine"
+        )
     backend = "nccl" if device.type == "cuda" else "gloo"
     runs = spawn(_train_worker, cfg.devices, (cfg, out, progress, resume, data), backend=backend)
     return runs[0]
