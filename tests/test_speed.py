@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -79,11 +80,20 @@ def test_compile_success_is_used_after_the_first_call(monkeypatch) -> None:
 
 
 @pytest.mark.slow
-def test_real_torch_compile_matches_eager_on_cpu() -> None:
-    """Inductor on the CPU (needs a C++ compiler; about 100 s to compile on 2 cores)."""
+def test_real_torch_compile_matches_eager_on_cpu(monkeypatch) -> None:
+    """Inductor on the CPU (needs a C++ compiler; 10-100 s to compile on 2 cores).
+
+    Compiled code draws random numbers its own way unless ``fallback_random`` is set; with it,
+    the compiled step (fused critic included) follows the eager loss curve up to fusion roundoff.
+    """
+    import torch._inductor.config as inductor_config
+
+    monkeypatch.setattr(inductor_config, "fallback_random", True)
     eager = train_encoder(replace(CFG, compile=False, epochs=2), data=_small())
-    compiled = train_encoder(replace(CFG, epochs=2), data=_small())
-    assert compiled.history == pytest.approx(eager.history, abs=1e-4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no silent fallback to eager
+        compiled = train_encoder(replace(CFG, epochs=2), data=_small())
+    assert compiled.history == pytest.approx(eager.history, abs=1e-3)
 
 
 def test_allocator_tuning_is_idempotent_and_harmless() -> None:
