@@ -296,10 +296,12 @@ def spawn(
         spawn_log.setLevel(level)
     if errors:
         # An error every process agreed on is the same everywhere: report it as rank 0 saw it.
-        # Otherwise the first to arrive is the root cause (the others' are knock-on failures).
+        # Otherwise the first to arrive is the root cause (the others' are knock-on failures);
+        # the same message from rank 0 too means every process hit it: no rank to name.
         agreed = [e for e in errors if raised_everywhere(e[1])]
         index, exc = min(agreed, key=lambda e: e[0]) if agreed else errors[0]
-        if not agreed and isinstance(exc, DimgenError) and index != 0:
+        on_rank0 = any(i == 0 and str(e) == str(exc) for i, e in errors)
+        if not agreed and not on_rank0 and isinstance(exc, DimgenError) and index != 0:
             exc = type(exc)(f"rank {index}: {exc}")
         raise exc
     if failed is not None:

@@ -389,14 +389,15 @@ def _train(
                 raise RunFolderError(f"output folder {run_dir} exists and is not empty")
             if resume and (ckpt is None or not ckpt.is_file()):
                 raise RunFolderError(f"nothing to resume: no {CHECKPOINT} in {run_dir}")
+        torch.manual_seed(cfg.seed)
+        model = build_model(cfg, ds.shape)
     except DimgenError as exc:
         error = exc
     ddp.agree(error)
     assert ds is not None
 
-    torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    model = build_model(cfg, ds.shape).to(device)
+    model = model.to(device)
     if world > 1:  # same initial weights everywhere, different noise on every process
         torch.manual_seed(ddp.rank_seed(cfg.seed, rank))
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

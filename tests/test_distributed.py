@@ -8,11 +8,13 @@ the rectangular one. Compared in float64 over three Adam steps, for every bound 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -133,6 +135,40 @@ def test_devices_flag_trains_and_rank0_writes(tmp_path: Path) -> None:
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["processes"] == 2 and len(metrics["history"]) == 2
     assert (out / "run.json").is_file() and not (out / "checkpoint.safetensors").exists()
+
+
+class _Stop(Exception):
+    """Raised by every process after the same epoch: an interruption that leaves a checkpoint."""
+
+
+def _interrupt_then_resume(killed: str, whole: str) -> dict[str, Any]:
+    from dimgen.train import train_encoder
+
+    cfg = EncoderConfig(epochs=3, checkpoint_every=1, deterministic=True, max_train=256,
+                        batch_size=64, eval_batches=2, device="cpu", devices=2)  # fmt: skip
+
+    def stop(epoch: int, _: float) -> None:
+        if epoch == 1:  # the checkpoint of epoch 1 exists; epoch 2's never will
+            raise _Stop
+
+    with contextlib.suppress(_Stop):
+        train_encoder(cfg, killed, on_epoch=stop)
+    had_checkpoint = (Path(killed) / "checkpoint.safetensors").exists()
+    resumed = train_encoder(cfg, killed, resume=True)
+    straight = train_encoder(cfg, whole)
+    return {"checkpoint": had_checkpoint, "resumed": resumed.history, "straight": straight.history,
+            "codes": (resumed.codes, straight.codes)}  # fmt: skip
+
+
+def test_two_process_run_resumes_bit_exact(tmp_path: Path) -> None:
+    killed, whole = str(tmp_path / "killed"), str(tmp_path / "whole")
+    results = spawn(_interrupt_then_resume, WORLD, (killed, whole), backend="gloo")
+    for res in results:
+        assert res["checkpoint"]
+        assert res["resumed"] == res["straight"] and len(res["straight"]) == 3
+    a, b = results[0]["codes"]
+    assert len(a) > 0 and np.array_equal(a, b)  # rank 0 evaluated both runs
+    assert json.loads((tmp_path / "killed" / "run.json").read_text())["kind"] == "encoder"
 
 
 def test_checkpoint_of_two_processes_needs_two_to_resume(tmp_path: Path) -> None:
