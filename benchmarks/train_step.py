@@ -154,9 +154,13 @@ def load_images(source: str, data_root: str | None, n: int, seed: int) -> tuple[
     return torch.from_numpy(ds.x_train), f"{source} train x {len(ds.x_train)}"
 
 
-def build(cfg, x: Tensor, device: torch.device) -> tuple[Callable, Iterator, NoisyInfoMax]:
+def build(
+    cfg, x: Tensor, device: torch.device, fused: bool = True
+) -> tuple[Callable, Iterator, NoisyInfoMax]:
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, tuple(x.shape[1:])).to(device)
+    if isinstance(model.critic, ConcatCritic):
+        model.critic.fused = fused
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed)
     data = x.to(device)
@@ -208,6 +212,9 @@ def main() -> None:
     )
     ap.add_argument("--memory-chunk", type=int, default=512, help="critic chunk for that check")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
+    ap.add_argument(
+        "--ablate", action="store_true", help="also time dimgen with a plain-autograd critic"
+    )
     args = ap.parse_args()
 
     if args.threads:
@@ -270,15 +277,19 @@ def main() -> None:
     sync(device)
     print(f"warm-up: {time.perf_counter() - t0:.1f} s ({args.warmup} steps of each)")
 
-    ref_t, dim_t, ratios = [], [], []
+    loops = [("ref", ref_step, ref_batches), ("dim", dim_step, dim_batches)]
+    if args.ablate:
+        plain_step, plain_batches, _ = build(cfg, x, device, fused=False)
+        for _ in range(args.warmup):
+            plain_step(next(plain_batches))
+        loops.append(("plain", plain_step, plain_batches))
+    times: dict[str, list[float]] = {k: [] for k, _, _ in loops}
     for r in range(args.rounds):
-        order = [("ref", ref_step, ref_batches), ("dim", dim_step, dim_batches)]
-        if r % 2:
-            order.reverse()
-        got = {k: timed_block(f, b, steps, device) for k, f, b in order}
-        ref_t.append(got["ref"])
-        dim_t.append(got["dim"])
-        ratios.append(got["ref"] / got["dim"])
+        order = loops if r % 2 == 0 else loops[::-1]
+        for k, f, b in order:
+            times[k].append(timed_block(f, b, steps, device))
+    ref_t, dim_t = times["ref"], times["dim"]
+    ratios = [a / b for a, b in zip(ref_t, dim_t, strict=True)]
 
     mem_ref = peak_memory(ref_step, ref_batches, device)
     mem_dim = peak_memory(dim_step, dim_batches, device)
@@ -302,11 +313,17 @@ def main() -> None:
           f"{'projected*':>14s}")  # fmt: skip
     print(row("reference", ref_t, mem_ref))
     print(row("dimgen", dim_t, mem_dim))
+    if args.ablate:
+        print(row("(plain)", times["plain"], None) + "   dimgen with a plain-autograd critic")
     lo, hi = min(ratios), max(ratios)
     print(
         f"\nspeed-up (reference / dimgen, median of {args.rounds} alternating rounds of {steps} "
         f"steps): {statistics.median(ratios):.2f}x  [range {lo:.2f}-{hi:.2f}]"
     )
+    if args.ablate:
+        fused = [a / b for a, b in zip(times["plain"], dim_t, strict=True)]
+        print(f"fused critic: {statistics.median(fused):.2f}x faster than plain autograd "
+              f"[range {min(fused):.2f}-{max(fused):.2f}]")  # fmt: skip
     print(f"* projected training time: {what} at batch {cfg.batch_size} = {steps_total:,} steps")
     if on_cpu:
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
