@@ -137,3 +137,25 @@ def test_training_loss_curve_unchanged_by_fusion_and_chunking(chunk: int) -> Non
         finals.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
     assert curves[0] == pytest.approx(curves[1], abs=1e-9)
     assert torch.allclose(finals[0], finals[1], atol=1e-8)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("chunk", [0, 64])
+def test_fused_critic_on_cuda_matches_plain(chunk: int) -> None:
+    torch.manual_seed(0)
+    plain = ConcatCritic(2, 2, hidden=64, fused=False).cuda()
+    fused = ConcatCritic(2, 2, hidden=64, chunk=chunk).cuda()
+    fused.load_state_dict(plain.state_dict())
+    x, y = torch.randn(256, 2, device="cuda"), torch.randn(256, 2, device="cuda")
+    for amp in (False, True):
+        outs = []
+        for critic in (plain, fused):
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+                s = critic(x, y)
+            loss = s.float().logsumexp(1).mean()
+            outs.append((s.float(), torch.autograd.grad(loss, list(critic.parameters()))))
+        (s_a, g_a), (s_b, g_b) = outs
+        tol = 0.05 if amp else 1e-4
+        assert torch.allclose(s_a, s_b, atol=tol)
+        for a, b in zip(g_a, g_b, strict=True):
+            assert torch.allclose(a, b, atol=tol, rtol=tol)

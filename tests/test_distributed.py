@@ -189,3 +189,33 @@ def test_devices_must_divide_the_batch() -> None:
         from dimgen.config import validate
 
         validate(EncoderConfig(batch_size=128, devices=3))
+
+
+def test_global_batch_norm_in_one_process_is_batchnorm1d() -> None:
+    from dimgen.distributed import global_batch_norm
+
+    h = torch.randn(16, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    ref, ours = (torch.nn.BatchNorm1d(3, affine=False).double() for _ in range(2))
+    for _ in range(3):  # running statistics follow BatchNorm1d's update, step after step
+        a, b = ref(h), global_batch_norm(h, ours)
+        h = h * 1.5 + 0.2
+    assert torch.allclose(a, b, atol=1e-12)
+    assert torch.allclose(ref.running_mean, ours.running_mean, atol=1e-12)
+    assert torch.allclose(ref.running_var, ours.running_var, atol=1e-12)
+    assert int(ref.num_batches_tracked) == int(ours.num_batches_tracked) == 3
+
+
+def test_shards_of_a_batch_cover_the_single_process_batch() -> None:
+    from dimgen.data import TensorBatches
+
+    x = torch.arange(40)
+
+    def batches(shard: tuple[int, int]) -> list[torch.Tensor]:
+        gen = torch.Generator().manual_seed(3)
+        return [b for (b,) in TensorBatches(x, batch_size=8, generator=gen, shard=shard)]
+
+    whole, parts = batches((0, 1)), [batches((r, 2)) for r in range(2)]
+    for i, batch in enumerate(whole):
+        assert torch.equal(torch.cat([parts[0][i], parts[1][i]]), batch)
+    with pytest.raises(ValueError, match="does not divide"):
+        TensorBatches(x, batch_size=9, shard=(0, 2))
