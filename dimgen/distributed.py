@@ -157,8 +157,7 @@ def global_batch_norm(h: Tensor, bn: nn.BatchNorm1d) -> Tensor:
         with torch.no_grad():
             bn.num_batches_tracked.add_(1)
             m = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
-            total = float(n)
-            unbiased = var * (total / max(total - 1.0, 1.0))
+            unbiased = var * (n / (n - 1.0).clamp_min(1.0))  # on the device: no host sync
             bn.running_mean.mul_(1 - m).add_(mean.detach().to(bn.running_mean), alpha=m)
             bn.running_var.mul_(1 - m).add_(unbiased.detach().to(bn.running_var), alpha=m)
     return out
