@@ -29,17 +29,7 @@ from .io import load_weights, save_weights
 from .nets import build_encoder, resolve_encoder_kind
 from .objectives import NoisyInfoMax
 
-__all__ = [
-    "PAPER_STEPS",
-    "EncoderRun",
-    "build_model",
-    "make_step",
-    "resolve_device",
-    "train_encoder",
-]
-
-# The paper's MNIST protocol: 2000 epochs of 60,000 images at batch 1024 (59 steps) = 118,000 steps.
-PAPER_STEPS = 2000 * (60_000 // 1024)
+__all__ = ["EncoderRun", "build_model", "make_step", "resolve_device", "train_encoder"]
 
 CHECKPOINT = "checkpoint.safetensors"
 
