@@ -293,8 +293,9 @@ def evaluation_markdown(ev: Evaluation, images: bool = True) -> str:
         f"| **prior match, combined** | **{_p(pm.p)}** | {_mark(pm.p, a)} |",
         "",
         "A Gaussian with the wrong mean or covariance passes section 1 and fails section 2. "
-        "The overall verdict is Bonferroni over the two sections: "
-        f"p = min(1, 2 min(p₁, p₂)) = {_p(ev.p)}.",
+        "Each *combined* row merges the tests above it by Simes' method (valid for dependent "
+        "tests of the same codes); the overall verdict merges the two sections the same way: "
+        f"p = min(2 min(p₁, p₂), max(p₁, p₂)) = {_p(ev.p)}.",
         "",
     ]
     k = min(ev.dim, 16)
