@@ -244,9 +244,9 @@ def evaluation_markdown(ev: Evaluation, images: bool = True) -> str:
     target = "N(0, I)" if ev.prior == "gaussian" else "U[0, 1]^d"
     z = "the codes" if ev.prior == "gaussian" else "z = Phi^-1(codes)"
     sub = (
-        f"{nm.n_subsamples} random subsamples of {nm.subsample_size}"
-        if nm.n_subsamples > 1
-        else f"all {nm.n} codes"
+        f"in each of {nm.n_subsamples} disjoint random subsamples of {nm.subsample_size}"
+        if nm.n_subsamples > 1 or nm.subsample_size < nm.n
+        else f"on all {nm.n} codes"
     )
     lines = [
         "## Distribution-matching diagnostics (`dimgen evaluate`)",
@@ -265,7 +265,8 @@ def evaluation_markdown(ev: Evaluation, images: bool = True) -> str:
         "",
         "| test | p-value | verdict |",
         "|---|---|---|",
-        f"| D'Agostino-Pearson on {nm.n_projections} random projections x {sub} | "
+        f"| D'Agostino-Pearson on {nm.n_projections} random orthonormal projections of the "
+        f"whitened codes, {sub} | "
         f"{_p(nm.dagostino_p)} | {_mark(nm.dagostino_p, a)} |",
         f"| Shapiro-Wilk on the same projections and subsamples | {_p(nm.shapiro_p)} | "
         f"{_mark(nm.shapiro_p, a)} |",
@@ -276,8 +277,9 @@ def evaluation_markdown(ev: Evaluation, images: bool = True) -> str:
         f"| **normality, combined** | **{_p(nm.p)}** | {_mark(nm.p, a)} |",
         "",
         f"Tests run on {z}. The many p-values of one test (projections x subsamples, "
-        "coordinates) are merged by the Cauchy combination test, which is calibrated under "
-        "dependence; averaging p-values would not be.",
+        "coordinates) are merged by the Cauchy combination test, exact here because the "
+        "projections are orthonormal and the subsamples disjoint; averaging p-values, as often "
+        "done, would not be a valid test.",
         "",
         f"### 2. Is it the prior {target} itself? (location, scale, correlation)",
         "",

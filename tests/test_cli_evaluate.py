@@ -121,3 +121,20 @@ def test_evaluate_usage_errors(tiny_run: Path, tmp_path: Path) -> None:
     assert code == 2 and "not a dimgen run folder" in err
     code, _, err = _invoke("evaluate", str(tiny_run), "--alpha", "2")
     assert code == 2 and "alpha" in err
+
+
+def test_evaluate_uniform_run_folder(tmp_path: Path) -> None:
+    from dimgen.config import EncoderConfig
+    from dimgen.train import train_encoder
+
+    run = tmp_path / "u"
+    cfg = EncoderConfig(prior="uniform", eps=0.1, epochs=1, critic="separable", eval_batches=2)
+    train_encoder(cfg, run)
+    code, out, err = _invoke("evaluate", str(run), "--json", "--no-plots", "--no-probes")
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["prior"] == "uniform" and res["prior_match"]["ks_reference"] == "U[0,1]"
+    assert res["probes"] is None and res["silhouette"] is not None  # labels, probes skipped
+    assert any("Phi^-1" in note for note in res["notes"])
+    assert res["training"]["noise"] == "eps = 0.1"
+    assert not (run / "qq.png").exists()

@@ -205,25 +205,43 @@ _KEYS = (
 )
 
 
-@pytest.mark.parametrize(
-    ("d", "n", "prior"),
-    [(1, 40, "gaussian"), (2, 150, "gaussian"), (6, 400, "gaussian"), (3, 120, "uniform")],
-)
-def test_tests_reject_at_rate_alpha_under_the_prior(d: int, n: int, prior: str) -> None:
-    """Samples that truly follow the prior: every aggregated p-value rejects at about alpha."""
+def _rejection_rates(d: int, n: int, prior: str, draws: int, cfg: EvalConfig) -> dict[str, int]:
     rng = np.random.default_rng([d, n])
-    draws = 300
-    cfg = EvalConfig(subsample=100, n_subsamples=4)  # n > subsample for d = 6: subsampling too
-    rejections = {k: 0 for k in [*_KEYS, ("overall", "p")]}
+    rejections = {f"{f}.{k}": 0 for f, k in _KEYS} | {"overall": 0}
     for r in range(draws):
         x = rng.standard_normal((n, d))
         if prior == "uniform":
             x = special.ndtr(x)
         ev = evaluate(x, prior=prior, config=cfg, seed=r)
         for fam, key in _KEYS:
-            rejections[fam, key] += getattr(getattr(ev, fam), key) < ALPHA
-        rejections["overall", "p"] += ev.p < ALPHA
-    bad = {f"{f}.{k}": v / draws for (f, k), v in rejections.items() if not _binomial_ok(v, draws)}
+            rejections[f"{fam}.{key}"] += getattr(getattr(ev, fam), key) < ALPHA
+        rejections["overall"] += ev.p < ALPHA
+    return rejections
+
+
+@pytest.mark.parametrize(
+    ("d", "n", "prior"),
+    [(1, 40, "gaussian"), (2, 150, "gaussian"), (6, 400, "gaussian"), (3, 120, "uniform")],
+)
+def test_tests_reject_at_rate_alpha_under_the_prior(d: int, n: int, prior: str) -> None:
+    """Samples that truly follow the prior: every aggregated p-value rejects at about alpha."""
+    draws = 250
+    cfg = EvalConfig(subsample=100, n_subsamples=4)  # n > subsample for d = 6: subsampling too
+    rates = _rejection_rates(d, n, prior, draws, cfg)
+    bad = {k: v / draws for k, v in rates.items() if not _binomial_ok(v, draws)}
+    assert not bad, f"rejection rates far from {ALPHA}: {bad}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("d", "n", "prior"),
+    [(2, 50, "gaussian"), (10, 300, "gaussian"), (3, 500, "uniform"), (16, 1500, "gaussian")],
+)
+def test_calibration_with_many_draws(d: int, n: int, prior: str) -> None:
+    """The same with 1000 draws and the default settings (minutes)."""
+    draws = 1000
+    rates = _rejection_rates(d, n, prior, draws, EvalConfig())
+    bad = {k: v / draws for k, v in rates.items() if not _binomial_ok(v, draws)}
     assert not bad, f"rejection rates far from {ALPHA}: {bad}"
 
 
