@@ -36,9 +36,18 @@ def _eval_overrides(**opts: Any) -> dict[str, Any]:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object only.")
 @click.option("--alpha", type=float, help="Significance level of the verdicts [default: 0.05].")
 @click.option("--seed", type=int, help="Seed of projections, subsamples and probes [default: 0].")
-@click.option("--projections", "n_projections", type=int, help="Projections per subsample.")
-@click.option("--subsample", type=int, help="Subsample size of the univariate tests.")
-@click.option("--n-subsamples", type=int, help="Number of disjoint subsamples.")
+@click.option(
+    "--projections",
+    "n_projections",
+    type=int,
+    help="Random orthonormal projections per subsample (at most d) [default: 16].",
+)
+@click.option(
+    "--subsample", type=int, help="Subsample size of the univariate tests [default: 1000]."
+)
+@click.option(
+    "--n-subsamples", type=int, help="Disjoint subsamples when there are more codes [default: 8]."
+)
 @click.option("--no-plots", is_flag=True, help="Skip qq.png and codes.png.")
 @click.option("--no-probes", is_flag=True, help="Skip the downstream classifiers.")
 def evaluate_cmd(
@@ -109,7 +118,9 @@ def _run_dir(run: str) -> Path:
 )
 @click.option("--sigmas", help="Comma-separated Gaussian noise levels, e.g. 0.05,0.1,0.3,1.")
 @click.option("--epses", help="Comma-separated uniform noise half-widths (uniform prior).")
-@click.option("--runs", type=int, help="Encoders per noise level (seeds seed, seed+1, ...) [5].")
+@click.option(
+    "--runs", type=int, help="Encoders per noise level (seeds seed, seed+1, ...) [default: 5]."
+)
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Sweep folder.")
 @click.option("--prior", type=click.Choice(["gaussian", "uniform"]), help="Prior of the codes.")
 @click.option("--data", help="digits | mnist | fashion-mnist | cifar10 | npz:PATH")
@@ -120,7 +131,7 @@ def _run_dir(run: str) -> Path:
 @click.option(
     "--set", "sets", multiple=True, metavar="KEY=VALUE", help="Any other config field (YAML value)."
 )
-@click.option("--alpha", type=float, help="Significance level of the verdicts [0.05].")
+@click.option("--alpha", type=float, help="Significance level of the verdicts [default: 0.05].")
 @click.option("--quiet", is_flag=True, help="No progress bars or per-run lines.")
 def sweep_cmd(
     config_path: str | None,

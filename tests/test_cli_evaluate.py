@@ -138,3 +138,26 @@ def test_evaluate_uniform_run_folder(tmp_path: Path) -> None:
     assert any("Phi^-1" in note for note in res["notes"])
     assert res["training"]["noise"] == "eps = 0.1"
     assert not (run / "qq.png").exists()
+
+
+def test_help_shows_the_library_defaults() -> None:
+    """The CLI states defaults in its help but never applies its own: they must agree."""
+    import inspect
+
+    from dimgen.diagnostics import EvalConfig
+    from dimgen.sweep import run_sweep
+
+    text = " ".join(_invoke("evaluate", "--help")[1].split())
+    cfg = EvalConfig()
+    for opt, value in (
+        ("--alpha", cfg.alpha),
+        ("--seed", cfg.seed),
+        ("--subsample", cfg.subsample),
+        ("--projections", cfg.n_projections),
+        ("--n-subsamples", cfg.n_subsamples),
+    ):
+        assert f"[default: {value}]" in text.split(opt, 1)[1].split("--", 1)[0], opt
+    text = " ".join(_invoke("sweep", "--help")[1].split())
+    runs = inspect.signature(run_sweep).parameters["runs"].default
+    assert f"[default: {runs}]" in text.split("--runs", 1)[1].split("--", 1)[0]
+    assert f"[default: {cfg.alpha}]" in text.split("--alpha", 1)[1].split("--", 1)[0]
