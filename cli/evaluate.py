@@ -91,8 +91,9 @@ def evaluate_cmd(
             write_outputs(ev, Path(out), codes, labels, split, plots=plots)
     else:
         assert codes_path is not None
-        ev = evaluate_file(codes_path, prior or "gaussian", out=out, plots=plots, probes=probes,
-                           **overrides)  # fmt: skip
+        ev = evaluate_file(
+            codes_path, prior or "gaussian", out=out, plots=plots, probes=probes, **overrides
+        )
         target = None if out is None else Path(out)
     if as_json:
         click.echo(json.dumps(ev.to_dict(), allow_nan=False))

@@ -235,15 +235,29 @@ def plot_sweep(
     rows = sorted(summary, key=lambda r: r["capacity_nats"])
     cap = np.array([r["capacity_nats"] for r in rows])
     panels = [
-        ("p-value (log scale)", [("normality.dagostino_p", "D'Agostino-Pearson"),
-                                 ("normality.shapiro_p", "Shapiro-Wilk"),
-                                 ("normality.henze_zirkler_p", "Henze-Zirkler"),
-                                 ("prior_match.p", "prior match (N(0,I) / U)")]),
-        ("held-out accuracy", [("probes.knn_acc", "k-NN"), ("probes.gnb_acc", "naive Bayes"),
-                               ("probes.mlp_acc", "MLP"), ("probes.linear_acc", "linear")]),
-        ("nats", [("mi_lower_bound_nats", "MI lower bound"),
-                  ("kl_upper_bound_nats", "KL upper bound")]),
-    ]  # fmt: skip
+        (
+            "p-value (log scale)",
+            [
+                ("normality.dagostino_p", "D'Agostino-Pearson"),
+                ("normality.shapiro_p", "Shapiro-Wilk"),
+                ("normality.henze_zirkler_p", "Henze-Zirkler"),
+                ("prior_match.p", "prior match (N(0,I) / U)"),
+            ],
+        ),
+        (
+            "held-out accuracy",
+            [
+                ("probes.knn_acc", "k-NN"),
+                ("probes.gnb_acc", "naive Bayes"),
+                ("probes.mlp_acc", "MLP"),
+                ("probes.linear_acc", "linear"),
+            ],
+        ),
+        (
+            "nats",
+            [("mi_lower_bound_nats", "MI lower bound"), ("kl_upper_bound_nats", "KL upper bound")],
+        ),
+    ]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     for ax, (ylabel, series) in zip(axes, panels, strict=True):
         for key, label in series:
@@ -265,8 +279,9 @@ def plot_sweep(
         if ylabel == "nats":
             ax.plot(cap, cap, "k--", lw=1, label="capacity (upper bound on MI)")
         if n_classes is not None and n_classes > 1:
-            ax.axvline(np.log(n_classes), color="k", ls=":", lw=1.2,
-                       label=f"log {n_classes} (labels need)")  # fmt: skip
+            ax.axvline(
+                np.log(n_classes), color="k", ls=":", lw=1.2, label=f"log {n_classes} (labels need)"
+            )
         ax.set_xlabel("capacity C (nats)")
         ax.set_ylabel(ylabel)
         ax.legend(fontsize=7)

@@ -146,8 +146,13 @@ def run_sweep(
                 train_encoder(run_cfg, run_dir, progress=progress)
             ev = evaluate_run(run_dir, plots=False, config=eval_config)
             n_classes = ev.n_classes or n_classes
-            row = {"param": param, "noise": float(level), "run": r, "seed": run_cfg.seed,
-                   "path": str(run_dir.relative_to(out))}  # fmt: skip
+            row = {
+                "param": param,
+                "noise": float(level),
+                "run": r,
+                "seed": run_cfg.seed,
+                "path": str(run_dir.relative_to(out)),
+            }
             row.update(_flat(ev))
             rows.append(row)
             if log is not None:
@@ -161,8 +166,14 @@ def run_sweep(
     from .io import write_text
 
     write_text(out / "report.md", sweep_report(cfg, param, runs, summary, n_classes, alpha))
-    write_run(out, "sweep", param=param, levels=[float(v) for v in levels], runs=runs,
-              base_config=to_dict(cfg))  # fmt: skip
+    write_run(
+        out,
+        "sweep",
+        param=param,
+        levels=[float(v) for v in levels],
+        runs=runs,
+        base_config=to_dict(cfg),
+    )
     return SweepResult(out, param, rows, summary, n_classes)
 
 
@@ -236,8 +247,11 @@ def _summarise(rows: list[dict[str, Any]], levels: Sequence[float]) -> list[dict
     summary = []
     for level in levels:
         group = [r for r in rows if r["noise"] == float(level)]
-        entry: dict[str, Any] = {"noise": float(level), "runs": len(group),
-                                 "capacity_nats": group[0]["capacity_nats"]}  # fmt: skip
+        entry: dict[str, Any] = {
+            "noise": float(level),
+            "runs": len(group),
+            "capacity_nats": group[0]["capacity_nats"],
+        }
         for key in SWEEP_METRICS:
             if key == "capacity_nats":
                 continue

@@ -63,27 +63,34 @@ def test_evaluate_codes_file(tmp_path: Path) -> None:
     codes = rng.standard_normal((400, 3))
     labels = (codes[:, 0] > 0).astype(np.int64)  # a labelling the codes determine
     np.savez(tmp_path / "c.npz", codes=codes, labels=labels)
-    code, out, err = _invoke("evaluate", "--codes", str(tmp_path / "c.npz"), "--prior", "gaussian",
-                             "--json")  # fmt: skip
+    code, out, err = _invoke(
+        "evaluate", "--codes", str(tmp_path / "c.npz"), "--prior", "gaussian", "--json"
+    )
     assert code == 0, err
     res = json.loads(out)
     assert res["passes"] is True and res["tested_on"] == "all codes"
     assert res["probes"]["protocol"] == "stratified 50/50" and res["probes"]["linear_acc"] > 0.95
     assert not list(tmp_path.glob("*.json"))  # without --out nothing is written
-    code, out, err = _invoke("evaluate", "--codes", str(tmp_path / "c.npz"), "--out",
-                             str(tmp_path / "ev"))  # fmt: skip
+    code, out, err = _invoke(
+        "evaluate", "--codes", str(tmp_path / "c.npz"), "--out", str(tmp_path / "ev")
+    )
     assert code == 0, err
     assert "verdict: codes are consistent with N(0, I)" in out
     assert {p.name for p in (tmp_path / "ev").iterdir()} >= {
-        "evaluation.json", "report.md", "qq.png", "codes.png"}  # fmt: skip
+        "evaluation.json",
+        "report.md",
+        "qq.png",
+        "codes.png",
+    }
     assert (tmp_path / "ev" / "report.md").read_text().startswith("# dimgen evaluate")
 
 
 def test_evaluate_uniform_codes(tmp_path: Path) -> None:
     u = np.random.default_rng(1).uniform(size=(300, 2))
     np.savez(tmp_path / "u.npz", codes=u)
-    code, out, err = _invoke("evaluate", "--codes", str(tmp_path / "u.npz"), "--prior", "uniform",
-                             "--json")  # fmt: skip
+    code, out, err = _invoke(
+        "evaluate", "--codes", str(tmp_path / "u.npz"), "--prior", "uniform", "--json"
+    )
     assert code == 0, err
     res = json.loads(out)
     assert res["prior_match"]["ks_reference"] == "U[0,1]" and res["passes"] is True
@@ -95,14 +102,20 @@ def test_evaluate_uniform_codes(tmp_path: Path) -> None:
     [
         (lambda p: np.savez(p, codes=np.full((30, 2), np.nan)), [], "NaN"),
         (lambda p: np.savez(p, codes=np.zeros(30)), [], "2-D"),
-        (lambda p: np.savez(p, codes=np.random.default_rng(0).standard_normal((8, 2))), [],
-         "at least 20, got 8"),
+        (
+            lambda p: np.savez(p, codes=np.random.default_rng(0).standard_normal((8, 2))),
+            [],
+            "at least 20, got 8",
+        ),
         (lambda p: np.savez(p, x=np.zeros((30, 2))), [], "no array named 'codes'"),
-        (lambda p: np.savez(p, codes=np.random.default_rng(0).standard_normal((30, 2))),
-         ["--prior", "uniform"], r"\[0, 1\]"),
+        (
+            lambda p: np.savez(p, codes=np.random.default_rng(0).standard_normal((30, 2))),
+            ["--prior", "uniform"],
+            r"\[0, 1\]",
+        ),
         (lambda p: p.write_text("not npz"), [], "not a readable .npz"),
     ],
-)  # fmt: skip
+)
 def test_evaluate_bad_codes_exit_2(tmp_path: Path, make, args: list[str], message: str) -> None:
     path = tmp_path / "bad.npz"
     make(path)

@@ -346,8 +346,12 @@ def test_result_has_the_documented_json_fields() -> None:
     import dimgen
 
     x, y = _blobs(np.random.default_rng(11), 300, sep=1.0)
-    ev = dimgen.evaluate(x, labels=y, prior="gaussian", training={
-        "capacity_nats": 3.0, "mi_lower_bound_nats": 2.5, "sigma": 0.3})  # fmt: skip
+    ev = dimgen.evaluate(
+        x,
+        labels=y,
+        prior="gaussian",
+        training={"capacity_nats": 3.0, "mi_lower_bound_nats": 2.5, "sigma": 0.3},
+    )
     out = json.loads(json.dumps(ev.to_dict(), allow_nan=False))
     for key in ("dagostino_p", "shapiro_p", "henze_zirkler_p"):
         assert 0 <= out["normality"][key] <= 1

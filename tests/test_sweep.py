@@ -56,8 +56,9 @@ def test_sweep_usage_errors(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "uniform prior" in res.stderr
     res = runner.invoke(cli, ["sweep", "--out", str(tmp_path / "a")])
     assert res.exit_code == 2 and "--sigmas" in res.stderr
-    res = runner.invoke(cli, ["sweep", "--prior", "uniform", "--epses", "0.1,0.9",
-                              "--out", str(tmp_path / "a")])  # fmt: skip
+    res = runner.invoke(
+        cli, ["sweep", "--prior", "uniform", "--epses", "0.1,0.9", "--out", str(tmp_path / "a")]
+    )
     assert res.exit_code == 2 and "eps must lie in (0, 0.5]" in res.stderr
 
 
