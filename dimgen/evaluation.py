@@ -276,10 +276,10 @@ def evaluation_markdown(ev: Evaluation, images: bool = True) -> str:
         f"{_mark(nm.marginal_p, a)} |",
         f"| **normality, combined** | **{_p(nm.p)}** | {_mark(nm.p, a)} |",
         "",
-        f"Tests run on {z}. The many p-values of one test (projections x subsamples, "
-        "coordinates) are merged by the Cauchy combination test, exact here because the "
-        "projections are orthonormal and the subsamples disjoint; averaging p-values, as often "
-        "done, would not be a valid test.",
+        f"Tests run on {z}. Every p-value is exact (simulated null at this sample size); the "
+        "many p-values of one test (projections x subsamples, coordinates) are independent under "
+        "the prior, because the projections are orthonormal and the subsamples disjoint, and are "
+        "merged by Fisher's method. Averaging p-values, as often done, would not be a valid test.",
         "",
         f"### 2. Is it the prior {target} itself? (location, scale, correlation)",
         "",

@@ -13,10 +13,10 @@ from scipy import special, stats
 
 from dimgen.diagnostics import (
     EvalConfig,
-    _calibrate_dagostino,
-    cauchy_combination,
+    _univariate_p,
     covariance_test,
     evaluate,
+    fisher_combination,
     henze_zirkler,
     mean_test,
     normality_tests,
@@ -35,28 +35,21 @@ def _binomial_ok(rejections: int, draws: int, alpha: float = ALPHA) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
-# Cauchy combination
+# combinations
 
 
-def test_cauchy_combination_exact_cases() -> None:
-    assert cauchy_combination([0.5, 0.5]) == pytest.approx(0.5)
-    for p in (1e-8, 0.01, 0.3, 0.9):  # identical p-values (perfect dependence) are kept
-        assert cauchy_combination([p] * 7) == pytest.approx(p, rel=1e-6)
-    assert cauchy_combination([0.0, 0.9]) == 0.0
-    # a single p-value of 1 must not hide overwhelming evidence elsewhere
-    assert cauchy_combination([1e-12, 1.0]) < 1e-9
-    with pytest.raises(ValueError):
-        cauchy_combination([])
-    with pytest.raises(ValueError):
-        cauchy_combination([0.2, 1.5])
-
-
-def test_cauchy_combination_is_uniform_for_independent_uniform_pvalues() -> None:
+def test_fisher_combination_exact_cases_and_calibration() -> None:
+    assert fisher_combination([0.5]) == pytest.approx(0.5)
+    assert fisher_combination([0.3, 0.3]) == pytest.approx(stats.chi2.sf(-4 * math.log(0.3), 4))
+    assert fisher_combination([0.0, 0.9]) == 0.0
+    assert fisher_combination([1e-12, 1.0]) < 1e-9  # a p-value of 1 does not hide evidence
     rng = np.random.default_rng(0)
-    combined = [cauchy_combination(rng.uniform(size=5)) for _ in range(3000)]
-    assert stats.kstest(combined, "uniform").pvalue > 1e-3
-    rate = np.mean(np.array(combined) < ALPHA)
-    assert _binomial_ok(int(rate * 3000), 3000)
+    combined = [fisher_combination(rng.uniform(size=8)) for _ in range(3000)]
+    assert stats.kstest(combined, "uniform").pvalue > 1e-3  # exact for independent p-values
+    with pytest.raises(ValueError):
+        fisher_combination([])
+    with pytest.raises(ValueError):
+        fisher_combination([0.2, 1.5])
 
 
 def test_simes_exact_cases_and_calibration() -> None:
@@ -84,22 +77,36 @@ def test_random_directions_are_orthonormal_frames_uniform_on_the_sphere() -> Non
 
 
 # ---------------------------------------------------------------------------------------------
-# D'Agostino-Pearson recalibration
+# exact univariate p-values
 
 
-def test_dagostino_pvalues_are_recalibrated_in_the_tail() -> None:
-    """scipy's chi-square p-value of K^2 is liberal in the tail at small n; ours is exact."""
+@pytest.mark.parametrize("test", ["dagostino", "shapiro"])
+def test_univariate_pvalues_are_exact_under_the_null(test: str) -> None:
+    """scipy's D'Agostino-Pearson p-value is liberal in the tail at small n; ours is uniform."""
     rng = np.random.default_rng(2)
     m, draws, level = 50, 6000, 0.005
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        raw = stats.normaltest(rng.standard_normal((m, draws)), axis=0).pvalue
-    cal = _calibrate_dagostino(raw, m)
-    tail = raw < 0.01
-    assert np.all(cal[tail] > raw[tail])  # the liberal tail p-values grow
-    assert np.abs(cal - raw).max() < 0.05  # the bulk hardly moves
-    assert not _binomial_ok(int((raw < level).sum()), draws, level)  # the problem is real
+    y = rng.standard_normal((m, draws))
+    cal = _univariate_p(y, test)
+    assert stats.kstest(cal, "uniform").pvalue > 1e-3
     assert _binomial_ok(int((cal < level).sum()), draws, level)
+    if test == "dagostino":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            raw = stats.normaltest(y, axis=0).pvalue
+        assert not _binomial_ok(int((raw < level).sum()), draws, level)  # the problem is real
+    assert _univariate_p(np.ones((m, 1)), test)[0] == 0.0  # a point mass is not Gaussian
+
+
+def test_fisher_over_many_coordinates_stays_calibrated() -> None:
+    """64 coordinates at once: the merge must not amplify small errors of single p-values."""
+    rng = np.random.default_rng(3)
+    draws = 400
+    rej = {"dagostino": 0, "shapiro": 0}
+    for _ in range(draws):
+        x = rng.standard_normal((200, 64))
+        for t in rej:
+            rej[t] += fisher_combination(_univariate_p(x, t)) < ALPHA
+    assert all(_binomial_ok(v, draws) for v in rej.values()), rej
 
 
 # ---------------------------------------------------------------------------------------------
