@@ -121,9 +121,9 @@ def write_outputs(
 ) -> list[Path]:
     """Write ``evaluation.json``, the markdown and (optionally) the plots into ``folder``.
 
-    In an encoder run folder (``run_metrics`` given) the markdown goes into ``report.md`` after
-    the training summary and the result into ``metrics.json`` under ``evaluation``; elsewhere
-    into ``report.md`` alone.
+    The markdown replaces everything below a marker line in ``report.md`` (the training summary
+    above it is kept; a new file gets a title). With ``run_metrics`` (an encoder run folder) the
+    result is also stored in ``metrics.json`` under ``evaluation``.
     """
     from .io import write_json, write_text
 
@@ -135,29 +135,22 @@ def write_outputs(
         written += _plots(ev, folder, codes, labels, split)
     md = evaluation_markdown(ev, images=plots)
     if run_metrics is not None:
-        from .runs import encoder_report
-
         base = {k: v for k, v in run_metrics.items() if k != "evaluation"}
-        cfg = _read_yaml(folder / "config.yaml")
         write_json(folder / "metrics.json", {**base, "evaluation": result})
         written.append(folder / "metrics.json")
-        report = encoder_report(base, cfg).rstrip("\n") + "\n\n" + md
-    else:
-        report = "# dimgen evaluate\n\n" + md
-    write_text(folder / "report.md", report)
+    write_text(folder / "report.md", _merge_report(folder / "report.md", md))
     return written
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
-    import yaml
+_MARK = "<!-- dimgen evaluate: everything below is rewritten by each run -->"
 
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
-        raise RunFolderError(f"{path} is missing or corrupt") from None
-    if not isinstance(data, dict):
-        raise RunFolderError(f"{path} is corrupt (not a mapping)")
-    return data
+
+def _merge_report(path: Path, section: str) -> str:
+    """Keep what ``report.md`` holds above our marker (the training summary), replace the rest."""
+    head = "# dimgen evaluate\n"
+    if path.is_file():
+        head = path.read_text().split(_MARK, 1)[0]
+    return head.rstrip("\n") + "\n\n" + _MARK + "\n\n" + section
 
 
 def _plots(
