@@ -174,3 +174,17 @@ def test_help_shows_the_library_defaults() -> None:
     runs = inspect.signature(run_sweep).parameters["runs"].default
     assert f"[default: {runs}]" in text.split("--runs", 1)[1].split("--", 1)[0]
     assert f"[default: {cfg.alpha}]" in text.split("--alpha", 1)[1].split("--", 1)[0]
+
+
+def test_evaluate_minimal_run_folder(make_encoder_run) -> None:
+    """A run folder with only codes, metrics and run.json (no config.yaml, no report.md)."""
+    from dimgen.evaluation import evaluate_run
+
+    codes = np.random.default_rng(2).standard_normal((600, 2))
+    run = make_encoder_run(codes, bound=0.25)
+    ev = evaluate_run(run, plots=False)
+    assert ev.n == 300 and ev.tested_on.startswith("held-out")  # the last half is held out
+    assert ev.passes and ev.training is not None and ev.training.kl_upper_bound_nats == 0.25
+    assert ev.probes is not None and ev.probes.knn_acc < 0.3  # labels = row % 10: no signal
+    report = (run / "report.md").read_text()
+    assert report.startswith("# dimgen evaluate") and "| 0.250 |" in report  # the KL bound
