@@ -106,7 +106,8 @@ class EvalConfig:
     n_projections: int = 16
     """Random 1-D projections per subsample (at most d: one random orthonormal frame)."""
     subsample: int = 1000
-    """Size of each random subsample for the univariate normality tests (<= 5000)."""
+    """Size of each random subsample for the univariate normality tests (<= 5000). The tests'
+    null at each new size is simulated once per process (about a second per 1000)."""
     n_subsamples: int = 8
     """Disjoint subsamples drawn when there are more codes than ``subsample`` (else all codes
     once); at most n // subsample."""
