@@ -198,7 +198,7 @@ class PriorMatchResult:
     mean_p: float
     """Chi-square test of E[z] = 0 (n |mean|^2 ~ chi2_d)."""
     cov_p: float
-    """Bartlett-corrected likelihood-ratio test of Cov[z] = I."""
+    """Likelihood-ratio test of Cov[z] = I, p-value from its simulated (Wishart) null."""
     cov_stat: float
     mean: list[float]
     """Per-coordinate mean of z."""

@@ -283,7 +283,7 @@ def evaluation_markdown(ev: Evaluation, images: bool = True) -> str:
         f"| Kolmogorov-Smirnov of random projections of {z} vs N(0, 1) | "
         f"{_p(pm.projection_ks_p)} | {_mark(pm.projection_ks_p, a)} |",
         f"| mean = 0 (chi-square, n·|mean|² ~ chi²_d) | {_p(pm.mean_p)} | {_mark(pm.mean_p, a)} |",
-        f"| covariance = I (likelihood ratio, Bartlett-corrected) | {_p(pm.cov_p)} | "
+        f"| covariance = I (likelihood ratio, exact null by simulation) | {_p(pm.cov_p)} | "
         f"{_mark(pm.cov_p, a)} |",
         f"| **prior match, combined** | **{_p(pm.p)}** | {_mark(pm.p, a)} |",
         "",
