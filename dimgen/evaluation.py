@@ -323,8 +323,12 @@ def evaluation_markdown(ev: Evaluation, images: bool = True) -> str:
             + " |",
             "",
             f"All in nats{'' if t.noise is None else f', channel {t.noise}'}. "
-            f"KL(codes ‖ {target}) <= C - MI: the smaller, the closer the codes are to the prior, "
-            "whatever the tests say. The codes can keep the labels only if C > log(#classes)"
+            "C - MI is the paper's KL bound. Strictly, the argument bounds the divergence of the "
+            f"*noisy* codes f(X) + Z from {target} passed through the same channel (up to the MI "
+            "estimate's error); by data processing that is at most the clean codes' divergence, "
+            "so the clean codes tested above can be further from the prior (discrete codes are "
+            "infinitely far). Read the bound and the tests together. The codes can keep the "
+            "labels only if C > log(#classes)"
             + (
                 ""
                 if ev.log_n_classes is None
