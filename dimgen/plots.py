@@ -227,7 +227,8 @@ def plot_sweep(
     """The paper's Figure 1: p-values, accuracies and the MI estimate against the capacity.
 
     ``summary`` has one row per noise level with ``capacity_nats`` and, for each metric ``m``,
-    ``m_mean``, ``m_lo``, ``m_hi`` (mean and 99% interval over runs). The capacity bound is the
+    ``m_mean``, ``m_lo``, ``m_hi`` (mean and 99% interval over runs); p-values are drawn from
+    ``m_gmean``, ``m_glo``, ``m_ghi`` when present (the same on log10 p). The capacity bound is the
     dashed diagonal of the MI panel; log(#classes), the capacity the labels need, is the dotted
     vertical line on every panel.
     """
@@ -236,7 +237,7 @@ def plot_sweep(
     cap = np.array([r["capacity_nats"] for r in rows])
     panels = [
         (
-            "p-value (log scale)",
+            "p-value (geometric mean, log scale)",
             [
                 ("normality.dagostino_p", "D'Agostino-Pearson"),
                 ("normality.shapiro_p", "Shapiro-Wilk"),
@@ -261,20 +262,21 @@ def plot_sweep(
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     for ax, (ylabel, series) in zip(axes, panels, strict=True):
         for key, label in series:
-            if f"{key}_mean" not in rows[0]:
+            # p-values are summarised on the log scale (geometric mean), the rest arithmetically
+            geo = f"{key}_gmean" in rows[0]
+            suffixes = ("_gmean", "_glo", "_ghi") if geo else ("_mean", "_lo", "_hi")
+            if f"{key}{suffixes[0]}" not in rows[0]:
                 continue
-            mean = np.array([r[f"{key}_mean"] for r in rows], dtype=float)
-            lo = np.array([r[f"{key}_lo"] for r in rows], dtype=float)
-            hi = np.array([r[f"{key}_hi"] for r in rows], dtype=float)
+            mean, lo, hi = (np.array([r[f"{key}{s}"] for r in rows], dtype=float) for s in suffixes)
             if ylabel.startswith("p-value"):
-                floor = 1e-16
-                mean, lo, hi = (np.clip(v, floor, 1) for v in (mean, lo, hi))
+                mean, lo, hi = (np.clip(v, 1e-30, 1) for v in (mean, lo, hi))
             if not np.isfinite(mean).any():
                 continue
             (line,) = ax.plot(cap, mean, "o-", ms=4, label=label)
             ax.fill_between(cap, lo, hi, color=line.get_color(), alpha=0.2)
         if ylabel.startswith("p-value"):
             ax.set_yscale("log")
+            ax.set_ylim(top=2.0)
             ax.axhline(alpha, color="grey", ls=":", lw=1, label=f"alpha = {alpha:g}")
         if ylabel == "nats":
             ax.plot(cap, cap, "k--", lw=1, label="capacity (upper bound on MI)")

@@ -256,11 +256,23 @@ def _summarise(rows: list[dict[str, Any]], levels: Sequence[float]) -> list[dict
             if key == "capacity_nats":
                 continue
             mean, lo, hi = interval99([r[key] for r in group])
-            if key.endswith("_p") or key in ("p", "passes") or key.endswith("_acc"):
+            if _is_p(key) or key == "passes" or key.endswith("_acc"):
                 lo, hi = max(lo, 0.0), min(hi, 1.0)
             entry[f"{key}_mean"], entry[f"{key}_lo"], entry[f"{key}_hi"] = mean, lo, hi
+            if _is_p(key):  # p-values span decades: also summarise log10 p (a geometric mean)
+                logs = [math.log10(max(r[key], 1e-300)) for r in group if r[key] is not None]
+                m, lo, hi = interval99(logs)
+                entry[f"{key}_gmean"], entry[f"{key}_glo"], entry[f"{key}_ghi"] = (
+                    10.0**m,
+                    10.0 ** max(lo, -300.0),
+                    10.0 ** min(hi, 0.0),
+                )
         summary.append(entry)
     return summary
+
+
+def _is_p(key: str) -> bool:
+    return key == "p" or key.endswith(("_p", ".p"))
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -306,7 +318,8 @@ def sweep_report(
         "",
         f"Data `{cfg.data}`, {cfg.prior} prior, d = {cfg.dim}, {cfg.epochs} epochs; {runs} run(s) "
         f"per noise level (seeds {cfg.seed}..{cfg.seed + runs - 1}); tests at alpha = {alpha:g} "
-        "on each run's held-out codes. Means over runs; `runs/` folders hold every run.",
+        "on each run's held-out codes. Means over runs; every run is a complete, evaluated "
+        f"encoder run folder under `{param}-LEVEL/run-R/`.",
         "",
         f"| {param} | capacity C | MI lower bound | KL upper bound | normality p | prior-match p "
         "| runs passing | k-NN acc | MLP acc |",
@@ -316,8 +329,8 @@ def sweep_report(
         passing = round(e["passes_mean"] * e["runs"]) if e["passes_mean"] == e["passes_mean"] else 0
         lines.append(
             f"| {e['noise']:g} | {e['capacity_nats']:.3f} | {_fmt(e['mi_lower_bound_nats_mean'])} | "
-            f"{_fmt(e['kl_upper_bound_nats_mean'])} | {_fmt(e['normality.p_mean'])} | "
-            f"{_fmt(e['prior_match.p_mean'])} | {passing}/{e['runs']} | "
+            f"{_fmt(e['kl_upper_bound_nats_mean'])} | {_fmt(e['normality.p_gmean'])} | "
+            f"{_fmt(e['prior_match.p_gmean'])} | {passing}/{e['runs']} | "
             f"{_fmt(e['probes.knn_acc_mean'])} | {_fmt(e['probes.mlp_acc_mean'])} |"
         )
     lines += [
@@ -329,7 +342,8 @@ def sweep_report(
         "holds until C drops below log(#classes)"
         + ("" if need is None else f" = {need:.3f} nats (dotted line)")
         + ", where the codes can no longer carry the labels. The MI estimate can never exceed C "
-        "(dashed diagonal). Intervals are 99% Student-t intervals of the mean over runs; "
+        "(dashed diagonal). p-values are geometric means over runs (means of log10 p), other "
+        "numbers arithmetic means; intervals are 99% Student-t intervals of the mean. "
         "`sweep.csv` has every run, `sweep_summary.csv` the plotted numbers.",
         "",
     ]

@@ -37,6 +37,9 @@ def test_sweep_runs_end_to_end_on_digits(tmp_path: Path) -> None:
         assert (out / r["path"] / "evaluation.json").is_file()
     summary = _rows(out / "sweep_summary.csv")
     assert len(summary) == 2 and summary[0]["runs"] == "1"
+    for s, r in zip(summary, rows, strict=True):  # one run: mean = the run, geometric for p
+        assert float(s["normality.p_mean"]) == pytest.approx(float(r["normality.p"]))
+        assert float(s["normality.p_gmean"]) == pytest.approx(float(r["normality.p"]), rel=1e-6)
     assert (out / "sweep.png").read_bytes()[:4] == b"\x89PNG"
     report = (out / "report.md").read_text()
     assert "| sigma | capacity C |" in report and "log(#classes)" in report
