@@ -27,6 +27,11 @@ _LAZY = {
     "GAN": ".gan",
     "GANConfig": ".gan",
     "train_gan": ".gan",
+    "evaluate": ".diagnostics",
+    "Evaluation": ".diagnostics",
+    "EvalConfig": ".diagnostics",
+    "evaluate_run": ".evaluation",
+    "run_sweep": ".sweep",
 }
 
 __all__ = [*_LAZY, "__version__"]

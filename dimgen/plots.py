@@ -1,4 +1,4 @@
-"""PNG plots of codes (matplotlib with the Agg backend, imported only when plotting)."""
+"""PNG plots of codes, QQ plots and noise sweeps (matplotlib with the Agg backend, imported lazily)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 
 from .io import atomic_path
 
-__all__ = ["plot_codes", "plot_transformed"]
+__all__ = ["plot_code_pairs", "plot_codes", "plot_qq", "plot_sweep", "plot_transformed"]
 
 
 def _pyplot():
@@ -109,3 +109,185 @@ def plot_transformed(
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
+
+
+def _prior_density(prior: str) -> tuple[np.ndarray, np.ndarray]:
+    if prior == "gaussian":
+        grid = np.linspace(-4, 4, 200)
+        return grid, np.exp(-(grid**2) / 2) / np.sqrt(2 * np.pi)
+    grid = np.linspace(0, 1, 200)
+    return grid, np.ones_like(grid)
+
+
+def _save(fig: object, path: str | Path) -> None:
+    plt = _pyplot()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)  # type: ignore[attr-defined]
+    plt.close(fig)
+
+
+def plot_code_pairs(
+    codes: np.ndarray,
+    labels: np.ndarray | None,
+    path: str | Path,
+    prior: str = "gaussian",
+    title: str = "codes",
+    max_dims: int = 5,
+    max_points: int = 3000,
+) -> None:
+    """Codes coloured by label: a scatter for d <= 2, else a pair plot of the first ``max_dims``
+    coordinates (marginal histograms with the prior's density on the diagonal)."""
+    codes = np.asarray(codes, dtype=float)
+    if codes.shape[1] <= 2:
+        if codes.shape[1] == 1:
+            codes = np.concatenate([codes, np.zeros_like(codes)], axis=1)
+        plot_codes(codes, labels, path, prior=prior, title=title, max_points=max_points)
+        return
+    plt = _pyplot()
+    n, d = codes.shape
+    if n > max_points:
+        sel = np.random.default_rng(0).choice(n, max_points, replace=False)
+        codes, labels = codes[sel], None if labels is None else labels[sel]
+    k = min(d, max_dims)
+    grid, dens = _prior_density(prior)
+    fig, axes = plt.subplots(k, k, figsize=(2.1 * k, 2.1 * k), squeeze=False)
+    colour = labels if labels is not None else "C0"
+    for i in range(k):
+        for j in range(k):
+            ax = axes[i, j]
+            if i == j:
+                ax.hist(codes[:, i], bins=40, density=True, alpha=0.6)
+                ax.plot(grid, dens, "k--", lw=1)
+            else:
+                ax.scatter(codes[:, j], codes[:, i], c=colour, cmap="tab10", s=2, alpha=0.5)
+            ax.tick_params(labelsize=6)
+            if i == k - 1:
+                ax.set_xlabel(f"code {j + 1}", fontsize=8)
+            if j == 0:
+                ax.set_ylabel(f"code {i + 1}", fontsize=8)
+    shown = f" (first {k} of {d} coordinates)" if k < d else ""
+    fig.suptitle(f"{title}{shown}; dashed: prior density")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_qq(
+    z: np.ndarray,
+    path: str | Path,
+    n_projections: int = 6,
+    seed: int = 0,
+    title: str = "QQ plots of random projections against N(0, 1)",
+) -> None:
+    """QQ plots of random 1-D projections u'z (|u| = 1) against N(0, 1).
+
+    Under z ~ N(0, I) every projection is exactly N(0, 1), so the points lie on the diagonal;
+    a wrong scale shows as a different slope, a wrong shape as curvature. Pass Phi^-1(codes)
+    for uniform codes.
+    """
+    from scipy import stats
+
+    plt = _pyplot()
+    z = np.asarray(z, dtype=float)
+    n, d = z.shape
+    rng = np.random.default_rng([seed, 7])
+    g = rng.standard_normal((n_projections, d))
+    dirs = g / np.linalg.norm(g, axis=1, keepdims=True)
+    cols = min(3, n_projections)
+    rows = -(-n_projections // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.0 * rows), squeeze=False)
+    q = stats.norm.ppf((np.arange(1, n + 1) - 0.5) / n)
+    for i, ax in enumerate(axes.flat):
+        if i >= n_projections:
+            ax.axis("off")
+            continue
+        proj = np.sort(z @ dirs[i])
+        ax.plot(q, proj, ".", ms=2, alpha=0.6)
+        lim = max(4.0, float(np.abs(q).max()))
+        ax.plot([-lim, lim], [-lim, lim], "k--", lw=1)
+        ax.set_xlim(-lim, lim)
+        ax.set_title(f"projection {i + 1}", fontsize=9)
+        ax.tick_params(labelsize=7)
+        if i % cols == 0:
+            ax.set_ylabel("sample quantile", fontsize=8)
+        if i >= n_projections - cols:
+            ax.set_xlabel("N(0, 1) quantile", fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_sweep(
+    summary: list[dict[str, float]],
+    path: str | Path,
+    *,
+    n_classes: int | None = None,
+    alpha: float = 0.05,
+    title: str = "noise sweep",
+) -> None:
+    """The paper's Figure 1: p-values, accuracies and the MI estimate against the capacity.
+
+    ``summary`` has one row per noise level with ``capacity_nats`` and, for each metric ``m``,
+    ``m_mean``, ``m_lo``, ``m_hi`` (mean and 99% interval over runs); p-values are drawn from
+    ``m_gmean``, ``m_glo``, ``m_ghi`` when present (the same on log10 p). The capacity bound is the
+    dashed diagonal of the MI panel; log(#classes), the capacity the labels need, is the dotted
+    vertical line on every panel.
+    """
+    plt = _pyplot()
+    rows = sorted(summary, key=lambda r: r["capacity_nats"])
+    cap = np.array([r["capacity_nats"] for r in rows])
+    panels = [
+        (
+            "p-value (geometric mean, log scale)",
+            [
+                ("normality.dagostino_p", "D'Agostino-Pearson"),
+                ("normality.shapiro_p", "Shapiro-Wilk"),
+                ("normality.henze_zirkler_p", "Henze-Zirkler"),
+                ("prior_match.p", "prior match (N(0,I) / U)"),
+            ],
+        ),
+        (
+            "held-out accuracy",
+            [
+                ("probes.knn_acc", "k-NN"),
+                ("probes.gnb_acc", "naive Bayes"),
+                ("probes.mlp_acc", "MLP"),
+                ("probes.linear_acc", "linear"),
+            ],
+        ),
+        (
+            "nats",
+            [("mi_lower_bound_nats", "MI lower bound"), ("kl_upper_bound_nats", "KL upper bound")],
+        ),
+    ]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    for ax, (ylabel, series) in zip(axes, panels, strict=True):
+        for key, label in series:
+            # p-values are summarised on the log scale (geometric mean), the rest arithmetically
+            geo = f"{key}_gmean" in rows[0]
+            suffixes = ("_gmean", "_glo", "_ghi") if geo else ("_mean", "_lo", "_hi")
+            if f"{key}{suffixes[0]}" not in rows[0]:
+                continue
+            mean, lo, hi = (np.array([r[f"{key}{s}"] for r in rows], dtype=float) for s in suffixes)
+            if ylabel.startswith("p-value"):
+                mean, lo, hi = (np.clip(v, 1e-30, 1) for v in (mean, lo, hi))
+            if not np.isfinite(mean).any():
+                continue
+            (line,) = ax.plot(cap, mean, "o-", ms=4, label=label)
+            ax.fill_between(cap, lo, hi, color=line.get_color(), alpha=0.2)
+        if ylabel.startswith("p-value"):
+            ax.set_yscale("log")
+            ax.set_ylim(top=2.0)
+            ax.axhline(alpha, color="grey", ls=":", lw=1, label=f"alpha = {alpha:g}")
+        if ylabel == "nats":
+            ax.plot(cap, cap, "k--", lw=1, label="capacity (upper bound on MI)")
+        if n_classes is not None and n_classes > 1:
+            ax.axvline(
+                np.log(n_classes), color="k", ls=":", lw=1.2, label=f"log {n_classes} (labels need)"
+            )
+        ax.set_xlabel("capacity C (nats)")
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{title}: mean and 99% interval over runs")
+    fig.tight_layout()
+    _save(fig, path)

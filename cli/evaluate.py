@@ -1,0 +1,184 @@
+"""``dimgen evaluate`` (tests, probes, plots for codes) and ``dimgen sweep`` (the noise sweep)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+__all__ = ["register"]
+
+
+def _eval_overrides(**opts: Any) -> dict[str, Any]:
+    """Only the options the user gave; the defaults live in :class:`dimgen.diagnostics.EvalConfig`."""
+    return {k: v for k, v in opts.items() if v is not None}
+
+
+@click.command("evaluate")
+@click.argument("run", required=False, type=click.Path())
+@click.option(
+    "--codes",
+    "codes_path",
+    type=click.Path(dir_okay=False),
+    help="Evaluate this .npz (arrays codes, optional labels and split) instead of a run folder.",
+)
+@click.option(
+    "--prior",
+    type=click.Choice(["gaussian", "uniform"]),
+    help="Prior of --codes [default: gaussian]; a run folder names its own.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    help="Write evaluation.json, report.md and plots here (default: into RUN; none for --codes).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object only.")
+@click.option("--alpha", type=float, help="Significance level of the verdicts [default: 0.05].")
+@click.option("--seed", type=int, help="Seed of projections, subsamples and probes [default: 0].")
+@click.option(
+    "--projections",
+    "n_projections",
+    type=int,
+    help="Random orthonormal projections per subsample (at most d) [default: 16].",
+)
+@click.option(
+    "--subsample", type=int, help="Subsample size of the univariate tests [default: 1000]."
+)
+@click.option(
+    "--n-subsamples", type=int, help="Disjoint subsamples when there are more codes [default: 8]."
+)
+@click.option("--no-plots", is_flag=True, help="Skip qq.png and codes.png.")
+@click.option("--no-probes", is_flag=True, help="Skip the downstream classifiers.")
+def evaluate_cmd(
+    run: str | None,
+    codes_path: str | None,
+    prior: str | None,
+    out: str | None,
+    as_json: bool,
+    no_plots: bool,
+    no_probes: bool,
+    **opts: Any,
+) -> None:
+    """Test whether codes follow their prior and measure what they keep about the labels.
+
+    RUN is an encoder run folder (from `dimgen encode`): its held-out codes are tested and
+    evaluation.json, report.md, metrics.json["evaluation"], qq.png and codes.png are written
+    into it. With --codes FILE.npz any codes are evaluated.
+    """
+    import json
+
+    from dimgen.errors import ConfigError
+    from dimgen.evaluation import (
+        evaluate_file,
+        evaluate_run,
+        load_codes,
+        summary_lines,
+        write_outputs,
+    )
+
+    overrides = _eval_overrides(**opts)
+    plots, probes = not no_plots, not no_probes
+    if (run is None) == (codes_path is None):
+        raise ConfigError("give either a run folder or --codes FILE.npz (not both)")
+    if run is not None:
+        ev = evaluate_run(
+            run, prior=prior, write=out is None, plots=plots, probes=probes, **overrides
+        )
+        target = Path(run) if out is None else Path(out)
+        if out is not None:
+            codes, labels, split = load_codes(_run_dir(run) / "codes.npz")
+            write_outputs(ev, Path(out), codes, labels, split, plots=plots)
+    else:
+        assert codes_path is not None
+        ev = evaluate_file(
+            codes_path, prior or "gaussian", out=out, plots=plots, probes=probes, **overrides
+        )
+        target = None if out is None else Path(out)
+    if as_json:
+        click.echo(json.dumps(ev.to_dict(), allow_nan=False))
+        return
+    what = run if run is not None else codes_path
+    click.echo(f"evaluated {what}: {ev.n} {ev.tested_on}, d = {ev.dim}, {ev.prior} prior")
+    for line in summary_lines(ev):
+        click.echo(line)
+    if target is not None:
+        names = "evaluation.json, report.md" + (", qq.png, codes.png" if plots else "")
+        click.echo(f"wrote {names} in {target}")
+
+
+def _run_dir(run: str) -> Path:
+    from dimgen.io import resolve_run_dir
+
+    return resolve_run_dir(run)
+
+
+@click.command("sweep")
+@click.option(
+    "--config", "config_path", type=click.Path(dir_okay=False), help="YAML preset (see configs/)."
+)
+@click.option("--sigmas", help="Comma-separated Gaussian noise levels, e.g. 0.05,0.1,0.3,1.")
+@click.option("--epses", help="Comma-separated uniform noise half-widths (uniform prior).")
+@click.option(
+    "--runs", type=int, help="Encoders per noise level (seeds seed, seed+1, ...) [default: 5]."
+)
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="Sweep folder.")
+@click.option("--prior", type=click.Choice(["gaussian", "uniform"]), help="Prior of the codes.")
+@click.option("--data", help="digits | mnist | fashion-mnist | cifar10 | npz:PATH")
+@click.option("--data-root", help="Folder with torchvision data sets (else $DIMGEN_DATA).")
+@click.option("--dim", type=int, help="Code dimension.")
+@click.option("--epochs", type=int)
+@click.option("--device", help="auto | cpu | cuda | cuda:N")
+@click.option(
+    "--set", "sets", multiple=True, metavar="KEY=VALUE", help="Any other config field (YAML value)."
+)
+@click.option("--alpha", type=float, help="Significance level of the verdicts [default: 0.05].")
+@click.option("--quiet", is_flag=True, help="No progress bars or per-run lines.")
+def sweep_cmd(
+    config_path: str | None,
+    sigmas: str | None,
+    epses: str | None,
+    runs: int | None,
+    out: str,
+    sets: tuple[str, ...],
+    alpha: float | None,
+    quiet: bool,
+    **flags: Any,
+) -> None:
+    """Train RUNS encoders per noise level, evaluate each, and draw the paper's Figure 1.
+
+    Writes sweep.csv, sweep_summary.csv, sweep.png and report.md into --out; rerunning the same
+    command reuses finished runs and resumes interrupted ones.
+    """
+    from dimgen.cli.encode import _parse_sets
+
+    from dimgen.config import EncoderConfig, load_config, replace
+    from dimgen.diagnostics import EvalConfig
+    from dimgen.sweep import parse_levels, run_sweep
+
+    cfg = load_config(config_path) if config_path else EncoderConfig()
+    cfg = replace(cfg, **_parse_sets(sets))
+    cfg = replace(cfg, **flags)
+    kwargs: dict[str, Any] = {}
+    if runs is not None:
+        kwargs["runs"] = runs
+    eval_cfg = replace(EvalConfig(), **_eval_overrides(alpha=alpha))
+    res = run_sweep(
+        cfg,
+        None if sigmas is None else parse_levels(sigmas, "--sigmas"),
+        out=out,
+        epses=None if epses is None else parse_levels(epses, "--epses"),
+        eval_config=eval_cfg,
+        progress=not quiet,
+        log=None if quiet else (lambda line: click.echo(line, err=True)),
+        **kwargs,
+    )
+    click.echo(
+        f"wrote {res.path}: {len(res.rows)} runs over {len(res.summary)} {res.param} levels; "
+        "sweep.csv, sweep_summary.csv, sweep.png, report.md"
+    )
+
+
+def register(group: click.Group) -> None:
+    group.add_command(evaluate_cmd)
+    group.add_command(sweep_cmd)
