@@ -68,7 +68,7 @@ def encoder_report(metrics: dict[str, Any], config: dict[str, Any]) -> str:
         f"| capacity | {cap:.4f} | upper bound on I(f(X'); f(X)+Z) for this channel |",
         f"| MI lower bound ({metrics['mi_bound_kind']}, held-out) | {mi:.4f} ± {metrics['mi_lower_bound_stderr']:.4f} | "
         f"estimated with the trained critic on batches of {metrics['mi_eval_batch']} |",
-        f"| KL upper bound | {kl:.4f} | KL(codes ‖ {target}) <= capacity - MI |",
+        f"| KL upper bound | {kl:.4f} | capacity - MI: the paper's KL(codes ‖ {target}) certificate; rigorously it bounds the KL of the *noisy* codes f(X)+Z to the noisy prior, so check the clean codes with `dimgen evaluate` |",
         "",
     ]
     if mi > cap:
