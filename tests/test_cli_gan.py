@@ -137,14 +137,3 @@ def test_bad_input_is_one_line(args: list[str], match: str, digits_gan_run: Path
                                tmp_path: Path) -> None:  # fmt: skip
     fill = {"enc": str(digits_run), "gan": str(digits_gan_run), "tmp": str(tmp_path)}
     _error(_run(*[a.format(**fill) for a in args]), match)
-
-
-def test_prior_flag_without_flows(digits_gan_run: Path, tmp_path: Path) -> None:
-    try:
-        import dimgen.flows  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        pytest.skip("dimgen.flows exists (covered in test_gan.py::test_flow_prior)")
-    _error(_run("sample", digits_gan_run, "--unconditional", "--prior", tmp_path, "--out", tmp_path / "x.png"),
-           "dimgen.flows")  # fmt: skip

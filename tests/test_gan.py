@@ -235,17 +235,6 @@ def test_bad_input(digits_gan_run: Path, digits_run: Path, tmp_path: Path) -> No
         )
 
 
-def test_flow_prior_missing_is_a_clear_error(digits_gan_run: Path) -> None:
-    try:
-        import dimgen.flows  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        pytest.skip("dimgen.flows exists: see test_flow_prior")
-    with pytest.raises(ConfigError, match=r"dimgen\.flows"):
-        sample(digits_gan_run, unconditional=True, prior="some/flow-run", n=4)
-
-
 def test_flow_prior(digits_gan_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """--prior calls exactly load_prior(path), p.sample(n, seed=seed), p.to_source(z)."""
     flows = pytest.importorskip("dimgen.flows")
