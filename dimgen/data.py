@@ -20,7 +20,15 @@ from torch import Tensor
 
 from .errors import DataError
 
-__all__ = ["Dataset", "TensorBatches", "check_finite", "load_data", "parse_source", "read_npz"]
+__all__ = [
+    "Dataset",
+    "TensorBatches",
+    "check_finite",
+    "load_data",
+    "parse_source",
+    "read_npz",
+    "read_npz_arrays",
+]
 
 SOURCES = ("digits", "mnist", "fashion-mnist", "cifar10", "npz:PATH")
 
@@ -123,18 +131,27 @@ def _to_float_images(x: np.ndarray, name: str) -> np.ndarray:
     return x
 
 
-def read_npz(path: str) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """``(x, y, split)`` of an npz file in file order, validated; ``y``/``split`` may be None."""
+def read_npz_arrays(path: str | Path, required: str, what: str = "npz") -> dict[str, np.ndarray]:
+    """All arrays of an ``.npz`` (never unpickled); one-line errors if missing or without ``required``."""
     p = Path(path).expanduser()
     if not p.is_file():
-        raise DataError(f"npz file not found: {p}")
+        raise DataError(f"{what} file not found: {p}")
     try:
         with np.load(p, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
     except Exception as exc:
         raise DataError(f"{p} is not a readable .npz file ({type(exc).__name__})") from None
-    if "x" not in arrays:
-        raise DataError(f"{p} has no array named 'x' (found: {', '.join(arrays) or 'none'})")
+    if required not in arrays:
+        raise DataError(
+            f"{p} has no array named '{required}' (found: {', '.join(arrays) or 'none'})"
+        )
+    return arrays
+
+
+def read_npz(path: str) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """``(x, y, split)`` of an npz file in file order, validated; ``y``/``split`` may be None."""
+    p = Path(path).expanduser()
+    arrays = read_npz_arrays(p, "x")
     x = _to_float_images(arrays["x"], str(p))
     if len(x) == 0:
         raise DataError(f"{p}: array x is empty")

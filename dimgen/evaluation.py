@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .diagnostics import EvalConfig, Evaluation, evaluate, to_gaussian
-from .errors import ConfigError, DataError, RunFolderError
+from .errors import ConfigError, RunFolderError
 
 __all__ = [
     "evaluate_file",
@@ -28,16 +28,9 @@ __all__ = [
 
 def load_codes(path: str | Path) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Read ``codes`` and the optional ``labels`` and ``split`` arrays of a codes ``.npz``."""
-    p = Path(path)
-    if not p.is_file():
-        raise DataError(f"codes file not found: {p}")
-    try:
-        with np.load(p, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
-    except Exception as exc:
-        raise DataError(f"{p} is not a readable .npz file ({type(exc).__name__})") from None
-    if "codes" not in arrays:
-        raise DataError(f"{p} has no array named 'codes' (found: {', '.join(arrays) or 'none'})")
+    from .data import read_npz_arrays
+
+    arrays = read_npz_arrays(path, "codes", what="codes")
     return arrays["codes"], arrays.get("labels"), arrays.get("split")
 
 

@@ -440,17 +440,10 @@ def load_images(
 
 def read_codes(path: str | Path) -> np.ndarray:
     """The ``codes`` array (n, d) of an ``.npz`` (e.g. written by ``dimgen encode --encoder``)."""
+    from .data import read_npz_arrays
+
     p = Path(path)
-    if not p.is_file():
-        raise DataError(f"codes file not found: {p}")
-    try:
-        with np.load(p, allow_pickle=False) as f:
-            names = list(f.files)
-            codes = np.asarray(f["codes"]) if "codes" in names else None
-    except Exception as exc:
-        raise DataError(f"{p} is not a readable .npz file ({type(exc).__name__})") from None
-    if codes is None:
-        raise DataError(f"{p} has no array named 'codes' (found: {', '.join(names) or 'none'})")
+    codes = np.asarray(read_npz_arrays(p, "codes", what="codes")["codes"])
     if not np.issubdtype(codes.dtype, np.number):
         raise DataError(f"{p}: codes must be numeric, got dtype {codes.dtype}")
     return codes.astype(np.float32)

@@ -15,7 +15,7 @@ def _run(*args: object) -> Result:
     return CliRunner().invoke(cli, [str(a) for a in args])
 
 
-def _error(res: Result, match: str) -> None:
+def check_error(res: Result, match: str) -> None:
     assert res.exit_code == 2, res.output
     lines = res.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), res.output
@@ -36,14 +36,14 @@ def test_train_gan_writes_a_run(digits_run: Path, tmp_path: Path) -> None:
     ).is_file()
     assert json.loads((out / "metrics.json").read_text())["n_eval"] == 60
     # The same folder again: refused, one line.
-    _error(_run("train-gan", digits_run, "--out", out), "not empty")
+    check_error(_run("train-gan", digits_run, "--out", out), "not empty")
 
 
 def test_train_gan_with_a_preset(digits_run: Path, tmp_path: Path) -> None:
     repo = Path(__file__).resolve().parents[1]
-    _error(_run("train-gan", digits_run, "--out", tmp_path / "g", "--config",
+    check_error(_run("train-gan", digits_run, "--out", tmp_path / "g", "--config",
                 repo / "configs" / "digits-gan.yaml", "--set", "steps=0"), "steps must be >= 1")  # fmt: skip
-    _error(
+    check_error(
         _run("train-gan", digits_run, "--out", tmp_path / "g", "--set", "stepz=3"), "unknown key"
     )
 
@@ -94,7 +94,7 @@ def test_sample_given_codes(digits_gan_run: Path, digits_run: Path, tmp_path: Pa
         assert f["images"].shape == (12, 1, 8, 8)
         np.testing.assert_array_equal(f["codes"], c["codes"][:12])
     np.savez(tmp_path / "bad.npz", codes=np.zeros((5, 3), np.float32))
-    _error(_run("sample", digits_gan_run, "--codes", tmp_path / "bad.npz", "--out", tmp_path / "x.png"),
+    check_error(_run("sample", digits_gan_run, "--codes", tmp_path / "bad.npz", "--out", tmp_path / "x.png"),
            "codes must have shape (n, 2)")  # fmt: skip
 
 
@@ -136,4 +136,4 @@ def test_evaluate_gan_json(digits_gan_run: Path, tmp_path: Path) -> None:
 def test_bad_input_is_one_line(args: list[str], match: str, digits_gan_run: Path, digits_run: Path,
                                tmp_path: Path) -> None:  # fmt: skip
     fill = {"enc": str(digits_run), "gan": str(digits_gan_run), "tmp": str(tmp_path)}
-    _error(_run(*[a.format(**fill) for a in args]), match)
+    check_error(_run(*[a.format(**fill) for a in args]), match)

@@ -125,7 +125,7 @@ def test_cli_trains_uniform_codes(tmp_path: Path) -> None:
     assert m["n_train"] == 500
 
 
-def _fails(args: list[str], match: str, tmp_path: Path) -> None:
+def check_fails(args: list[str], match: str, tmp_path: Path) -> None:
     res = CliRunner().invoke(cli, args)
     assert res.exit_code == 2, res.output
     lines = [ln for ln in res.output.strip().splitlines() if ln]
@@ -149,20 +149,20 @@ def _fails(args: list[str], match: str, tmp_path: Path) -> None:
 )
 def test_bad_input_one_line_exit_2_no_folder(tmp_path: Path, extra: list[str], match: str) -> None:
     out = tmp_path / "run"
-    _fails(["encode", *extra, "--out", str(out)], match, tmp_path)
+    check_fails(["encode", *extra, "--out", str(out)], match, tmp_path)
     assert not out.exists()
 
 
 def test_npz_without_x_and_bad_encoder_folder(tmp_path: Path) -> None:
     np.savez(tmp_path / "d.npz", images=np.zeros((10, 4)))
-    _fails(
+    check_fails(
         ["encode", "--data", f"npz:{tmp_path / 'd.npz'}", "--out", str(tmp_path / "r")],
         "no array named 'x'",
         tmp_path,
     )
     assert not (tmp_path / "r").exists()
     (tmp_path / "notarun").mkdir()
-    _fails(
+    check_fails(
         [
             "encode",
             "--encoder",
@@ -181,7 +181,7 @@ def test_npz_without_x_and_bad_encoder_folder(tmp_path: Path) -> None:
 def test_unknown_config_key_in_file(tmp_path: Path) -> None:
     p = tmp_path / "c.yaml"
     p.write_text("epochs: 2\nnoise: 0.3\n")
-    _fails(
+    check_fails(
         ["encode", "--config", str(p), "--out", str(tmp_path / "r")],
         "unknown key(s) 'noise'",
         tmp_path,
@@ -190,7 +190,7 @@ def test_unknown_config_key_in_file(tmp_path: Path) -> None:
 
 def test_wrong_shape_for_encoder(digits_run: Path, tmp_path: Path) -> None:
     np.savez(tmp_path / "d.npz", x=np.zeros((10, 28, 28), dtype=np.float32))
-    _fails(
+    check_fails(
         [
             "encode",
             "--encoder",
@@ -206,6 +206,6 @@ def test_wrong_shape_for_encoder(digits_run: Path, tmp_path: Path) -> None:
 
 
 def test_existing_output_folder_is_not_overwritten(digits_run: Path) -> None:
-    _fails(
+    check_fails(
         ["encode", "--epochs", "1", "--out", str(digits_run)], "exists and is not empty", digits_run
     )

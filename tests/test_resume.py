@@ -33,20 +33,25 @@ def _env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
-def test_sigkill_then_resume_is_bit_exact(tmp_path: Path) -> None:
-    killed, whole = tmp_path / "killed", tmp_path / "whole"
+def _kill_after_first_checkpoint(args: list[str], run_dir: Path, extra_wait: float) -> None:
+    """Start ``dimgen ARGS`` in a subprocess and SIGKILL it once a checkpoint exists (mid-training)."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dimgen.cli", "encode", *ARGS, "--out", str(killed)],
+        [sys.executable, "-m", "dimgen.cli", *args],
         env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    ckpt = killed / "checkpoint.safetensors"
+    ckpt = run_dir / "checkpoint.safetensors"
     deadline = time.time() + 240
     while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     assert proc.poll() is None, "training finished before it could be killed"
-    time.sleep(0.3)  # let it get into a later epoch
+    time.sleep(extra_wait)  # let it get into a later epoch/step
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+
+
+def test_sigkill_then_resume_is_bit_exact(tmp_path: Path) -> None:
+    killed, whole = tmp_path / "killed", tmp_path / "whole"
+    _kill_after_first_checkpoint(["encode", *ARGS, "--out", str(killed)], killed, 0.3)
     assert not (killed / "run.json").exists()
 
     # an incomplete folder is refused by other commands with a clear message
@@ -97,18 +102,9 @@ def test_gan_sigkill_then_resume_is_bit_exact(digits_run: Path, tmp_path: Path) 
     from dimgen.io import load_weights
 
     killed, whole = tmp_path / "killed", tmp_path / "whole"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dimgen.cli", "train-gan", str(digits_run), *GAN_ARGS, "--out", str(killed)],
-        env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    ckpt = killed / "checkpoint.safetensors"
-    deadline = time.time() + 240
-    while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    assert proc.poll() is None, "training finished before it could be killed"
-    time.sleep(0.2)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    _kill_after_first_checkpoint(
+        ["train-gan", str(digits_run), *GAN_ARGS, "--out", str(killed)], killed, 0.2
+    )
     assert not (killed / "run.json").exists()
     res = CliRunner().invoke(
         cli, ["sample", str(killed), "--unconditional", "--out", str(tmp_path / "s.png")]
