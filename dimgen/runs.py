@@ -1,19 +1,71 @@
-"""Encoder run folders: write the artefacts of a training run and summarise its codes."""
+"""Encoder runs: the result of a training run, its artefacts on disk and a summary of its codes.
+
+Below :mod:`dimgen.train` in the layering: the trainer imports this module, never the reverse.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+from torch import nn
 
-from .config import save_config
-from .io import save_npz, save_weights, write_json, write_run, write_text
+from .channel import NoiseChannel
+from .config import EncoderConfig, save_config
+from .io import save_npz, save_weights, write_json, write_text
+from .nets import resolve_encoder_kind
+from .objectives import NoisyInfoMax
 
-if TYPE_CHECKING:
-    from .train import EncoderRun
+__all__ = [
+    "EncoderRun",
+    "code_metrics",
+    "encoder_report",
+    "model_spec",
+    "write_encoder_artefacts",
+]
 
-__all__ = ["code_metrics", "encoder_report", "write_encoder_run"]
+
+@dataclass
+class EncoderRun:
+    """The result of :func:`dimgen.train.train_encoder`: modules, codes, metrics and run folder.
+
+    ``codes`` (n, d) with ``split`` (n,) ``train`` / ``test`` and ``labels`` (n,) when known;
+    ``history``: the training bound (nats) of every epoch. In data-parallel training only rank
+    0 evaluates and writes; other processes get their trained modules and history with empty
+    metrics and codes.
+    """
+
+    config: EncoderConfig
+    model: NoisyInfoMax
+    metrics: dict[str, Any]
+    codes: np.ndarray
+    labels: np.ndarray | None
+    split: np.ndarray
+    history: list[float] = field(default_factory=list)
+    path: Path | None = None
+
+    @property
+    def encoder(self) -> nn.Module:
+        return self.model.encoder
+
+    @property
+    def channel(self) -> NoiseChannel:
+        return self.model.channel
+
+
+def model_spec(cfg: EncoderConfig, in_shape: tuple[int, ...]) -> dict[str, Any]:
+    """Everything needed to rebuild the encoder and channel (stored in the weights' metadata)."""
+    return {
+        "in_shape": list(in_shape),
+        "encoder": resolve_encoder_kind(cfg.encoder, in_shape),
+        "encoder_hidden": cfg.encoder_hidden,
+        "dim": cfg.dim,
+        "prior": cfg.prior,
+        "sigma": cfg.sigma,
+        "eps": cfg.eps,
+    }
 
 
 def code_metrics(
@@ -96,10 +148,13 @@ def _fmt(v: Any) -> str:
     return np.array2string(arr, precision=3, suppress_small=True, separator=", ").replace("\n", "")
 
 
-def write_encoder_run(run: EncoderRun, run_dir: Path) -> None:
-    """Write weights, codes, metrics, plot and report; ``run.json`` (completion) goes last."""
+def write_encoder_artefacts(run: EncoderRun, run_dir: Path) -> dict[str, Any]:
+    """Write weights, codes, metrics, plot and report; return the model spec for ``run.json``.
+
+    ``run.json`` itself is written by the training harness once this returns
+    (:meth:`dimgen.training.RunFolder.complete`).
+    """
     from .plots import plot_codes
-    from .train import model_spec
 
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg = run.config
@@ -122,7 +177,7 @@ def write_encoder_run(run: EncoderRun, run_dir: Path) -> None:
     plot_codes(run.codes[test], None if run.labels is None else run.labels[test], run_dir / "codes.png",
                prior=cfg.prior, title=f"held-out codes ({cfg.prior}, d={cfg.dim})")  # fmt: skip
     write_text(run_dir / "report.md", encoder_report(run.metrics, _cfg_dict(cfg)))
-    write_run(run_dir, "encoder", spec=spec)
+    return spec
 
 
 def _cfg_dict(cfg: Any) -> dict[str, Any]:

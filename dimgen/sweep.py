@@ -121,7 +121,8 @@ def run_sweep(
     from .evaluation import evaluate_run
     from .io import read_run, write_run
     from .plots import plot_sweep
-    from .train import CHECKPOINT, train_encoder
+    from .train import train_encoder
+    from .training import CHECKPOINT
 
     cfg = validate(config)
     param, levels = _levels(cfg, sigmas, epses)

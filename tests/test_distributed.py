@@ -73,7 +73,7 @@ def _train(model: torch.nn.Module, core: NoisyInfoMax, rows: slice) -> dict[str,
 def _worker() -> dict[tuple[str, str], dict[str, Any]]:
     import torch.distributed as dist
 
-    from dimgen.train import _ddp
+    from dimgen.training.devices import data_parallel as _ddp
 
     rank, world = dist.get_rank(), dist.get_world_size()
     rows = slice(rank * B // world, (rank + 1) * B // world)
@@ -172,16 +172,19 @@ def test_two_process_run_resumes_bit_exact(tmp_path: Path) -> None:
 
 
 def test_checkpoint_of_two_processes_needs_two_to_resume(tmp_path: Path) -> None:
-    from dimgen.train import load_checkpoint, save_checkpoint
+    from dimgen.config import to_dict
+    from dimgen.training.checkpoint import CheckpointState, load_checkpoint, save_checkpoint
 
     cfg = EncoderConfig()
     model = build_model(cfg, (1, 8, 8))
     opt = torch.optim.Adam(model.parameters())
     gen = torch.Generator().manual_seed(0)
+    state = CheckpointState({"model": model}, {"adam": opt}, generators={"batches": gen})
     states = [{"torch": torch.get_rng_state()} for _ in range(2)]
-    save_checkpoint(tmp_path / "c.safetensors", model, opt, gen, 3, [0.1] * 3, cfg, states)
+    save_checkpoint(tmp_path / "c.safetensors", state, kind="encoder", unit="epoch", done=3,
+                    history=[0.1] * 3, config=to_dict(cfg), rank_states=states)  # fmt: skip
     with pytest.raises(RunFolderError, match="written by 2 process"):
-        load_checkpoint(tmp_path / "c.safetensors", model, opt, gen)
+        load_checkpoint(tmp_path / "c.safetensors", state, kind="encoder")
 
 
 def test_devices_must_divide_the_batch() -> None:

@@ -315,7 +315,7 @@ def test_train_in_memory_with_r1_and_nonsaturating(digits_run: Path) -> None:
 
 
 def test_diverging_losses_stop_training(digits_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import dimgen.gan as gan_mod
+    import dimgen.gan.trainer as gan_mod
 
     real_loss = gan_mod.d_loss
     monkeypatch.setattr(gan_mod, "d_loss", lambda r, f, k: real_loss(r, f, k) * float("nan"))

@@ -1,0 +1,58 @@
+"""A GAN conditioned on distribution-matched codes: training, sampling and evaluation (Appendix D).
+
+The frozen encoder of an encoder run (``dimgen encode``) maps each training image x to its code
+c(x) (inference mode: normalised, no channel noise). A conditional GAN learns G(noise, c) with
+D(image, c). Because the codes follow a known prior, the same G samples
+
+- *conditionally*: c = code of a real image (a variation of that image), and
+- *unconditionally*: c drawn from the prior N(0, I) or U[0, 1]^d, no real data needed.
+
+Loss: hinge (SNGAN) with spectral norm on every discriminator layer by default; the
+non-saturating loss with an optional R1 penalty is the alternative. An exponential moving average
+(EMA) of the generator's weights is kept and used for sampling.
+
+One job per module: :mod:`.config` (``GANConfig``), :mod:`.losses`, :mod:`.nets` (G, D, EMA,
+spec), :mod:`.images` (grids and sample files), :mod:`.model` (the trained ``GAN``),
+:mod:`.sampling` (``dimgen sample``), :mod:`.trainer` (``train_gan`` on
+:mod:`dimgen.training`), :mod:`.evaluation`, :mod:`.report`.
+
+Example:
+    >>> run = train_gan(GANConfig(encoder_run="runs/digits"), "runs/digits-gan")  # doctest: +SKIP
+    >>> gan = GAN.from_pretrained("runs/digits-gan")                               # doctest: +SKIP
+    >>> images, codes = gan.sample_unconditional(64, seed=0)                       # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from .config import GANConfig
+from .evaluation import evaluate_gan, evaluate_run
+from .images import save_image_grid, write_samples
+from .losses import d_loss, g_loss, r1_penalty
+from .model import GAN
+from .nets import ema_update, gan_spec
+from .report import gan_report
+from .sampling import Samples, load_images, prior_codes_from_flow, read_codes, sample
+from .trainer import GANRun, GANTrainer, train_gan
+
+__all__ = [
+    "GAN",
+    "GANConfig",
+    "GANRun",
+    "GANTrainer",
+    "Samples",
+    "d_loss",
+    "ema_update",
+    "evaluate_gan",
+    "evaluate_run",
+    "g_loss",
+    "gan_report",
+    "gan_spec",
+    "load_images",
+    "prior_codes_from_flow",
+    "r1_penalty",
+    "read_codes",
+    "sample",
+    "save_image_grid",
+    "train_gan",
+    "write_samples",
+]

@@ -1,0 +1,144 @@
+"""The trained GAN: a generator with the tokenizer (frozen encoder) it was conditioned on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..config import load_config
+from ..errors import DataError, RunFolderError
+from ..io import load_weights, read_run
+from ..tokenizer import Tokenizer
+from .config import GANConfig
+from .nets import build_generator
+
+__all__ = ["GAN", "child_seeds"]
+
+
+def child_seeds(seed: int | None, k: int) -> list[int | None]:
+    """Independent seeds for codes and noise derived from one user seed (None stays random)."""
+    if seed is None:
+        return [None] * k
+    return [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(k)]
+
+
+class GAN:
+    """A trained generator with the tokenizer (frozen encoder) it was conditioned on.
+
+    ``generate(codes)`` is the core; ``sample_unconditional`` draws codes from the prior and
+    ``sample_conditional`` encodes real images first. All outputs are CPU tensors in [0, 1].
+    """
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        tokenizer: Tokenizer,
+        spec: dict[str, Any],
+        config: GANConfig | None = None,
+        path: Path | None = None,
+        record: dict[str, Any] | None = None,
+    ) -> None:
+        self.generator = generator.eval()
+        self.tokenizer = tokenizer
+        self.spec = spec
+        self.config = config
+        self.path = path
+        self.record = record or {}
+
+    @classmethod
+    def from_pretrained(
+        cls, path: str | Path, device: str | torch.device = "cpu", ema: bool = True
+    ) -> GAN:
+        """Load a complete GAN run folder (``dimgen train-gan``); the EMA generator if ``ema``."""
+        run_dir, record = read_run(path, "gan")
+        file = run_dir / "generator_ema.safetensors"
+        if not (ema and file.is_file()):
+            file = run_dir / "generator.safetensors"
+        tensors, meta = load_weights(file)
+        spec = meta.get("spec")
+        if meta.get("kind") != "generator" or not isinstance(spec, dict):
+            raise RunFolderError(f"{file} is not a dimgen generator")
+        try:
+            gen = build_generator(spec)
+            gen.load_state_dict(tensors)
+        except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+            raise RunFolderError(
+                f"{file}: weights do not match their spec ({str(exc)[:120]})"
+            ) from None
+        tok = Tokenizer.from_weights(run_dir / "encoder.safetensors", device)
+        cfg = load_config(run_dir / "config.yaml", GANConfig)
+        return cls(gen.to(device), tok, spec, cfg, run_dir, record)
+
+    @property
+    def split(self) -> tuple[float, int]:
+        """(test_fraction, seed) of the train/held-out split the run used (its encoder's)."""
+        split = self.record.get("split") or {}
+        return float(split.get("test_fraction", 0.2)), int(split.get("seed", 0))
+
+    @property
+    def code_dim(self) -> int:
+        return int(self.spec["code_dim"])
+
+    @property
+    def noise_dim(self) -> int:
+        return int(self.spec["noise_dim"])
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of one generated image (C, H, W)."""
+        return tuple(self.spec["shape"])
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.generator.parameters()).device
+
+    def check_codes(self, codes: Any) -> Tensor:
+        """Codes as a float32 (n, d) tensor; a :class:`DataError` for a wrong shape or NaN."""
+        c = (
+            codes.detach().cpu()
+            if isinstance(codes, Tensor)
+            else torch.as_tensor(np.asarray(codes))
+        )
+        if c.ndim != 2 or c.shape[1] != self.code_dim:
+            raise DataError(
+                f"codes must have shape (n, {self.code_dim}) for this GAN, got {tuple(c.shape)}"
+            )
+        if len(c) == 0:
+            raise DataError("no codes given (n must be >= 1)")
+        if not torch.isfinite(c.float()).all():
+            raise DataError("codes contain NaN or Inf")
+        return c.float()
+
+    @torch.no_grad()
+    def generate(self, codes: Any, seed: int | None = None, batch_size: int = 1024) -> Tensor:
+        """(n, d) codes -> (n, C, H, W) images in [0, 1]; ``seed`` fixes the noise."""
+        c = self.check_codes(codes)
+        g = torch.Generator().manual_seed(seed) if seed is not None else None
+        z = torch.randn(len(c), self.noise_dim, generator=g)  # drawn on the CPU: same on any device
+        self.generator.eval()
+        out = [
+            self.generator(
+                z[i : i + batch_size].to(self.device), c[i : i + batch_size].to(self.device)
+            ).cpu()
+            for i in range(0, len(c), batch_size)
+        ]
+        return torch.cat(out)
+
+    def sample_unconditional(self, n: int, seed: int | None = None) -> tuple[Tensor, Tensor]:
+        """``n`` images from codes drawn from the encoder's prior; returns (images, codes)."""
+        if n < 1:
+            raise DataError(f"n must be >= 1, got {n}")
+        s_codes, s_noise = child_seeds(seed, 2)
+        codes = self.tokenizer.sample_prior(n, seed=s_codes)
+        return self.generate(codes, seed=s_noise), codes
+
+    def sample_conditional(self, x: Any, seed: int | None = None) -> tuple[Tensor, Tensor]:
+        """One image per input image, from its code (frozen encoder); returns (images, codes)."""
+        codes = self.tokenizer.encode(x)
+        if len(codes) == 0:
+            raise DataError("no images given")
+        return self.generate(codes, seed=seed), codes

@@ -1,0 +1,134 @@
+"""The library side of ``dimgen sample``: codes from the prior, a flow prior, images or a file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..data import load_data, parse_source
+from ..errors import ConfigError, DataError
+from .model import GAN
+
+__all__ = ["Samples", "load_images", "prior_codes_from_flow", "read_codes", "sample"]
+
+
+def prior_codes_from_flow(
+    path: str | Path, n: int, seed: int | None, dim: int, prior_name: str | None = None
+) -> Tensor:
+    """``n`` codes from a flow-defined prior (``dimgen.flows.load_prior``), in the encoder's space."""
+    if n < 1:
+        raise DataError(f"n must be >= 1, got {n}")
+    try:
+        from ..flows import load_prior  # type: ignore[attr-defined]
+    except ImportError as exc:
+        raise ConfigError(
+            f"--prior needs dimgen.flows (flow-defined priors), which is not available here ({exc})"
+        ) from None
+    prior = load_prior(path)
+    source = getattr(prior, "source_prior", None)
+    if prior_name is not None and source is not None and source != prior_name:
+        raise ConfigError(
+            f"the flow prior {path} maps back to {source} codes; this GAN was trained on "
+            f"{prior_name} codes"
+        )
+    codes = torch.as_tensor(prior.to_source(prior.sample(n, seed=seed))).detach().float().cpu()
+    if codes.ndim != 2 or codes.shape[1] != dim:
+        raise DataError(
+            f"the flow prior {path} gives codes of shape {tuple(codes.shape)}; this GAN needs (n, {dim})"
+        )
+    return codes
+
+
+def load_images(
+    source: str, data_root: str | None = None, test_fraction: float = 0.2, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Images and labels of a data source for conditional sampling.
+
+    ``name:split`` takes that split; a bare name takes the held-out ``test`` split; ``npz:PATH``
+    takes every row.
+    """
+    name, which = parse_source(source)
+    ds = load_data(name, data_root, test_fraction, seed)
+    if name.startswith("npz:"):
+        return ds.split("all")
+    return ds.split(which or "test")
+
+
+def read_codes(path: str | Path) -> np.ndarray:
+    """The ``codes`` array (n, d) of an ``.npz`` (e.g. written by ``dimgen encode --encoder``)."""
+    from ..data import read_npz_arrays
+
+    p = Path(path)
+    codes = np.asarray(read_npz_arrays(p, "codes", what="codes")["codes"])
+    if not np.issubdtype(codes.dtype, np.number):
+        raise DataError(f"{p}: codes must be numeric, got dtype {codes.dtype}")
+    return codes.astype(np.float32)
+
+
+@dataclass
+class Samples:
+    """Generated images (n, C, H, W) with their codes; ``real`` / ``labels`` when from images."""
+
+    images: Tensor
+    codes: Tensor
+    mode: str
+    real: Tensor | None = None
+    labels: np.ndarray | None = None
+
+
+def sample(
+    run: str | Path | GAN,
+    *,
+    unconditional: bool = False,
+    from_images: str | None = None,
+    codes: Any = None,
+    prior: str | Path | None = None,
+    n: int | None = None,
+    seed: int = 0,
+    data_root: str | None = None,
+    ema: bool = True,
+) -> Samples:
+    """The library side of ``dimgen sample``: exactly one of the three modes.
+
+    - ``unconditional``: ``n`` (default 64) codes from the encoder's prior, or from the
+      flow-defined prior at ``prior``;
+    - ``from_images``: a data source (``digits``, ``mnist:test``, ``npz:PATH``; a bare name means
+      its held-out split), ``n`` (default 32) images picked with ``seed``, one sample each;
+    - ``codes``: an (n, d) array or the path of an ``.npz`` holding ``codes`` (first ``n`` rows).
+    """
+    given = [m for m, on in (("unconditional", unconditional), ("from_images", from_images is not None),
+                             ("codes", codes is not None)) if on]  # fmt: skip
+    if len(given) != 1:
+        raise ConfigError("give exactly one of unconditional, from_images, codes")
+    if prior is not None and not unconditional:
+        raise ConfigError("a flow prior only applies to unconditional sampling")
+    if n is not None and n < 1:
+        raise DataError(f"n must be >= 1, got {n}")
+    gan = run if isinstance(run, GAN) else GAN.from_pretrained(run, ema=ema)
+    if unconditional:
+        count = 64 if n is None else n
+        if prior is None:
+            images, c = gan.sample_unconditional(count, seed=seed)
+        else:
+            c = prior_codes_from_flow(prior, count, seed, gan.code_dim, gan.tokenizer.prior_name)
+            images = gan.generate(c, seed=seed)
+        return Samples(images, c, "unconditional")
+    if from_images is not None:
+        frac, split_seed = gan.split
+        root = data_root or (gan.config.data_root if gan.config else None)
+        x, y = load_images(from_images, root, frac, split_seed)
+        count = min(32 if n is None else n, len(x))
+        sel = np.sort(np.random.default_rng(seed).choice(len(x), count, replace=False))
+        real = torch.from_numpy(np.ascontiguousarray(x[sel]))
+        images, c = gan.sample_conditional(real, seed=seed)
+        return Samples(images, c, "conditional", real, None if y is None else y[sel])
+    arr = read_codes(codes) if isinstance(codes, (str, Path)) else codes
+    c = gan.check_codes(arr)
+    if n is not None:
+        c = c[:n]
+    return Samples(gan.generate(c, seed=seed), c, "codes")

@@ -1,0 +1,291 @@
+"""The GAN trainer on the training harness: G(noise, code) against D(image, code).
+
+Only the GAN's own parts live here (data and codes, nets and optimisers, one generator update,
+sample grids, final artefacts and evaluation); the loop, checkpoints, resume, the non-finite
+guard and the run folder are :mod:`dimgen.training`'s. One :meth:`GANTrainer.step` is
+``d_steps`` discriminator updates and one generator update; scalars ``d_loss`` and ``g_loss``,
+averaged over windows of ``log_every`` steps.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..config import EncoderConfig, load_config, replace, validate
+from ..data import Dataset, check_finite, load_data
+from ..errors import ConfigError, DataError
+from ..io import atomic_path, save_weights, write_json, write_text
+from ..tokenizer import Tokenizer
+from ..training import CheckpointState, Context, Fitted, Trainer, fit
+from ..training.devices import resolve_device
+from .config import GANConfig
+from .evaluation import evaluate_gan
+from .images import save_image_grid, write_samples
+from .losses import d_loss, g_loss, r1_penalty
+from .model import GAN
+from .nets import build_discriminator, build_generator, ema_update, gan_spec
+from .report import gan_report
+
+__all__ = ["GANRun", "GANTrainer", "train_gan"]
+
+
+@dataclass
+class GANRun:
+    """The result of :func:`train_gan`: the trained nets, metrics, loss history and run folder."""
+
+    config: GANConfig
+    gan: GAN
+    discriminator: nn.Module
+    metrics: dict[str, Any]
+    history: list[dict[str, float]] = field(default_factory=list)
+    path: Path | None = None
+
+
+def _encoder_setup(cfg: GANConfig, device: torch.device) -> tuple[Path, EncoderConfig, Tokenizer]:
+    from ..io import read_run
+
+    if not cfg.encoder_run:
+        raise ConfigError("encoder_run is required: the encoder run folder whose codes condition G")
+    enc_dir, _ = read_run(cfg.encoder_run, "encoder")
+    enc_cfg = load_config(enc_dir / "config.yaml", EncoderConfig)
+    return enc_dir, enc_cfg, Tokenizer.from_pretrained(enc_dir, device)
+
+
+@torch.no_grad()
+def _grid_samples(g: nn.Module, z: Tensor, codes: Tensor) -> Tensor:
+    was = g.training
+    g.eval()
+    out = g(z, codes).cpu()
+    g.train(was)
+    return out
+
+
+class GANTrainer(Trainer):
+    """The code-conditional GAN of Appendix D as a :class:`~dimgen.training.Trainer`."""
+
+    kind = "gan"
+    unit = "step"
+    label = "train-gan"
+    keep_checkpoint = True  # the complete folder keeps G, D, EMA and both optimisers
+    subfolders = ("samples",)
+
+    def __init__(self, cfg: GANConfig, data: Dataset | None = None) -> None:
+        self.config = cfg
+        self.data = data
+        self.total = cfg.steps
+        self.log_every = cfg.log_every
+        self.checkpoint_every = cfg.checkpoint_every
+        self.threads = cfg.threads
+
+    def setup(self, ctx: Context) -> CheckpointState:
+        cfg, device = self.config, ctx.device
+        enc_dir, enc_cfg, tok = _encoder_setup(cfg, device)
+        source = cfg.data or enc_cfg.data
+        root = cfg.data_root or enc_cfg.data_root
+        ds = self.data
+        if ds is None:
+            ds = load_data(source, root, enc_cfg.test_fraction, enc_cfg.seed)
+        check_finite(ds.x_train, f"{source} (train)")
+        if ds.shape != tok.in_shape:
+            raise DataError(f"{source} has samples of shape {ds.shape}, but the encoder of "
+                            f"{enc_dir} expects {tok.in_shape}")  # fmt: skip
+        if len(ds.shape) != 3:
+            raise DataError(
+                f"the GAN generates images (C, H, W); {source} has samples of shape {ds.shape}"
+            )
+        cfg = self.config = replace(cfg, encoder_run=str(enc_dir.resolve()), data=source)
+        self.enc_dir, self.enc_cfg, self.tok, self.ds, self.source = (
+            enc_dir,
+            enc_cfg,
+            tok,
+            ds,
+            source,
+        )
+        self.spec = spec = gan_spec(cfg, ds.shape, tok.dim)
+        self.device = device
+
+        torch.manual_seed(cfg.seed)
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.x_train = torch.from_numpy(np.ascontiguousarray(ds.x_train)).to(device)
+        self.c_train = tok.encode(ds.x_train).to(device)  # frozen encoder, inference mode: (N, d)
+        self.G = build_generator(spec).to(device)
+        self.D = build_discriminator(spec).to(device)
+        self.G_ema = copy.deepcopy(self.G).eval() if cfg.ema_decay > 0 else None
+        betas = (cfg.beta1, cfg.beta2)
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr_g, betas=betas)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, betas=betas)
+
+        # Fixed grid inputs: top half codes of held-out images, bottom half codes from the prior.
+        g_fixed = torch.Generator().manual_seed(cfg.seed + 1)
+        n_cond = min(32, len(ds.x_test))
+        grid_codes = torch.cat(
+            [tok.encode(ds.x_test[:n_cond]), tok.sample_prior(32, seed=cfg.seed + 2)]
+        )
+        grid_z = torch.randn(len(grid_codes), cfg.noise_dim, generator=g_fixed)
+        self.grid_codes, self.grid_z = grid_codes.to(device), grid_z.to(device)
+        self.batch = min(cfg.batch_size, len(self.x_train))
+
+        modules = {"generator": self.G, "discriminator": self.D}
+        if self.G_ema is not None:
+            modules["generator_ema"] = self.G_ema
+        return CheckpointState(modules, {"opt_g": self.opt_g, "opt_d": self.opt_d},
+                               generators={"batches": self.gen})  # fmt: skip
+
+    def begin(self, ctx: Context) -> None:
+        self.G.train()
+        self.D.train()
+
+    def step(self, index: int) -> dict[str, Tensor]:
+        cfg, G, D, device = self.config, self.G, self.D, self.device
+        n, b = len(self.x_train), self.batch
+        for _ in range(cfg.d_steps):
+            idx = torch.randint(n, (b,), generator=self.gen).to(device)
+            x, c = self.x_train[idx], self.c_train[idx]
+            with torch.no_grad():
+                fake = G(torch.randn(b, cfg.noise_dim, device=device), c)
+            if cfg.r1_gamma > 0:
+                x = x.detach().requires_grad_(True)
+            real_s = D(x, c)
+            loss_d = d_loss(real_s, D(fake, c), cfg.loss)
+            if cfg.r1_gamma > 0:
+                loss_d = loss_d + 0.5 * cfg.r1_gamma * r1_penalty(real_s, x)
+            self.opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            self.opt_d.step()
+        idx = torch.randint(n, (b,), generator=self.gen).to(device)
+        c = self.c_train[idx]
+        loss_g = g_loss(D(G(torch.randn(b, cfg.noise_dim, device=device), c), c), cfg.loss)
+        self.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.opt_g.step()
+        if self.G_ema is not None:
+            ema_update(self.G_ema, G, min(cfg.ema_decay, (1 + index) / (10 + index)))
+        return {"d_loss": loss_d.detach(), "g_loss": loss_g.detach()}
+
+    def postfix(self, scalars: dict[str, float]) -> dict[str, str]:
+        return {"d": f"{scalars['d_loss']:.3f}", "g": f"{scalars['g_loss']:.3f}"}
+
+    def after_step(self, done: int, out: Path | None) -> None:
+        every = self.config.sample_every
+        if out is not None and every and done % every == 0:
+            save_image_grid(self._grid(), out / "samples" / f"step-{done:06d}.png")
+
+    def _grid(self) -> Tensor:
+        return _grid_samples(self.G_ema or self.G, self.grid_z, self.grid_codes)
+
+    def end(self) -> None:
+        self.G.eval()
+
+    def finish(self, fitted: Fitted, out: Path | None) -> GANRun:
+        cfg, tok, spec = self.config, self.tok, self.spec
+        gan = GAN(self.G_ema or self.G, tok, spec, cfg, out)
+        metrics: dict[str, Any] = {"train_seconds": fitted.train_seconds, "steps": cfg.steps,
+                                   "arch": spec["arch"], "code_dim": tok.dim, "prior": tok.prior_name}  # fmt: skip
+        enc_metrics = _read_json(self.enc_dir / "metrics.json")
+        if "knn_acc" in enc_metrics:
+            metrics["encoder_knn_acc"] = enc_metrics["knn_acc"]
+        if out is not None:
+            self._write(out, gan, metrics, fitted.history)
+        return GANRun(cfg, gan, self.D, metrics, fitted.history, out)
+
+    def _write(
+        self, out: Path, gan: GAN, metrics: dict[str, Any], history: list[dict[str, float]]
+    ) -> None:
+        cfg, ds, spec = self.config, self.ds, self.spec
+        _write_weights(out, self.G, self.D, self.G_ema, spec, cfg)
+        _copy(self.enc_dir / "encoder.safetensors", out / "encoder.safetensors")
+        _copy(self.enc_dir / "config.yaml", out / "encoder-config.yaml")
+        save_image_grid(self._grid(), out / "samples" / "final.png")
+        clf_path = None
+        if ds.y_train is not None and cfg.classifier_epochs > 0:
+            from ..fidelity import save_classifier, train_classifier
+
+            clf = train_classifier(ds.x_train, ds.y_train, epochs=cfg.classifier_epochs,
+                                   seed=cfg.seed, device=self.device)  # fmt: skip
+            clf_path = out / "classifier.safetensors"
+            save_classifier(clf_path, clf, {"data": self.source, "epochs": cfg.classifier_epochs})
+        if cfg.eval_samples > 0:
+            metrics.update(evaluate_gan(gan, ds, classifier_path=clf_path, n=cfg.eval_samples,
+                                        seed=cfg.seed, data_name=self.source, device=self.device))  # fmt: skip
+        _final_grids(gan, ds, out, cfg.seed)
+        write_json(out / "metrics.json", {**metrics, "history": history})
+        write_text(out / "report.md", gan_report(metrics, cfg, self.enc_dir))
+        gan.path = out
+
+    def run_info(self) -> dict[str, Any]:
+        split = {"test_fraction": self.enc_cfg.test_fraction, "seed": self.enc_cfg.seed}
+        return {"encoder_run": str(self.enc_dir.resolve()), "spec": self.spec,
+                "data": self.source, "split": split}  # fmt: skip
+
+
+def train_gan(
+    config: GANConfig,
+    out: str | Path | None = None,
+    *,
+    progress: bool = False,
+    resume: bool = False,
+    data: Dataset | None = None,
+) -> GANRun:
+    """Train G(noise, code) on the codes of ``config.encoder_run``; write a run folder to ``out``.
+
+    The run folder holds config.yaml, a copy of the encoder (encoder.safetensors, so the folder
+    is self-contained), generator[_ema].safetensors, discriminator.safetensors, a full
+    checkpoint, samples/*.png, the evaluation classifier, metrics.json, report.md and run.json.
+    Raises :class:`~dimgen.errors.ConfigError`, :class:`~dimgen.errors.DataError` and
+    :class:`~dimgen.errors.RunFolderError` before training, and
+    :class:`~dimgen.errors.TrainingError` if the losses or weights become non-finite.
+    """
+    cfg = validate(config)
+    trainer = GANTrainer(cfg, data)
+    return fit(trainer, resolve_device(cfg.device), out, resume=resume, progress=progress)
+
+
+def _copy(src: Path, dst: Path) -> None:
+    """Copy a file atomically (a temporary file renamed onto ``dst``)."""
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
+
+
+def _write_weights(
+    run_dir: Path,
+    G: nn.Module,
+    D: nn.Module,
+    G_ema: nn.Module | None,
+    spec: dict[str, Any],
+    cfg: GANConfig,
+) -> None:
+    save_weights(
+        run_dir / "generator.safetensors", G.state_dict(), {"kind": "generator", "spec": spec}
+    )
+    if G_ema is not None:
+        save_weights(run_dir / "generator_ema.safetensors", G_ema.state_dict(),
+                     {"kind": "generator", "spec": spec, "ema_decay": cfg.ema_decay})  # fmt: skip
+    save_weights(run_dir / "discriminator.safetensors", D.state_dict(),
+                 {"kind": "discriminator", "spec": spec, "loss": cfg.loss})  # fmt: skip
+
+
+def _final_grids(gan: GAN, ds: Dataset, run_dir: Path, seed: int) -> None:
+    k = min(32, len(ds.x_test))
+    imgs, codes = gan.sample_conditional(ds.x_test[:k], seed=seed)
+    write_samples(run_dir / "samples" / "conditional.png", imgs, codes,
+                  real=torch.from_numpy(ds.x_test[:k]), labels=ds.y_test[:k] if ds.y_test is not None else None,
+                  seed=seed)  # fmt: skip
+    imgs, codes = gan.sample_unconditional(64, seed=seed)
+    write_samples(run_dir / "samples" / "unconditional.png", imgs, codes, seed=seed)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        obj = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return obj if isinstance(obj, dict) else {}

@@ -1,0 +1,171 @@
+"""The one training loop: any :class:`~dimgen.training.trainer.Trainer` runs through :func:`fit`.
+
+The loop alone owns: the run folder (refuse a used one, ``config.yaml`` first, ``run.json``
+last), checkpoints every ``checkpoint_every`` units with bit-exact resume, the non-finite guard
+(a diverged loss or non-finite weights stop the run with a :class:`TrainingError` and leave the
+last good checkpoint untouched), the progress bar (tqdm), periodic scalars (window means every
+``log_every`` units, passed to ``on_scalars(done, scalars)`` so a log writer can be plugged in),
+threads, and agreement between data-parallel processes on every error before work starts.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .. import distributed as ddp
+from ..config import to_dict
+from ..errors import DimgenError, TrainingError
+from .checkpoint import CheckpointState, load_checkpoint, save_checkpoint
+from .devices import configure_threads, gather_rng_states
+from .run_folder import RunFolder
+from .trainer import Context, Fitted, Trainer
+
+__all__ = ["ScalarCallback", "fit"]
+
+ScalarCallback = Callable[[int, dict[str, float]], None]
+"""``on_scalars(done, scalars)``: units done and the window means of the trainer's scalars."""
+
+
+def fit(
+    trainer: Trainer,
+    device: torch.device,
+    out: str | Path | None = None,
+    *,
+    resume: bool = False,
+    progress: bool = False,
+    on_scalars: ScalarCallback | None = None,
+) -> Any:
+    """Train ``trainer`` on ``device``; with ``out``, in a run folder; returns its result.
+
+    In a process group every process calls this; rank 0 checks and writes the folder.
+    Raises :class:`~dimgen.errors.RunFolderError` (used folder, nothing to resume, foreign
+    checkpoint), :class:`TrainingError` (non-finite loss or weights) and the trainer's own
+    ``DimgenError`` s, the same on every process.
+    """
+    rank, world = ddp.rank(), ddp.world_size()
+    folder = RunFolder(out) if out is not None else None
+    ctx = Context(device, rank, world, resume)
+    with configure_threads(trainer.threads, device, world):
+        # Every check that can fail on one process is agreed on by all, so none is left waiting.
+        error: DimgenError | None = None
+        state = CheckpointState({})
+        try:
+            if folder is not None and rank == 0:
+                folder.check(resume)
+            state = trainer.setup(ctx)
+        except DimgenError as exc:
+            error = exc
+        ddp.agree(error)
+
+        start, history, extra = 0, [], {}
+        error = None
+        try:
+            if resume:
+                assert folder is not None
+                start, history, extra = load_checkpoint(
+                    folder.checkpoint, state, kind=trainer.kind, rank=rank, world=world,
+                    device=device,
+                )  # fmt: skip
+            elif folder is not None and rank == 0:
+                folder.start(trainer.config, trainer.subfolders)
+        except DimgenError as exc:
+            error = exc
+        ddp.agree(error)
+
+        window = {k[7:]: v.to(device) for k, v in extra.items() if k.startswith("window.")}
+        fitted = _run(trainer, ctx, state, folder, start, history, window, progress, on_scalars)
+        if folder is not None and trainer.keep_checkpoint and rank == 0:
+            _checkpoint(trainer, state, folder, trainer.total, fitted.history, {}, None)
+        result = trainer.finish(fitted, folder.path if folder is not None and rank == 0 else None)
+        if folder is not None and rank == 0:
+            folder.complete(trainer.kind, keep_checkpoint=trainer.keep_checkpoint,
+                            **trainer.run_info())  # fmt: skip
+        return result
+
+
+def _run(
+    trainer: Trainer,
+    ctx: Context,
+    state: CheckpointState,
+    folder: RunFolder | None,
+    start: int,
+    history: list[Any],
+    window: dict[str, Tensor],
+    progress: bool,
+    on_scalars: ScalarCallback | None,
+) -> Fitted:
+    unit, total, every = trainer.unit, trainer.total, trainer.log_every
+    trainer.begin(ctx)
+    units: Any = range(start, total)
+    if progress and ctx.rank == 0:
+        from tqdm.auto import tqdm
+
+        units = tqdm(units, total=total, initial=start, desc=trainer.label, unit=unit, leave=False)
+    t0 = time.perf_counter()
+    for index in units:
+        for name, value in trainer.step(index).items():
+            value = value.detach()
+            window[name] = window[name] + value if name in window else value
+        done = index + 1
+        if done % every == 0 or done == total:
+            names = list(window)
+            count = (done - 1) % every + 1
+            means = (torch.stack([window[n] for n in names]) / count).tolist()  # one host sync
+            window = {}
+            scalars = dict(zip(names, means, strict=True))
+            bad = [n for n, v in scalars.items() if not math.isfinite(v)]
+            if bad:
+                raise ddp.everywhere(TrainingError(
+                    f"{trainer.label}: loss diverged (non-finite {', '.join(bad)}) at {unit} "
+                    f"{done}{_kept(folder)}"
+                ))  # fmt: skip
+            history.append({unit: done, **scalars})
+            if hasattr(units, "set_postfix"):
+                units.set_postfix(trainer.postfix(scalars))
+            if on_scalars is not None:
+                on_scalars(done, scalars)
+        trainer.after_step(done, folder.path if folder is not None and ctx.rank == 0 else None)
+        every_ckpt = trainer.checkpoint_every
+        if folder is not None and every_ckpt and done % every_ckpt == 0 and done < total:
+            _checkpoint(trainer, state, folder, done, history, window, ctx)
+    seconds = time.perf_counter() - t0
+    trainer.end()
+    return Fitted(history, seconds, ctx)
+
+
+def _kept(folder: RunFolder | None) -> str:
+    if folder is not None and folder.checkpoint.exists():
+        return f"; last good checkpoint kept in {folder.checkpoint}"
+    return ""
+
+
+def _checkpoint(
+    trainer: Trainer,
+    state: CheckpointState,
+    folder: RunFolder,
+    done: int,
+    history: list[Any],
+    window: dict[str, Tensor],
+    ctx: Context | None,
+) -> None:
+    """Save a checkpoint after ``done`` units, unless a weight has become non-finite."""
+    for module in state.modules.values():
+        if not all(bool(torch.isfinite(p).all()) for p in module.parameters()):
+            raise ddp.everywhere(TrainingError(
+                f"{trainer.label}: weights became non-finite by {trainer.unit} {done}"
+                f"{_kept(folder)}"
+            ))  # fmt: skip
+    states = gather_rng_states(ctx.device) if ctx is not None else None  # collective
+    if ctx is None or ctx.rank == 0:
+        save_checkpoint(
+            folder.checkpoint, state, kind=trainer.kind, unit=trainer.unit, done=done,
+            history=history, config=to_dict(trainer.config),
+            extra={f"window.{k}": v for k, v in window.items()}, rank_states=states,
+        )  # fmt: skip
