@@ -155,7 +155,14 @@ def _checkpoint(
     window: dict[str, Tensor],
     ctx: Context | None,
 ) -> None:
-    """Save a checkpoint after ``done`` units, unless a weight has become non-finite."""
+    """Save a checkpoint after ``done`` units, unless a weight or a scalar of the partial
+    window has become non-finite (a checkpoint that would diverge again is no good one)."""
+    bad = [n for n, v in window.items() if not bool(torch.isfinite(v).all())]
+    if bad:
+        raise ddp.everywhere(TrainingError(
+            f"{trainer.label}: loss diverged (non-finite {', '.join(bad)}) by {trainer.unit} "
+            f"{done}{_kept(folder)}"
+        ))  # fmt: skip
     for module in state.modules.values():
         if not all(bool(torch.isfinite(p).all()) for p in module.parameters()):
             raise ddp.everywhere(TrainingError(
