@@ -24,7 +24,8 @@ import torch
 
 from ..config import validate
 from ..errors import ConfigError, DataError, RunFolderError
-from ..io import read_run, save_npz, save_weights, write_json, write_run, write_text
+from ..io import read_run, save_npz, save_weights, write_json, write_text
+from ..training.run_folder import RunFolder
 from .config import FlowConfig
 from .kl import knn_kl_divergence
 from .prior import Prior, build_map
@@ -131,12 +132,8 @@ def transform_codes(
         raise ConfigError("give exactly one target: a law (--to) or a samples file (--to-samples)")
     run_dir, _ = read_run(source, "encoder")
     out_dir = Path(out) if out is not None else None
-    if (
-        out_dir is not None
-        and out_dir.exists()
-        and (not out_dir.is_dir() or any(out_dir.iterdir()))
-    ):
-        raise RunFolderError(f"output folder {out_dir} exists and is not empty")
+    if out_dir is not None:
+        RunFolder(out_dir).check(resume=False)
     codes, labels, split = read_codes(run_dir)
     src = _read_bound(run_dir)
     prior, dim = str(src["prior"]), codes.shape[1]
@@ -262,7 +259,7 @@ def _write(run: FlowRun, out: Path, spec: dict[str, Any], flow: Any, y_test: np.
     plot_transformed(run.codes[test], None if run.labels is None else run.labels[test], y_test,
                      out / "codes.png", title=f"held-out codes -> {spec['target']}")  # fmt: skip
     write_text(out / "report.md", flow_report(run.metrics))
-    write_run(out, "flow", spec=spec)
+    RunFolder(out).complete("flow", spec=spec)
 
 
 def flow_report(m: dict[str, Any]) -> str:
