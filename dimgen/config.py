@@ -18,13 +18,48 @@ import yaml
 
 from .errors import ConfigError
 
-__all__ = ["EncoderConfig", "from_dict", "load_config", "save_config", "to_dict"]
+__all__ = [
+    "EncoderConfig",
+    "RunConfig",
+    "check_run_config",
+    "from_dict",
+    "load_config",
+    "save_config",
+    "to_dict",
+]
 
 T = TypeVar("T")
 
 
 @dataclass
-class EncoderConfig:
+class RunConfig:
+    """Fields shared by the configs of everything trained on a device (encoder, GAN, ...).
+
+    Validated once, for every subclass, by :func:`check_run_config`. A subclass may redeclare a
+    field to change its default or its description (``EncoderConfig.threads`` is 1).
+    """
+
+    seed: int = 0
+    """Seed of every random stream of the run."""
+    device: str = "auto"
+    """``auto`` (cuda if available), ``cpu``, ``cuda`` or ``cuda:N``."""
+    threads: int = 0
+    """CPU threads for torch (0: torch's default)."""
+    data_root: str | None = None
+    """Folder for torchvision data sets (``DIMGEN_DATA`` if unset)."""
+
+
+def check_run_config(cfg: RunConfig) -> None:
+    """Check the shared fields; raises :class:`ConfigError` naming the field."""
+    dev = cfg.device
+    if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
+        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {dev!r}")
+    if cfg.threads < 0:
+        raise ConfigError(f"threads must be >= 0, got {cfg.threads}")
+
+
+@dataclass
+class EncoderConfig(RunConfig):
     """Everything needed to train a noise-injected Deep InfoMax encoder.
 
     The defaults are the quick digits run (CPU, well under a minute); `configs/` holds presets.
@@ -32,8 +67,6 @@ class EncoderConfig:
 
     data: str = "digits"
     """Data source: ``digits``, ``mnist``, ``fashion-mnist``, ``cifar10``, or ``npz:PATH``."""
-    data_root: str | None = None
-    """Folder for torchvision data sets (``DIMGEN_DATA`` if unset)."""
     prior: str = "gaussian"
     """``gaussian`` (batch-norm + N(0, sigma^2)) or ``uniform`` (codes in [0,1], + U[-eps, eps])."""
     sigma: float = 0.2
@@ -58,9 +91,6 @@ class EncoderConfig:
     batch_size: int = 128
     lr: float = 2e-3
     weight_decay: float = 0.0
-    seed: int = 0
-    device: str = "auto"
-    """``auto`` (cuda if available), ``cpu``, ``cuda`` or ``cuda:N``."""
     test_fraction: float = 0.2
     """Held-out fraction for sources without an official test split (digits, npz)."""
     max_train: int = 0
@@ -118,7 +148,7 @@ def _check_encoder(cfg: EncoderConfig) -> None:
             f"batch_size {cfg.batch_size} must be divisible by devices {cfg.devices} "
             "(each process takes an equal shard of every batch)"
         )
-    for name in ("critic_chunk", "checkpoint_every", "threads", "max_train"):
+    for name in ("critic_chunk", "checkpoint_every", "max_train"):
         if getattr(cfg, name) < 0:
             raise ConfigError(f"{name} must be >= 0, got {getattr(cfg, name)}")
     if not (math.isfinite(cfg.lr) and cfg.lr > 0):
@@ -129,9 +159,6 @@ def _check_encoder(cfg: EncoderConfig) -> None:
         raise ConfigError(f"test_fraction must lie in (0, 1), got {cfg.test_fraction}")
     if cfg.weight_decay < 0:
         raise ConfigError(f"weight_decay must be >= 0, got {cfg.weight_decay}")
-    dev = cfg.device
-    if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
-        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {dev!r}")
 
 
 _VALIDATORS: dict[type, Any] = {EncoderConfig: _check_encoder}
@@ -139,6 +166,8 @@ _VALIDATORS: dict[type, Any] = {EncoderConfig: _check_encoder}
 
 def validate(cfg: Any) -> Any:
     """Check value ranges; raises :class:`ConfigError` naming the field."""
+    if isinstance(cfg, RunConfig):
+        check_run_config(cfg)
     check = _VALIDATORS.get(type(cfg))
     if check is not None:
         check(cfg)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..config import register_validator
+from ..config import RunConfig, register_validator
 from ..errors import ConfigError
 
 __all__ = ["GANConfig"]
 
 
 @dataclass
-class GANConfig:
+class GANConfig(RunConfig):
     """Everything needed to train the code-conditional GAN; defaults are the quick digits run."""
 
     encoder_run: str | None = None
@@ -48,9 +48,6 @@ class GANConfig:
     beta2: float = 0.9
     ema_decay: float = 0.999
     """Decay of the generator EMA (0: no EMA); warmed up as min(decay, (1+t)/(10+t))."""
-    seed: int = 0
-    device: str = "auto"
-    """``auto`` (cuda if available), ``cpu``, ``cuda`` or ``cuda:N``."""
     sample_every: int = 500
     """Save a sample grid to ``samples/`` every N steps (0: only at the end)."""
     checkpoint_every: int = 500
@@ -61,8 +58,6 @@ class GANConfig:
     """Epochs of the evaluation classifier (labelled data only; 0: no classifier, no label metrics)."""
     eval_samples: int = 2000
     """Held-out images (and as many unconditional samples) evaluated at the end (0: skip)."""
-    threads: int = 0
-    """CPU threads for torch (0: torch's default)."""
 
 
 def _check_gan(cfg: GANConfig) -> None:
@@ -80,7 +75,6 @@ def _check_gan(cfg: GANConfig) -> None:
         "checkpoint_every",
         "classifier_epochs",
         "eval_samples",
-        "threads",
     ):
         if getattr(cfg, name) < 0:
             raise ConfigError(f"{name} must be >= 0, got {getattr(cfg, name)}")
@@ -94,9 +88,6 @@ def _check_gan(cfg: GANConfig) -> None:
             raise ConfigError(f"{name} must lie in [0, 1), got {v}")
     if not (math.isfinite(cfg.r1_gamma) and cfg.r1_gamma >= 0):
         raise ConfigError(f"r1_gamma must be >= 0, got {cfg.r1_gamma}")
-    dev = cfg.device
-    if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
-        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {dev!r}")
 
 
 register_validator(GANConfig, _check_gan)
