@@ -27,7 +27,7 @@ from .errors import ConfigError
 from .nets import build_encoder
 from .objectives import NoisyInfoMax
 from .runs import EncoderRun, code_metrics, model_spec, write_encoder_artefacts
-from .training import CHECKPOINT, CheckpointState, Context, Fitted, Trainer, fit
+from .training import CHECKPOINT, CheckpointState, Context, Fitted, ScalarCallback, Trainer, fit
 from .training.devices import data_parallel, launch, needs_spawn, resolve_device
 
 __all__ = [
@@ -208,6 +208,7 @@ def train_encoder(
     resume: bool = False,
     data: Dataset | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
+    on_scalars: ScalarCallback | None = None,
 ) -> EncoderRun:
     """Train an encoder whose codes follow ``config.prior``; write a run folder if ``out`` is given.
 
@@ -215,7 +216,8 @@ def train_encoder(
     or gloo processes on the CPU) and returns rank 0's run; under ``torchrun`` (``WORLD_SIZE`` set)
     or inside an initialised process group every process calls this and shares the work. Rank 0
     evaluates and writes the run folder. ``on_epoch(epoch, bound)`` is called after every epoch
-    (0-based epoch, training bound in nats).
+    (0-based epoch, training bound in nats); ``on_scalars(epochs_done, {"bound": ...})`` is the
+    harness's generic form of the same (e.g. for a log writer).
 
     Raises :class:`~dimgen.errors.ConfigError`, :class:`~dimgen.errors.DataError`,
     :class:`~dimgen.errors.RunFolderError` before training and
@@ -226,17 +228,20 @@ def train_encoder(
         >>> run.metrics["kl_upper_bound_nats"]             # doctest: +SKIP
     """
     cfg = validate(config)
-    if on_epoch is not None and needs_spawn(cfg.devices):
+    callbacks = [c for c in (on_epoch, on_scalars) if c is not None]
+    if callbacks and needs_spawn(cfg.devices):
         raise ConfigError("on_epoch callbacks cannot cross into spawned processes (devices > 1)")
 
     def scalars(done: int, values: dict[str, float]) -> None:
-        assert on_epoch is not None
-        on_epoch(done - 1, values["bound"])
+        if on_epoch is not None:
+            on_epoch(done - 1, values["bound"])
+        if on_scalars is not None:
+            on_scalars(done, values)
 
     def run(device: torch.device) -> EncoderRun:
         trainer = EncoderTrainer(cfg, data)
         return fit(trainer, device, out, resume=resume, progress=progress,
-                   on_scalars=scalars if on_epoch is not None else None)  # fmt: skip
+                   on_scalars=scalars if callbacks else None)  # fmt: skip
 
     return launch(run, cfg.device, cfg.devices, _train_worker, (cfg, out, progress, resume, data))
 

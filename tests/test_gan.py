@@ -307,8 +307,10 @@ def test_evaluate_gan_without_labels_or_classifier(digits_gan_run: Path) -> None
 def test_train_in_memory_with_r1_and_nonsaturating(digits_run: Path) -> None:
     cfg = GANConfig(encoder_run=str(digits_run), steps=6, log_every=3, r1_gamma=1.0, ema_decay=0.0,
                     loss="nonsaturating", conditioning="projection", batch_size=32, device="cpu")  # fmt: skip
-    run = train_gan(cfg)  # no folder: nets and history only
+    seen: list = []
+    run = train_gan(cfg, on_scalars=lambda d, s: seen.append({"step": d, **s}))  # no folder
     assert run.path is None and [h["step"] for h in run.history] == [3, 6]
+    assert seen == run.history  # the harness's scalar windows are the history
     assert all(np.isfinite([h["d_loss"], h["g_loss"]]).all() for h in run.history)
     assert run.config.encoder_run == str(digits_run.resolve())
     assert run.gan.generate(torch.zeros(3, 2), seed=0).shape == (3, 1, 8, 8)

@@ -25,7 +25,7 @@ from ..data import Dataset, check_finite, load_data
 from ..errors import ConfigError, DataError
 from ..io import atomic_path, save_weights, write_json, write_text
 from ..tokenizer import Tokenizer
-from ..training import CheckpointState, Context, Fitted, Trainer, fit
+from ..training import CheckpointState, Context, Fitted, ScalarCallback, Trainer, fit
 from ..training.devices import resolve_device
 from .config import GANConfig
 from .evaluation import evaluate_gan
@@ -234,6 +234,7 @@ def train_gan(
     progress: bool = False,
     resume: bool = False,
     data: Dataset | None = None,
+    on_scalars: ScalarCallback | None = None,
 ) -> GANRun:
     """Train G(noise, code) on the codes of ``config.encoder_run``; write a run folder to ``out``.
 
@@ -243,10 +244,12 @@ def train_gan(
     Raises :class:`~dimgen.errors.ConfigError`, :class:`~dimgen.errors.DataError` and
     :class:`~dimgen.errors.RunFolderError` before training, and
     :class:`~dimgen.errors.TrainingError` if the losses or weights become non-finite.
+    ``on_scalars(steps_done, {"d_loss": ..., "g_loss": ...})`` receives every window's means.
     """
     cfg = validate(config)
     trainer = GANTrainer(cfg, data)
-    return fit(trainer, resolve_device(cfg.device), out, resume=resume, progress=progress)
+    return fit(trainer, resolve_device(cfg.device), out, resume=resume, progress=progress,
+               on_scalars=on_scalars)  # fmt: skip
 
 
 def _copy(src: Path, dst: Path) -> None:
