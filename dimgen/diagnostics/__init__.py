@@ -47,23 +47,48 @@ References:
 
 from __future__ import annotations
 
-from .checks import check_codes
-from .normality import henze_zirkler, normality_tests
-from .pipeline import evaluate
-from .prior import covariance_test, mean_test, prior_tests, to_gaussian
-from .probes import probe_accuracies, silhouette
-from .projections import coordinate_pvalues, projection_pvalues, random_directions
-from .pvalues import _univariate_p as _univariate_p
-from .pvalues import fisher_combination, simes
-from .results import (
-    Evaluation,
-    HZResult,
-    NormalityResult,
-    PriorMatchResult,
-    ProbeResult,
-    TrainingBounds,
-)
-from .settings import MIN_SAMPLES, EvalConfig
+from importlib import import_module
+from typing import Any
+
+# Names re-exported from the modules of this package, imported on first use so that
+# ``from dimgen.diagnostics import EvalConfig`` (the CLI validating options) needs no scipy.
+_LAZY = {
+    "MIN_SAMPLES": "settings",
+    "EvalConfig": "settings",
+    "Evaluation": "results",
+    "HZResult": "results",
+    "NormalityResult": "results",
+    "PriorMatchResult": "results",
+    "ProbeResult": "results",
+    "TrainingBounds": "results",
+    "check_codes": "checks",
+    "fisher_combination": "pvalues",
+    "simes": "pvalues",
+    "_univariate_p": "pvalues",
+    "random_directions": "projections",
+    "projection_pvalues": "projections",
+    "coordinate_pvalues": "projections",
+    "henze_zirkler": "normality",
+    "normality_tests": "normality",
+    "covariance_test": "prior",
+    "mean_test": "prior",
+    "prior_tests": "prior",
+    "to_gaussian": "prior",
+    "probe_accuracies": "probes",
+    "silhouette": "probes",
+    "evaluate": "pipeline",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
 
 __all__ = [
     "MIN_SAMPLES",
