@@ -5,18 +5,25 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from dimgen.cli.options import (
+    config_option,
+    data_option,
+    data_root_option,
+    device_option,
+    out_option,
+    parse_sets,
+    quiet_option,
+    seed_option,
+    set_option,
+)
 
 __all__ = ["register"]
 
 
 @click.command("encode")
-@click.option(
-    "--config", "config_path", type=click.Path(dir_okay=False), help="YAML preset (see configs/)."
-)
-@click.option(
-    "--data", help="digits | mnist | fashion-mnist | cifar10 | npz:PATH  [default: digits]"
-)
-@click.option("--data-root", help="Folder with torchvision data sets (else $DIMGEN_DATA).")
+@config_option()
+@data_option()
+@data_root_option()
 @click.option(
     "--prior", type=click.Choice(["gaussian", "uniform"]), help="Target distribution of the codes."
 )
@@ -29,16 +36,14 @@ __all__ = ["register"]
 @click.option("--aug-noise", type=float, help="Std of the pixel-noise augmentation.")
 @click.option("--critic", type=click.Choice(["mlp", "separable"]))
 @click.option("--bound", type=click.Choice(["infonce", "dv", "nwj"]))
-@click.option("--seed", type=int)
-@click.option("--device", help="auto | cpu | cuda | cuda:N")
+@seed_option()
+@device_option()
 @click.option(
     "--devices",
     type=int,
     help="Data-parallel processes: one per GPU, or CPU processes (gloo). Or use torchrun.",
 )
-@click.option(
-    "--set", "sets", multiple=True, metavar="KEY=VALUE", help="Any other config field (YAML value)."
-)
+@set_option()
 @click.option(
     "--encoder",
     "encoder_run",
@@ -48,16 +53,16 @@ __all__ = ["register"]
 @click.option(
     "--resume", "resume_dir", type=click.Path(), help="Continue an interrupted run folder."
 )
-@click.option(
-    "--out", type=click.Path(), help="Run folder to create (or .npz file with --encoder)."
-)
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@out_option()
+@quiet_option()
 def encode(config_path: str | None, encoder_run: str | None, resume_dir: str | None, out: str | None,
            quiet: bool, sets: tuple[str, ...], **flags: object) -> None:  # fmt: skip
     """Train an encoder whose codes follow a Gaussian or uniform prior, and write a run folder.
 
-    With --encoder RUN, encode --data with an already trained encoder and write codes to --out.
+    --out is the run folder to create. With --encoder RUN, encode --data with an already trained
+    encoder and write the codes to --out, an .npz file.
     """
+    from dimgen.config import EncoderConfig, load_config, replace
     from dimgen.errors import ConfigError
 
     if encoder_run is not None:
@@ -65,9 +70,6 @@ def encode(config_path: str | None, encoder_run: str | None, resume_dir: str | N
             raise ConfigError("--encoder and --resume cannot be combined")
         _encode_only(encoder_run, flags.get("data"), flags.get("data_root"), out)
         return
-    from dimgen.config import EncoderConfig, load_config, replace
-    from dimgen.train import train_encoder
-
     if resume_dir is not None:
         run_dir = Path(resume_dir)
         if out is not None and Path(out) != run_dir:
@@ -76,17 +78,20 @@ def encode(config_path: str | None, encoder_run: str | None, resume_dir: str | N
             raise ConfigError(f"nothing to resume: {run_dir} has no config.yaml")
         if (run_dir / "run.json").is_file():
             raise ConfigError(f"{run_dir} is already complete; nothing to resume")
-        cfg = load_config(run_dir / "config.yaml")
         if config_path or any(v is not None for v in flags.values()) or sets:
             raise ConfigError("--resume uses the run's own config.yaml; do not pass other options")
-        run = train_encoder(cfg, run_dir, progress=not quiet, resume=True)
+        cfg = load_config(run_dir / "config.yaml")
+        target, resume = run_dir, True
     else:
         if out is None:
             raise ConfigError("--out is required (the run folder to create)")
         cfg = load_config(config_path) if config_path else EncoderConfig()
-        cfg = replace(cfg, **_parse_sets(sets))
+        cfg = replace(cfg, **parse_sets(sets))
         cfg = replace(cfg, **flags)
-        run = train_encoder(cfg, out, progress=not quiet)
+        target, resume = out, False
+    from dimgen.train import train_encoder  # torch: only once the arguments are known to be good
+
+    run = train_encoder(cfg, target, progress=not quiet, resume=resume)
     if run.path is None and not run.metrics:  # a data-parallel worker other than rank 0
         return
     m = run.metrics
@@ -97,35 +102,21 @@ def encode(config_path: str | None, encoder_run: str | None, resume_dir: str | N
     )
 
 
-def _parse_sets(sets: tuple[str, ...]) -> dict[str, object]:
-    import yaml
-
-    from dimgen.errors import ConfigError
-
-    out: dict[str, object] = {}
-    for item in sets:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
-        try:
-            out[key.strip().replace("-", "_")] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            raise ConfigError(f"--set {key}: value {value!r} is not valid YAML") from None
-    return out
-
-
 def _encode_only(encoder_run: str, data: object, data_root: object, out: str | None) -> None:
-    import numpy as np
-
-    from dimgen.data import load_data, parse_source, read_npz
     from dimgen.errors import ConfigError
-    from dimgen.io import save_npz
-    from dimgen.tokenizer import Tokenizer
 
     if out is None:
         raise ConfigError("--out is required (the .npz file to write)")
     if data is None:
         raise ConfigError("--encoder needs --data (what to encode)")
+    if Path(out).suffix != ".npz":
+        raise ConfigError(f"--out must end in .npz when encoding with --encoder, got {out}")
+    import numpy as np
+
+    from dimgen.data import load_data, parse_source, read_npz
+    from dimgen.io import save_npz
+    from dimgen.tokenizer import Tokenizer
+
     tok = Tokenizer.from_pretrained(encoder_run)
     name, which = parse_source(str(data))
     if name.startswith("npz:"):  # keep the file's row order
@@ -148,8 +139,6 @@ def _encode_only(encoder_run: str, data: object, data_root: object, out: str | N
     if y is not None:
         arrays["labels"] = y
     path = Path(out)
-    if path.suffix != ".npz":
-        raise ConfigError(f"--out must end in .npz when encoding with --encoder, got {out}")
     save_npz(path, **arrays)
     click.echo(
         f"wrote {path}: {len(codes)} codes of dimension {codes.shape[1]} ({tok.prior_name} prior)"

@@ -6,13 +6,20 @@ from pathlib import Path
 from typing import Any
 
 import click
+from dimgen.cli.options import (
+    config_option,
+    data_option,
+    data_root_option,
+    device_option,
+    given,
+    out_option,
+    parse_sets,
+    quiet_option,
+    seed_option,
+    set_option,
+)
 
 __all__ = ["register"]
-
-
-def _eval_overrides(**opts: Any) -> dict[str, Any]:
-    """Only the options the user gave; the defaults live in :class:`dimgen.diagnostics.EvalConfig`."""
-    return {k: v for k, v in opts.items() if v is not None}
 
 
 @click.command("evaluate")
@@ -28,14 +35,10 @@ def _eval_overrides(**opts: Any) -> dict[str, Any]:
     type=click.Choice(["gaussian", "uniform"]),
     help="Prior of --codes [default: gaussian]; a run folder names its own.",
 )
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False),
-    help="Write evaluation.json, report.md and plots here (default: into RUN; none for --codes).",
-)
+@out_option(file_okay=False)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object only.")
 @click.option("--alpha", type=float, help="Significance level of the verdicts [default: 0.05].")
-@click.option("--seed", type=int, help="Seed of projections, subsamples and probes [default: 0].")
+@seed_option()
 @click.option(
     "--projections",
     "n_projections",
@@ -64,11 +67,21 @@ def evaluate_cmd(
 
     RUN is an encoder run folder (from `dimgen encode`): its held-out codes are tested and
     evaluation.json, report.md, metrics.json["evaluation"], qq.png and codes.png are written
-    into it. With --codes FILE.npz any codes are evaluated.
+    into it. With --codes FILE.npz any codes are evaluated. --out: the folder to write
+    evaluation.json, report.md and plots to instead (default: into RUN; nothing for --codes).
+    The seed fixes projections, subsamples and probes.
     """
     import json
 
+    from dimgen.config import replace
+    from dimgen.diagnostics import EvalConfig
     from dimgen.errors import ConfigError
+
+    overrides = given(**opts)  # the defaults live in dimgen.diagnostics.EvalConfig
+    plots, probes = not no_plots, not no_probes
+    if (run is None) == (codes_path is None):
+        raise ConfigError("give either a run folder or --codes FILE.npz (not both)")
+    replace(EvalConfig(), **overrides)  # refuse bad values before the heavy imports
     from dimgen.evaluation import (
         evaluate_file,
         evaluate_run,
@@ -77,10 +90,6 @@ def evaluate_cmd(
         write_outputs,
     )
 
-    overrides = _eval_overrides(**opts)
-    plots, probes = not no_plots, not no_probes
-    if (run is None) == (codes_path is None):
-        raise ConfigError("give either a run folder or --codes FILE.npz (not both)")
     if run is not None:
         ev = evaluate_run(
             run, prior=prior, write=out is None, plots=plots, probes=probes, **overrides
@@ -114,26 +123,23 @@ def _run_dir(run: str) -> Path:
 
 
 @click.command("sweep")
-@click.option(
-    "--config", "config_path", type=click.Path(dir_okay=False), help="YAML preset (see configs/)."
-)
+@config_option()
 @click.option("--sigmas", help="Comma-separated Gaussian noise levels, e.g. 0.05,0.1,0.3,1.")
 @click.option("--epses", help="Comma-separated uniform noise half-widths (uniform prior).")
 @click.option(
     "--runs", type=int, help="Encoders per noise level (seeds seed, seed+1, ...) [default: 5]."
 )
-@click.option("--out", type=click.Path(file_okay=False), required=True, help="Sweep folder.")
+@out_option(required=True, file_okay=False)
 @click.option("--prior", type=click.Choice(["gaussian", "uniform"]), help="Prior of the codes.")
-@click.option("--data", help="digits | mnist | fashion-mnist | cifar10 | npz:PATH")
-@click.option("--data-root", help="Folder with torchvision data sets (else $DIMGEN_DATA).")
+@data_option()
+@data_root_option()
 @click.option("--dim", type=int, help="Code dimension.")
 @click.option("--epochs", type=int)
-@click.option("--device", help="auto | cpu | cuda | cuda:N")
-@click.option(
-    "--set", "sets", multiple=True, metavar="KEY=VALUE", help="Any other config field (YAML value)."
-)
+@seed_option()
+@device_option()
+@set_option()
 @click.option("--alpha", type=float, help="Significance level of the verdicts [default: 0.05].")
-@click.option("--quiet", is_flag=True, help="No progress bars or per-run lines.")
+@quiet_option()
 def sweep_cmd(
     config_path: str | None,
     sigmas: str | None,
@@ -147,22 +153,20 @@ def sweep_cmd(
 ) -> None:
     """Train RUNS encoders per noise level, evaluate each, and draw the paper's Figure 1.
 
-    Writes sweep.csv, sweep_summary.csv, sweep.png and report.md into --out; rerunning the same
-    command reuses finished runs and resumes interrupted ones.
+    Writes sweep.csv, sweep_summary.csv, sweep.png and report.md into --out, the sweep folder;
+    rerunning the same command reuses finished runs and resumes interrupted ones. Runs of one
+    level use the seeds seed, seed + 1, ...
     """
-    from dimgen.cli.encode import _parse_sets
-
     from dimgen.config import EncoderConfig, load_config, replace
     from dimgen.diagnostics import EvalConfig
-    from dimgen.sweep import parse_levels, run_sweep
 
     cfg = load_config(config_path) if config_path else EncoderConfig()
-    cfg = replace(cfg, **_parse_sets(sets))
+    cfg = replace(cfg, **parse_sets(sets))
     cfg = replace(cfg, **flags)
-    kwargs: dict[str, Any] = {}
-    if runs is not None:
-        kwargs["runs"] = runs
-    eval_cfg = replace(EvalConfig(), **_eval_overrides(alpha=alpha))
+    kwargs: dict[str, Any] = given(runs=runs)
+    eval_cfg = replace(EvalConfig(), **given(alpha=alpha))
+    from dimgen.sweep import parse_levels, run_sweep  # numpy, scipy: once the options are good
+
     res = run_sweep(
         cfg,
         None if sigmas is None else parse_levels(sigmas, "--sigmas"),

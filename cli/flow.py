@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+from dimgen.cli.options import config_option, out_option, parse_sets, seed_option, set_option
 
 from dimgen.flows.config import METHODS
 
@@ -22,7 +23,8 @@ _TARGETS = (
     type=click.Path(dir_okay=False),
     help="Target given as samples: .npz with array 'x' (or 'samples') of shape (n, d).",
 )
-@click.option("--out", type=click.Path(), help="Flow run folder to create.")
+@out_option()
+@config_option()
 @click.option(
     "--method",
     type=click.Choice(METHODS),
@@ -34,28 +36,27 @@ _TARGETS = (
 @click.option("--steps", type=int, help="Training steps.")
 @click.option("--batch-size", type=int)
 @click.option("--lr", type=float)
-@click.option("--seed", type=int)
-@click.option(
-    "--set", "sets", multiple=True, metavar="KEY=VALUE", help="Any other FlowConfig field."
-)
+@seed_option()
+@set_option()
 def flow(run: str, to: str | None, to_samples: str | None, out: str | None,
-         sets: tuple[str, ...], **flags: object) -> None:  # fmt: skip
+         config_path: str | None, sets: tuple[str, ...], **flags: object) -> None:  # fmt: skip
     """Map the codes of encoder RUN to another prior and write a flow run folder.
 
     An i.i.d. 1-D target is reached exactly (probability-integral transform, no training);
     mixtures and sample-defined targets by a trained normalizing flow. The report gives the KL
-    bound carried from RUN beside kNN and likelihood estimates.
+    bound carried from RUN beside kNN and likelihood estimates. --out is the flow run folder to
+    create; --config and --set fill a FlowConfig.
     """
-    from dimgen.cli.encode import _parse_sets
-
-    from dimgen.config import replace
+    from dimgen.config import load_config, replace
     from dimgen.errors import ConfigError
     from dimgen.flows.config import FlowConfig
-    from dimgen.flows.runs import transform_codes
 
     if out is None:
         raise ConfigError("--out is required (the flow run folder to create)")
-    cfg = replace(replace(FlowConfig(), **_parse_sets(sets)), **flags)
+    cfg = load_config(config_path, FlowConfig) if config_path else FlowConfig()
+    cfg = replace(replace(cfg, **parse_sets(sets)), **flags)
+    from dimgen.flows.runs import transform_codes  # torch: once the arguments are known good
+
     res = transform_codes(run, to, to_samples=to_samples, config=cfg, out=out)
     m = res.metrics
     how = "exact map" if m["method"] == "exact" else f"{m['method']} flow"

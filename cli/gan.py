@@ -5,43 +5,50 @@ from __future__ import annotations
 import json
 
 import click
+from dimgen.cli.options import (
+    DEFAULT_SEED,
+    config_option,
+    data_option,
+    data_root_option,
+    device_option,
+    given,
+    out_option,
+    parse_sets,
+    quiet_option,
+    seed_option,
+    set_option,
+)
 
 __all__ = ["register"]
 
 
 @click.command("train-gan")
 @click.argument("encoder_run", type=click.Path(), required=False)
-@click.option("--out", type=click.Path(), help="GAN run folder to create.")
+@out_option()
 @click.option(
     "--resume", "resume_dir", type=click.Path(), help="Continue an interrupted GAN run folder."
 )
-@click.option(
-    "--config", "config_path", type=click.Path(dir_okay=False), help="YAML preset (see configs/)."
-)
-@click.option("--data", help="Training images [default: the encoder run's data].")
-@click.option("--data-root", help="Folder with torchvision data sets (else $DIMGEN_DATA).")
+@config_option()
+@data_option()
+@data_root_option()
 @click.option("--arch", type=click.Choice(["auto", "mlp", "dcgan"]))
 @click.option("--steps", type=int, help="Generator updates.")
 @click.option("--batch-size", type=int)
-@click.option("--seed", type=int)
-@click.option("--device", help="auto | cpu | cuda | cuda:N")
-@click.option(
-    "--set", "sets", multiple=True, metavar="KEY=VALUE", help="Any other config field (YAML value)."
-)
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@seed_option()
+@device_option()
+@set_option()
+@quiet_option()
 def train_gan_cmd(encoder_run: str | None, out: str | None, resume_dir: str | None,
                   config_path: str | None, sets: tuple[str, ...], quiet: bool, **flags: object) -> None:  # fmt: skip
     """Train a GAN conditioned on the codes of ENCODER_RUN (a `dimgen encode` run folder).
 
-    With --resume RUN, continue an interrupted GAN run from its last checkpoint.
+    --out is the GAN run folder to create; --data defaults to the encoder run's data. With
+    --resume RUN, continue an interrupted GAN run from its last checkpoint.
     """
     from pathlib import Path
 
-    from dimgen.cli.encode import _parse_sets
-
     from dimgen.config import load_config, replace
     from dimgen.errors import ConfigError
-    from dimgen.gan import GANConfig, train_gan
 
     if resume_dir is not None:
         if encoder_run or out or config_path or sets or any(v is not None for v in flags.values()):
@@ -51,6 +58,8 @@ def train_gan_cmd(encoder_run: str | None, out: str | None, resume_dir: str | No
             raise ConfigError(f"{run_dir} is already complete; nothing to resume")
         if not (run_dir / "config.yaml").is_file():
             raise ConfigError(f"nothing to resume: {run_dir} has no config.yaml")
+        from dimgen.gan import GANConfig, train_gan  # torch: once the arguments are known good
+
         run = train_gan(
             load_config(run_dir / "config.yaml", GANConfig),
             run_dir,
@@ -60,8 +69,13 @@ def train_gan_cmd(encoder_run: str | None, out: str | None, resume_dir: str | No
     else:
         if encoder_run is None or out is None:
             raise ConfigError("train-gan needs ENCODER_RUN and --out (or --resume RUN)")
+        sets_given = parse_sets(sets)
+        if config_path is not None and not Path(config_path).is_file():
+            raise ConfigError(f"config file not found: {config_path}")
+        from dimgen.gan import GANConfig, train_gan  # torch: once the arguments are known good
+
         cfg = load_config(config_path, GANConfig) if config_path else GANConfig()
-        cfg = replace(cfg, **_parse_sets(sets))
+        cfg = replace(cfg, **sets_given)
         cfg = replace(cfg, encoder_run=encoder_run, **flags)
         run = train_gan(cfg, out, progress=not quiet)
     m = run.metrics
@@ -91,19 +105,19 @@ def train_gan_cmd(encoder_run: str | None, out: str | None, resume_dir: str | No
     help="With --unconditional: draw codes from this flow-defined prior (dimgen.flows).",
 )
 @click.option("-n", "n", type=int, help="Number of samples [default: 64; with --codes: all].")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option(
-    "--out", type=click.Path(), required=True, help="PNG grid; an .npz is written beside it."
-)
+@seed_option()
+@out_option(required=True)
 @click.option("--nrow", type=int, default=8, show_default=True, help="Images per grid row.")
-@click.option("--data-root", help="Folder with torchvision data sets (else $DIMGEN_DATA).")
+@data_root_option()
 @click.option("--no-ema", is_flag=True, help="Use the raw generator instead of its EMA.")
 def sample_cmd(run: str, unconditional: bool, from_images: str | None, codes_path: str | None,
-               prior_path: str | None, n: int | None, seed: int, out: str, nrow: int,
+               prior_path: str | None, n: int | None, seed: int | None, out: str, nrow: int,
                data_root: str | None, no_ema: bool) -> None:  # fmt: skip
-    """Generate images with a trained GAN RUN: from the prior, from real images, or given codes."""
+    """Generate images with a trained GAN RUN: from the prior, from real images, or given codes.
+
+    --out is the PNG grid to write; an .npz with the images and codes is written beside it.
+    """
     from dimgen.errors import ConfigError, DataError
-    from dimgen.gan import sample, write_samples
 
     modes = [unconditional, from_images is not None, codes_path is not None]
     if sum(modes) != 1:
@@ -114,6 +128,9 @@ def sample_cmd(run: str, unconditional: bool, from_images: str | None, codes_pat
         raise DataError(f"-n must be >= 1, got {n}")
     if nrow < 1:
         raise ConfigError(f"--nrow must be >= 1, got {nrow}")
+    seed = DEFAULT_SEED if seed is None else seed
+    from dimgen.gan import sample, write_samples  # torch: once the arguments are known good
+
     s = sample(run, unconditional=unconditional, from_images=from_images, codes=codes_path,
                prior=prior_path, n=n, seed=seed, data_root=data_root, ema=not no_ema)  # fmt: skip
     png, npz = write_samples(
@@ -130,27 +147,31 @@ def sample_cmd(run: str, unconditional: bool, from_images: str | None, codes_pat
     type=int,
     help="Held-out images (and unconditional samples) [default: the run's eval_samples].",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--data-root", help="Folder with torchvision data sets (else $DIMGEN_DATA).")
+@seed_option()
+@data_root_option()
 @click.option(
     "--inception-weights",
     type=click.Path(),
     help="Local torch-fidelity Inception weights: also report real fid / kid.",
 )
-@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
+@device_option()
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
-@click.option("--out", type=click.Path(), help="Also write the metrics to this JSON file.")
-def evaluate_gan_cmd(run: str, n: int | None, seed: int, data_root: str | None,
-                     inception_weights: str | None, device: str, as_json: bool, out: str | None) -> None:  # fmt: skip
-    """FID/KID, conditional consistency and class balance of a GAN RUN, conditional vs unconditional."""
+@out_option()
+def evaluate_gan_cmd(run: str, n: int | None, seed: int | None, data_root: str | None,
+                     inception_weights: str | None, device: str | None, as_json: bool, out: str | None) -> None:  # fmt: skip
+    """FID/KID, conditional consistency and class balance of a GAN RUN, conditional vs unconditional.
+
+    --out: also write the metrics to this JSON file.
+    """
     from dimgen.errors import DataError
+
+    if n is not None and n <= 0:
+        raise DataError(f"-n must be >= 1, got {n}")
     from dimgen.fidelity import find_inception_weights
     from dimgen.gan import evaluate_run
     from dimgen.io import write_json
 
-    if n is not None and n <= 0:
-        raise DataError(f"-n must be >= 1, got {n}")
-    metrics = evaluate_run(run, n=n, seed=seed, data_root=data_root, device=device,
+    metrics = evaluate_run(run, n=n, data_root=data_root, **given(seed=seed, device=device),
                            inception_weights=find_inception_weights(inception_weights))  # fmt: skip
     if out is not None:
         write_json(out, metrics)

@@ -1,0 +1,162 @@
+"""Options shared by the ``dimgen`` commands, defined once so every command speaks alike.
+
+Each factory returns a click decorator with one help text. Defaults are ``None`` so a command only
+overrides the config fields the user gave (a preset's values survive); the default shown in the help
+is read from :class:`dimgen.config.EncoderConfig`, the one place it is defined.
+
+This module imports click and :mod:`dimgen.config` only (no torch): argument errors that dimgen can
+detect are reported before any heavy import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from dimgen.config import EncoderConfig
+
+__all__ = [
+    "DEFAULT_DEVICE",
+    "DEFAULT_SEED",
+    "SHARED_OPTIONS",
+    "config_option",
+    "data_option",
+    "data_root_option",
+    "device_option",
+    "given",
+    "out_option",
+    "parse_sets",
+    "quiet_option",
+    "seed_option",
+    "set_option",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Defaults of the shared options, from the config dataclass (one set of defaults for API and CLI).
+DEFAULT_SEED: int = EncoderConfig.seed
+DEFAULT_DEVICE: str = EncoderConfig.device
+
+#: The options defined here, by their flag (what tests/test_cli_options.py checks).
+SHARED_OPTIONS = (
+    "--config",
+    "--set",
+    "--seed",
+    "--device",
+    "--out",
+    "--quiet",
+    "--data",
+    "--data-root",
+)
+
+_MAX_SEED = 2**64 - 1  # the widest seed torch and numpy both accept
+
+
+def config_option() -> Callable[[F], F]:
+    """``--config PATH`` (parameter ``config_path``): a YAML preset."""
+    return click.option(
+        "--config",
+        "config_path",
+        type=click.Path(dir_okay=False),
+        help="YAML preset (see configs/); unknown keys are errors.",
+    )
+
+
+def set_option() -> Callable[[F], F]:
+    """``--set KEY=VALUE`` (parameter ``sets``, repeatable): any other config field."""
+    return click.option(
+        "--set",
+        "sets",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Any other config field, VALUE read as YAML (repeatable); unknown keys are errors.",
+    )
+
+
+def seed_option() -> Callable[[F], F]:
+    """``--seed N``: an integer in [0, 2^64 - 1]."""
+    return click.option(
+        "--seed",
+        type=int,
+        metavar="N",
+        callback=_check_seed,
+        help=f"Random seed: the same seed gives the same result.  [default: {DEFAULT_SEED}]",
+    )
+
+
+def _check_seed(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+    if value is not None and not 0 <= value <= _MAX_SEED:
+        raise click.BadParameter(f"must lie in [0, 2^64 - 1], got {value}", ctx, param)
+    return value
+
+
+def device_option() -> Callable[[F], F]:
+    """``--device``: where tensors live."""
+    return click.option(
+        "--device",
+        metavar="DEVICE",
+        help=f"auto | cpu | cuda | cuda:N (auto: cuda if available).  [default: {DEFAULT_DEVICE}]",
+    )
+
+
+def out_option(*, required: bool = False, file_okay: bool = True) -> Callable[[F], F]:
+    """``--out PATH``: what the command writes; each command's description says what that is."""
+    return click.option(
+        "--out",
+        type=click.Path(file_okay=file_okay),
+        required=required,
+        help="Where to write the result (a run folder or a file: see the description above).",
+    )
+
+
+def quiet_option() -> Callable[[F], F]:
+    """``--quiet``: no progress display."""
+    return click.option("--quiet", is_flag=True, help="No progress bars or per-run lines.")
+
+
+def data_option() -> Callable[[F], F]:
+    """``--data SOURCE``: which data set."""
+    return click.option(
+        "--data",
+        metavar="SOURCE",
+        help="digits | mnist | fashion-mnist | cifar10 | npz:PATH.  "
+        f"[default: {EncoderConfig.data}; a derived run: its encoder run's data]",
+    )
+
+
+def data_root_option() -> Callable[[F], F]:
+    """``--data-root DIR``: where torchvision data sets live."""
+    return click.option(
+        "--data-root",
+        type=click.Path(file_okay=False),
+        help="Folder with torchvision data sets.  [default: $DIMGEN_DATA]",
+    )
+
+
+def given(**values: Any) -> dict[str, Any]:
+    """Only the options the user gave (not ``None``): the library supplies every default."""
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def parse_sets(sets: tuple[str, ...]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` items as a dict; each VALUE is parsed as YAML (``safe_load``).
+
+    Raises:
+        ConfigError: an item without ``=`` or a value that is not valid YAML.
+    """
+    import yaml
+
+    from dimgen.errors import ConfigError
+
+    out: dict[str, Any] = {}
+    for item in sets:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip().replace("-", "_")] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {key}: value {value!r} is not valid YAML") from None
+    return out
