@@ -98,19 +98,15 @@ def encode(config_path: str | None, encoder_run: str | None, resume_dir: str | N
 
 
 def _parse_sets(sets: tuple[str, ...]) -> dict[str, object]:
-    import yaml
-
     from dimgen.errors import ConfigError
+    from dimgen.io import parse_yaml
 
     out: dict[str, object] = {}
     for item in sets:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
-        try:
-            out[key.strip().replace("-", "_")] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            raise ConfigError(f"--set {key}: value {value!r} is not valid YAML") from None
+        out[key.strip().replace("-", "_")] = parse_yaml(value, f"--set {key}")
     return out
 
 

@@ -42,7 +42,7 @@ from .config import (
     validate,
 )
 from .data import Dataset, check_finite, load_data, parse_source
-from .errors import ConfigError, DataError, RunFolderError, TrainingError
+from .errors import ConfigError, DataError, DimgenError, RunFolderError, TrainingError
 from .gan_nets import build_discriminator, build_generator, resolve_arch
 from .io import load_weights, read_run, save_npz, save_weights, write_json, write_run, write_text
 from .tokenizer import Tokenizer
@@ -830,11 +830,11 @@ def _final_grids(gan: GAN, ds: Dataset, run_dir: Path, seed: int) -> None:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    import json
+    from .io import read_json
 
     try:
-        obj = json.loads(path.read_text())
-    except (OSError, ValueError):
+        obj = read_json(path)
+    except DimgenError:
         return {}
     return obj if isinstance(obj, dict) else {}
 

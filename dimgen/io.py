@@ -2,6 +2,12 @@
 
 A run folder is complete once ``run.json`` exists with ``"complete": true``; it is written last,
 so a crash leaves a folder that every command refuses with a clear message.
+
+Every file dimgen writes goes through :func:`atomic_path`: written beside its target, renamed
+into place, given the mode the user's umask allows (like ``open``), and a failed write (full
+disk, read-only folder) raises :class:`WriteError` naming the file, leaving any older version
+intact. Every JSON / YAML text dimgen reads goes through :func:`parse_json` / :func:`parse_yaml`,
+which bound size, nesting depth and (YAML) refuse anchors and aliases before parsing.
 """
 
 from __future__ import annotations
@@ -9,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,13 +24,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import RunFolderError
+from .errors import ConfigError, DimgenError, RunFolderError, WriteError
 
 __all__ = [
     "FORMAT_VERSION",
+    "MAX_DEPTH",
+    "MAX_TEXT_BYTES",
     "RUN_KINDS",
     "atomic_path",
     "load_weights",
+    "parse_json",
+    "parse_yaml",
+    "read_json",
     "read_run",
     "resolve_run_dir",
     "save_npz",
@@ -35,22 +47,131 @@ __all__ = [
 
 FORMAT_VERSION = 1
 RUN_KINDS = ("encoder", "gan", "flow", "pretrain", "sweep")
+MAX_TEXT_BYTES = 16 * 2**20
+"""Largest JSON / YAML text dimgen parses (run.json, metrics.json, configs, weights metadata)."""
+MAX_DEPTH = 32
+"""Deepest nesting of lists / mappings accepted in JSON / YAML (dimgen writes at most ~5)."""
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
+
+    The file gets mode ``0o666 & ~umask`` (``mkstemp``'s 0600 would otherwise survive the rename).
+
+    Raises:
+        WriteError: the folder cannot be created or written (read-only, full disk, ...); the
+            message names ``path``. An older ``path`` is left as it was.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path: Path | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        tmp_path = Path(tmp)
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, path)
+    except OSError as exc:
+        raise WriteError(_write_failure(path, exc)) from None
     finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+        if tmp_path is not None and tmp_path.exists():
+            with contextlib.suppress(OSError):
+                tmp_path.unlink()
+
+
+def _write_failure(path: Path, exc: BaseException) -> str:
+    reason = getattr(exc, "strerror", None) or _short(exc)
+    return (
+        f"could not write {path} ({reason}); nothing was half-written: free space or fix the "
+        f"folder's permissions, then rerun (an interrupted run resumes with --resume)"
+    )
+
+
+def _check_text(text: str, what: str, error: type[DimgenError]) -> None:
+    if len(text) > MAX_TEXT_BYTES:
+        raise error(f"{what} is too large ({len(text)} characters; at most {MAX_TEXT_BYTES})")
+
+
+def parse_json(text: str, what: str, error: type[DimgenError] = RunFolderError) -> Any:
+    """Parse JSON text after bounding its size and nesting depth (no RecursionError possible).
+
+    Args:
+        text: the JSON text.
+        what: what it is (a file name), for the message.
+        error: the :class:`DimgenError` subclass to raise.
+
+    Raises:
+        error: text over :data:`MAX_TEXT_BYTES`, nesting deeper than :data:`MAX_DEPTH`, or not JSON.
+    """
+    _check_text(text, what, error)
+    depth = deepest = 0
+    for ch in re.findall(r"[\[\]{}]", _JSON_STRING.sub('""', text)):
+        depth += 1 if ch in "[{" else -1
+        deepest = max(deepest, depth)
+    if deepest > MAX_DEPTH:
+        raise error(f"{what} is nested {deepest} levels deep (at most {MAX_DEPTH}): refused")
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise error(f"{what} is corrupt (not JSON: {_short(exc)})") from None
+
+
+def read_json(path: str | Path, error: type[DimgenError] = RunFolderError) -> Any:
+    """Read and :func:`parse_json` a file, refusing one over :data:`MAX_TEXT_BYTES` unread.
+
+    Raises:
+        error: missing, unreadable, not UTF-8, too large, too deep or not JSON.
+    """
+    path = Path(path)
+    try:
+        if path.stat().st_size > MAX_TEXT_BYTES:
+            raise error(
+                f"{path} is too large ({path.stat().st_size} bytes; at most {MAX_TEXT_BYTES})"
+            )
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"{path} cannot be read ({_short(exc)})") from None
+    return parse_json(text, str(path), error)
+
+
+def parse_yaml(text: str, what: str, error: type[DimgenError] = ConfigError) -> Any:
+    """Parse YAML with ``yaml.safe_load`` after bounding size and depth and refusing aliases.
+
+    Anchors and aliases are refused outright ("billion laughs" expands a few lines into gigabytes
+    once the aliased structure is walked); configs never need them. The depth check runs on the
+    scanner's tokens, which are produced without recursion.
+
+    Raises:
+        error: text too large, nested deeper than :data:`MAX_DEPTH`, with anchors / aliases, or
+            not valid YAML.
+    """
+    import yaml
+
+    _check_text(text, what, error)
+    opens = (yaml.BlockMappingStartToken, yaml.BlockSequenceStartToken,
+             yaml.FlowMappingStartToken, yaml.FlowSequenceStartToken)  # fmt: skip
+    closes = (yaml.BlockEndToken, yaml.FlowMappingEndToken, yaml.FlowSequenceEndToken)
+    depth = 0
+    try:
+        for tok in yaml.scan(text, Loader=yaml.SafeLoader):
+            if isinstance(tok, (yaml.AliasToken, yaml.AnchorToken)):
+                raise error(f"{what} uses YAML anchors / aliases (& / *), which dimgen refuses")
+            depth += isinstance(tok, opens) - isinstance(tok, closes)
+            if depth > MAX_DEPTH:
+                raise error(f"{what} is nested more than {MAX_DEPTH} levels deep: refused")
+        return yaml.safe_load(text)
+    except (yaml.YAMLError, RecursionError) as exc:
+        raise error(f"{what}: not valid YAML ({_short(exc)})") from None
 
 
 def write_text(path: str | Path, text: str) -> None:
@@ -76,7 +197,12 @@ def save_weights(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict[
 
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"dimgen": json.dumps(_jsonable(meta))})
+        try:
+            save_file(tensors, str(tmp), metadata={"dimgen": json.dumps(_jsonable(meta))})
+        except OSError:
+            raise
+        except Exception as exc:  # SafetensorError wraps I/O errors (e.g. no space left)
+            raise WriteError(_write_failure(Path(path), exc)) from None
 
 
 def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -94,10 +220,7 @@ def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
         raise RunFolderError(f"{path} is not a valid safetensors file ({_short(exc)})") from None
     if raw is None:
         raise RunFolderError(f"{path} has no dimgen metadata: not a dimgen checkpoint")
-    try:
-        meta = json.loads(raw)
-    except json.JSONDecodeError:
-        raise RunFolderError(f"{path} has corrupt dimgen metadata") from None
+    meta = parse_json(raw, f"{path}'s dimgen metadata")
     if not isinstance(meta, dict):
         raise RunFolderError(f"{path} has corrupt dimgen metadata")
     return tensors, meta
@@ -141,10 +264,7 @@ def read_run(path: str | Path, kind: str | tuple[str, ...]) -> tuple[Path, dict[
                 f"{run_dir} is an incomplete run (no run.json): resume it with --resume or rerun"
             )
         raise RunFolderError(f"{run_dir} is not a dimgen run folder (no run.json); expected {want}")
-    try:
-        rec = json.loads(rec_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise RunFolderError(f"{rec_path} is corrupt (not JSON)") from None
+    rec = read_json(rec_path)
     if not isinstance(rec, dict):
         raise RunFolderError(f"{rec_path} is corrupt (not a JSON object)")
     if rec.get("format_version") != FORMAT_VERSION:
