@@ -62,6 +62,16 @@ class Dataset:
     x_test: np.ndarray
     y_test: np.ndarray | None
 
+    def __post_init__(self) -> None:
+        # The same rules for a Dataset built in Python as for every loader: images scaled by
+        # unit_images, labels checked by check_labels.
+        self.x_train = unit_images(self.x_train, f"{self.name} (train)")
+        self.x_test = unit_images(self.x_test, f"{self.name} (test)")
+        if self.y_train is not None:
+            self.y_train = check_labels(self.y_train, len(self.x_train), f"{self.name} (train)")
+        if self.y_test is not None:
+            self.y_test = check_labels(self.y_test, len(self.x_test), f"{self.name} (test)")
+
     @property
     def shape(self) -> tuple[int, ...]:
         """Shape of one sample."""
@@ -175,7 +185,7 @@ def unit_images(x: Any, name: str = "images") -> np.ndarray:
             seen = f" with values in [{arr.min()}, {arr.max()}]"
         raise DataError(f"{name}: images of dtype {arr.dtype}{seen} are not supported; {fix}")
     with np.errstate(over="ignore", invalid="ignore"):  # overflow -> inf, reported below
-        out = arr.astype(np.float32)
+        out = arr.astype(np.float32, copy=False)  # no copy when already float32
     if out.ndim >= 1 and len(out):
         check_finite(out, name)
     elif out.size and not np.isfinite(out).all():
@@ -186,7 +196,8 @@ def unit_images(x: Any, name: str = "images") -> np.ndarray:
             raise DataError(
                 f"{name}: float images must lie in [0, 1], got values in [{lo:.4g}, {hi:.4g}]; {fix}"
             )
-        np.clip(out, 0.0, 1.0, out=out)
+        if lo < 0.0 or hi > 1.0:  # rounding error within the tolerance: clip a copy
+            out = np.clip(out, 0.0, 1.0)
     return out
 
 

@@ -350,3 +350,17 @@ def test_full_disk_in_the_cli_is_one_line(tmp_path: Path, monkeypatch: pytest.Mo
                                    "--no-probes", "--out", str(tmp_path / "ev")])  # fmt: skip
     line = _one_line_exit_2(res)
     assert "evaluation.json" in line and "No space left on device" in line
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. what is exact and what is approximate
+
+
+def test_report_says_which_p_values_are_approximate() -> None:
+    import dimgen
+    from dimgen.evaluation import evaluation_markdown
+
+    codes = np.random.default_rng(0).standard_normal((400, 2))
+    text = evaluation_markdown(dimgen.evaluate(codes, probes=False), images=False)
+    assert "Every p-value is exact" not in text and "exact null" not in text
+    assert "exact up to Monte Carlo error down to about 1e-3, approximate below" in text
