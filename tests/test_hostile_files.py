@@ -364,3 +364,35 @@ def test_report_says_which_p_values_are_approximate() -> None:
     text = evaluation_markdown(dimgen.evaluate(codes, probes=False), images=False)
     assert "Every p-value is exact" not in text and "exact null" not in text
     assert "exact up to Monte Carlo error down to about 1e-3, approximate below" in text
+
+
+def test_disk_full_at_a_checkpoint_leaves_a_resumable_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ENOSPC while writing the second checkpoint: one line naming it; --resume then finishes
+    with exactly the numbers of an uninterrupted run."""
+    import safetensors.torch
+
+    args = ["--epochs", "6", "--set", "checkpoint_every=2", "--set", "deterministic=true",
+            "--quiet"]  # fmt: skip
+    real, calls = safetensors.torch.save_file, []
+
+    def fail_second(tensors, filename, metadata=None):
+        calls.append(filename)
+        if len(calls) == 2:
+            raise safetensors.SafetensorError("Error while serializing: No space left on device")
+        return real(tensors, filename, metadata=metadata)
+
+    monkeypatch.setattr(safetensors.torch, "save_file", fail_second)
+    full = tmp_path / "full"
+    res = CliRunner().invoke(cli, ["encode", *args, "--out", str(full)])
+    line = _one_line_exit_2(res)
+    assert f"could not write {full / 'checkpoint.safetensors'}" in line and "No space" in line
+    assert not (full / "run.json").exists() and (full / "checkpoint.safetensors").is_file()
+    monkeypatch.setattr(safetensors.torch, "save_file", real)
+    res = CliRunner().invoke(cli, ["encode", "--resume", str(full), "--quiet"])
+    assert res.exit_code == 0, res.output
+    whole = tmp_path / "whole"
+    assert CliRunner().invoke(cli, ["encode", *args, "--out", str(whole)]).exit_code == 0
+    a, b = np.load(full / "codes.npz"), np.load(whole / "codes.npz")
+    assert np.array_equal(a["codes"], b["codes"])
