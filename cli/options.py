@@ -141,22 +141,18 @@ def given(**values: Any) -> dict[str, Any]:
 
 
 def parse_sets(sets: tuple[str, ...]) -> dict[str, Any]:
-    """``--set KEY=VALUE`` items as a dict; each VALUE is parsed as YAML (``safe_load``).
+    """``--set KEY=VALUE`` items as a dict; each VALUE is parsed as YAML (:func:`dimgen.parsing.parse_yaml`: bounded, no aliases).
 
     Raises:
         ConfigError: an item without ``=`` or a value that is not valid YAML.
     """
-    import yaml
-
     from dimgen.errors import ConfigError
+    from dimgen.parsing import parse_yaml
 
     out: dict[str, Any] = {}
     for item in sets:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
-        try:
-            out[key.strip().replace("-", "_")] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            raise ConfigError(f"--set {key}: value {value!r} is not valid YAML") from None
+        out[key.strip().replace("-", "_")] = parse_yaml(value, f"--set {key.strip()}")
     return out

@@ -245,11 +245,13 @@ def load_config(path: str | Path, cls: type[T] = EncoderConfig) -> T:  # type: i
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
+    from .parsing import parse_yaml
+
     try:
-        data = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"{path}: not valid YAML ({first})") from None
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot be read as UTF-8 text ({type(exc).__name__})") from None
+    data = parse_yaml(text, str(path))
     if data is None:
         data = {}
     return from_dict(cls, data, source=str(path))

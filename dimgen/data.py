@@ -4,15 +4,26 @@ Sources: ``digits`` (scikit-learn's bundled 8x8 digits; no download), ``mnist``,
 ``fashion-mnist``, ``cifar10`` (torchvision layout under a root folder), ``npz:PATH`` (array ``x``,
 optional ``y`` and ``split``). A ``:train`` / ``:test`` suffix selects one split (``mnist:test``).
 All images become float32 tensors in [0, 1], shaped (N, C, H, W); vectors stay (N, F).
+
+Image scale (one rule for every entry point, in :func:`unit_images`): ``uint8`` is divided by
+255; floating-point values must already lie in [0, 1] (up to :data:`SCALE_TOLERANCE` for rounding,
+then clipped); any other dtype (int16/32/64, uint16, bool, complex, strings) is refused, as is a
+float array outside [0, 1], with one line naming the range seen and how to fix it.
+
+Labels: integers in [0, :data:`MAX_LABEL`]; negative labels (a common "unlabelled" marker) and
+absurdly large ones are refused when the data are loaded.
 """
 
 from __future__ import annotations
 
 import gzip
+import math
 import os
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,16 +32,24 @@ from torch import Tensor
 from .errors import DataError
 
 __all__ = [
+    "MAX_LABEL",
+    "SCALE_TOLERANCE",
     "Dataset",
     "TensorBatches",
     "check_finite",
+    "check_labels",
     "load_data",
     "parse_source",
     "read_npz",
     "read_npz_arrays",
+    "unit_images",
 ]
 
 SOURCES = ("digits", "mnist", "fashion-mnist", "cifar10", "npz:PATH")
+SCALE_TOLERANCE = 1e-3
+"""Float images may stray this far outside [0, 1] (rounding) before they are refused."""
+MAX_LABEL = 1_000_000
+"""Largest class label accepted (labels index histograms of size max + 1)."""
 
 
 @dataclass
@@ -42,6 +61,16 @@ class Dataset:
     y_train: np.ndarray | None
     x_test: np.ndarray
     y_test: np.ndarray | None
+
+    def __post_init__(self) -> None:
+        # The same rules for a Dataset built in Python as for every loader: images scaled by
+        # unit_images, labels checked by check_labels.
+        self.x_train = unit_images(self.x_train, f"{self.name} (train)")
+        self.x_test = unit_images(self.x_test, f"{self.name} (test)")
+        if self.y_train is not None:
+            self.y_train = check_labels(self.y_train, len(self.x_train), f"{self.name} (train)")
+        if self.y_test is not None:
+            self.y_test = check_labels(self.y_test, len(self.x_test), f"{self.name} (test)")
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -78,8 +107,22 @@ def parse_source(source: str) -> tuple[str, str | None]:
 def load_data(
     source: str, root: str | None = None, test_fraction: float = 0.2, seed: int = 0
 ) -> Dataset:
-    """Load a named source with its train/test split (deterministic for sources without one)."""
-    name, _ = parse_source(source)
+    """Load a named source with its train/test split (deterministic for sources without one).
+
+    ``source`` is a bare name (``mnist``, ``npz:PATH``): this returns both splits, so a
+    ``:train`` / ``:test`` suffix would be silently ignored and is refused instead (callers that
+    honour a split, such as ``dimgen encode --encoder`` and ``sample --from-images``, strip it
+    with :func:`parse_source` and pick :meth:`Dataset.split` themselves).
+
+    Raises:
+        DataError: unknown source, a split suffix, missing root, or invalid data.
+    """
+    name, split = parse_source(source)
+    if split is not None:
+        raise DataError(
+            f"--data {source}: this command uses the whole data set with its own held-out split "
+            f"and does not honour the ':{split}' suffix; pass --data {name}"
+        )
     if name == "digits":
         from sklearn.datasets import load_digits
 
@@ -113,22 +156,83 @@ def _random_split(
     return Dataset(name, x[tr], None if y is None else y[tr], x[te], None if y is None else y[te])
 
 
+def unit_images(x: Any, name: str = "images") -> np.ndarray:
+    """The one image-scale rule: any array of images or pixel vectors -> float32 in [0, 1].
+
+    ``uint8`` is divided by 255. Floating point (float16/32/64, bfloat16 tensors) must lie in
+    [0, 1] up to :data:`SCALE_TOLERANCE` (then clipped), and be finite. Every other dtype is
+    refused: an int64 or uint16 array of 0..255 values is ambiguous (0..255? 0..65535?), so the
+    caller converts it explicitly. Shape is unchanged.
+
+    Args:
+        x: numpy array, torch tensor or nested sequence, any shape.
+        name: what the array is, for the error message (e.g. the file name).
+
+    Raises:
+        DataError: unsupported dtype, NaN / Inf rows, or float values outside [0, 1]; the message
+            names the dtype and the range seen and says how to fix it.
+    """
+    if isinstance(x, Tensor):
+        x = x.detach().cpu()
+        x = (x.float() if x.dtype == torch.bfloat16 else x).numpy()
+    arr = np.asarray(x)
+    fix = "pass uint8 0..255 or float in [0, 1] (e.g. divide by 255 or by the data's maximum)"
+    if arr.dtype == np.uint8:
+        return arr.astype(np.float32) / np.float32(255.0)
+    if not np.issubdtype(arr.dtype, np.floating):
+        seen = ""
+        if np.issubdtype(arr.dtype, np.integer) and arr.size:
+            seen = f" with values in [{arr.min()}, {arr.max()}]"
+        raise DataError(f"{name}: images of dtype {arr.dtype}{seen} are not supported; {fix}")
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow -> inf, reported below
+        out = arr.astype(np.float32, copy=False)  # no copy when already float32
+    if out.ndim >= 1 and len(out):
+        check_finite(out, name)
+    elif out.size and not np.isfinite(out).all():
+        raise DataError(f"{name}: contains NaN or Inf")
+    if out.size:
+        lo, hi = float(out.min()), float(out.max())
+        if lo < -SCALE_TOLERANCE or hi > 1.0 + SCALE_TOLERANCE:
+            raise DataError(
+                f"{name}: float images must lie in [0, 1], got values in [{lo:.4g}, {hi:.4g}]; {fix}"
+            )
+        if lo < 0.0 or hi > 1.0:  # rounding error within the tolerance: clip a copy
+            out = np.clip(out, 0.0, 1.0)
+    return out
+
+
 def _to_float_images(x: np.ndarray, name: str) -> np.ndarray:
-    """uint8 or float arrays -> float32; (N,H,W) -> (N,1,H,W); (N,H,W,C<=4) -> (N,C,H,W)."""
-    if x.dtype == np.uint8:
-        x = x.astype(np.float32) / 255.0
-    elif np.issubdtype(x.dtype, np.number) and not np.issubdtype(x.dtype, np.complexfloating):
-        with np.errstate(over="ignore", invalid="ignore"):  # overflow -> inf, reported below
-            x = x.astype(np.float32)
-    else:
-        raise DataError(f"{name}: array x has unsupported dtype {x.dtype}")
+    """Scale by :func:`unit_images`; (N,H,W) -> (N,1,H,W); (N,H,W,C<=4) -> (N,C,H,W)."""
+    if x.ndim not in (2, 3, 4):
+        raise DataError(f"{name}: x must be (N, F), (N, H, W) or (N, C, H, W), got {x.shape}")
+    x = unit_images(x, name)
     if x.ndim == 3:
         x = x[:, None]
     elif x.ndim == 4 and x.shape[-1] in (1, 3, 4) and x.shape[1] not in (1, 3, 4):
         x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
-    elif x.ndim not in (2, 4):
-        raise DataError(f"{name}: x must be (N, F), (N, H, W) or (N, C, H, W), got {x.shape}")
     return x
+
+
+def check_labels(y: Any, n: int, name: str) -> np.ndarray:
+    """Validate class labels: (n,) integers in [0, :data:`MAX_LABEL`] -> int64 array.
+
+    Raises:
+        DataError: wrong length, non-integer dtype, negative labels (dimgen has no "unlabelled"
+            marker: drop those rows or omit ``y``) or labels above :data:`MAX_LABEL`.
+    """
+    y = np.asarray(y).reshape(-1)
+    if len(y) != n:
+        raise DataError(f"{name}: y has {len(y)} entries but x has {n} rows")
+    if not np.issubdtype(y.dtype, np.integer):
+        raise DataError(f"{name}: y must hold integer labels, got dtype {y.dtype}")
+    if len(y) and y.min() < 0:
+        raise DataError(
+            f"{name}: {int((y < 0).sum())} label(s) are negative (min {y.min()}); labels must be "
+            f"0..{MAX_LABEL}: drop unlabelled rows or omit y"
+        )
+    if len(y) and y.max() > MAX_LABEL:
+        raise DataError(f"{name}: label {y.max()} is larger than {MAX_LABEL}; use labels 0..K-1")
+    return y.astype(np.int64)
 
 
 def read_npz_arrays(path: str | Path, required: str, what: str = "npz") -> dict[str, np.ndarray]:
@@ -157,13 +261,7 @@ def read_npz(path: str) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | Non
         raise DataError(f"{p}: array x is empty")
     y = arrays.get("y")
     if y is not None:
-        y = np.asarray(y).reshape(-1)
-        if len(y) != len(x):
-            raise DataError(f"{p}: y has {len(y)} entries but x has {len(x)} rows")
-        if not np.issubdtype(y.dtype, np.integer):
-            raise DataError(f"{p}: y must hold integer labels, got dtype {y.dtype}")
-        y = y.astype(np.int64)
-    check_finite(x, str(p))
+        y = check_labels(y, len(x), str(p))
     split = None
     if "split" in arrays:
         split = np.asarray(arrays["split"]).astype(str).reshape(-1)
@@ -186,12 +284,34 @@ def _load_npz(path: str, frac: float, seed: int) -> Dataset:
 
 
 def _read_idx(path: Path) -> np.ndarray:
+    """An IDX file (MNIST's format: uint8 payload), optionally gzipped, checked against its header.
+
+    Raises:
+        DataError: unreadable or truncated file, a magic number other than uint8 IDX, or a header
+            whose shape does not match the payload size; the message names the file.
+    """
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:
-        data = fh.read()
+    try:
+        with opener(path, "rb") as fh:
+            data = fh.read()
+    except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError
+        raise DataError(
+            f"{path}: cannot be read, damaged or truncated ({_first_line(exc)})"
+        ) from None
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08 or not 1 <= data[3] <= 4:
+        raise DataError(f"{path}: not a uint8 IDX file (bad magic number {data[:4].hex()!r})")
     ndim = data[3]
+    offset = 4 + 4 * ndim
+    if len(data) < offset:
+        raise DataError(f"{path}: truncated IDX header ({len(data)} bytes)")
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape)
+    want = math.prod(shape)
+    if len(data) - offset != want:
+        raise DataError(
+            f"{path}: IDX header says shape {shape} ({want} bytes) but the payload has "
+            f"{len(data) - offset} bytes (damaged or truncated file)"
+        )
+    return np.frombuffer(data, np.uint8, offset=offset).reshape(shape)
 
 
 def _find_idx(raw: Path, stem: str) -> Path | None:
@@ -217,9 +337,9 @@ def _load_torchvision(name: str, root: Path) -> Dataset:
         return Dataset(
             name,
             _to_float_images(np.asarray(xtr), name),
-            np.asarray(ytr, dtype=np.int64),
+            check_labels(ytr, len(xtr), f"{name} train labels"),
             _to_float_images(np.asarray(xte), name),
-            np.asarray(yte, dtype=np.int64),
+            check_labels(yte, len(xte), f"{name} test labels"),
         )
     if name == "cifar10":
         try:

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "DataError", "DimgenError", "RunFolderError", "TrainingError"]
+__all__ = [
+    "ConfigError",
+    "DataError",
+    "DimgenError",
+    "RunFolderError",
+    "TrainingError",
+    "WriteError",
+]
 
 
 class DimgenError(Exception):
@@ -29,3 +36,7 @@ class RunFolderError(DimgenError):
 
 class TrainingError(DimgenError):
     """Training failed in a way the user can act on (e.g. the loss diverged)."""
+
+
+class WriteError(DimgenError):
+    """A file could not be written (full disk, read-only folder); names the file."""

@@ -54,16 +54,13 @@ def evaluate_run(
         probes: train the downstream classifiers.
         config: :class:`EvalConfig`; ``overrides`` replace single fields.
     """
-    import json
 
     from .io import read_run
+    from .parsing import read_json
 
     run_dir, _ = read_run(run, "encoder")
     metrics_path = run_dir / "metrics.json"
-    try:
-        metrics = json.loads(metrics_path.read_text())
-    except (OSError, ValueError):
-        raise RunFolderError(f"{metrics_path} is missing or corrupt") from None
+    metrics = read_json(metrics_path)
     if not isinstance(metrics, dict) or metrics.get("prior") not in ("gaussian", "uniform"):
         raise RunFolderError(f"{metrics_path} does not name the prior (gaussian or uniform)")
     if prior is not None and prior != metrics["prior"]:
@@ -262,7 +259,9 @@ def evaluation_markdown(ev: Evaluation, images: bool = True) -> str:
         f"{_mark(nm.marginal_p, a)} |",
         f"| **normality, combined** | **{_p(nm.p)}** | {_mark(nm.p, a)} |",
         "",
-        f"Tests run on {z}. Every p-value is exact (simulated null at this sample size); the "
+        f"Tests run on {z}. Each p-value is read off a simulated null at this sample size: exact "
+        "up to Monte Carlo error down to about 1e-3, approximate below (the simulated tail is "
+        "extrapolated there, and may be up to ~2x too small); the "
         "many p-values of one test (projections x subsamples, coordinates) are independent under "
         "the prior, because the projections are orthonormal and the subsamples disjoint, and are "
         "merged by Fisher's method. Averaging p-values, as often done, would not be a valid test.",
@@ -276,7 +275,7 @@ def evaluation_markdown(ev: Evaluation, images: bool = True) -> str:
         f"| Kolmogorov-Smirnov of random projections of {z} vs N(0, 1) | "
         f"{_p(pm.projection_ks_p)} | {_mark(pm.projection_ks_p, a)} |",
         f"| mean = 0 (chi-square, n·|mean|² ~ chi²_d) | {_p(pm.mean_p)} | {_mark(pm.mean_p, a)} |",
-        f"| covariance = I (likelihood ratio, exact null by simulation) | {_p(pm.cov_p)} | "
+        f"| covariance = I (likelihood ratio, simulated null) | {_p(pm.cov_p)} | "
         f"{_mark(pm.cov_p, a)} |",
         f"| **prior match, combined** | **{_p(pm.p)}** | {_mark(pm.p, a)} |",
         "",

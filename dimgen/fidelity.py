@@ -14,6 +14,7 @@ torch-fidelity and its Inception extractor are imported only when a metric needs
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .data import check_labels, unit_images
 from .errors import ConfigError, DataError, RunFolderError
 from .io import load_weights, save_weights
 
@@ -38,8 +40,10 @@ __all__ = [
     "fidelity_metrics",
     "find_inception_weights",
     "load_classifier",
+    "load_inception_state",
     "predict",
     "register_classifier_extractor",
+    "register_inception_extractor",
     "save_classifier",
     "to_uint8",
     "train_classifier",
@@ -51,9 +55,11 @@ KID_CLASSIFIER = "kid_dimgen_classifier"
 """Key of the KID computed in the dimgen classifier's feature space (not Inception)."""
 CLASSIFIER_FEATURES = ("penultimate", "logits")
 """Feature layers the dimgen classifier extractor provides; FID / KID use ``penultimate``."""
-INCEPTION_NAME = "inception-v3-compat"
-"""torch-fidelity's Inception extractor; used only with local weights."""
+INCEPTION_NAME = "dimgen-inception-v3-safe"
+"""torch-fidelity's Inception extractor behind dimgen's safe loader; used only with local weights."""
 _INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
+# Spot checks that a tensor dict is torch-fidelity's InceptionV3 (first conv, last linear layer).
+_INCEPTION_SHAPES = {"Conv2d_1a_3x3.conv.weight": (32, 3, 3, 3), "fc.weight": (1008, 2048)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -110,12 +116,16 @@ def train_classifier(
     seed: int = 0,
     device: str | torch.device = "cpu",
 ) -> Classifier:
-    """Fit a :class:`Classifier` on images ``x`` (N, *shape) in [0, 1] with integer labels ``y``."""
+    """Fit a :class:`Classifier` on images ``x`` (N, *shape) with integer labels ``y`` (N,).
+
+    Images follow :func:`dimgen.data.unit_images`; labels :func:`dimgen.data.check_labels`.
+
+    Raises:
+        DataError: mis-scaled images, missing / negative / huge labels, fewer than two classes.
+    """
     if y is None or len(y) != len(x):
         raise DataError("the classifier needs one integer label per image")
-    labels = np.asarray(y, dtype=np.int64)
-    if labels.min() < 0:
-        raise DataError("class labels must be >= 0")
+    labels = check_labels(y, len(x), "classifier labels")
     n_classes = int(labels.max()) + 1
     if n_classes < 2:
         raise DataError("the classifier needs at least two classes")
@@ -123,7 +133,7 @@ def train_classifier(
     torch.manual_seed(seed)
     clf = Classifier(x.shape[1:], n_classes).to(device)
     opt = torch.optim.Adam(clf.parameters(), lr=lr)
-    xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device)
+    xt = torch.from_numpy(unit_images(x, "classifier images")).to(device)
     yt = torch.from_numpy(labels).to(device)
     b = min(batch_size, len(xt))
     clf.train()
@@ -164,8 +174,8 @@ def load_classifier(
 
 @torch.no_grad()
 def predict(clf: Classifier, x: Tensor | np.ndarray, batch_size: int = 1024) -> np.ndarray:
-    """Class labels (N,) of images (N, *shape) in [0, 1]."""
-    xt = torch.as_tensor(np.asarray(x, dtype=np.float32)) if not isinstance(x, Tensor) else x
+    """Class labels (N,) of images (N, *shape), scaled by :func:`dimgen.data.unit_images`."""
+    xt = torch.from_numpy(unit_images(x, "images"))
     dev = next(clf.parameters()).device
     out = [
         clf(xt[i : i + batch_size].to(dev, torch.float32)).argmax(1).cpu()
@@ -197,6 +207,8 @@ def class_histogram_tv(pred: np.ndarray, ref_labels: np.ndarray, n_classes: int)
     pred, ref = np.asarray(pred).reshape(-1), np.asarray(ref_labels).reshape(-1)
     if len(pred) == 0 or len(ref) == 0:
         raise DataError("class histograms need at least one sample on each side")
+    pred = check_labels(pred, len(pred), "predicted labels")
+    ref = check_labels(ref, len(ref), "reference labels")
     p = np.bincount(pred, minlength=n_classes)[:n_classes] / len(pred)
     q = np.bincount(ref, minlength=n_classes)[:n_classes] / len(ref)
     return {
@@ -211,12 +223,18 @@ def class_histogram_tv(pred: np.ndarray, ref_labels: np.ndarray, n_classes: int)
 # torch-fidelity glue
 
 
-def to_uint8(images: Tensor | np.ndarray) -> Tensor:
-    """Float images in [0, 1] (N, C, H, W) -> uint8 (N, C, H, W), the type torch-fidelity expects."""
-    x = torch.as_tensor(np.asarray(images)) if not isinstance(images, Tensor) else images
-    if x.dtype == torch.uint8:
-        return x.cpu()
-    return (x.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu()
+def to_uint8(images: Tensor | np.ndarray, name: str = "images") -> Tensor:
+    """Images (N, C, H, W) -> uint8 (N, C, H, W), the type torch-fidelity expects.
+
+    Scale follows :func:`dimgen.data.unit_images` (uint8 kept, float must lie in [0, 1]).
+
+    Raises:
+        DataError: another dtype, NaN, or float values outside [0, 1].
+    """
+    if isinstance(images, Tensor) and images.dtype == torch.uint8:
+        return images.detach().cpu()
+    x = torch.from_numpy(unit_images(images, name))
+    return (x * 255).round().to(torch.uint8)
 
 
 class _Images(torch.utils.data.Dataset):
@@ -296,15 +314,109 @@ def register_classifier_extractor(name: str) -> str:
     return name
 
 
+def load_inception_state(path: str | Path) -> dict[str, Tensor]:
+    """Inception weights as a plain ``{name: tensor}`` dict, without ever running pickled code.
+
+    ``.safetensors`` files are read with safetensors; anything else (torch-fidelity's ``.pth``)
+    with ``torch.load(weights_only=True)``, whose restricted unpickler accepts only tensors and
+    plain containers (torch-fidelity itself would call ``torch.load(weights_only=False)``).
+
+    Raises:
+        ConfigError: the file is missing, is not a plain tensor dict (e.g. a pickle of arbitrary
+            objects), or does not hold torch-fidelity's InceptionV3 weights.
+    """
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise ConfigError(f"Inception weights not found: {p}")
+    try:
+        if p.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state: Any = load_file(str(p))
+        else:
+            state = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # UnpicklingError, RuntimeError, SafetensorError, EOFError, ...
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise ConfigError(
+            f"Inception weights {p} are not a plain tensor file (refused without unpickling "
+            f"anything: {first})"
+        ) from None
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()
+    ):
+        raise ConfigError(f"Inception weights {p} are not a {{name: tensor}} state dict")
+    for key, shape in _INCEPTION_SHAPES.items():
+        if key not in state or tuple(state[key].shape) != shape:
+            raise ConfigError(
+                f"Inception weights {p} are not torch-fidelity's InceptionV3 "
+                f"({key} missing or not of shape {shape})"
+            )
+    return state
+
+
 def find_inception_weights(path: str | Path | None = None) -> Path | None:
-    """A local Inception weights file: ``path`` if given (must exist), else torch hub's cache."""
+    """A verified local Inception weights file: ``path`` if given, else torch hub's cache.
+
+    The file is checked with :func:`load_inception_state` (never unpickled), so a bad or hostile
+    file is refused before any work starts.
+
+    Raises:
+        ConfigError: ``path`` is missing, or the file (given or cached) is not plain
+            InceptionV3 weights.
+    """
     if path is not None:
         p = Path(path).expanduser()
+    else:
+        p = Path(torch.hub.get_dir()) / "checkpoints" / _INCEPTION_FILE
         if not p.is_file():
-            raise ConfigError(f"Inception weights not found: {p}")
-        return p
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / _INCEPTION_FILE
-    return cached if cached.is_file() else None
+            return None
+    load_inception_state(p)
+    return p
+
+
+def _inception_class() -> type:
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    class SafeInception(FeatureExtractorInceptionV3):
+        """torch-fidelity's InceptionV3, its weights loaded by :func:`load_inception_state`.
+
+        torch-fidelity reads the weights with ``torch.load(weights_only=False)``; here it reads
+        only bytes that dimgen serialised itself from the verified tensors, never the user's
+        file, and never downloads.
+        """
+
+        def __init__(
+            self,
+            name: str,
+            features_list: list[str],
+            feature_extractor_weights_path: str | None = None,
+            **kwargs: Any,
+        ) -> None:
+            if feature_extractor_weights_path is None:
+                raise ConfigError(f"{name} needs a local Inception weights file")
+            state = load_inception_state(feature_extractor_weights_path)
+            buf = io.BytesIO()
+            torch.save(state, buf)  # plain tensors only: verified above
+            buf.seek(0)
+            try:
+                super().__init__(name, features_list, feature_extractor_weights_path=buf, **kwargs)
+            except RuntimeError as exc:  # load_state_dict: missing / unexpected / mis-shaped keys
+                first = (str(exc).strip().splitlines() or [""])[0][:160]
+                raise ConfigError(
+                    f"Inception weights {feature_extractor_weights_path} do not fit "
+                    f"InceptionV3 ({first})"
+                ) from None
+
+    return SafeInception
+
+
+def register_inception_extractor() -> str:
+    """Register the safe Inception extractor with torch-fidelity as :data:`INCEPTION_NAME`."""
+    from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
+
+    if INCEPTION_NAME not in FEATURE_EXTRACTORS_REGISTRY:
+        register_feature_extractor(INCEPTION_NAME, _inception_class())
+    return INCEPTION_NAME
 
 
 def _fidelity(
@@ -357,7 +469,7 @@ def fidelity_metrics(
     feature space when ``classifier_path`` is given, and ``fid``, ``kid`` (+ ``_std``) with
     Inception when ``inception_weights`` names a local file.
     """
-    real8, fake8 = to_uint8(real), to_uint8(fake)
+    real8, fake8 = to_uint8(real, "real images"), to_uint8(fake, "generated images")
     if real8.ndim != 4 or fake8.shape[1:] != real8.shape[1:]:
         raise DataError(
             f"FID / KID need two sets of (N, C, H, W) images of one shape, got "
@@ -371,6 +483,7 @@ def fidelity_metrics(
         out.update({FID_CLASSIFIER: m["fid"], KID_CLASSIFIER: m["kid"],
                     f"{KID_CLASSIFIER}_std": m["kid_std"]})  # fmt: skip
     if inception_weights is not None:
+        register_inception_extractor()
         m = _fidelity(real8, fake8, INCEPTION_NAME, Path(inception_weights), cuda, True, seed)
         out.update({"fid": m["fid"], "kid": m["kid"], "kid_std": m["kid_std"]})
     return out

@@ -2,6 +2,12 @@
 
 A run folder is complete once ``run.json`` exists with ``"complete": true``; it is written last,
 so a crash leaves a folder that every command refuses with a clear message.
+
+Every file dimgen writes goes through :func:`atomic_path`: written beside its target, renamed
+into place, given the mode the user's umask allows (like ``open``), and a failed write (full
+disk, read-only folder) raises :class:`WriteError` naming the file, leaving any older version
+intact. Every JSON / YAML text dimgen reads goes through :func:`parse_json` / :func:`parse_yaml`,
+which bound size, nesting depth and (YAML) refuse anchors and aliases before parsing.
 """
 
 from __future__ import annotations
@@ -17,13 +23,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import RunFolderError
+from .errors import RunFolderError, WriteError
+from .parsing import MAX_DEPTH, MAX_TEXT_BYTES, parse_json, parse_yaml, read_json
+from .parsing import short_error as _short
 
 __all__ = [
     "FORMAT_VERSION",
+    "MAX_DEPTH",
+    "MAX_TEXT_BYTES",
     "RUN_KINDS",
     "atomic_path",
     "load_weights",
+    "parse_json",
+    "parse_yaml",
+    "read_json",
     "read_run",
     "resolve_run_dir",
     "save_npz",
@@ -37,20 +50,46 @@ FORMAT_VERSION = 1
 RUN_KINDS = ("encoder", "gan", "flow", "pretrain", "sweep")
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
+
+    The file gets mode ``0o666 & ~umask`` (``mkstemp``'s 0600 would otherwise survive the rename).
+
+    Raises:
+        WriteError: the folder cannot be created or written (read-only, full disk, ...); the
+            message names ``path``. An older ``path`` is left as it was.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path: Path | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        tmp_path = Path(tmp)
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, path)
+    except OSError as exc:
+        raise WriteError(_write_failure(path, exc)) from None
     finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+        if tmp_path is not None and tmp_path.exists():
+            with contextlib.suppress(OSError):
+                tmp_path.unlink()
+
+
+def _write_failure(path: Path, exc: BaseException) -> str:
+    reason = getattr(exc, "strerror", None) or _short(exc)
+    return (
+        f"could not write {path} ({reason}); nothing was half-written: free space or fix the "
+        f"folder's permissions, then rerun (an interrupted run resumes with --resume)"
+    )
 
 
 def write_text(path: str | Path, text: str) -> None:
@@ -76,7 +115,12 @@ def save_weights(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict[
 
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"dimgen": json.dumps(_jsonable(meta))})
+        try:
+            save_file(tensors, str(tmp), metadata={"dimgen": json.dumps(_jsonable(meta))})
+        except OSError:
+            raise
+        except Exception as exc:  # SafetensorError wraps I/O errors (e.g. no space left)
+            raise WriteError(_write_failure(Path(path), exc)) from None
 
 
 def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -94,10 +138,7 @@ def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
         raise RunFolderError(f"{path} is not a valid safetensors file ({_short(exc)})") from None
     if raw is None:
         raise RunFolderError(f"{path} has no dimgen metadata: not a dimgen checkpoint")
-    try:
-        meta = json.loads(raw)
-    except json.JSONDecodeError:
-        raise RunFolderError(f"{path} has corrupt dimgen metadata") from None
+    meta = parse_json(raw, f"{path}'s dimgen metadata")
     if not isinstance(meta, dict):
         raise RunFolderError(f"{path} has corrupt dimgen metadata")
     return tensors, meta
@@ -141,10 +182,7 @@ def read_run(path: str | Path, kind: str | tuple[str, ...]) -> tuple[Path, dict[
                 f"{run_dir} is an incomplete run (no run.json): resume it with --resume or rerun"
             )
         raise RunFolderError(f"{run_dir} is not a dimgen run folder (no run.json); expected {want}")
-    try:
-        rec = json.loads(rec_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise RunFolderError(f"{rec_path} is corrupt (not JSON)") from None
+    rec = read_json(rec_path)
     if not isinstance(rec, dict):
         raise RunFolderError(f"{rec_path} is corrupt (not a JSON object)")
     if rec.get("format_version") != FORMAT_VERSION:
@@ -157,11 +195,6 @@ def read_run(path: str | Path, kind: str | tuple[str, ...]) -> tuple[Path, dict[
     if rec.get("complete") is not True:
         raise RunFolderError(f"{run_dir} is an incomplete run: resume it with --resume or rerun")
     return run_dir, rec
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
 
 
 def _jsonable(obj: Any) -> Any:

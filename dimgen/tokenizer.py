@@ -24,6 +24,7 @@ from torch import Tensor
 from torch.distributions import Distribution
 
 from .channel import NoiseChannel, make_channel
+from .data import unit_images
 from .errors import ConfigError, DataError, RunFolderError
 from .io import load_weights, read_run
 from .nets import build_encoder
@@ -103,12 +104,9 @@ class Tokenizer:
         return self.channel.norm.running_mean.device
 
     def _prepare(self, x: Any) -> Tensor:
-        arr = x.detach().cpu().numpy() if isinstance(x, Tensor) else np.asarray(x)
-        if arr.dtype == np.uint8:
-            arr = arr.astype(np.float32) / 255.0
-        elif not np.issubdtype(arr.dtype, np.number):
-            raise DataError(f"inputs must be numeric, got dtype {arr.dtype}")
-        arr = arr.astype(np.float32, copy=False)
+        arr = unit_images(
+            x, "inputs"
+        )  # the one scale rule (dimgen.data): uint8 / 255, float [0, 1]
         want = self.in_shape
         if arr.shape == want:  # a single sample ((N, H, W) grey images are handled below)
             arr = arr[None]
@@ -132,7 +130,11 @@ class Tokenizer:
 
     @torch.no_grad()
     def encode(self, x: Any, batch_size: int = 2048) -> Tensor:
-        """Inputs (n, *in_shape), float in [0, 1] or uint8 -> (n, d) codes under the prior (CPU)."""
+        """Inputs (n, *in_shape) -> (n, d) codes under the prior (CPU).
+
+        Images follow :func:`dimgen.data.unit_images`: uint8 (divided by 255) or float in [0, 1];
+        other dtypes or float outside [0, 1] raise :class:`DataError` (as every entry point does).
+        """
         xt = self._prepare(x)
         out = [
             self.channel.normalise(self.encoder(xt[i : i + batch_size].to(self.device))).cpu()

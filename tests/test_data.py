@@ -34,7 +34,7 @@ def test_npz_channels_last_uint8_and_labels(tmp_path: Path) -> None:
 
 
 def test_npz_with_explicit_split(tmp_path: Path) -> None:
-    x = np.random.default_rng(0).normal(size=(10, 4)).astype(np.float32)
+    x = np.random.default_rng(0).random((10, 4)).astype(np.float32)
     split = np.array(["train"] * 7 + ["test"] * 3)
     np.savez(tmp_path / "d.npz", x=x, split=split)
     ds = load_data(f"npz:{tmp_path / 'd.npz'}")

@@ -100,9 +100,11 @@ def test_extractor_registration_and_outputs(digits: object, classifier: Path) ->
         torch.testing.assert_close(logits, clf(x8.float() / 255))
 
 
-def test_to_uint8_rounds_and_clips() -> None:
-    x = torch.tensor([[[[-0.5, 0.0, 0.5, 1.0, 2.0, 1 / 255 * 0.6]]]])
+def test_to_uint8_rounds_clips_rounding_error_and_refuses_other_scales() -> None:
+    x = torch.tensor([[[[-0.0005, 0.0, 0.5, 1.0, 1.0005, 1 / 255 * 0.6]]]])
     assert fd.to_uint8(x).flatten().tolist() == [0, 0, 128, 255, 255, 1]
+    with pytest.raises(DataError, match=r"must lie in \[0, 1\], got values in \[-0.5, 2\]"):
+        fd.to_uint8(torch.tensor([[[[-0.5, 2.0]]]]))
     u = torch.tensor([[[[3]]]], dtype=torch.uint8)
     assert fd.to_uint8(u) is u or torch.equal(fd.to_uint8(u), u)
 
@@ -130,7 +132,8 @@ def test_shape_mismatch_and_inception_lookup(
         fd.find_inception_weights(tmp_path / "missing.pth")
     weights = tmp_path / "w.pth"
     weights.write_bytes(b"")
-    assert fd.find_inception_weights(weights) == weights
+    with pytest.raises(ConfigError, match="not a plain tensor file"):  # verified, never unpickled
+        fd.find_inception_weights(weights)
     # The tests point TORCH_HOME at an empty temp folder: no cached Inception weights there.
     assert fd.find_inception_weights() is None
     with pytest.raises(DataError, match="two classes"):

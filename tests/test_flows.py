@@ -178,6 +178,19 @@ def test_knn_kl_matches_closed_form_gaussians() -> None:
         knn_kl_divergence(p, q[:, :1])
 
 
+@pytest.mark.parametrize("k", [1, 5])
+def test_knn_kl_skips_points_the_two_samples_share(k: int) -> None:
+    """Shared points used to give log 0: about -1400 nats for a sample against itself (k = 1)."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(1000, 2))
+    assert abs(knn_kl_divergence(x, x, k=k) - np.log(1000 / 999)) < 1e-12  # rho == nu exactly
+    half = np.concatenate([x[:500], rng.normal(size=(1500, 2))])  # same law, 500 shared points
+    assert abs(knn_kl_divergence(x, half, k=k)) < 0.1
+    shifted = rng.normal(size=(2000, 2)) + np.array([1.0, 0.0])
+    q = np.concatenate([rng.normal(size=(6000, 2)), shifted[:20]])  # Q ~ N(0, I), 20 shared
+    assert abs(knn_kl_divergence(shifted, q, k=k) - 0.5) < 0.12  # KL = |mu|^2 / 2
+
+
 def test_knn_entropy_matches_closed_form_and_ignores_duplicates() -> None:
     cov = np.array([[2.0, 0.8], [0.8, 1.0]])
     x = np.random.default_rng(1).multivariate_normal([0, 0], cov, size=4000)

@@ -19,10 +19,13 @@ against U[0,1] directly (KS is invariant under monotone maps, so these p-values 
 Calibration. Averaging p-values, as often done, is not a test (under the null their mean is far
 from uniform). Here:
 
-1. every univariate p-value is exact: D'Agostino-Pearson's and Shapiro-Wilk's statistics are
-   location-scale invariant, so their null at sample size m is simulated once (Monte Carlo,
-   cached); scipy's approximations are off by up to 5x in the tail and a few percent in the bulk,
-   which a merge over dozens of p-values amplifies. The covariance test's null is simulated too.
+1. every univariate p-value comes from a simulated null: D'Agostino-Pearson's and Shapiro-Wilk's
+   statistics are location-scale invariant, so their null at sample size m is simulated once
+   (Monte Carlo, 20000 draws, cached); scipy's approximations are off by up to 5x in the tail and
+   a few percent in the bulk, which a merge over dozens of p-values amplifies. The covariance
+   test's null is simulated too. Such p-values are exact up to Monte Carlo error down to ~1e-3;
+   below that the tail is an extrapolation (approximate: measured up to 1.4-2x too small at
+   m = 1000), which matters little after Fisher's merge (it depends on the bulk).
 2. the many p-values of one test (projections x subsamples, coordinates) are independent under
    the prior by construction (orthonormal directions, disjoint subsamples, independent
    coordinates), so Fisher's method merges them exactly (:func:`fisher_combination`). It depends

@@ -41,7 +41,13 @@ def knn_kl_divergence(x: np.ndarray, y: np.ndarray, k: int = 5) -> float:
 
     D = (d / n) sum_i log(nu_k(i) / rho_k(i)) + log(m / (n - 1)), with rho_k(i) the distance from
     x_i to its k-th nearest neighbour among the other x, and nu_k(i) to its k-th nearest y.
-    Exact duplicate rows are dropped first (they have probability 0 under a density).
+    Exact duplicate rows are dropped first (they have probability 0 under a density), and a y
+    that coincides with x_i is skipped when finding nu_k(i), as x_i itself is for rho_k(i), so a
+    sample against itself gives log(n / (n - 1)) ~ 0 rather than log 0.
+
+    Raises:
+        DataError: k < 1, non-finite values, mismatched dimensions, or fewer than k + 1
+            distinct points on either side.
 
     Example:
         >>> rng = np.random.default_rng(0)
@@ -54,14 +60,17 @@ def knn_kl_divergence(x: np.ndarray, y: np.ndarray, k: int = 5) -> float:
     if k < 1:
         raise DataError(f"k must be >= 1, got {k}")
     x = _points(x, "samples of P", k + 1)
-    y = _points(y, "samples of Q", k)
+    y = _points(y, "samples of Q", k + 1)
     if x.shape[1] != y.shape[1]:
         raise DataError(f"samples of P have dimension {x.shape[1]}, samples of Q {y.shape[1]}")
     n, d = x.shape
     m = len(y)
     rho = cKDTree(x).query(x, k=k + 1)[0][:, k]  # column 0 is the point itself
-    nu = cKDTree(y).query(x, k=[k])[0][:, 0]
-    nu = np.maximum(nu, np.finfo(np.float64).tiny)  # an x that coincides with a y
+    # Shared points (an x_i that is also a y_j) are skipped, just as x_i itself is skipped in
+    # rho: nu is the distance to the k-th nearest y at a positive distance. Since y has no
+    # duplicates, at most one y sits at distance 0, so the (k + 1) nearest suffice.
+    near = cKDTree(y).query(x, k=k + 1)[0]  # (n, k + 1), ascending
+    nu = np.where(near[:, 0] > 0, near[:, k - 1], near[:, k])
     return float(d * np.mean(np.log(nu / rho)) + math.log(m / (n - 1)))
 
 

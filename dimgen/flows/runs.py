@@ -66,11 +66,11 @@ def read_codes(run_dir: Path) -> tuple[np.ndarray, np.ndarray | None, np.ndarray
 
 
 def _read_bound(run_dir: Path) -> dict[str, Any]:
-    import json
+    from ..io import read_json
 
     path = run_dir / "metrics.json"
     try:
-        m = json.loads(path.read_text())
+        m = read_json(path)
         return {k: m[k] for k in ("prior", "kl_upper_bound_nats", "capacity_nats",
                                   "mi_lower_bound_nats")} | {
             "mi_lower_bound_stderr": m.get("mi_lower_bound_stderr")}  # fmt: skip

@@ -10,7 +10,6 @@ averaged over windows of ``log_every`` steps.
 from __future__ import annotations
 
 import copy
-import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ from torch import Tensor, nn
 
 from ..config import EncoderConfig, load_config, replace, validate
 from ..data import Dataset, check_finite, load_data
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, DimgenError
 from ..io import atomic_path, save_weights, write_json, write_text
 from ..tokenizer import Tokenizer
 from ..training import CheckpointState, Context, Fitted, ScalarCallback, Trainer, fit
@@ -287,8 +286,10 @@ def _final_grids(gan: GAN, ds: Dataset, run_dir: Path, seed: int) -> None:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
+    from ..parsing import read_json
+
     try:
-        obj = json.loads(path.read_text())
-    except (OSError, ValueError):
+        obj = read_json(path)
+    except DimgenError:
         return {}
     return obj if isinstance(obj, dict) else {}
