@@ -65,7 +65,7 @@ def encode(config_path: str | None, encoder_run: str | None, resume_dir: str | N
             raise ConfigError("--encoder and --resume cannot be combined")
         _encode_only(encoder_run, flags.get("data"), flags.get("data_root"), out)
         return
-    from dimgen.config import EncoderConfig, load_config, replace
+    from dimgen.config import EncoderConfig, load_config, load_run_config, replace
     from dimgen.train import train_encoder
 
     if resume_dir is not None:
@@ -76,7 +76,7 @@ def encode(config_path: str | None, encoder_run: str | None, resume_dir: str | N
             raise ConfigError(f"nothing to resume: {run_dir} has no config.yaml")
         if (run_dir / "run.json").is_file():
             raise ConfigError(f"{run_dir} is already complete; nothing to resume")
-        cfg = load_config(run_dir / "config.yaml")
+        cfg = load_run_config(run_dir / "config.yaml")
         if config_path or any(v is not None for v in flags.values()) or sets:
             raise ConfigError("--resume uses the run's own config.yaml; do not pass other options")
         run = train_encoder(cfg, run_dir, progress=not quiet, resume=True)

@@ -35,6 +35,7 @@ from torch import Tensor, nn
 from .config import (
     EncoderConfig,
     load_config,
+    load_run_config,
     register_validator,
     replace,
     save_config,
@@ -547,7 +548,7 @@ def _encoder_setup(cfg: GANConfig, device: torch.device) -> tuple[Path, EncoderC
     if not cfg.encoder_run:
         raise ConfigError("encoder_run is required: the encoder run folder whose codes condition G")
     enc_dir, _ = read_run(cfg.encoder_run, "encoder")
-    enc_cfg = load_config(enc_dir / "config.yaml", EncoderConfig)
+    enc_cfg = load_run_config(enc_dir / "config.yaml")
     return enc_dir, enc_cfg, Tokenizer.from_pretrained(enc_dir, device)
 
 
@@ -644,7 +645,11 @@ def train_gan(
     enc_dir, enc_cfg, tok = _encoder_setup(cfg, device)
     source = cfg.data or enc_cfg.data
     root = cfg.data_root or enc_cfg.data_root
-    ds = data if data is not None else load_data(source, root, enc_cfg.test_fraction, enc_cfg.seed)
+    ds = (
+        data
+        if data is not None
+        else load_data(source, root, enc_cfg.test_fraction, enc_cfg.split_seed)
+    )
     check_finite(ds.x_train, f"{source} (train)")
     if ds.shape != tok.in_shape:
         raise DataError(
@@ -783,7 +788,7 @@ def train_gan(
         write_json(run_dir / "metrics.json", {**metrics, "history": history})
         write_text(run_dir / "report.md", gan_report(metrics, cfg, enc_dir))
         write_run(run_dir, "gan", encoder_run=str(enc_dir.resolve()), spec=spec,
-                  data=source, split={"test_fraction": enc_cfg.test_fraction, "seed": enc_cfg.seed})  # fmt: skip
+                  data=source, split={"test_fraction": enc_cfg.test_fraction, "seed": enc_cfg.split_seed})  # fmt: skip
         gan.path = run_dir
     return GANRun(cfg, gan, D, metrics, history, run_dir)
 

@@ -79,13 +79,14 @@ def model_spec(cfg: EncoderConfig, in_shape: tuple[int, ...]) -> dict[str, Any]:
         "prior": cfg.prior,
         "sigma": cfg.sigma,
         "eps": cfg.eps,
+        "squash": cfg.squash,
     }
 
 
 def build_model(cfg: EncoderConfig, in_shape: tuple[int, ...]) -> NoisyInfoMax:
     """Encoder, channel, critic and augmentation for ``cfg`` on inputs of ``in_shape``."""
     encoder = build_encoder(cfg.encoder, in_shape, cfg.dim, cfg.encoder_hidden)
-    channel = make_channel(cfg.prior, cfg.dim, cfg.sigma, cfg.eps)
+    channel = make_channel(cfg.prior, cfg.dim, cfg.sigma, cfg.eps, cfg.squash)
     critic = build_critic(cfg.critic, cfg.dim, cfg.critic_hidden, cfg.critic_chunk)
     return NoisyInfoMax(encoder, channel, critic, GaussianPixelNoise(cfg.aug_noise), cfg.bound)
 
@@ -365,7 +366,7 @@ def _train(
         ds = (
             data
             if data is not None
-            else load_data(cfg.data, cfg.data_root, cfg.test_fraction, cfg.seed)
+            else load_data(cfg.data, cfg.data_root, cfg.test_fraction, cfg.split_seed)
         )
         if cfg.max_train and cfg.max_train < len(ds.x_train):
             y = None if ds.y_train is None else ds.y_train[: cfg.max_train]
@@ -463,6 +464,11 @@ def _train(
     run = finish(cfg, model, ds, x_train, x_test, history)
     run.metrics["train_seconds"] = train_seconds
     run.metrics["processes"] = world
+    # An epoch is floor(n_train / batch) steps: the last partial batch is dropped.
+    run.metrics["steps_per_epoch"] = len(loader)
+    run.metrics["steps"] = len(loader) * cfg.epochs
+    run.metrics["seed"] = cfg.seed
+    run.metrics["split_seed"] = cfg.split_seed
     if run_dir is not None:
         from .runs import write_encoder_run
 
