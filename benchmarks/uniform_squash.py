@@ -13,7 +13,10 @@ and measures on the held-out codes:
 - ``tokens``: distinct tokens used (`Tokenizer.tokens`) out of K^d, and the entropy of the
   token histogram in nats against log K^d;
 - ``kNN``: 5-NN accuracy of the labels from the codes (`code_metrics`);
-- ``prior_p``, ``pass``: the prior-match p-value and verdict of the uniformity tests.
+- ``prior_p``, ``pass``: the prior-match p-value and verdict of the uniformity tests;
+- with ``--gan``: a GAN trained on the codes (`dimgen.gan.train_gan`, its defaults), its
+  unconditional class coverage (classes among prior-drawn samples, of 10) and the total
+  variation ``gan_tv`` between their class histogram and the data's.
 
 Everything in the printed table was measured in this one invocation; the mean over seeds is
 printed per (squash, eps), then every run.
@@ -21,6 +24,7 @@ printed per (squash, eps), then every run.
 Usage:
     python benchmarks/uniform_squash.py                          # 3 squashes x eps 0.25, 0.1 x 2 seeds
     python benchmarks/uniform_squash.py --epochs 200 --squashes phi,sigmoid --seeds 0,1,2
+    python benchmarks/uniform_squash.py --epses 0.1 --seeds 0 --gan      # + GAN class coverage
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ COLUMNS = ("MI", "cap", "MI_ch", "grid_x", "grid_y", "grid_all", "tokens", "tok_
            "prior_p", "pass")  # fmt: skip
 
 
-def measure(cfg: EncoderConfig, out: Path) -> dict[str, float]:
+def measure(cfg: EncoderConfig, out: Path, gan: bool = False) -> dict[str, float]:
     """Train ``cfg`` into ``out``, evaluate it, and return one row of the table."""
     run = train_encoder(cfg, out)
     ev = evaluate_run(out, plots=False).to_dict()
@@ -58,7 +62,7 @@ def measure(cfg: EncoderConfig, out: Path) -> dict[str, float]:
     p = counts / counts.sum()
     frac = grid_fraction(codes, cfg.eps)
     near = np.abs(codes[:, :, None] - _grid(cfg.eps)[None, None]).min(-1) <= cfg.eps / 2 + 1e-9
-    return {
+    row = {
         "MI": m["mi_lower_bound_nats"],
         "cap": m["capacity_nats"],
         "MI_ch": float(axis_channel_mi(codes, cfg.eps).sum()),
@@ -71,6 +75,13 @@ def measure(cfg: EncoderConfig, out: Path) -> dict[str, float]:
         "prior_p": (ev.get("prior_match") or {}).get("p", math.nan),
         "pass": float(bool(ev.get("passes"))),
     }
+    if gan:
+        from dimgen.gan import GANConfig, train_gan
+
+        g = train_gan(GANConfig(encoder_run=str(out)), out.parent / f"{out.name}-gan").metrics
+        row["gan_cov"] = float(g["class_coverage_unconditional"])
+        row["gan_tv"] = float(g["class_tv_unconditional"])
+    return row
 
 
 def _grid(eps: float) -> np.ndarray:
@@ -102,8 +113,10 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=100)
     ap.add_argument("--dim", type=int, default=2)
     ap.add_argument("--data", default="digits")
+    ap.add_argument("--gan", action="store_true", help="also train a GAN on each run's codes")
     ap.add_argument("--out", default=None, help="keep the run folders here (default: a temp dir)")
     args = ap.parse_args()
+    columns = COLUMNS + (("gan_cov", "gan_tv") if args.gan else ())
     squashes = args.squashes.split(",")
     epses = [float(v) for v in args.epses.split(",")]
     seeds = [int(v) for v in args.seeds.split(",")]
@@ -115,29 +128,29 @@ def main() -> None:
             for seed in seeds:
                 cfg = EncoderConfig(data=args.data, prior="uniform", eps=eps, dim=args.dim,
                                     squash=squash, seed=seed, epochs=args.epochs)  # fmt: skip
-                row = measure(cfg, root / f"{squash}-eps{eps:g}-seed{seed}")
+                row = measure(cfg, root / f"{squash}-eps{eps:g}-seed{seed}", args.gan)
                 rows.append((squash, eps, seed, row))
                 print(f"# {squash} eps={eps:g} seed={seed}: " + ", ".join(
-                    f"{c}={_fmt(row[c])}" for c in COLUMNS), flush=True)  # fmt: skip
+                    f"{c}={_fmt(row[c])}" for c in columns), flush=True)  # fmt: skip
     print(f"\n{args.data}, d = {args.dim}, {args.epochs} epochs, seeds {args.seeds}; "
           f"{time.perf_counter() - t0:.0f} s; runs in {root}\n")  # fmt: skip
-    head = "| squash | eps | " + " | ".join(COLUMNS) + " |"
+    head = "| squash | eps | " + " | ".join(columns) + " |"
     print("Mean over seeds (tokens, tok_H: first seed)\n")
     print(head)
-    print("|" + "---|" * (len(COLUMNS) + 2))
+    print("|" + "---|" * (len(columns) + 2))
     for eps in epses:
         for squash in squashes:
             group = [r for s, e, _, r in rows if s == squash and e == eps]
             cells = []
-            for c in COLUMNS:
+            for c in columns:
                 vals = [r[c] for r in group]
                 cells.append(vals[0] if isinstance(vals[0], str) else float(np.mean(vals)))
             print(f"| {squash} | {eps:g} | " + " | ".join(_fmt(v) for v in cells) + " |")
     print("\nEvery run\n")
-    print("| squash | eps | seed | " + " | ".join(COLUMNS) + " |")
-    print("|" + "---|" * (len(COLUMNS) + 3))
+    print("| squash | eps | seed | " + " | ".join(columns) + " |")
+    print("|" + "---|" * (len(columns) + 3))
     for squash, eps, seed, r in rows:
-        print(f"| {squash} | {eps:g} | {seed} | " + " | ".join(_fmt(r[c]) for c in COLUMNS) + " |")
+        print(f"| {squash} | {eps:g} | {seed} | " + " | ".join(_fmt(r[c]) for c in columns) + " |")
 
 
 if __name__ == "__main__":

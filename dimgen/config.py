@@ -59,6 +59,8 @@ class EncoderConfig:
     aug_noise: float = 0.3
     """Std of the additive Gaussian pixel noise that makes the second view X' (data in [0, 1])."""
     epochs: int = 100
+    """Passes over the training data; an epoch is floor(n_train / batch_size) steps (the last
+    partial batch is dropped). ``metrics.json`` records ``steps_per_epoch`` and ``steps``."""
     batch_size: int = 128
     lr: float = 2e-3
     weight_decay: float = 0.0

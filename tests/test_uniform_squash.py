@@ -29,8 +29,9 @@ EPS = 0.1  # K = 6 grid points {0, 0.2, ..., 1}, capacity log 6 = 1.792 nats (d 
 #: Tolerance on the held-out InfoNCE bound: at batch B it cannot exceed about
 #: log(B / (1 + (B - 1) / K)) = 1.753 nats here (0.04 below capacity), plus finite training.
 MI_TOL = 0.2
-#: Tolerance on the exact channel MI of the held-out codes (no critic involved).
-MI_CH_TOL = 0.05
+#: Tolerance on the exact channel MI of the held-out codes (no critic involved): measured here,
+#: sigmoid 1.745 and clamp 1.770 of 1.792 nats after 60 epochs; phi 1.643.
+MI_CH_TOL = 0.1
 
 
 def _clusters(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -69,7 +70,7 @@ def test_phi_squash_cannot_reach_the_grid(trained: dict) -> None:
     codes = phi.codes[phi.split == "test"]
     # Phi(batch-norm) keeps E[Phi^-1(u)^2] = 1: the outer clusters stay off 0 and 1
     assert grid_fraction(codes, EPS)[0] <= 0.8
-    assert axis_channel_mi(codes, EPS)[0] <= phi.metrics["capacity_nats"] - 2 * MI_CH_TOL
+    assert axis_channel_mi(codes, EPS)[0] <= phi.metrics["capacity_nats"] - MI_CH_TOL
     assert phi.metrics["mi_lower_bound_nats"] < new.metrics["mi_lower_bound_nats"]
 
 
