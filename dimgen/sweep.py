@@ -409,8 +409,8 @@ def _runs_needed(runs: int, summary: list[dict[str, Any]], rows: list[dict[str, 
         t = float(stats.t.ppf(0.995, runs - 1))
         head = (
             f"With {runs} runs per level the 99% interval is the mean +- {t:.3g} sd / sqrt({runs}); "
-            "intervals wider than half a panel are left out of the figure, which shows every run "
-            "as a point."
+            "the figure draws no interval from fewer than 3 runs nor any wider than half its "
+            "panel, and shows every run as a point."
         )
     else:
         head = "With 1 run per level there is no interval; the figure shows the run itself."
