@@ -62,7 +62,7 @@ def encode(config_path: str | None, encoder_run: str | None, resume_dir: str | N
     --out is the run folder to create. With --encoder RUN, encode --data with an already trained
     encoder and write the codes to --out, an .npz file.
     """
-    from dimgen.config import EncoderConfig, load_config, replace
+    from dimgen.config import EncoderConfig, load_config, load_run_config, replace
     from dimgen.errors import ConfigError
 
     if encoder_run is not None:
@@ -80,7 +80,7 @@ def encode(config_path: str | None, encoder_run: str | None, resume_dir: str | N
             raise ConfigError(f"{run_dir} is already complete; nothing to resume")
         if config_path or any(v is not None for v in flags.values()) or sets:
             raise ConfigError("--resume uses the run's own config.yaml; do not pass other options")
-        cfg = load_config(run_dir / "config.yaml")
+        cfg = load_run_config(run_dir / "config.yaml")
         target, resume = run_dir, True
     else:
         if out is None:

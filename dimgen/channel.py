@@ -1,8 +1,19 @@
 """The noise channel: normalise the encoder's output to the prior's scale, then add noise.
 
 Gaussian(sigma): batch-norm without affine (E[f_i^2] = 1), + N(0, sigma^2 I) while training.
-Uniform(eps):    u = Phi(batch-norm(h)) in [0, 1]^d (the normal CDF of the standardised output),
-                 + U[-eps, eps]^d while training.
+Uniform(eps):    u = squash(batch-norm(h)) in [0, 1]^d, + U[-eps, eps]^d while training, with
+                 one of the squashes in :data:`SQUASHES`:
+
+                 - ``phi``: u = Phi(s), the normal CDF of the standardised output. Uniform codes
+                   exactly when s ~ N(0, 1), but E[Phi^-1(u)] = 0 and E[Phi^-1(u)^2] = 1 are
+                   forced and no mass reaches 0 or 1, so the capacity-achieving grid
+                   {0, 2 eps, ..., 1} (Butakov et al., uniform matching) is out of reach.
+                 - ``sigmoid``: u = sigmoid(a * s + b) with a learned gain and offset per axis
+                   (initialised so that u ~ Phi(s)); a growing gain saturates codes at 0 and 1,
+                   so every grid point can be reached. The theorem needs only u in [0, 1]^d.
+                 - ``clamp``: u = clamp(a * s + b, 0, 1), learned a, b per axis (initialised to
+                   1/sqrt(12) and 1/2: mean and variance of U[0, 1]); reaches 0 and 1 exactly,
+                   with zero gradient beyond them.
 At inference the channel returns the normalised codes without noise, using statistics that
 :meth:`NoiseChannel.calibrate` recomputes exactly over the training data after training.
 """
@@ -12,13 +23,30 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal, Uniform
 
 from .errors import ConfigError
 
-__all__ = ["GaussianChannel", "NoiseChannel", "UniformChannel", "make_channel"]
+__all__ = [
+    "SQUASHES",
+    "GaussianChannel",
+    "NoiseChannel",
+    "UniformChannel",
+    "axis_channel_mi",
+    "grid_fraction",
+    "grid_points",
+    "make_channel",
+]
+
+#: Squashes of the uniform channel; ``phi`` is what runs without a ``squash`` field used.
+SQUASHES = ("phi", "sigmoid", "clamp")
+#: The squash of runs whose metadata predates the ``squash`` field.
+LEGACY_SQUASH = "phi"
+# sigmoid(1.702 s) matches Phi(s) within 0.0095 (Haley 1952, the logistic approximation).
+_LOGISTIC_GAIN = 1.702
 
 
 class NoiseChannel(nn.Module):
@@ -127,15 +155,39 @@ class GaussianChannel(NoiseChannel):
 
 
 class UniformChannel(NoiseChannel):
-    """Uniform matching: codes Phi(standardised output) in [0,1]^d, noise U[-eps, eps]^d."""
+    """Uniform matching: codes squash(standardised output) in [0,1]^d, noise U[-eps, eps]^d.
 
-    def __init__(self, dim: int, eps: float) -> None:
+    Args:
+        dim: code dimension d.
+        eps: noise half-width, in (0, 0.5].
+        squash: ``phi`` (normal CDF, moment-constrained), ``sigmoid`` or ``clamp`` (learned
+            gain and offset per axis; these can reach the grid {0, 2 eps, ..., 1} where the
+            capacity is attained).
+
+    Raises:
+        ConfigError: ``dim < 1``, ``eps`` outside (0, 0.5] or an unknown ``squash``.
+    """
+
+    def __init__(self, dim: int, eps: float, squash: str = LEGACY_SQUASH) -> None:
         super().__init__(dim)
         if not (math.isfinite(eps) and 0 < eps <= 0.5):
             raise ConfigError(f"eps must lie in (0, 0.5], got {eps}")
+        if squash not in SQUASHES:
+            raise ConfigError(f"squash must be one of {', '.join(SQUASHES)}, got {squash!r}")
         self.eps = float(eps)
+        self.squash_name = squash
+        if squash != "phi":
+            # (d,) learned gain and offset; phi has none, so old runs' state dicts load strictly.
+            gain, offset = (_LOGISTIC_GAIN, 0.0) if squash == "sigmoid" else (12**-0.5, 0.5)
+            self.gain = nn.Parameter(torch.full((dim,), gain))
+            self.offset = nn.Parameter(torch.full((dim,), offset))
 
     def squash(self, s: Tensor) -> Tensor:
+        """(B, d) standardised outputs -> (B, d) codes in [0, 1]."""
+        if self.squash_name == "sigmoid":
+            return torch.sigmoid(s * self.gain + self.offset)
+        if self.squash_name == "clamp":
+            return (s * self.gain + self.offset).clamp(0.0, 1.0)
         # The normal CDF: if the standardised output is N(0,1), the code is exactly U[0,1].
         return 0.5 * (1.0 + torch.erf(s / math.sqrt(2.0)))
 
@@ -143,7 +195,8 @@ class UniformChannel(NoiseChannel):
         return (2.0 * torch.rand_like(c) - 1.0) * self.eps
 
     def capacity(self) -> float:
-        """d log(1 + 1 / (2 eps)) nats."""
+        """d log(1 + 1 / (2 eps)) nats (Butakov et al., uniform matching; attained on the grid
+        {0, 2 eps, ..., 1} per axis when 1 / eps is a natural number)."""
         return self.dim * math.log1p(1.0 / (2.0 * self.eps))
 
     @property
@@ -154,10 +207,87 @@ class UniformChannel(NoiseChannel):
         )
 
 
-def make_channel(prior: str, dim: int, sigma: float = 0.2, eps: float = 0.1) -> NoiseChannel:
-    """Build the channel for ``prior`` (``gaussian`` or ``uniform``)."""
+def make_channel(
+    prior: str, dim: int, sigma: float = 0.2, eps: float = 0.1, squash: str = LEGACY_SQUASH
+) -> NoiseChannel:
+    """Build the channel for ``prior`` (``gaussian`` or ``uniform``; ``squash`` is for uniform).
+
+    Raises:
+        ConfigError: an unknown prior or squash, or an impossible noise level.
+    """
     if prior == "gaussian":
         return GaussianChannel(dim, sigma)
     if prior == "uniform":
-        return UniformChannel(dim, eps)
+        return UniformChannel(dim, eps, squash)
     raise ConfigError(f"unknown prior {prior!r} (expected gaussian or uniform)")
+
+
+# -- the capacity-achieving grid (uniform prior) ----------------------------------------------
+
+
+def grid_points(eps: float) -> np.ndarray:
+    """(K,) grid {0, 2 eps, ..., 1} where the uniform channel's capacity is attained.
+
+    K = 1/(2 eps) + 1 when 1/(2 eps) is an integer (up to 1e-6), else floor(1/(2 eps)) + 1 with
+    the last point below 1 (as :attr:`dimgen.tokenizer.Tokenizer.grid_size`). Source: Butakov
+    et al., uniform matching (equality iff f(X) is uniform on this grid and 1/eps is natural).
+
+    Raises:
+        ConfigError: ``eps`` outside (0, 0.5].
+    """
+    if not (math.isfinite(eps) and 0 < eps <= 0.5):
+        raise ConfigError(f"eps must lie in (0, 0.5], got {eps}")
+    ratio = 1.0 / (2.0 * eps)
+    whole = abs(ratio - round(ratio)) < 1e-6
+    k = (round(ratio) if whole else math.floor(ratio)) + 1
+    return np.linspace(0.0, 1.0, k) if whole else np.arange(k) * 2.0 * eps
+
+
+def _codes_2d(codes: np.ndarray | Tensor) -> np.ndarray:
+    c = np.asarray(codes.detach().cpu() if isinstance(codes, Tensor) else codes, dtype=float)
+    if c.ndim != 2 or len(c) == 0:
+        raise ValueError(f"codes must have shape (n, d) with n >= 1, got {c.shape}")
+    if not np.isfinite(c).all():
+        raise ValueError("codes contain NaN or Inf")
+    return c
+
+
+def grid_fraction(codes: np.ndarray | Tensor, eps: float) -> np.ndarray:
+    """(n, d) codes -> (d,) fraction of codes within eps/2 of the grid :func:`grid_points`, per
+    axis. Codes spread uniformly on [0, 1] score about 1/2; codes on the grid score 1.
+
+    Raises:
+        ValueError: codes not (n, d) or not finite. ConfigError: ``eps`` outside (0, 0.5].
+    """
+    c = _codes_2d(codes)
+    g = grid_points(eps)
+    dist = np.abs(c[:, :, None] - g[None, None, :]).min(-1)  # (n, d)
+    return (dist <= eps / 2 + 1e-9).mean(0)
+
+
+def axis_channel_mi(codes: np.ndarray | Tensor, eps: float) -> np.ndarray:
+    """(n, d) codes -> (d,) exact I(C_i; C_i + Z_i) in nats, Z_i ~ U[-eps, eps], per axis, for
+    C_i distributed as the codes' empirical distribution (no critic, no estimation bias).
+
+    I = h(C + Z) - log(2 eps), with the density of C + Z piecewise constant between the points
+    c_j +- eps. At most log(1 + 1/(2 eps)) per axis, attained by codes uniform on the grid.
+
+    Raises:
+        ValueError: codes not (n, d) or not finite. ConfigError: ``eps`` outside (0, 0.5].
+    """
+    c = _codes_2d(codes)
+    grid_points(eps)  # validates eps
+    n = len(c)
+    out = np.empty(c.shape[1])
+    for i in range(c.shape[1]):
+        x = np.concatenate([c[:, i] - eps, c[:, i] + eps])
+        step = np.concatenate([np.ones(n), -np.ones(n)])
+        order = np.argsort(x, kind="stable")
+        x, step = x[order], step[order]
+        count = np.cumsum(step)[:-1]  # codes covering each interval [x_j, x_{j+1})
+        length = np.diff(x)
+        p = count / (n * 2.0 * eps)  # density of C + Z there
+        keep = (count > 0) & (length > 0)
+        h = -np.sum(length[keep] * p[keep] * np.log(p[keep]))
+        out[i] = h - math.log(2.0 * eps)
+    return out

@@ -24,6 +24,7 @@ __all__ = [
     "check_run_config",
     "from_dict",
     "load_config",
+    "load_run_config",
     "save_config",
     "to_dict",
 ]
@@ -73,6 +74,10 @@ class EncoderConfig(RunConfig):
     """Gaussian channel noise standard deviation (> 0)."""
     eps: float = 0.1
     """Uniform channel noise half-width, in (0, 0.5]."""
+    squash: str = "sigmoid"
+    """Uniform prior only: map from standardised outputs to [0, 1]: ``sigmoid`` (learned gain and
+    offset; can reach the capacity grid {0, 2 eps, ..., 1}), ``clamp`` or ``phi`` (normal CDF;
+    what runs without this field used). See README, "Uniform codes: the squash"."""
     dim: int = 2
     """Code dimension d."""
     encoder: str = "auto"
@@ -88,9 +93,14 @@ class EncoderConfig(RunConfig):
     aug_noise: float = 0.3
     """Std of the additive Gaussian pixel noise that makes the second view X' (data in [0, 1])."""
     epochs: int = 100
+    """Passes over the training data; an epoch is floor(n_train / batch_size) steps (the last
+    partial batch is dropped). ``metrics.json`` records ``steps_per_epoch`` and ``steps``."""
     batch_size: int = 128
     lr: float = 2e-3
     weight_decay: float = 0.0
+    split_seed: int = 0
+    """Seed of the random train/test split of sources without an official one (digits, npz);
+    fixed by default, so runs with different ``seed`` share one split."""
     test_fraction: float = 0.2
     """Held-out fraction for sources without an official test split (digits, npz)."""
     max_train: int = 0
@@ -125,6 +135,10 @@ def _check_encoder(cfg: EncoderConfig) -> None:
         raise ConfigError(f"eps must lie in (0, 0.5], got {cfg.eps}")
     if cfg.dim < 1:
         raise ConfigError(f"dim must be >= 1, got {cfg.dim}")
+    from .channel import SQUASHES
+
+    if cfg.squash not in SQUASHES:
+        raise ConfigError(f"squash must be one of {', '.join(SQUASHES)}, got {cfg.squash!r}")
     if cfg.encoder not in ("auto", "conv", "mlp"):
         raise ConfigError(f"encoder must be auto, conv or mlp, got {cfg.encoder!r}")
     if cfg.critic not in ("mlp", "separable"):
@@ -255,6 +269,36 @@ def load_config(path: str | Path, cls: type[T] = EncoderConfig) -> T:  # type: i
     if data is None:
         data = {}
     return from_dict(cls, data, source=str(path))
+
+
+#: What runs written before a field existed were trained with: a missing key takes this value
+#: (a function of the run's other settings), not today's default.
+_RUN_LEGACY: dict[str, Any] = {
+    "squash": lambda d: "phi",  # uniform codes were Phi(batch-norm(h))
+    "split_seed": lambda d: d.get("seed", 0),  # the split followed --seed
+}
+
+
+def load_run_config(path: str | Path) -> EncoderConfig:
+    """Load the ``config.yaml`` of an encoder run, as it was trained (for resume and reuse).
+
+    Fields added after the run was written take the value the run was trained with
+    (``squash: phi``, ``split_seed`` = ``seed``), not today's defaults.
+
+    Raises:
+        ConfigError: the file is missing, not YAML, or has unknown keys or bad values.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"{path}: not valid YAML ({first})") from None
+    if isinstance(data, dict):
+        data = {**{k: f(data) for k, f in _RUN_LEGACY.items() if k not in data}, **data}
+    return from_dict(EncoderConfig, {} if data is None else data, source=str(path))
 
 
 def save_config(cfg: Any, path: str | Path) -> None:

@@ -216,25 +216,45 @@ def plot_qq(
     _save(fig, path)
 
 
+#: A 99% interval is drawn only where it is narrower than this fraction of its panel's span...
+BAND_MAX_FRACTION = 0.5
+#: ... and rests on at least this many runs (with 2, the standard deviation has 1 degree of
+#: freedom: two close runs would give a narrow interval that means nothing).
+MIN_INTERVAL_RUNS = 3
+
+
 def plot_sweep(
     summary: list[dict[str, float]],
     path: str | Path,
     *,
+    rows: list[dict[str, float]] | None = None,
     n_classes: int | None = None,
     alpha: float = 0.05,
     title: str = "noise sweep",
-) -> None:
+) -> dict[str, int]:
     """The paper's Figure 1: p-values, accuracies and the MI estimate against the capacity.
 
     ``summary`` has one row per noise level with ``capacity_nats`` and, for each metric ``m``,
     ``m_mean``, ``m_lo``, ``m_hi`` (mean and 99% interval over runs); p-values are drawn from
-    ``m_gmean``, ``m_glo``, ``m_ghi`` when present (the same on log10 p). The capacity bound is the
-    dashed diagonal of the MI panel; log(#classes), the capacity the labels need, is the dotted
+    ``m_gmean``, ``m_glo``, ``m_ghi`` when present (the same on log10 p). ``rows`` (one per run,
+    with ``capacity_nats`` and the metrics) adds every run as a point. A level's 99% interval is
+    drawn (band or bar) only where it is informative: from at least :data:`MIN_INTERVAL_RUNS`
+    runs (``runs`` in the summary row) and narrower than :data:`BAND_MAX_FRACTION` of the
+    panel's span (1 for accuracies, the data's range in decades for p-values, in nats for the
+    MI panel). With 2 runs the Student-t factor is t(0.995, 1) = 63.7: no interval is drawn and
+    the points carry the figure. The capacity bound is the dashed
+    diagonal of the MI panel; log(#classes), the capacity the labels need, is the dotted
     vertical line on every panel.
+
+    Returns:
+        counts of what was drawn: ``run_points`` (markers for individual runs), ``intervals``
+        (levels x series whose interval was drawn) and ``hidden_intervals`` (left out as
+        uninformative).
     """
     plt = _pyplot()
-    rows = sorted(summary, key=lambda r: r["capacity_nats"])
-    cap = np.array([r["capacity_nats"] for r in rows])
+    levels = sorted(summary, key=lambda r: r["capacity_nats"])
+    cap = np.array([r["capacity_nats"] for r in levels])
+    enough = np.array([r.get("runs", MIN_INTERVAL_RUNS) for r in levels]) >= MIN_INTERVAL_RUNS
     panels = [
         (
             "p-value (geometric mean, log scale)",
@@ -259,22 +279,43 @@ def plot_sweep(
             [("mi_lower_bound_nats", "MI lower bound"), ("kl_upper_bound_nats", "KL upper bound")],
         ),
     ]
+    counts = {"run_points": 0, "intervals": 0, "hidden_intervals": 0}
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     for ax, (ylabel, series) in zip(axes, panels, strict=True):
+        is_p = ylabel.startswith("p-value")
+        drawn = []
         for key, label in series:
             # p-values are summarised on the log scale (geometric mean), the rest arithmetically
-            geo = f"{key}_gmean" in rows[0]
+            geo = f"{key}_gmean" in levels[0]
             suffixes = ("_gmean", "_glo", "_ghi") if geo else ("_mean", "_lo", "_hi")
-            if f"{key}{suffixes[0]}" not in rows[0]:
+            if f"{key}{suffixes[0]}" not in levels[0]:
                 continue
-            mean, lo, hi = (np.array([r[f"{key}{s}"] for r in rows], dtype=float) for s in suffixes)
-            if ylabel.startswith("p-value"):
+            mean, lo, hi = (
+                np.array([r[f"{key}{s}"] for r in levels], dtype=float) for s in suffixes
+            )
+            pts = _run_points(rows, key)
+            if is_p:
                 mean, lo, hi = (np.clip(v, 1e-30, 1) for v in (mean, lo, hi))
+                pts = (pts[0], np.clip(pts[1], 1e-30, 1))
             if not np.isfinite(mean).any():
                 continue
+            drawn.append((label, mean, lo, hi, pts))
+        span = _panel_span(ylabel, drawn)
+        for label, mean, lo, hi, (px, py) in drawn:
             (line,) = ax.plot(cap, mean, "o-", ms=4, label=label)
-            ax.fill_between(cap, lo, hi, color=line.get_color(), alpha=0.2)
-        if ylabel.startswith("p-value"):
+            color = line.get_color()
+            if len(px):
+                ax.plot(px, py, "x", ms=5, color=color, alpha=0.8)
+                counts["run_points"] += len(px)
+            width = np.log10(hi) - np.log10(lo) if is_p else hi - lo
+            show = np.isfinite(width) & (width > 0) & (width <= BAND_MAX_FRACTION * span) & enough
+            counts["intervals"] += int(show.sum())
+            counts["hidden_intervals"] += int((np.isfinite(width) & (width > 0) & ~show).sum())
+            if show.any():
+                ax.fill_between(cap, lo, hi, where=show, color=color, alpha=0.2, lw=0)
+                ax.errorbar(cap[show], mean[show], yerr=[mean[show] - lo[show],
+                            hi[show] - mean[show]], fmt="none", ecolor=color, capsize=3, lw=1)  # fmt: skip
+        if is_p:
             ax.set_yscale("log")
             ax.set_ylim(top=2.0)
             ax.axhline(alpha, color="grey", ls=":", lw=1, label=f"alpha = {alpha:g}")
@@ -288,6 +329,41 @@ def plot_sweep(
         ax.set_ylabel(ylabel)
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
-    fig.suptitle(f"{title}: mean and 99% interval over runs")
+    what = "mean (line)"
+    if counts["run_points"]:
+        what += ", each run (x)"
+    what += (
+        f", 99% interval where from >= {MIN_INTERVAL_RUNS} runs and narrower than half the panel"
+    )
+    if counts["hidden_intervals"]:
+        what += f" ({counts['hidden_intervals']} wider ones left out)"
+    fig.suptitle(f"{title}: {what}", fontsize=10)
     fig.tight_layout()
     _save(fig, path)
+    return counts
+
+
+def _run_points(rows: list[dict[str, float]] | None, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) = (capacity, value) of every run with a finite ``key``."""
+    if not rows:
+        return np.zeros(0), np.zeros(0)
+    pairs = [
+        (float(r["capacity_nats"]), float(r[key]))
+        for r in rows
+        if r.get(key) is not None and np.isfinite(float(r[key]))
+    ]
+    arr = np.array(pairs, dtype=float).reshape(-1, 2)
+    return arr[:, 0], arr[:, 1]
+
+
+def _panel_span(ylabel: str, drawn: list) -> float:
+    """The range a panel shows: 1 for accuracies; else the range of its means and run points
+    (in decades for p-values), at least 1 (decade or nat)."""
+    if ylabel.startswith("held-out accuracy"):
+        return 1.0
+    vals = [np.concatenate([d[1], d[4][1]]) for d in drawn]
+    v = np.concatenate(vals) if vals else np.zeros(0)
+    v = v[np.isfinite(v)]
+    if ylabel.startswith("p-value"):
+        v = np.log10(np.clip(v, 1e-30, 1))
+    return max(1.0, float(v.max() - v.min())) if len(v) else 1.0

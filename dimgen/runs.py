@@ -65,6 +65,7 @@ def model_spec(cfg: EncoderConfig, in_shape: tuple[int, ...]) -> dict[str, Any]:
         "prior": cfg.prior,
         "sigma": cfg.sigma,
         "eps": cfg.eps,
+        "squash": cfg.squash,
     }
 
 

@@ -24,7 +24,14 @@ from .config import EncoderConfig, replace, to_dict, validate
 from .diagnostics import EvalConfig, Evaluation
 from .errors import ConfigError, RunFolderError
 
-__all__ = ["SWEEP_METRICS", "SweepResult", "interval99", "parse_levels", "run_sweep"]
+__all__ = [
+    "SWEEP_METRICS",
+    "SweepResult",
+    "interval99",
+    "parse_levels",
+    "run_sweep",
+    "runs_for_halfwidth",
+]
 
 #: Per-run columns of sweep.csv (besides the noise level, seed and path); dotted names are
 #: fields of :meth:`dimgen.diagnostics.Evaluation.to_dict`.
@@ -92,6 +99,26 @@ def interval99(values: Sequence[float]) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
+def runs_for_halfwidth(sd: float, half: float, level: float = 0.99, max_runs: int = 10_000) -> int:
+    """Fewest runs n whose Student-t interval of the mean, t((1 + level) / 2, n - 1) sd / sqrt(n),
+    is at most ``half`` wide on each side, for a per-run standard deviation ``sd``.
+
+    Returns ``max_runs`` when even that many would not do, 2 when ``sd`` is 0.
+
+    Raises:
+        ValueError: ``sd`` < 0 or not finite, ``half`` <= 0, ``level`` outside (0, 1).
+    """
+    from scipy import stats
+
+    if not (math.isfinite(sd) and sd >= 0) or not half > 0 or not 0 < level < 1:
+        raise ValueError(f"need sd >= 0, half > 0, 0 < level < 1; got {sd}, {half}, {level}")
+    q = 0.5 + level / 2
+    for n in range(2, max_runs + 1):
+        if stats.t.ppf(q, n - 1) * sd / math.sqrt(n) <= half:
+            return n
+    return max_runs
+
+
 def run_sweep(
     config: EncoderConfig,
     sigmas: Sequence[float] | None = None,
@@ -152,6 +179,7 @@ def run_sweep(
                 "noise": float(level),
                 "run": r,
                 "seed": run_cfg.seed,
+                "split_seed": run_cfg.split_seed,
                 "path": str(run_dir.relative_to(out)),
             }
             row.update(_flat(ev))
@@ -163,10 +191,11 @@ def run_sweep(
     _write_csv(out / "sweep_summary.csv", summary)
     title = f"{cfg.data}, {cfg.prior} prior, d = {cfg.dim}, {runs} run(s) per level"
     alpha = (eval_config or EvalConfig()).alpha
-    plot_sweep(summary, out / "sweep.png", n_classes=n_classes, alpha=alpha, title=title)
+    plot_sweep(summary, out / "sweep.png", rows=rows, n_classes=n_classes, alpha=alpha, title=title)
     from .io import write_text
 
-    write_text(out / "report.md", sweep_report(cfg, param, runs, summary, n_classes, alpha))
+    report = sweep_report(cfg, param, runs, summary, n_classes, alpha, rows=rows)
+    write_text(out / "report.md", report)
     write_run(
         out,
         "sweep",
@@ -212,11 +241,11 @@ def _check_out(out: Path) -> None:
 
 
 def _check_same_config(run_dir: Path, cfg: EncoderConfig) -> None:
-    from .config import load_config
+    from .config import load_run_config
 
     if not (run_dir / "config.yaml").is_file():
         raise RunFolderError(f"{run_dir} has no config.yaml; remove it or choose another --out")
-    old = to_dict(load_config(run_dir / "config.yaml"))
+    old = to_dict(load_run_config(run_dir / "config.yaml"))
     new = to_dict(cfg)
     diff = sorted(k for k in new if old.get(k) != new[k])
     if diff:
@@ -311,8 +340,10 @@ def sweep_report(
     summary: list[dict[str, Any]],
     n_classes: int | None,
     alpha: float,
+    rows: list[dict[str, Any]] | None = None,
 ) -> str:
-    """The sweep's report.md: one line per noise level and what the curve says."""
+    """The sweep's report.md: one line per noise level, what the curve says, and (given the
+    per-run ``rows``) how many runs a readable 99% interval would need at the observed spread."""
     need = math.log(n_classes) if n_classes and n_classes > 1 else None
     lines = [
         "# dimgen noise sweep",
@@ -348,4 +379,42 @@ def sweep_report(
         "`sweep.csv` has every run, `sweep_summary.csv` the plotted numbers.",
         "",
     ]
+    if rows:
+        lines += [_runs_needed(runs, summary, rows), ""]
     return "\n".join(lines)
+
+
+#: Half-widths of a "readable" 99% interval: metric -> (half-width, unit).
+READABLE = {"probes.knn_acc": (0.05, "accuracy"), "mi_lower_bound_nats": (0.1, "nats")}
+
+
+def _runs_needed(runs: int, summary: list[dict[str, Any]], rows: list[dict[str, Any]]) -> str:
+    """One paragraph: the t factor at ``runs`` and the runs a readable interval needs."""
+    from scipy import stats
+
+    parts = []
+    for key, (half, unit) in READABLE.items():
+        sds = []
+        for e in summary:
+            vals = [r[key] for r in rows if r["noise"] == e["noise"] and r.get(key) is not None]
+            vals = [v for v in vals if math.isfinite(v)]
+            if len(vals) >= 2:
+                sds.append(float(np.std(vals, ddof=1)))
+        if sds:
+            n = runs_for_halfwidth(max(sds), half)
+            parts.append(
+                f"{key} (largest run-to-run sd {max(sds):.3g}): {n} runs for a half-width of "
+                f"{half:g} {unit}"
+            )
+    if runs >= 2:
+        t = float(stats.t.ppf(0.995, runs - 1))
+        head = (
+            f"With {runs} runs per level the 99% interval is the mean +- {t:.3g} sd / sqrt({runs}); "
+            "the figure draws no interval from fewer than 3 runs nor any wider than half its "
+            "panel, and shows every run as a point."
+        )
+    else:
+        head = "With 1 run per level there is no interval; the figure shows the run itself."
+    if not parts:
+        return head
+    return head + " At the observed spread, a readable interval needs " + "; ".join(parts) + "."

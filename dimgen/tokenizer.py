@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-from .channel import NoiseChannel, make_channel
+from .channel import LEGACY_SQUASH, SQUASHES, NoiseChannel, make_channel
 from .data import unit_images
 from .errors import ConfigError, DataError, RunFolderError
 from .io import load_weights, read_run
@@ -70,7 +70,9 @@ class Tokenizer:
             encoder = build_encoder(
                 spec["encoder"], spec["in_shape"], spec["dim"], spec["encoder_hidden"]
             )
-            channel = make_channel(spec["prior"], spec["dim"], spec["sigma"], spec["eps"])
+            # Runs written before the squash field was added were trained with phi.
+            squash = spec.get("squash", LEGACY_SQUASH)
+            channel = make_channel(spec["prior"], spec["dim"], spec["sigma"], spec["eps"], squash)
             encoder.load_state_dict(
                 {k[8:]: v for k, v in tensors.items() if k.startswith("encoder.")}
             )
@@ -236,3 +238,5 @@ def _check_spec(spec: dict[str, Any], path: Path) -> None:
     for key in ("sigma", "eps"):
         if type(spec.get(key)) not in (int, float):
             raise bad(f"{key} {spec.get(key)!r}")
+    if spec.get("squash", LEGACY_SQUASH) not in SQUASHES:
+        raise bad(f"squash {spec.get('squash')!r}")

@@ -47,7 +47,7 @@ __all__ = [
 def build_model(cfg: EncoderConfig, in_shape: tuple[int, ...]) -> NoisyInfoMax:
     """Encoder, channel, critic and augmentation for ``cfg`` on inputs of ``in_shape``."""
     encoder = build_encoder(cfg.encoder, in_shape, cfg.dim, cfg.encoder_hidden)
-    channel = make_channel(cfg.prior, cfg.dim, cfg.sigma, cfg.eps)
+    channel = make_channel(cfg.prior, cfg.dim, cfg.sigma, cfg.eps, cfg.squash)
     critic = build_critic(cfg.critic, cfg.dim, cfg.critic_hidden, cfg.critic_chunk)
     return NoisyInfoMax(encoder, channel, critic, GaussianPixelNoise(cfg.aug_noise), cfg.bound)
 
@@ -128,7 +128,7 @@ class EncoderTrainer(Trainer):
             torch.use_deterministic_algorithms(True)
         ds = self.data
         if ds is None:
-            ds = load_data(cfg.data, cfg.data_root, cfg.test_fraction, cfg.seed)
+            ds = load_data(cfg.data, cfg.data_root, cfg.test_fraction, cfg.split_seed)
         if cfg.max_train and cfg.max_train < len(ds.x_train):
             y = None if ds.y_train is None else ds.y_train[: cfg.max_train]
             ds = Dataset(ds.name, ds.x_train[: cfg.max_train], y, ds.x_test, ds.y_test)
@@ -191,6 +191,11 @@ class EncoderTrainer(Trainer):
         run = finish(cfg, self.model, self.ds, self.x_train, self.x_test, history)
         run.metrics["train_seconds"] = fitted.train_seconds
         run.metrics["processes"] = self.ctx.world
+        # An epoch is floor(n_train / batch) steps: the last partial batch is dropped.
+        run.metrics["steps_per_epoch"] = len(self.loader)
+        run.metrics["steps"] = len(self.loader) * self.config.epochs
+        run.metrics["seed"] = self.config.seed
+        run.metrics["split_seed"] = self.config.split_seed
         if out is not None:
             self.spec = write_encoder_artefacts(run, out)
             run.path = out

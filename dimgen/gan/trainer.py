@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..config import EncoderConfig, load_config, replace, validate
+from ..config import EncoderConfig, load_run_config, replace, validate
 from ..data import Dataset, check_finite, load_data
 from ..errors import ConfigError, DataError, DimgenError
 from ..io import atomic_path, save_weights, write_json, write_text
@@ -55,7 +55,7 @@ def _encoder_setup(cfg: GANConfig, device: torch.device) -> tuple[Path, EncoderC
     if not cfg.encoder_run:
         raise ConfigError("encoder_run is required: the encoder run folder whose codes condition G")
     enc_dir, _ = read_run(cfg.encoder_run, "encoder")
-    enc_cfg = load_config(enc_dir / "config.yaml", EncoderConfig)
+    enc_cfg = load_run_config(enc_dir / "config.yaml")
     return enc_dir, enc_cfg, Tokenizer.from_pretrained(enc_dir, device)
 
 
@@ -92,7 +92,7 @@ class GANTrainer(Trainer):
         root = cfg.data_root or enc_cfg.data_root
         ds = self.data
         if ds is None:
-            ds = load_data(source, root, enc_cfg.test_fraction, enc_cfg.seed)
+            ds = load_data(source, root, enc_cfg.test_fraction, enc_cfg.split_seed)
         check_finite(ds.x_train, f"{source} (train)")
         if ds.shape != tok.in_shape:
             raise DataError(f"{source} has samples of shape {ds.shape}, but the encoder of "
@@ -221,7 +221,7 @@ class GANTrainer(Trainer):
         gan.path = out
 
     def run_info(self) -> dict[str, Any]:
-        split = {"test_fraction": self.enc_cfg.test_fraction, "seed": self.enc_cfg.seed}
+        split = {"test_fraction": self.enc_cfg.test_fraction, "seed": self.enc_cfg.split_seed}
         return {"encoder_run": str(self.enc_dir.resolve()), "spec": self.spec,
                 "data": self.source, "split": split}  # fmt: skip
 
