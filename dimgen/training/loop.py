@@ -117,7 +117,7 @@ def _run(
         if done % every == 0 or done == total:
             names = list(window)
             count = (done - 1) % every + 1
-            means = (torch.stack([window[n] for n in names]) / count).tolist()  # one host sync
+            means = torch.stack([(window[n] / count).double() for n in names]).tolist()  # 1 sync
             window = {}
             scalars = dict(zip(names, means, strict=True))
             bad = [n for n, v in scalars.items() if not math.isfinite(v)]
