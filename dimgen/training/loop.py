@@ -21,7 +21,7 @@ from torch import Tensor
 
 from .. import distributed as ddp
 from ..config import to_dict
-from ..errors import DimgenError, TrainingError
+from ..errors import DimgenError, RunFolderError, TrainingError
 from .checkpoint import CheckpointState, load_checkpoint, save_checkpoint
 from .devices import configure_threads, gather_rng_states
 from .run_folder import RunFolder
@@ -50,6 +50,8 @@ def fit(
     ``DimgenError`` s, the same on every process.
     """
     rank, world = ddp.rank(), ddp.world_size()
+    if resume and out is None:
+        raise RunFolderError("nothing to resume: no run folder given")
     folder = RunFolder(out) if out is not None else None
     ctx = Context(device, rank, world, resume)
     with configure_threads(trainer.threads, device, world):
