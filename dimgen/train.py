@@ -173,7 +173,7 @@ class EncoderTrainer(Trainer):
 
             dist.all_reduce(total)
             total /= self.ctx.world
-        return {"bound": total / len(self.loader)}
+        return {"bound": total.double() / len(self.loader)}  # the epoch's mean, as float(total) / n
 
     def postfix(self, scalars: dict[str, float]) -> dict[str, str]:
         return {"mi": f"{scalars['bound']:.3f}", "cap": f"{self.model.channel.capacity():.3f}"}

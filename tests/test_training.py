@@ -142,6 +142,8 @@ def test_run_folder_rules(tmp_path: Path) -> None:
         fit(Toy(ToyConfig()), CPU, used)
     with pytest.raises(RunFolderError, match="nothing to resume"):
         fit(Toy(ToyConfig()), CPU, tmp_path / "empty", resume=True)
+    with pytest.raises(RunFolderError, match="nothing to resume"):
+        fit(Toy(ToyConfig()), CPU, None, resume=True)
     fit(Toy(ToyConfig()), CPU, tmp_path / "a")
     with pytest.raises(RunFolderError, match="is not a toy checkpoint"):
         enc = tmp_path / "enc"

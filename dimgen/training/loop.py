@@ -21,7 +21,7 @@ from torch import Tensor
 
 from .. import distributed as ddp
 from ..config import to_dict
-from ..errors import DimgenError, TrainingError
+from ..errors import DimgenError, RunFolderError, TrainingError
 from .checkpoint import CheckpointState, load_checkpoint, save_checkpoint
 from .devices import configure_threads, gather_rng_states
 from .run_folder import RunFolder
@@ -50,6 +50,8 @@ def fit(
     ``DimgenError`` s, the same on every process.
     """
     rank, world = ddp.rank(), ddp.world_size()
+    if resume and out is None:
+        raise RunFolderError("nothing to resume: no run folder given")
     folder = RunFolder(out) if out is not None else None
     ctx = Context(device, rank, world, resume)
     with configure_threads(trainer.threads, device, world):
@@ -117,7 +119,7 @@ def _run(
         if done % every == 0 or done == total:
             names = list(window)
             count = (done - 1) % every + 1
-            means = (torch.stack([window[n] for n in names]) / count).tolist()  # one host sync
+            means = torch.stack([(window[n] / count).double() for n in names]).tolist()  # 1 sync
             window = {}
             scalars = dict(zip(names, means, strict=True))
             bad = [n for n, v in scalars.items() if not math.isfinite(v)]
