@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal, Uniform
 
+from .config import LEGACY_SQUASH, SQUASHES  # torch-free, so configs validate fast
 from .errors import ConfigError
 
 __all__ = [
@@ -41,10 +42,6 @@ __all__ = [
     "make_channel",
 ]
 
-#: Squashes of the uniform channel; ``phi`` is what runs without a ``squash`` field used.
-SQUASHES = ("phi", "sigmoid", "clamp")
-#: The squash of runs whose metadata predates the ``squash`` field.
-LEGACY_SQUASH = "phi"
 # sigmoid(1.702 s) matches Phi(s) within 0.0095 (Haley 1952, the logistic approximation).
 _LOGISTIC_GAIN = 1.702
 

@@ -31,6 +31,11 @@ __all__ = [
 
 T = TypeVar("T")
 
+SQUASHES = ("phi", "sigmoid", "clamp")
+"""Maps of the uniform channel onto [0, 1] (see :class:`dimgen.channel.UniformChannel`)."""
+LEGACY_SQUASH = "phi"
+"""The squash of runs written before the field existed."""
+
 
 @dataclass
 class RunConfig:
@@ -135,7 +140,6 @@ def _check_encoder(cfg: EncoderConfig) -> None:
         raise ConfigError(f"eps must lie in (0, 0.5], got {cfg.eps}")
     if cfg.dim < 1:
         raise ConfigError(f"dim must be >= 1, got {cfg.dim}")
-    from .channel import SQUASHES
 
     if cfg.squash not in SQUASHES:
         raise ConfigError(f"squash must be one of {', '.join(SQUASHES)}, got {cfg.squash!r}")
