@@ -58,10 +58,13 @@ def train_gan_cmd(encoder_run: str | None, out: str | None, resume_dir: str | No
             raise ConfigError(f"{run_dir} is already complete; nothing to resume")
         if not (run_dir / "config.yaml").is_file():
             raise ConfigError(f"nothing to resume: {run_dir} has no config.yaml")
-        from dimgen.gan import GANConfig, train_gan  # torch: once the arguments are known good
+        from dimgen.gan.config import GANConfig  # torch-free
+
+        cfg = load_config(run_dir / "config.yaml", GANConfig)
+        from dimgen.gan import train_gan  # torch: once the arguments are known good
 
         run = train_gan(
-            load_config(run_dir / "config.yaml", GANConfig),
+            cfg,
             run_dir,
             progress=not quiet,
             resume=True,
@@ -72,11 +75,13 @@ def train_gan_cmd(encoder_run: str | None, out: str | None, resume_dir: str | No
         sets_given = parse_sets(sets)
         if config_path is not None and not Path(config_path).is_file():
             raise ConfigError(f"config file not found: {config_path}")
-        from dimgen.gan import GANConfig, train_gan  # torch: once the arguments are known good
+        from dimgen.gan.config import GANConfig  # torch-free: every value is checked first
 
         cfg = load_config(config_path, GANConfig) if config_path else GANConfig()
         cfg = replace(cfg, **sets_given)
         cfg = replace(cfg, encoder_run=encoder_run, **flags)
+        from dimgen.gan import train_gan  # torch: once the arguments are known good
+
         run = train_gan(cfg, out, progress=not quiet)
     m = run.metrics
     parts = [f"wrote {run.path}: {m['steps']} steps in {m['train_seconds']:.0f} s"]

@@ -2,6 +2,35 @@
 
 One set of defaults serves the Python API and the CLI: the CLI only overrides fields that the
 user gave explicitly.
+
+Validation, in one place. Every config class (``EncoderConfig``, ``GANConfig``, ``FlowConfig``,
+``EvalConfig`` and any later one) is checked by :func:`validate`, which runs
+
+1. :func:`check_fields`, generic over every dataclass field: the value's type must match the
+   annotation (``int`` refuses 2.5, 64.0 and ``True``; ``float`` takes ints; ``str`` takes only
+   strings), every float must be finite, and a field declared with :func:`bounded` must lie in
+   its range, a field declared with :func:`one_of` among its choices;
+2. the cross-field checks registered with :func:`register_validator` for the class and each of
+   its bases (``batch_size`` divisible by ``devices``, ...), base classes first.
+
+A new config class gets all of this by declaring its fields, e.g.::
+
+    @dataclass
+    class MyConfig(RunConfig):
+        steps: int = bounded(1000, 1, 10**8)
+        lr: float = bounded(1e-3, 0, 10, low_open=True)  # (0, 10]
+        kind: str = one_of("a", "a", "b")
+
+Every ``int`` / ``float`` field must be declared with :func:`bounded` (``tests/test_validation.py``
+finds every config class, sweeps nan, inf, -1, 0, out-of-range, huge and wrong-type values through
+each numeric field, and fails on a field without a range). :func:`from_dict` (YAML files,
+``--set``) additionally reads a string that parses as a finite number as that number for
+``float`` fields, since PyYAML reads ``1e-3`` (no dot) as a string; integer fields take integers
+only. A trainer's entry point calls ``validate(config, MyConfig)`` first (a dict or another
+object is then a :class:`ConfigError` too), a CLI command builds its config with
+:func:`load_config` / :func:`replace` before importing torch, and checks that need the data
+(split sizes against the batch) go at the top of the trainer's ``setup``, before the run folder
+is created. :func:`check_count` and :func:`check_seed` check API arguments (``n``, ``seed``).
 """
 
 from __future__ import annotations
@@ -19,14 +48,24 @@ import yaml
 from .errors import ConfigError
 
 __all__ = [
+    "MAX_DIM",
+    "MAX_SEED",
     "EncoderConfig",
+    "Range",
     "RunConfig",
+    "bounded",
+    "check_count",
+    "check_fields",
     "check_run_config",
+    "check_seed",
     "from_dict",
     "load_config",
     "load_run_config",
+    "one_of",
+    "register_validator",
     "save_config",
     "to_dict",
+    "validate",
 ]
 
 T = TypeVar("T")
@@ -35,33 +74,96 @@ SQUASHES = ("phi", "sigmoid", "clamp")
 """Maps of the uniform channel onto [0, 1] (see :class:`dimgen.channel.UniformChannel`)."""
 LEGACY_SQUASH = "phi"
 """The squash of runs written before the field existed."""
+#: The widest seed torch and numpy both accept.
+MAX_SEED = 2**64 - 1
+
+
+@dataclass(frozen=True)
+class Range:
+    """The closed (or half-open) interval a numeric config field must lie in."""
+
+    low: float
+    high: float
+    low_open: bool = False
+    high_open: bool = False
+    why: str = ""
+    """Why the bound exists, appended to the error message."""
+
+    def __contains__(self, value: float) -> bool:
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
+
+    def __str__(self) -> str:
+        def fmt(v: float) -> str:
+            if not isinstance(v, int):
+                return f"{v:g}"
+            if v == MAX_SEED:
+                return "2^64 - 1"
+            if v >= 2**16 and v & (v - 1) == 0:
+                return f"2^{v.bit_length() - 1}"
+            if v >= 10**5 and str(v).rstrip("0") == "1":
+                return f"10^{len(str(v)) - 1}"
+            return str(v)
+
+        lo, hi = "(" if self.low_open else "[", ")" if self.high_open else "]"
+        return f"{lo}{fmt(self.low)}, {fmt(self.high)}{hi}"
+
+
+def bounded(
+    default: Any,
+    low: float,
+    high: float,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+    why: str = "",
+) -> Any:
+    """A dataclass field whose value must lie in ``[low, high]`` (``(`` / ``)`` when open).
+
+    Checked, with the field's type and finiteness, by :func:`check_fields` for every config class.
+    """
+    rng = Range(low, high, low_open, high_open, why)
+    if default not in rng:
+        raise ValueError(f"default {default!r} outside {rng}")  # a programming error
+    return field(default=default, metadata={"range": rng})
+
+
+def one_of(default: str | None, *choices: str) -> Any:
+    """A string field that must be one of ``choices`` (``None`` allowed if it is the default)."""
+    return field(default=default, metadata={"choices": tuple(choices)})
 
 
 @dataclass
 class RunConfig:
     """Fields shared by the configs of everything trained on a device (encoder, GAN, ...).
 
-    Validated once, for every subclass, by :func:`check_run_config`. A subclass may redeclare a
+    Validated once, for every subclass, by :func:`validate`. A subclass may redeclare a
     field to change its default or its description (``EncoderConfig.threads`` is 1).
     """
 
-    seed: int = 0
+    seed: int = bounded(0, 0, MAX_SEED)
     """Seed of every random stream of the run."""
     device: str = "auto"
     """``auto`` (cuda if available), ``cpu``, ``cuda`` or ``cuda:N``."""
-    threads: int = 0
+    threads: int = bounded(0, 0, 1024)
     """CPU threads for torch (0: torch's default)."""
     data_root: str | None = None
     """Folder for torchvision data sets (``DIMGEN_DATA`` if unset)."""
 
 
 def check_run_config(cfg: RunConfig) -> None:
-    """Check the shared fields; raises :class:`ConfigError` naming the field."""
+    """Check the shared fields beyond their declared ranges; raises :class:`ConfigError`."""
     dev = cfg.device
     if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
         raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {dev!r}")
-    if cfg.threads < 0:
-        raise ConfigError(f"threads must be >= 0, got {cfg.threads}")
+
+
+#: Largest code dimension. The covariance test simulates its null in chunks of 500 d x d float64
+#: matrices (1 GiB at d = 512, 4 GiB at 1024); ``--dim 10000`` ran out of memory after minutes
+#: of training.
+MAX_DIM = 512
+_BIG = 10**8  # a generous ceiling for counts of steps, epochs, samples
 
 
 @dataclass
@@ -73,132 +175,174 @@ class EncoderConfig(RunConfig):
 
     data: str = "digits"
     """Data source: ``digits``, ``mnist``, ``fashion-mnist``, ``cifar10``, or ``npz:PATH``."""
-    prior: str = "gaussian"
+    prior: str = one_of("gaussian", "gaussian", "uniform")
     """``gaussian`` (batch-norm + N(0, sigma^2)) or ``uniform`` (codes in [0,1], + U[-eps, eps])."""
-    sigma: float = 0.2
+    sigma: float = bounded(0.2, 0.0, 100.0, low_open=True)
     """Gaussian channel noise standard deviation (> 0)."""
-    eps: float = 0.1
+    eps: float = bounded(0.1, 0.0, 0.5, low_open=True)
     """Uniform channel noise half-width, in (0, 0.5]."""
-    squash: str = "sigmoid"
+    squash: str = one_of("sigmoid", *SQUASHES)
     """Uniform prior only: map from standardised outputs to [0, 1]: ``sigmoid`` (learned gain and
     offset; can reach the capacity grid {0, 2 eps, ..., 1}), ``clamp`` or ``phi`` (normal CDF;
     what runs without this field used). See README, "Uniform codes: the squash"."""
-    dim: int = 2
+    dim: int = bounded(2, 1, MAX_DIM)
     """Code dimension d."""
-    encoder: str = "auto"
+    encoder: str = one_of("auto", "auto", "conv", "mlp")
     """``auto`` (conv for images of side >= 16, else MLP), ``conv`` or ``mlp``."""
-    encoder_hidden: int = 256
+    encoder_hidden: int = bounded(256, 1, 65536)
     """Width of the encoder's hidden fully connected layers."""
-    critic: str = "mlp"
+    critic: str = one_of("mlp", "mlp", "separable")
     """``mlp`` (the paper's 3-layer MLP on concatenated pairs) or ``separable`` (dot product)."""
-    critic_hidden: int = 64
+    critic_hidden: int = bounded(64, 1, 65536)
     """Critic hidden width."""
-    bound: str = "infonce"
+    bound: str = one_of("infonce", "infonce", "dv", "nwj")
     """MI lower bound maximised: ``infonce``, ``dv`` or ``nwj``."""
-    aug_noise: float = 0.3
+    aug_noise: float = bounded(0.3, 0.0, 10.0)
     """Std of the additive Gaussian pixel noise that makes the second view X' (data in [0, 1])."""
-    epochs: int = 100
+    epochs: int = bounded(100, 1, _BIG)
     """Passes over the training data; an epoch is floor(n_train / batch_size) steps (the last
     partial batch is dropped). ``metrics.json`` records ``steps_per_epoch`` and ``steps``."""
-    batch_size: int = 128
-    lr: float = 2e-3
-    weight_decay: float = 0.0
-    split_seed: int = 0
+    batch_size: int = bounded(128, 2, 2**20, why="in-batch negatives need 2 samples per batch")
+    lr: float = bounded(2e-3, 0.0, 10.0, low_open=True)
+    weight_decay: float = bounded(0.0, 0.0, 10.0)
+    split_seed: int = bounded(0, 0, MAX_SEED)
     """Seed of the random train/test split of sources without an official one (digits, npz);
     fixed by default, so runs with different ``seed`` share one split."""
-    test_fraction: float = 0.2
+    test_fraction: float = bounded(0.2, 0.0, 1.0, low_open=True, high_open=True)
     """Held-out fraction for sources without an official test split (digits, npz)."""
-    max_train: int = 0
+    max_train: int = bounded(0, 0, 2**40)
     """Use only the first N training samples (0: all); for quick experiments."""
-    eval_batches: int = 20
+    eval_batches: int = bounded(20, 1, 10**6)
     """Batches (each of ``batch_size``) of held-out data used to estimate the MI lower bound."""
     amp: bool = False
     """bf16 autocast on CUDA."""
     compile: bool = False
     """``torch.compile`` the training step (falls back to eager if compilation fails)."""
-    critic_chunk: int = 0
+    critic_chunk: int = bounded(0, 0, 2**20)
     """Rows of the B x B critic evaluated at a time (0: all at once); bounds peak memory."""
-    checkpoint_every: int = 10
+    checkpoint_every: int = bounded(10, 0, _BIG)
     """Save a resumable checkpoint every N epochs (0: never); removed once the run completes."""
     deterministic: bool = False
     """Use deterministic algorithms (bit-exact resume on CPU)."""
-    threads: int = 1
+    threads: int = bounded(1, 0, 1024)
     """CPU threads for torch during training (0: torch's default, all cores; with several CPU
     processes, cores / processes). 1 by default: on a shared 2-core machine a second thread made
     the digits step 7-10x slower whenever another process was busy (benchmarks/README.md)."""
-    devices: int = 1
+    devices: int = bounded(1, 1, 1024)
     """Data-parallel processes (DDP) to spawn: one per GPU, or gloo processes on the CPU. The
     global batch stays ``batch_size``. Under ``torchrun`` the launcher decides: leave it at 1."""
 
 
 def _check_encoder(cfg: EncoderConfig) -> None:
-    if cfg.prior not in ("gaussian", "uniform"):
-        raise ConfigError(f"prior must be 'gaussian' or 'uniform', got {cfg.prior!r}")
-    if not (math.isfinite(cfg.sigma) and cfg.sigma > 0):
-        raise ConfigError(f"sigma must be a finite number > 0, got {cfg.sigma}")
-    if not (math.isfinite(cfg.eps) and 0 < cfg.eps <= 0.5):
-        raise ConfigError(f"eps must lie in (0, 0.5], got {cfg.eps}")
-    if cfg.dim < 1:
-        raise ConfigError(f"dim must be >= 1, got {cfg.dim}")
-
-    if cfg.squash not in SQUASHES:
-        raise ConfigError(f"squash must be one of {', '.join(SQUASHES)}, got {cfg.squash!r}")
-    if cfg.encoder not in ("auto", "conv", "mlp"):
-        raise ConfigError(f"encoder must be auto, conv or mlp, got {cfg.encoder!r}")
-    if cfg.critic not in ("mlp", "separable"):
-        raise ConfigError(f"critic must be 'mlp' or 'separable', got {cfg.critic!r}")
-    if cfg.bound not in ("infonce", "dv", "nwj"):
-        raise ConfigError(f"bound must be infonce, dv or nwj, got {cfg.bound!r}")
-    for name in (
-        "epochs",
-        "batch_size",
-        "encoder_hidden",
-        "critic_hidden",
-        "eval_batches",
-        "devices",
-    ):
-        if getattr(cfg, name) < 1:
-            raise ConfigError(f"{name} must be >= 1, got {getattr(cfg, name)}")
-    if cfg.batch_size < 2:
-        raise ConfigError("batch_size must be >= 2 (in-batch negatives)")
     if cfg.batch_size % cfg.devices:
         raise ConfigError(
             f"batch_size {cfg.batch_size} must be divisible by devices {cfg.devices} "
             "(each process takes an equal shard of every batch)"
         )
-    for name in ("critic_chunk", "checkpoint_every", "max_train"):
-        if getattr(cfg, name) < 0:
-            raise ConfigError(f"{name} must be >= 0, got {getattr(cfg, name)}")
-    if not (math.isfinite(cfg.lr) and cfg.lr > 0):
-        raise ConfigError(f"lr must be > 0, got {cfg.lr}")
-    if not (math.isfinite(cfg.aug_noise) and cfg.aug_noise >= 0):
-        raise ConfigError(f"aug_noise must be >= 0, got {cfg.aug_noise}")
-    if not (0 < cfg.test_fraction < 1):
-        raise ConfigError(f"test_fraction must lie in (0, 1), got {cfg.test_fraction}")
-    if cfg.weight_decay < 0:
-        raise ConfigError(f"weight_decay must be >= 0, got {cfg.weight_decay}")
+    if cfg.batch_size // cfg.devices < 2:
+        raise ConfigError(
+            f"batch_size {cfg.batch_size} over devices {cfg.devices} leaves "
+            f"{cfg.batch_size // cfg.devices} sample per process; each needs at least 2 "
+            "(in-batch negatives, batch-norm)"
+        )
 
 
-_VALIDATORS: dict[type, Any] = {EncoderConfig: _check_encoder}
+_VALIDATORS: dict[type, Any] = {RunConfig: check_run_config, EncoderConfig: _check_encoder}
 
 
-def validate(cfg: Any) -> Any:
-    """Check value ranges; raises :class:`ConfigError` naming the field."""
-    if isinstance(cfg, RunConfig):
-        check_run_config(cfg)
-    check = _VALIDATORS.get(type(cfg))
-    if check is not None:
-        check(cfg)
+def validate(cfg: Any, cls: type | None = None) -> Any:
+    """Check a config: field types, finiteness and ranges, then cross-field rules; returns ``cfg``.
+
+    Args:
+        cfg: a config dataclass instance.
+        cls: the config class expected (``cfg`` may be a subclass); refuses anything else, such
+            as a plain dict, with a message saying how to build one.
+
+    Raises:
+        ConfigError: naming the field and the value.
+    """
+    if cls is not None and not isinstance(cfg, cls):
+        raise ConfigError(
+            f"expected a config of type {cls.__name__}, got {type(cfg).__name__} (build one with "
+            f"{cls.__name__}(...) or dimgen.config.from_dict({cls.__name__}, mapping))"
+        )
+    if not dataclasses.is_dataclass(cfg) or isinstance(cfg, type):
+        raise ConfigError(f"expected a config dataclass instance, got {type(cfg).__name__}")
+    check_fields(cfg)
+    for klass in reversed(type(cfg).__mro__):  # base classes' rules first
+        check = _VALIDATORS.get(klass)
+        if check is not None:
+            check(cfg)
     return cfg
 
 
 def register_validator(cls: type, check: Any) -> None:
-    """Let other modules (GAN, flows) validate their own config dataclasses."""
+    """Add cross-field checks for ``cls`` (and its subclasses) beyond the declared ranges."""
     _VALIDATORS[cls] = check
 
 
-def _coerce(name: str, value: Any, tp: Any) -> Any:
-    """Check ``value`` against the annotation ``tp``; ints are accepted where floats are expected."""
+def check_fields(cfg: Any) -> None:
+    """Type, finiteness, range and choices of every field of a config dataclass.
+
+    Raises:
+        ConfigError: ``"<field>: expected an integer, got 2.5"``, ``"<field> must be finite,
+            got nan"``, ``"<field> must lie in [1, 512], got 10000"`` and the like.
+    """
+    hints = typing.get_type_hints(type(cfg))
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        _coerce(f.name, value, hints[f.name], strings=False)
+        rng: Range | None = f.metadata.get("range")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{f.name} must be a finite number, got {value}")
+        if rng is not None and value is not None and value not in rng:
+            why = f" ({rng.why})" if rng.why else ""
+            raise ConfigError(f"{f.name} must lie in {rng}{why}, got {value!r}")
+        choices = f.metadata.get("choices")
+        if choices is not None and value is not None and value not in choices:
+            raise ConfigError(f"{f.name} must be one of {', '.join(choices)}, got {value!r}")
+
+
+def check_count(n: Any, name: str = "n") -> int:
+    """An API count argument (samples to draw, ...) as an ``int`` >= 1.
+
+    Raises:
+        DataError: not an integer (2.5, "3", True) or below 1.
+    """
+    import numbers
+
+    from .errors import DataError
+
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+        raise DataError(f"{name} must be an integer >= 1, got {n!r}")
+    if n < 1:
+        raise DataError(f"{name} must be >= 1, got {n}")
+    return int(n)
+
+
+def check_seed(seed: Any, name: str = "seed") -> int | None:
+    """An API seed argument: ``None`` or an integer in [0, 2^64 - 1].
+
+    Raises:
+        ConfigError: not an integer, negative or beyond 64 bits.
+    """
+    import numbers
+
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise ConfigError(f"{name} must be an integer in [0, 2^64 - 1], got {seed!r}")
+    if not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"{name} must lie in [0, 2^64 - 1], got {seed}")
+    return int(seed)
+
+
+def _coerce(name: str, value: Any, tp: Any, strings: bool = True) -> Any:
+    """Check ``value`` against the annotation ``tp``; ints are accepted where floats are expected.
+
+    With ``strings``, a string that parses as a finite float is accepted for a ``float`` field
+    (PyYAML reads ``1e-3`` as a string).
+    """
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
@@ -208,7 +352,7 @@ def _coerce(name: str, value: Any, tp: Any) -> Any:
             if arg is type(None):
                 continue
             try:
-                return _coerce(name, value, arg)
+                return _coerce(name, value, arg, strings)
             except ConfigError:
                 pass
         raise ConfigError(f"{name}: expected {tp}, got {value!r}")
@@ -223,6 +367,13 @@ def _coerce(name: str, value: Any, tp: Any) -> Any:
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if strings and isinstance(value, str):
+            try:
+                number = float(value)
+            except ValueError:
+                number = math.nan
+            if math.isfinite(number):
+                return number
         raise ConfigError(f"{name}: expected a number, got {value!r}")
     if tp is str:
         if isinstance(value, str):
@@ -232,12 +383,22 @@ def _coerce(name: str, value: Any, tp: Any) -> Any:
         (item,) = typing.get_args(tp)[:1] or (Any,)
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{name}: expected a list, got {value!r}")
-        return [_coerce(name, v, item) if item is not Any else v for v in value]
+        return [_coerce(name, v, item, strings) if item is not Any else v for v in value]
     return value
 
 
 def from_dict(cls: type[T], data: dict[str, Any], source: str = "config") -> T:
-    """Build a config dataclass from a mapping; unknown keys and wrong types are errors."""
+    """Build a config dataclass from a mapping and :func:`validate` it.
+
+    Args:
+        cls: the config class.
+        data: field name -> value (a parsed YAML file, ``--set`` items).
+        source: named in error messages (a file path, ``options``).
+
+    Raises:
+        ConfigError: not a mapping, unknown keys, wrong types, non-finite or out-of-range values.
+        A string that parses as a finite number is accepted for a ``float`` field (``1e-3``).
+    """
     if not isinstance(data, dict):
         raise ConfigError(
             f"{source}: expected a mapping of keys to values, got {type(data).__name__}"
@@ -250,7 +411,7 @@ def from_dict(cls: type[T], data: dict[str, Any], source: str = "config") -> T:
             f"{source}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(names))})"
         )
     values = {k: _coerce(f"{source}: {k}", v, hints[k]) for k, v in data.items()}
-    return validate(cls(**values))
+    return validate(cls(**values), cls)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .arrays import as_array
 from .errors import DataError
 
 __all__ = [
@@ -172,10 +173,7 @@ def unit_images(x: Any, name: str = "images") -> np.ndarray:
         DataError: unsupported dtype, NaN / Inf rows, or float values outside [0, 1]; the message
             names the dtype and the range seen and says how to fix it.
     """
-    if isinstance(x, Tensor):
-        x = x.detach().cpu()
-        x = (x.float() if x.dtype == torch.bfloat16 else x).numpy()
-    arr = np.asarray(x)
+    arr = as_array(x, name)  # tensors (bfloat16 too) and ragged lists handled there
     fix = "pass uint8 0..255 or float in [0, 1] (e.g. divide by 255 or by the data's maximum)"
     if arr.dtype == np.uint8:
         return arr.astype(np.float32) / np.float32(255.0)

@@ -20,12 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from .config import EncoderConfig, replace, to_dict, validate
+from .config import EncoderConfig, bounded, replace, to_dict, validate
 from .diagnostics import EvalConfig, Evaluation
 from .errors import ConfigError, RunFolderError
 
 __all__ = [
     "SWEEP_METRICS",
+    "SweepConfig",
     "SweepResult",
     "interval99",
     "parse_levels",
@@ -57,6 +58,18 @@ SWEEP_METRICS = (
     "probes.linear_acc",
     "silhouette",
 )
+
+
+@dataclass
+class SweepConfig:
+    """Settings of a sweep beyond its encoder config; checked by :func:`dimgen.config.validate`.
+
+    The noise levels are checked by :func:`parse_levels` and, one by one, against the encoder
+    config's range for ``sigma`` / ``eps``.
+    """
+
+    runs: int = bounded(5, 1, 1000)
+    """Encoders trained per noise level."""
 
 
 @dataclass
@@ -122,7 +135,7 @@ def runs_for_halfwidth(sd: float, half: float, level: float = 0.99, max_runs: in
 def run_sweep(
     config: EncoderConfig,
     sigmas: Sequence[float] | None = None,
-    runs: int = 5,
+    runs: int = SweepConfig.runs,
     out: str | Path = "runs/sweep",
     *,
     epses: Sequence[float] | None = None,
@@ -151,10 +164,9 @@ def run_sweep(
     from .train import train_encoder
     from .training import CHECKPOINT
 
-    cfg = validate(config)
+    cfg = validate(config, EncoderConfig)
     param, levels = _levels(cfg, sigmas, epses)
-    if runs < 1:
-        raise ConfigError(f"runs must be >= 1, got {runs}")
+    runs = validate(SweepConfig(runs=runs), SweepConfig).runs
     out = Path(out)
     _check_out(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,9 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
+from .arrays import as_array
 from .channel import LEGACY_SQUASH, SQUASHES, NoiseChannel, make_channel
+from .config import check_count, check_seed
 from .data import unit_images
 from .errors import ConfigError, DataError, RunFolderError
 from .io import load_weights, read_run
@@ -137,6 +139,7 @@ class Tokenizer:
         Images follow :func:`dimgen.data.unit_images`: uint8 (divided by 255) or float in [0, 1];
         other dtypes or float outside [0, 1] raise :class:`DataError` (as every entry point does).
         """
+        batch_size = check_count(batch_size, "batch_size")
         xt = self._prepare(x)
         out = [
             self.channel.normalise(self.encoder(xt[i : i + batch_size].to(self.device))).cpu()
@@ -145,9 +148,13 @@ class Tokenizer:
         return torch.cat(out) if out else torch.zeros(0, self.dim)
 
     def sample_prior(self, n: int, seed: int | None = None) -> Tensor:
-        """``n`` codes drawn from the prior: the input for unconditional generation."""
-        if n < 1:
-            raise DataError(f"n must be >= 1, got {n}")
+        """``n`` codes drawn from the prior, (n, d): the input for unconditional generation.
+
+        Raises:
+            DataError: ``n`` is not an integer >= 1.
+            ConfigError: ``seed`` is not None or an integer in [0, 2^64 - 1].
+        """
+        n, seed = check_count(n), check_seed(seed)
         g = torch.Generator().manual_seed(seed) if seed is not None else None
         if self.prior_name == "gaussian":
             return torch.randn(n, self.dim, generator=g)
@@ -184,7 +191,10 @@ class Tokenizer:
 
     def quantize(self, codes: Any) -> Tensor:
         """(n, d) codes in [0, 1] -> (n, d) int64 token ids: the nearest grid point, clipped."""
-        c = torch.as_tensor(np.asarray(codes, dtype=np.float64))
+        arr = as_array(codes, "codes")
+        if arr.dtype == bool or not np.issubdtype(arr.dtype, np.number):
+            raise DataError(f"codes must be numeric, got dtype {arr.dtype}")
+        c = torch.as_tensor(arr.astype(np.float64))
         if c.ndim != 2 or c.shape[1] != self.dim:
             raise DataError(f"codes must have shape (n, {self.dim}), got {tuple(c.shape)}")
         if not torch.isfinite(c).all():
@@ -200,7 +210,7 @@ class Tokenizer:
     def from_tokens(self, ids: Any) -> Tensor:
         """(n, d) integer token ids in [0, K) -> (n, d) float32 codes on the grid (inverse of tokens)."""
         k = self.grid_size
-        arr = np.asarray(ids.detach().cpu() if isinstance(ids, Tensor) else ids)
+        arr = as_array(ids, "token ids")
         if not np.issubdtype(arr.dtype, np.integer):
             raise DataError(f"token ids must be integers, got dtype {arr.dtype}")
         if arr.ndim != 2 or arr.shape[1] != self.dim:

@@ -23,7 +23,7 @@ from .channel import make_channel
 from .config import EncoderConfig, validate
 from .critics import build_critic
 from .data import Dataset, TensorBatches, check_finite, load_data
-from .errors import ConfigError
+from .errors import ConfigError, DataError
 from .nets import build_encoder
 from .objectives import NoisyInfoMax
 from .runs import EncoderRun, code_metrics, model_spec, write_encoder_artefacts
@@ -107,6 +107,27 @@ def make_step(
     return step
 
 
+def _check_sizes(cfg: EncoderConfig, ds: Dataset, world: int) -> None:
+    """Refuse, before training, splits the run cannot use (each later ended in an internal error).
+
+    Raises:
+        DataError: fewer than 2 training samples per process (in-batch negatives, batch-norm) or
+            fewer than 2 held-out samples (the held-out MI estimate needs batches of B >= 2).
+    """
+    fix = "use more data or change test_fraction"
+    n_train, n_test = len(ds.x_train), len(ds.x_test)
+    if n_train < 2 * world:
+        raise DataError(
+            f"{cfg.data}: {n_train} training sample(s) (test_fraction {cfg.test_fraction:g}); "
+            f"training needs at least {2 * world}: {fix}"
+        )
+    if n_test < 2:
+        raise DataError(
+            f"{cfg.data}: {n_test} held-out sample(s) (test_fraction {cfg.test_fraction:g}); "
+            f"the held-out MI estimate needs at least 2: {fix}"
+        )
+
+
 class EncoderTrainer(Trainer):
     """Noise-injected InfoMax: one :meth:`step` is one epoch; scalar ``bound`` (nats)."""
 
@@ -132,10 +153,9 @@ class EncoderTrainer(Trainer):
         if cfg.max_train and cfg.max_train < len(ds.x_train):
             y = None if ds.y_train is None else ds.y_train[: cfg.max_train]
             ds = Dataset(ds.name, ds.x_train[: cfg.max_train], y, ds.x_test, ds.y_test)
+        _check_sizes(cfg, ds, world)
         check_finite(ds.x_train, f"{cfg.data} (train)")
         check_finite(ds.x_test, f"{cfg.data} (test)")
-        if len(ds.x_train) < 2 * world:
-            raise ConfigError(f"{cfg.data}: need at least {2 * world} training samples")
         self.ds = ds
         torch.manual_seed(cfg.seed)
         model = build_model(cfg, ds.shape)
@@ -232,7 +252,7 @@ def train_encoder(
         >>> run = train_encoder(EncoderConfig(epochs=2))   # doctest: +SKIP
         >>> run.metrics["kl_upper_bound_nats"]             # doctest: +SKIP
     """
-    cfg = validate(config)
+    cfg = validate(config, EncoderConfig)
     callbacks = [c for c in (on_epoch, on_scalars) if c is not None]
     if callbacks and needs_spawn(cfg.devices):
         raise ConfigError("on_epoch callbacks cannot cross into spawned processes (devices > 1)")

@@ -41,7 +41,8 @@ def test_unknown_key_is_named(tmp_path: Path) -> None:
     [
         ({"epochs": "ten"}, "epochs"),
         ({"epochs": 1.5}, "epochs"),
-        ({"sigma": "0.3"}, "sigma"),
+        ({"sigma": "0.3x"}, "sigma"),
+        ({"sigma": "nan"}, "sigma"),
         ({"amp": "yes"}, "amp"),
         ({"sigma": 0}, "sigma"),
         ({"eps": 0.7}, "eps"),

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ..arrays import as_array
 from ..errors import DataError
 from .settings import MIN_SAMPLES
 
@@ -15,9 +16,7 @@ __all__ = ["check_codes"]
 
 def check_codes(codes: Any, name: str = "codes") -> np.ndarray:
     """Return codes as a finite float64 (n, d) array or raise :class:`DataError`."""
-    if hasattr(codes, "detach"):
-        codes = codes.detach().cpu().numpy()
-    arr = np.asarray(codes)
+    arr = as_array(codes, name)
     if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
         raise DataError(f"{name} must be numeric, got dtype {arr.dtype}")
     if np.iscomplexobj(arr):
@@ -43,7 +42,7 @@ def _need(n: int, test: str, what: str = "codes") -> None:
 
 
 def _check_labels(labels: Any, n: int) -> np.ndarray:
-    y = np.asarray(labels)
+    y = as_array(labels, "labels")
     if y.ndim != 1 or len(y) != n:
         raise DataError(f"labels must be a 1-D array of {n} entries, got shape {y.shape}")
     if np.issubdtype(y.dtype, np.floating):
@@ -56,7 +55,7 @@ def _check_labels(labels: Any, n: int) -> np.ndarray:
 
 
 def _check_split(split: Any, n: int) -> np.ndarray:
-    s = np.asarray(split).astype(str)
+    s = as_array(split, "split").astype(str)
     if s.ndim != 1 or len(s) != n:
         raise DataError(f"split must be a 1-D array of {n} entries, got shape {s.shape}")
     return s

@@ -60,7 +60,7 @@ def evaluate(
 
     if prior not in _PRIOR_NAME:
         raise ConfigError(f"prior must be 'gaussian' or 'uniform', got {prior!r}")
-    cfg = validate(config or EvalConfig())
+    cfg = validate(config if config is not None else EvalConfig(), EvalConfig)
     cfg = replace(cfg, **overrides)
     x = check_codes(codes)
     n_all, d = x.shape

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import ConfigError
+from ..config import MAX_SEED, bounded
 
 __all__ = ["MIN_SAMPLES", "EvalConfig"]
 
@@ -14,47 +14,32 @@ MIN_SAMPLES = {"dagostino": 20, "shapiro": 3, "ks": 2}
 
 @dataclass
 class EvalConfig:
-    """Settings shared by :func:`evaluate`, ``dimgen evaluate`` and ``dimgen sweep``."""
+    """Settings shared by :func:`evaluate`, ``dimgen evaluate`` and ``dimgen sweep``.
 
-    alpha: float = 0.05
+    Types, finiteness and ranges are declared with :func:`dimgen.config.bounded` and checked by
+    :func:`dimgen.config.validate`.
+    """
+
+    alpha: float = bounded(0.05, 0.0, 1.0, low_open=True, high_open=True)
     """Significance level of every verdict."""
-    seed: int = 0
+    seed: int = bounded(0, 0, MAX_SEED)
     """Seed for projection directions, subsamples and probes (results are reproducible)."""
-    n_projections: int = 16
+    n_projections: int = bounded(16, 1, 10_000)
     """Random 1-D projections per subsample (at most d: one random orthonormal frame)."""
-    subsample: int = 1000
+    subsample: int = bounded(
+        1000,
+        MIN_SAMPLES["dagostino"],
+        5000,
+        why="D'Agostino-Pearson needs 20 samples, Shapiro-Wilk's p-value is accurate up to 5000",
+    )
     """Size of each random subsample for the univariate normality tests (<= 5000). The tests'
     null at each new size is simulated once per process (about a second per 1000)."""
-    n_subsamples: int = 8
+    n_subsamples: int = bounded(8, 1, 10_000)
     """Disjoint subsamples drawn when there are more codes than ``subsample`` (else all codes
     once); at most n // subsample."""
-    hz_max_n: int = 2000
+    hz_max_n: int = bounded(2000, 1, 100_000)
     """Henze-Zirkler runs on at most this many codes (its cost is quadratic in n)."""
-    probe_max_train: int = 20000
+    probe_max_train: int = bounded(20000, 1, 10**8)
     """Probes train on at most this many codes (a stratified random subset)."""
-    silhouette_max_n: int = 2000
-    """Silhouette is computed on at most this many held-out codes."""
-
-
-def _check_eval_config(cfg: EvalConfig) -> None:
-    if not (0 < cfg.alpha < 1):
-        raise ConfigError(f"alpha must lie in (0, 1), got {cfg.alpha}")
-    if cfg.n_projections < 1:
-        raise ConfigError(f"n_projections must be >= 1, got {cfg.n_projections}")
-    if not (MIN_SAMPLES["dagostino"] <= cfg.subsample <= 5000):
-        raise ConfigError(
-            f"subsample must lie in [20, 5000] (D'Agostino-Pearson needs 20 samples, "
-            f"Shapiro-Wilk's p-value is accurate up to 5000), got {cfg.subsample}"
-        )
-    for name in ("n_subsamples", "hz_max_n", "probe_max_train", "silhouette_max_n"):
-        if getattr(cfg, name) < 1:
-            raise ConfigError(f"{name} must be >= 1, got {getattr(cfg, name)}")
-
-
-def _register() -> None:
-    from ..config import register_validator
-
-    register_validator(EvalConfig, _check_eval_config)
-
-
-_register()
+    silhouette_max_n: int = bounded(2000, 1, 100_000)
+    """Silhouette is computed on at most this many held-out codes (its cost is quadratic in n)."""

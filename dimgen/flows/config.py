@@ -1,66 +1,57 @@
-"""``FlowConfig``: options of ``dimgen flow`` (map choice, flow architecture and training)."""
+"""``FlowConfig``: options of ``dimgen flow`` (map choice, flow architecture and training).
+
+Field types, finiteness and ranges are declared with :func:`dimgen.config.bounded` and checked
+by :func:`dimgen.config.validate`; :func:`_check_flow` adds the cross-field rule on ``n_test``.
+"""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-from ..config import register_validator
+from ..config import MAX_SEED, bounded, one_of, register_validator
 from ..errors import ConfigError
 
 __all__ = ["METHODS", "FlowConfig"]
 
 METHODS = ("auto", "exact", "maf", "rqs")
+_BIG = 10**8
 
 
 @dataclass
 class FlowConfig:
     """How codes are mapped to a new prior. Defaults train a 2-D flow in a few CPU seconds."""
 
-    method: str = "auto"
+    method: str = one_of("auto", *METHODS)
     """``auto`` (``exact`` for i.i.d. 1-D laws, else ``rqs``), ``exact``, ``maf`` or ``rqs``."""
-    layers: int = 3
+    layers: int = bounded(3, 1, 64)
     """Autoregressive layers (each followed by a reversal of the coordinates)."""
-    hidden: int = 64
+    hidden: int = bounded(64, 1, 65536)
     """Hidden width of each layer's MADE network."""
-    blocks: int = 2
+    blocks: int = bounded(2, 1, 64)
     """Residual blocks per MADE network."""
-    bins: int = 8
+    bins: int = bounded(8, 2, 1024)
     """Rational-quadratic spline bins (``rqs``)."""
-    tail_bound: float = 4.0
+    tail_bound: float = bounded(4.0, 0.0, 1000.0, low_open=True)
     """Spline interval [-B, B] in standardised units; linear tails outside (``rqs``)."""
-    steps: int = 400
+    steps: int = bounded(400, 1, _BIG)
     """Adam steps of maximum-likelihood training."""
-    batch_size: int = 256
-    lr: float = 3e-3
+    batch_size: int = bounded(256, 1, 2**20)
+    lr: float = bounded(3e-3, 0.0, 10.0, low_open=True)
     """Initial learning rate (cosine-annealed to 0)."""
-    n_train: int = 20_000
+    n_train: int = bounded(20_000, 1, _BIG)
     """Target samples drawn for training (a target given as a distribution)."""
-    n_test: int = 5_000
-    """Held-out target samples (log-likelihood, kNN references)."""
-    test_fraction: float = 0.2
+    n_test: int = bounded(5_000, 2, _BIG)
+    """Held-out target samples (log-likelihood, kNN references); at least 2 knn_k + 2."""
+    test_fraction: float = bounded(0.2, 0.0, 1.0, low_open=True, high_open=True)
     """Held-out share of the samples when the target is given as samples."""
-    knn_k: int = 5
+    knn_k: int = bounded(5, 1, 1000)
     """Neighbours used by the kNN KL and entropy estimators."""
-    seed: int = 0
+    seed: int = bounded(0, 0, MAX_SEED)
 
 
 def _check_flow(cfg: FlowConfig) -> None:
-    if cfg.method not in METHODS:
-        raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {cfg.method!r}")
-    for name in ("layers", "hidden", "blocks", "steps", "batch_size", "n_train", "knn_k"):
-        if getattr(cfg, name) < 1:
-            raise ConfigError(f"{name} must be >= 1, got {getattr(cfg, name)}")
-    if cfg.bins < 2:
-        raise ConfigError(f"bins must be >= 2, got {cfg.bins}")
     if cfg.n_test < 2 * cfg.knn_k + 2:
         raise ConfigError(f"n_test must be >= {2 * cfg.knn_k + 2}, got {cfg.n_test}")
-    if not (math.isfinite(cfg.tail_bound) and cfg.tail_bound > 0):
-        raise ConfigError(f"tail_bound must be > 0, got {cfg.tail_bound}")
-    if not (math.isfinite(cfg.lr) and cfg.lr > 0):
-        raise ConfigError(f"lr must be > 0, got {cfg.lr}")
-    if not (0 < cfg.test_fraction < 1):
-        raise ConfigError(f"test_fraction must lie in (0, 1), got {cfg.test_fraction}")
 
 
 register_validator(FlowConfig, _check_flow)

@@ -127,7 +127,7 @@ def transform_codes(
         >>> run = transform_codes("runs/digits", "mixture:8", out="runs/digits-mix")  # doctest: +SKIP
         >>> run.metrics["kl_bound_carried_nats"], run.metrics["kl_estimate_knn_nats"]  # doctest: +SKIP
     """
-    cfg = validate(config if config is not None else FlowConfig())
+    cfg = validate(config if config is not None else FlowConfig(), FlowConfig)
     if (to is None) == (to_samples is None):
         raise ConfigError("give exactly one target: a law (--to) or a samples file (--to-samples)")
     run_dir, _ = read_run(source, "encoder")

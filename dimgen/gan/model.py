@@ -9,7 +9,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..config import load_config
+from ..arrays import as_array
+from ..config import check_count, check_seed, load_config
 from ..errors import DataError, RunFolderError
 from ..io import load_weights, read_run
 from ..tokenizer import Tokenizer
@@ -98,11 +99,13 @@ class GAN:
 
     def check_codes(self, codes: Any) -> Tensor:
         """Codes as a float32 (n, d) tensor; a :class:`DataError` for a wrong shape or NaN."""
-        c = (
-            codes.detach().cpu()
-            if isinstance(codes, Tensor)
-            else torch.as_tensor(np.asarray(codes))
-        )
+        if isinstance(codes, Tensor):
+            c = codes.detach().cpu()
+        else:
+            arr = as_array(codes, "codes")
+            if arr.dtype == bool or not np.issubdtype(arr.dtype, np.number):
+                raise DataError(f"codes must be numeric, got dtype {arr.dtype}")
+            c = torch.as_tensor(arr)
         if c.ndim != 2 or c.shape[1] != self.code_dim:
             raise DataError(
                 f"codes must have shape (n, {self.code_dim}) for this GAN, got {tuple(c.shape)}"
@@ -117,6 +120,7 @@ class GAN:
     def generate(self, codes: Any, seed: int | None = None, batch_size: int = 1024) -> Tensor:
         """(n, d) codes -> (n, C, H, W) images in [0, 1]; ``seed`` fixes the noise."""
         c = self.check_codes(codes)
+        seed, batch_size = check_seed(seed), check_count(batch_size, "batch_size")
         g = torch.Generator().manual_seed(seed) if seed is not None else None
         z = torch.randn(len(c), self.noise_dim, generator=g)  # drawn on the CPU: same on any device
         self.generator.eval()
@@ -130,8 +134,7 @@ class GAN:
 
     def sample_unconditional(self, n: int, seed: int | None = None) -> tuple[Tensor, Tensor]:
         """``n`` images from codes drawn from the encoder's prior; returns (images, codes)."""
-        if n < 1:
-            raise DataError(f"n must be >= 1, got {n}")
+        n, seed = check_count(n), check_seed(seed)
         s_codes, s_noise = child_seeds(seed, 2)
         codes = self.tokenizer.sample_prior(n, seed=s_codes)
         return self.generate(codes, seed=s_noise), codes

@@ -26,7 +26,7 @@ from ..io import atomic_path, save_weights, write_json, write_text
 from ..tokenizer import Tokenizer
 from ..training import CheckpointState, Context, Fitted, ScalarCallback, Trainer, fit
 from ..training.devices import resolve_device
-from .config import GANConfig
+from .config import MIN_EVAL_SAMPLES, GANConfig
 from .evaluation import evaluate_gan
 from .images import save_image_grid, write_samples
 from .losses import d_loss, g_loss, r1_penalty
@@ -93,7 +93,6 @@ class GANTrainer(Trainer):
         ds = self.data
         if ds is None:
             ds = load_data(source, root, enc_cfg.test_fraction, enc_cfg.split_seed)
-        check_finite(ds.x_train, f"{source} (train)")
         if ds.shape != tok.in_shape:
             raise DataError(f"{source} has samples of shape {ds.shape}, but the encoder of "
                             f"{enc_dir} expects {tok.in_shape}")  # fmt: skip
@@ -101,6 +100,8 @@ class GANTrainer(Trainer):
             raise DataError(
                 f"the GAN generates images (C, H, W); {source} has samples of shape {ds.shape}"
             )
+        _check_sizes(cfg, ds, source)
+        check_finite(ds.x_train, f"{source} (train)")
         cfg = self.config = replace(cfg, encoder_run=str(enc_dir.resolve()), data=source)
         self.enc_dir, self.enc_cfg, self.tok, self.ds, self.source = (
             enc_dir,
@@ -245,10 +246,29 @@ def train_gan(
     :class:`~dimgen.errors.TrainingError` if the losses or weights become non-finite.
     ``on_scalars(steps_done, {"d_loss": ..., "g_loss": ...})`` receives every window's means.
     """
-    cfg = validate(config)
+    cfg = validate(config, GANConfig)
     trainer = GANTrainer(cfg, data)
     return fit(trainer, resolve_device(cfg.device), out, resume=resume, progress=progress,
                on_scalars=on_scalars)  # fmt: skip
+
+
+def _check_sizes(cfg: GANConfig, ds: Dataset, source: str) -> None:
+    """Refuse, before training, data the models or the evaluation cannot use.
+
+    Raises:
+        DataError: fewer than 2 training images (batch-norm needs 2 per batch), or fewer held-out
+            images than ``MIN_EVAL_SAMPLES`` while ``eval_samples`` asks for an evaluation.
+    """
+    if len(ds.x_train) < 2:
+        raise DataError(
+            f"{source}: {len(ds.x_train)} training image(s); the GAN's batch-norm needs batches "
+            "of at least 2"
+        )
+    if cfg.eval_samples and len(ds.x_test) < MIN_EVAL_SAMPLES:
+        raise DataError(
+            f"{source}: {len(ds.x_test)} held-out image(s); the evaluation needs at least "
+            f"{MIN_EVAL_SAMPLES} (or set eval_samples=0)"
+        )
 
 
 def _copy(src: Path, dst: Path) -> None:
