@@ -54,6 +54,12 @@ class EncoderConfig:
     """MI lower bound maximised: ``infonce``, ``dv`` or ``nwj``."""
     aug_noise: float = 0.3
     """Std of the additive Gaussian pixel noise that makes the second view X' (data in [0, 1])."""
+    aug_shift: float = 0.0
+    """Random shifts of X' up to this fraction of the image side, in [0, 0.5) (not in the paper)."""
+    aug_rotate: float = 0.0
+    """Random rotations of X' up to this many degrees, in [0, 180] (not in the paper)."""
+    aug_scale: float = 0.0
+    """Random zooms of X' by up to this relative amount, in [0, 0.5) (not in the paper)."""
     epochs: int = 100
     batch_size: int = 128
     lr: float = 2e-3
@@ -125,6 +131,12 @@ def _check_encoder(cfg: EncoderConfig) -> None:
         raise ConfigError(f"lr must be > 0, got {cfg.lr}")
     if not (math.isfinite(cfg.aug_noise) and cfg.aug_noise >= 0):
         raise ConfigError(f"aug_noise must be >= 0, got {cfg.aug_noise}")
+    for name, hi in (("aug_shift", 0.5), ("aug_scale", 0.5)):
+        v = getattr(cfg, name)
+        if not (math.isfinite(v) and 0 <= v < hi):
+            raise ConfigError(f"{name} must lie in [0, {hi}), got {v}")
+    if not (math.isfinite(cfg.aug_rotate) and 0 <= cfg.aug_rotate <= 180):
+        raise ConfigError(f"aug_rotate must lie in [0, 180] degrees, got {cfg.aug_rotate}")
     if not (0 < cfg.test_fraction < 1):
         raise ConfigError(f"test_fraction must lie in (0, 1), got {cfg.test_fraction}")
     if cfg.weight_decay < 0:
