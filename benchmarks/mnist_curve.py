@@ -12,15 +12,12 @@ from the clock. Writes one JSON line per probe to stdout (and ``--out`` as JSON)
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
 import click
 import numpy as np
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 @torch.no_grad()
@@ -43,11 +40,13 @@ def knn_probe(model: torch.nn.Module, x_ref: torch.Tensor, y_ref: np.ndarray,
 @click.argument("config_path", type=click.Path(exists=True, dir_okay=False))
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE")
 @click.option("--every", type=int, default=1, show_default=True, help="Probe every N epochs.")
+@click.option("--every-steps", type=int, default=0, help="Probe every N steps instead (0: off).")
 @click.option("--probe-train", type=int, default=10000, show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the curve as JSON here.")
-def main(config_path: str, sets: tuple[str, ...], every: int, probe_train: int,
-         out: str | None) -> None:  # fmt: skip
-    from cli.encode import _parse_sets
+def main(config_path: str, sets: tuple[str, ...], every: int, every_steps: int,
+         probe_train: int, out: str | None) -> None:  # fmt: skip
+    from dimgen.cli.encode import _parse_sets
+
     from dimgen.config import load_config, replace, to_dict
     from dimgen.data import Dataset, TensorBatches, load_data
     from dimgen.train import build_model, make_step
@@ -67,23 +66,36 @@ def main(config_path: str, sets: tuple[str, ...], every: int, probe_train: int,
     n_ref = min(probe_train, len(x_tr))
     loader = TensorBatches(x_tr, batch_size=min(cfg.batch_size, len(x_tr)), generator=gen)
     step = make_step(model, model, opt, cfg, torch.device("cpu"))
-    rows, clock, steps = [], 0.0, 0
-    model.train()
-    for epoch in range(cfg.epochs):
-        t0 = time.perf_counter()
-        total = torch.zeros(())
-        for (xb,) in loader:
-            total += step(xb)
-            steps += 1
-        clock += time.perf_counter() - t0
-        if (epoch + 1) % every and epoch + 1 != cfg.epochs:
-            continue
+    rows: list[dict[str, float]] = []
+    clock = cpu = 0.0
+    steps = 0
+
+    def probe(epoch: int, bound: float) -> None:
         acc = knn_probe(model, x_tr[:n_ref], ds.y_train[:n_ref], x_te, ds.y_test)
-        row = {"epoch": epoch + 1, "steps": steps, "minutes": round(clock / 60, 3),
-               "s_per_step": round(clock / steps, 4), "train_bound": float(total) / len(loader),
-               "knn_acc_probe": acc}  # fmt: skip
+        row = {"epoch": epoch, "steps": steps, "minutes": round(clock / 60, 3),
+               "s_per_step": round(clock / steps, 4), "cpu_s_per_step": round(cpu / steps, 4),
+               "train_bound": bound, "knn_acc_probe": acc}  # fmt: skip
         rows.append(row)
         print(json.dumps(row), flush=True)
+        if out:
+            Path(out).write_text(json.dumps({"config": to_dict(cfg), "curve": rows}, indent=1))
+
+    model.train()
+    for epoch in range(cfg.epochs):
+        total, count = torch.zeros(()), 0
+        t0, c0 = time.perf_counter(), time.process_time()
+        for (xb,) in loader:
+            total += step(xb)
+            steps, count = steps + 1, count + 1
+            if every_steps and steps % every_steps == 0:
+                clock += time.perf_counter() - t0
+                cpu += time.process_time() - c0
+                probe(epoch + 1, float(total) / count)
+                t0, c0 = time.perf_counter(), time.process_time()
+        clock += time.perf_counter() - t0
+        cpu += time.process_time() - c0
+        if not every_steps and ((epoch + 1) % every == 0 or epoch + 1 == cfg.epochs):
+            probe(epoch + 1, float(total) / count)
     if out:
         Path(out).write_text(json.dumps({"config": to_dict(cfg), "curve": rows}, indent=1))
 
