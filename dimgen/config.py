@@ -199,6 +199,12 @@ class EncoderConfig(RunConfig):
     """MI lower bound maximised: ``infonce``, ``dv`` or ``nwj``."""
     aug_noise: float = bounded(0.3, 0.0, 10.0)
     """Std of the additive Gaussian pixel noise that makes the second view X' (data in [0, 1])."""
+    aug_shift: float = bounded(0.0, 0.0, 0.5, high_open=True)
+    """Random shifts of X' up to this fraction of the image side, in [0, 0.5) (not in the paper)."""
+    aug_rotate: float = bounded(0.0, 0.0, 180.0)
+    """Random rotations of X' up to this many degrees, in [0, 180] (not in the paper)."""
+    aug_scale: float = bounded(0.0, 0.0, 0.5, high_open=True)
+    """Random zooms of X' by up to this relative amount, in [0, 0.5) (not in the paper)."""
     epochs: int = bounded(100, 1, _BIG)
     """Passes over the training data; an epoch is floor(n_train / batch_size) steps (the last
     partial batch is dropped). ``metrics.json`` records ``steps_per_epoch`` and ``steps``."""

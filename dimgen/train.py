@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .augment import GaussianPixelNoise
+from .augment import build_augmentation
 from .channel import make_channel
 from .config import EncoderConfig, validate
 from .critics import build_critic
@@ -49,7 +49,10 @@ def build_model(cfg: EncoderConfig, in_shape: tuple[int, ...]) -> NoisyInfoMax:
     encoder = build_encoder(cfg.encoder, in_shape, cfg.dim, cfg.encoder_hidden)
     channel = make_channel(cfg.prior, cfg.dim, cfg.sigma, cfg.eps, cfg.squash)
     critic = build_critic(cfg.critic, cfg.dim, cfg.critic_hidden, cfg.critic_chunk)
-    return NoisyInfoMax(encoder, channel, critic, GaussianPixelNoise(cfg.aug_noise), cfg.bound)
+    augment = build_augmentation(
+        cfg.aug_noise, in_shape, cfg.aug_shift, cfg.aug_rotate, cfg.aug_scale
+    )
+    return NoisyInfoMax(encoder, channel, critic, augment, cfg.bound)
 
 
 def _to_device(x: np.ndarray, device: torch.device) -> Tensor:
