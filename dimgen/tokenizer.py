@@ -26,7 +26,7 @@ from torch.distributions import Distribution
 from .channel import NoiseChannel, make_channel
 from .data import unit_images
 from .errors import ConfigError, DataError, RunFolderError
-from .io import load_weights, read_run
+from .io import check_state_shapes, load_weights, read_run
 from .nets import build_encoder
 
 __all__ = ["Tokenizer"]
@@ -66,6 +66,15 @@ class Tokenizer:
             raise RunFolderError(f"{path} is not a dimgen encoder")
         _check_spec(spec, path)
         run_dir = run_dir if run_dir is not None else path.parent
+
+        def build() -> torch.nn.Module:
+            return torch.nn.ModuleDict({
+                "encoder": build_encoder(spec["encoder"], spec["in_shape"], spec["dim"],
+                                         spec["encoder_hidden"]),
+                "channel": make_channel(spec["prior"], spec["dim"], spec["sigma"], spec["eps"]),
+            })  # fmt: skip
+
+        check_state_shapes(build, tensors, path)  # on the meta device: nothing allocated
         try:
             encoder = build_encoder(
                 spec["encoder"], spec["in_shape"], spec["dim"], spec["encoder_hidden"]
