@@ -113,6 +113,11 @@ class Tokenizer:
         return self.channel.norm.running_mean.device
 
     def _prepare(self, x: Any) -> Tensor:
+        if isinstance(x, (list, tuple)):
+            try:
+                x = np.asarray(x)
+            except ValueError:
+                raise DataError("inputs are a ragged list: give an (n, ...) array") from None
         arr = unit_images(
             x, "inputs"
         )  # the one scale rule (dimgen.data): uint8 / 255, float [0, 1]
@@ -152,10 +157,21 @@ class Tokenizer:
         return torch.cat(out) if out else torch.zeros(0, self.dim)
 
     def sample_prior(self, n: int, seed: int | None = None) -> Tensor:
-        """``n`` codes drawn from the prior: the input for unconditional generation."""
-        if n < 1:
-            raise DataError(f"n must be >= 1, got {n}")
-        g = torch.Generator().manual_seed(seed) if seed is not None else None
+        """``n`` codes (n, d) drawn from the prior: the input for unconditional generation.
+
+        Raises :class:`DataError` unless ``n`` is an integer >= 1 and ``seed`` None or an
+        integer in [0, 2^64).
+        """
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise DataError(f"n must be >= 1 (an integer), got {n!r}")
+        if seed is not None and (
+            isinstance(seed, bool)
+            or not isinstance(seed, (int, np.integer))
+            or not 0 <= seed < 2**64
+        ):
+            raise DataError(f"seed must be an integer in [0, 2^64), got {seed!r}")
+        g = torch.Generator().manual_seed(int(seed)) if seed is not None else None
+        n = int(n)
         if self.prior_name == "gaussian":
             return torch.randn(n, self.dim, generator=g)
         return torch.rand(n, self.dim, generator=g)

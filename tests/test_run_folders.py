@@ -165,15 +165,22 @@ def test_copy_killed_midway_leaves_no_torn_file(tmp_path: Path, monkeypatch) -> 
 def test_crafted_encoder_metadata_refused_before_building(tmp_path: Path) -> None:
     from dimgen.tokenizer import Tokenizer
 
-    spec = {"dim": 2, "prior": "gaussian", "sigma": 0.2, "eps": 0.1, "in_shape": [1, 2048, 2048],
-            "encoder": "mlp", "encoder_hidden": 8}  # fmt: skip
-    path = tmp_path / "encoder.safetensors"
-    save_weights(path, {"encoder.x": torch.zeros(1)}, {"kind": "encoder", "spec": spec})
+    def crafted(side: int) -> Path:
+        spec = {"dim": 2, "prior": "gaussian", "sigma": 0.2, "eps": 0.1,
+                "in_shape": [1, side, side], "encoder": "conv", "encoder_hidden": 64}  # fmt: skip
+        path = tmp_path / f"encoder-{side}.safetensors"
+        save_weights(path, {"encoder.x": torch.zeros(1)}, {"kind": "encoder", "spec": spec})
+        return path
+
+    # torch imports its meta kernels lazily, once per process: the first refusal is not timed
+    with pytest.raises(RunFolderError, match="do not match the declared architecture"):
+        Tokenizer.from_weights(crafted(8))
+    path = crafted(2048)
     assert path.stat().st_size < 400
     t0 = time.perf_counter()
     with pytest.raises(RunFolderError, match="do not match the declared architecture"):
         Tokenizer.from_weights(path)
-    assert time.perf_counter() - t0 < 1.0  # the 4 GB model is never allocated
+    assert time.perf_counter() - t0 < 1.0  # the 4.6 GB model is never allocated
 
 
 def test_valid_encoder_still_loads(digits_run: Path) -> None:
@@ -341,3 +348,35 @@ def test_gan_run_stores_the_absolute_data_root(
         rec_path.write_text(json.dumps(rec))
         with pytest.raises(RunFolderError, match="'split' must be"):
             GAN.from_pretrained(tmp_path / "gan")
+
+
+def test_tokenizer_api_type_errors_are_dimgen_errors(digits_run: Path) -> None:
+    from dimgen.tokenizer import Tokenizer
+
+    tok = Tokenizer.from_pretrained(digits_run)
+    for bad in (2.5, "3", True, 0):
+        with pytest.raises(DataError, match=r"n must be >= 1 \(an integer\)"):
+            tok.sample_prior(bad)
+    with pytest.raises(DataError, match="seed must be an integer"):
+        tok.sample_prior(4, seed=-1)
+    with pytest.raises(DataError, match="ragged"):
+        tok.encode([np.zeros((8, 8)), np.zeros((4, 4))])
+    assert tok.sample_prior(np.int64(3), seed=1).shape == (3, 2)
+
+
+def test_writer_in_another_process_is_refused_until_it_dies(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom dimgen.io import folder_lock\n"
+         f"with folder_lock({str(out)!r}):\n    print('locked', flush=True)\n    time.sleep(600)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RunFolderError, match="in use"):
+            fit(Toy(ToyConfig()), CPU, out)
+    finally:
+        holder.send_signal(signal.SIGKILL)  # a killed writer leaves no stale lock
+        holder.wait()
+    fit(Toy(ToyConfig()), CPU, out)
+    assert read_run(out, "toy")[1]["complete"]
