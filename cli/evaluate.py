@@ -68,7 +68,7 @@ def evaluate_cmd(
     RUN is an encoder run folder (from `dimgen encode`): its held-out codes are tested and
     evaluation.json, report.md, metrics.json["evaluation"], qq.png and codes.png are written
     into it. With --codes FILE.npz any codes are evaluated. --out: the folder to write
-    evaluation.json, report.md and plots to instead (default: into RUN; nothing for --codes).
+    evaluation.json, report.md and plots to instead (default: into RUN, except with --json; nothing for --codes).
     The seed fixes projections, subsamples and probes.
     """
     import json
@@ -92,9 +92,14 @@ def evaluate_cmd(
 
     if run is not None:
         ev = evaluate_run(
-            run, prior=prior, write=out is None, plots=plots, probes=probes, **overrides
+            run,
+            prior=prior,
+            write=out is None and not as_json,
+            plots=plots,
+            probes=probes,
+            **overrides,
         )
-        target = Path(run) if out is None else Path(out)
+        target = Path(run) if out is None else Path(out)  # --json alone writes nothing
         if out is not None:
             codes, labels, split = load_codes(_run_dir(run) / "codes.npz")
             write_outputs(ev, Path(out), codes, labels, split, plots=plots)

@@ -234,20 +234,14 @@ def check_labels(y: Any, n: int, name: str) -> np.ndarray:
 
 
 def read_npz_arrays(path: str | Path, required: str, what: str = "npz") -> dict[str, np.ndarray]:
-    """All arrays of an ``.npz`` (never unpickled); one-line errors if missing or without ``required``."""
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise DataError(f"{what} file not found: {p}")
-    try:
-        with np.load(p, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
-    except Exception as exc:
-        raise DataError(f"{p} is not a readable .npz file ({type(exc).__name__})") from None
-    if required not in arrays:
-        raise DataError(
-            f"{p} has no array named '{required}' (found: {', '.join(arrays) or 'none'})"
-        )
-    return arrays
+    """The data arrays (``x``, ``y``, ``split``) of an ``.npz``, bounded and never unpickled.
+
+    Only those members are read (:func:`dimgen.npzfile.read_npz_members`); one-line errors if
+    the file is missing, hostile or without ``required``.
+    """
+    from .npzfile import read_npz_members
+
+    return read_npz_members(path, ("x", "y", "split", required), (required,), what=what)
 
 
 def read_npz(path: str) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
@@ -257,6 +251,8 @@ def read_npz(path: str) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | Non
     x = _to_float_images(arrays["x"], str(p))
     if len(x) == 0:
         raise DataError(f"{p}: array x is empty")
+    if x.ndim < 2 or 0 in x.shape[1:]:
+        raise DataError(f"{p}: samples of x hold no values (shape {x.shape}); need (n, ...) data")
     y = arrays.get("y")
     if y is not None:
         y = check_labels(y, len(x), str(p))

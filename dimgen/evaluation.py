@@ -27,11 +27,13 @@ __all__ = [
 
 
 def load_codes(path: str | Path) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """Read ``codes`` and the optional ``labels`` and ``split`` arrays of a codes ``.npz``."""
-    from .data import read_npz_arrays
+    """Read ``codes`` and the optional ``labels`` and ``split`` arrays of a codes ``.npz``.
 
-    arrays = read_npz_arrays(path, "codes", what="codes")
-    return arrays["codes"], arrays.get("labels"), arrays.get("split")
+    The one codes loader (:func:`dimgen.npzfile.read_codes`); raises :class:`DataError`.
+    """
+    from .npzfile import read_codes
+
+    return read_codes(path)
 
 
 def evaluate_run(
@@ -77,7 +79,11 @@ def evaluate_run(
         **overrides,
     )
     if write:
-        write_outputs(ev, run_dir, codes, labels, split, plots=plots, run_metrics=metrics)
+        from .io import folder_lock, refresh_digests
+
+        with folder_lock(run_dir):  # one writer; run.json's digests follow the new artefacts
+            write_outputs(ev, run_dir, codes, labels, split, plots=plots, run_metrics=metrics)
+            refresh_digests(run_dir)
     return ev
 
 
@@ -138,6 +144,8 @@ _MARK = "<!-- dimgen evaluate: everything below is rewritten by each run -->"
 def _merge_report(path: Path, section: str) -> str:
     """Keep what ``report.md`` holds above our marker (the training summary), replace the rest."""
     head = "# dimgen evaluate\n"
+    if path.is_symlink():  # never read (or publish) a link's target
+        raise RunFolderError(f"{path} is a symbolic link; dimgen never follows links it rewrites")
     if path.is_file():
         head = path.read_text().split(_MARK, 1)[0]
     return head.rstrip("\n") + "\n\n" + _MARK + "\n\n" + section

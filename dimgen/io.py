@@ -13,6 +13,7 @@ which bound size, nesting depth and (YAML) refuse anchors and aliases before par
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -32,12 +33,20 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_TEXT_BYTES",
     "RUN_KINDS",
+    "artefact_digests",
+    "atomic_copy",
     "atomic_path",
+    "check_state_shapes",
+    "clean_temps",
+    "folder_lock",
+    "incomplete_message",
+    "inside",
     "load_weights",
     "parse_json",
     "parse_yaml",
     "read_json",
     "read_run",
+    "refresh_digests",
     "resolve_run_dir",
     "save_npz",
     "save_weights",
@@ -144,8 +153,15 @@ def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
     return tensors, meta
 
 
-def write_run(run_dir: str | Path, kind: str, **info: Any) -> None:
-    """Mark ``run_dir`` complete: written last, after every other artefact."""
+def write_run(
+    run_dir: str | Path, kind: str, *, exclude: tuple[str, ...] = (), **info: Any
+) -> None:
+    """Mark ``run_dir`` complete: written last, after every other artefact.
+
+    Records ``artefacts``: the sha256 of every file in the folder (:func:`artefact_digests`)
+    except ``exclude`` (files about to be removed), so :func:`read_run` detects a folder mixed
+    from two runs or changed afterwards.
+    """
     from . import __version__
 
     record = {
@@ -154,8 +170,178 @@ def write_run(run_dir: str | Path, kind: str, **info: Any) -> None:
         "dimgen_version": __version__,
         "complete": True,
         **info,
+        "artefacts": {k: v for k, v in artefact_digests(run_dir).items() if k not in exclude},
     }
     write_json(Path(run_dir) / "run.json", record)
+
+
+def refresh_digests(run_dir: str | Path) -> None:
+    """Re-record the digests of a complete folder after a command added or rewrote artefacts
+    (e.g. ``dimgen evaluate``); call it holding :func:`folder_lock`."""
+    run_dir = Path(run_dir)
+    rec = read_json(run_dir / "run.json")
+    if isinstance(rec, dict):
+        rec["artefacts"] = artefact_digests(run_dir)
+        write_json(run_dir / "run.json", rec)
+
+
+def _is_temp(path: Path) -> bool:
+    return path.name.startswith(".") and path.name.endswith(".tmp")
+
+
+def _files(run_dir: Path) -> Iterator[Path]:
+    """Regular files of a run folder and its subfolders, except ``run.json``, hidden files and
+    nested run folders (a sweep's runs have their own ``run.json``)."""
+    for entry in sorted(run_dir.iterdir()):
+        if entry.name.startswith(".") or entry.is_symlink():
+            continue
+        if entry.is_dir():
+            if not (entry / "run.json").exists():
+                yield from _files(entry)
+        elif entry.is_file() and entry.name != "run.json":
+            yield entry
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def artefact_digests(run_dir: str | Path) -> dict[str, str]:
+    """``{relative path: sha256 hex}`` of every artefact of ``run_dir`` (see :func:`write_run`)."""
+    run_dir = Path(run_dir)
+    return {f.relative_to(run_dir).as_posix(): _sha256(f) for f in _files(run_dir)}
+
+
+def clean_temps(run_dir: str | Path) -> list[Path]:
+    """Remove temporary files (``.NAME.*.tmp``) left by writes cut short; returns them.
+
+    Only call it holding :func:`folder_lock` (another writer's temporary file is never touched).
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir() or run_dir.is_symlink():
+        return []
+    removed = []
+    for tmp in run_dir.rglob(".*.tmp"):
+        if tmp.is_file() and not tmp.is_symlink() and _is_temp(tmp):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+                removed.append(tmp)
+    return removed
+
+
+@contextlib.contextmanager
+def folder_lock(path: str | Path) -> Iterator[Path]:
+    """Hold an exclusive lock on the folder ``path`` for the life of a writing command.
+
+    Creates the folder if needed (and removes it again on exit if it is still empty), then
+    takes a non-blocking ``fcntl.flock`` on the folder itself (no lock file is left behind).
+    The lock ends with the process, so a killed writer never leaves a stale lock.
+
+    Raises:
+        RunFolderError: ``path`` is a symbolic link (dangling or not) or a file, or another
+            process holds the lock (a second writer is refused, not queued).
+        WriteError: the folder cannot be created or opened (read-only parent, ...).
+    """
+    import fcntl
+
+    path = Path(path)
+    if path.is_symlink():
+        raise RunFolderError(
+            f"{path} is a symbolic link; give a real folder (run folders never follow links)"
+        )
+    if path.exists() and not path.is_dir():
+        raise RunFolderError(f"{path} exists and is not a folder")
+    created = not path.exists()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        reason = exc.strerror or _short(exc)
+        raise WriteError(f"could not create or open the folder {path} ({reason})") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise RunFolderError(
+                f"{path} is in use: another dimgen process is writing to it; wait for it to "
+                "finish or choose another --out"
+            ) from None
+        try:
+            yield path
+        finally:
+            if created:
+                with contextlib.suppress(OSError):
+                    path.rmdir()  # only succeeds while the folder is still empty
+    finally:
+        os.close(fd)
+
+
+def inside(run_dir: str | Path, name: Any, what: str = "path") -> Path:
+    """``run_dir / name`` after checking that a path recorded in a run folder stays inside it.
+
+    Raises :class:`RunFolderError` for a non-string, absolute or escaping (``..``) path, or one
+    that passes through a symbolic link.
+    """
+    run_dir = Path(run_dir)
+    if not isinstance(name, str) or not name or "\\" in name or "\0" in name:
+        raise RunFolderError(f"{run_dir}: recorded {what} {name!r} is not a relative file name")
+    rel = Path(name)
+    if rel.is_absolute() or ".." in rel.parts:
+        raise RunFolderError(
+            f"{run_dir}: recorded {what} {name!r} points outside the run folder; refused"
+        )
+    target = run_dir / rel
+    probe = run_dir
+    for part in rel.parts:
+        probe = probe / part
+        if probe.is_symlink():
+            raise RunFolderError(f"{probe} is a symbolic link; run folders never follow links")
+    return target
+
+
+def atomic_copy(src: str | Path, dst: str | Path) -> None:
+    """Copy ``src`` to ``dst`` atomically (a temporary file renamed onto ``dst``)."""
+    import shutil
+
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
+
+
+def check_state_shapes(build: Any, tensors: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Check a file's tensors against the model its metadata declares, without allocating it.
+
+    ``build()`` constructs the model; it runs on PyTorch's ``meta`` device (shapes only, no
+    memory, no compute), so a 220-byte file declaring a 1x2048x2048 input costs nothing. Raises
+    :class:`RunFolderError` if the declared architecture cannot be built or its parameter names
+    and shapes differ from the tensors in the file.
+    """
+    errors = (KeyError, RuntimeError, TypeError, ValueError, OverflowError, MemoryError)
+    try:
+        try:
+            with torch.device("meta"):
+                model = build()
+        except (RuntimeError, NotImplementedError) as exc:
+            if "meta" not in str(exc):
+                raise
+            model = build()  # a constructor that reads values (e.g. .item()) needs real tensors
+        want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    except errors as exc:
+        raise RunFolderError(f"{path}: invalid declared architecture ({_short(exc)})") from None
+    have = {k: tuple(v.shape) for k, v in tensors.items()}
+    if want.keys() != have.keys():
+        odd = sorted(want.keys() ^ have.keys())[:3]
+        raise RunFolderError(
+            f"{path}: tensors do not match the declared architecture (e.g. {', '.join(odd)})"
+        )
+    for k, shape in want.items():
+        if have[k] != shape:
+            raise RunFolderError(
+                f"{path}: tensor {k} has shape {have[k]}, the declared architecture needs {shape}"
+            )
 
 
 def resolve_run_dir(path: str | Path) -> Path:
@@ -167,7 +353,12 @@ def resolve_run_dir(path: str | Path) -> Path:
 
 
 def read_run(path: str | Path, kind: str | tuple[str, ...]) -> tuple[Path, dict[str, Any]]:
-    """Return ``(run_dir, run.json)`` after checking the folder exists, is complete and of ``kind``."""
+    """Return ``(run_dir, run.json)`` after checking the folder exists, is complete and of ``kind``.
+
+    Also refuses a folder holding a symbolic link (readers and rewriters never follow one) and
+    one whose artefacts no longer match the digests recorded in ``run.json`` (a folder mixed
+    from two runs, or changed since).
+    """
     run_dir = resolve_run_dir(path)
     kinds = (kind,) if isinstance(kind, str) else kind
     want = " or ".join(kinds)
@@ -175,13 +366,10 @@ def read_run(path: str | Path, kind: str | tuple[str, ...]) -> tuple[Path, dict[
         raise RunFolderError(f"run folder not found: {run_dir}")
     if not run_dir.is_dir():
         raise RunFolderError(f"{run_dir} is not a folder")
+    _refuse_links(run_dir)
     rec_path = run_dir / "run.json"
     if not rec_path.is_file():
-        if (run_dir / "checkpoint.safetensors").exists() or (run_dir / "config.yaml").exists():
-            raise RunFolderError(
-                f"{run_dir} is an incomplete run (no run.json): resume it with --resume or rerun"
-            )
-        raise RunFolderError(f"{run_dir} is not a dimgen run folder (no run.json); expected {want}")
+        raise RunFolderError(incomplete_message(run_dir, want))
     rec = read_json(rec_path)
     if not isinstance(rec, dict):
         raise RunFolderError(f"{rec_path} is corrupt (not a JSON object)")
@@ -193,8 +381,51 @@ def read_run(path: str | Path, kind: str | tuple[str, ...]) -> tuple[Path, dict[
     if rec.get("kind") not in kinds:
         raise RunFolderError(f"{run_dir} is a {rec.get('kind')!r} run folder; expected {want}")
     if rec.get("complete") is not True:
-        raise RunFolderError(f"{run_dir} is an incomplete run: resume it with --resume or rerun")
+        raise RunFolderError(incomplete_message(run_dir, want))
+    _check_digests(run_dir, rec.get("artefacts"))
     return run_dir, rec
+
+
+def incomplete_message(run_dir: Path, want: str = "a run") -> str:
+    """What to do with a folder without a (complete) ``run.json``: resume, or rerun to replace."""
+    if (run_dir / "checkpoint.safetensors").exists():  # training.checkpoint.CHECKPOINT
+        return (
+            f"{run_dir} is an incomplete run with a checkpoint: continue it with --resume {run_dir}"
+        )
+    if (run_dir / "config.yaml").exists():
+        return (
+            f"{run_dir} is an incomplete run stopped before its first checkpoint: rerun the same "
+            f"command to replace it, or --resume {run_dir} to start it again from its config"
+        )
+    if (run_dir / "run.json").exists():
+        return f"{run_dir} is an incomplete run (run.json does not mark it complete): rerun it"
+    return f"{run_dir} is not a dimgen run folder (no run.json); expected {want}"
+
+
+def _refuse_links(run_dir: Path) -> None:
+    for entry in run_dir.rglob("*"):
+        if entry.is_symlink():
+            raise RunFolderError(
+                f"{entry} is a symbolic link; dimgen never follows links inside a run folder"
+            )
+
+
+def _check_digests(run_dir: Path, recorded: Any) -> None:
+    if recorded is None:  # folders written before digests were recorded
+        return
+    if not isinstance(recorded, dict) or not all(isinstance(v, str) for v in recorded.values()):
+        raise RunFolderError(f"{run_dir}/run.json: 'artefacts' must map file names to sha256")
+    for name, digest in recorded.items():
+        file = inside(run_dir, name, "artefact")
+        if not file.is_file():
+            raise RunFolderError(
+                f"{file} is recorded in run.json but missing: the folder is damaged"
+            )
+        if _sha256(file) != digest:
+            raise RunFolderError(
+                f"{file} does not match the digest in run.json: the folder was mixed from two "
+                "runs or changed since; rerun it"
+            )
 
 
 def _jsonable(obj: Any) -> Any:

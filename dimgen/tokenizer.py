@@ -28,7 +28,7 @@ from .channel import LEGACY_SQUASH, SQUASHES, NoiseChannel, make_channel
 from .config import check_count, check_seed
 from .data import unit_images
 from .errors import ConfigError, DataError, RunFolderError
-from .io import load_weights, read_run
+from .io import check_state_shapes, load_weights, read_run
 from .nets import build_encoder
 
 __all__ = ["Tokenizer"]
@@ -68,6 +68,15 @@ class Tokenizer:
             raise RunFolderError(f"{path} is not a dimgen encoder")
         _check_spec(spec, path)
         run_dir = run_dir if run_dir is not None else path.parent
+
+        def build() -> torch.nn.Module:
+            return torch.nn.ModuleDict({
+                "encoder": build_encoder(spec["encoder"], spec["in_shape"], spec["dim"],
+                                         spec["encoder_hidden"]),
+                "channel": make_channel(spec["prior"], spec["dim"], spec["sigma"], spec["eps"]),
+            })  # fmt: skip
+
+        check_state_shapes(build, tensors, path)  # on the meta device: nothing allocated
         try:
             encoder = build_encoder(
                 spec["encoder"], spec["in_shape"], spec["dim"], spec["encoder_hidden"]
@@ -108,6 +117,11 @@ class Tokenizer:
         return self.channel.norm.running_mean.device
 
     def _prepare(self, x: Any) -> Tensor:
+        if isinstance(x, (list, tuple)):
+            try:
+                x = np.asarray(x)
+            except ValueError:
+                raise DataError("inputs are a ragged list: give an (n, ...) array") from None
         arr = unit_images(
             x, "inputs"
         )  # the one scale rule (dimgen.data): uint8 / 255, float [0, 1]

@@ -40,6 +40,10 @@ def test_evaluate_run_folder_json_and_files(tiny_run: Path) -> None:
     assert res["training"]["capacity_nats"] == pytest.approx(metrics["capacity_nats"])
     assert res["training"]["kl_upper_bound_nats"] == pytest.approx(metrics["kl_upper_bound_nats"])
     assert res["n"] == metrics["n_test"]  # the held-out codes are tested
+    assert "evaluation" not in metrics and not (tiny_run / "evaluation.json").exists()  # --json
+    code, _, err = _invoke("evaluate", str(tiny_run))  # without --json: written into the run
+    assert code == 0, err
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
     assert metrics["evaluation"]["normality"]["p"] == pytest.approx(res["normality"]["p"])
     assert json.loads((tiny_run / "evaluation.json").read_text())["p"] == pytest.approx(res["p"])
     for name in ("qq.png", "codes.png"):

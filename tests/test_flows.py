@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -422,6 +423,11 @@ def test_load_prior_refuses_corrupt_weights(make_encoder_run, tmp_path) -> None:
     transform_codes(src, "mixture:2", config=FlowConfig(method="maf", layers=1, hidden=8, steps=5,
                                                         n_train=500, n_test=200), out=tmp_path / "f")  # fmt: skip
     (tmp_path / "f" / "flow.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(RunFolderError, match=r"flow\.safetensors does not match the digest"):
+        load_prior(tmp_path / "f")  # run.json's digests catch it first
+    rec = json.loads((tmp_path / "f" / "run.json").read_text())
+    del rec["artefacts"]  # a folder without digests: the loader itself refuses the file
+    (tmp_path / "f" / "run.json").write_text(json.dumps(rec))
     with pytest.raises(RunFolderError, match="not a valid safetensors"):
         load_prior(tmp_path / "f")
 

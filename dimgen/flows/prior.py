@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from ..errors import DataError, RunFolderError
-from ..io import load_weights, read_run
+from ..io import check_state_shapes, inside, load_weights, read_run
 from .targets import Target, make_target, source_law
 from .transforms import Bijection, Composite, Identity, as_codes, prior_map
 
@@ -146,7 +146,7 @@ def load_prior(path: str | Path) -> Prior:
         raise RunFolderError(f"{run_dir}/run.json: flow spec is incomplete") from None
     flow = None
     if method != "exact":
-        flow = _load_flow(run_dir / str(spec.get("weights") or "flow.safetensors"))
+        flow = _load_flow(inside(run_dir, spec.get("weights") or "flow.safetensors", "weights"))
         if flow.dim != dim:
             raise RunFolderError(f"{run_dir}: flow dimension {flow.dim} does not match spec {dim}")
     target = None if target_spec.startswith("samples:") else make_target(target_spec, dim)
@@ -160,6 +160,7 @@ def _load_flow(path: Path) -> Bijection:
     arch = meta.get("arch")
     if meta.get("kind") != "flow" or not isinstance(arch, dict):
         raise RunFolderError(f"{path} is not a dimgen flow")
+    check_state_shapes(lambda: build_backend(arch), tensors, path)  # nothing allocated
     try:
         flow = build_backend(arch).double()
         flow.load_state_dict(tensors)

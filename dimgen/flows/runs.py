@@ -50,19 +50,10 @@ class FlowRun:
 
 def read_codes(run_dir: Path) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """(codes (n, d) float64, labels or None, split) from ``<run>/codes.npz``."""
-    path = run_dir / "codes.npz"
-    if not path.is_file():
-        raise RunFolderError(f"{run_dir} has no codes.npz")
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: np.asarray(f[k]) for k in f.files}
-    except (OSError, ValueError) as exc:
-        raise RunFolderError(f"{path} is corrupt ({str(exc)[:120]})") from None
-    codes = arrays.get("codes")
-    if codes is None or codes.ndim != 2 or not np.issubdtype(codes.dtype, np.floating):
-        raise RunFolderError(f"{path} has no (n, d) float array 'codes'")
-    split = arrays.get("split", np.array(["all"] * len(codes)))
-    return codes.astype(np.float64), arrays.get("labels"), split
+    from ..npzfile import read_codes as read_codes_file
+
+    codes, labels, split = read_codes_file(run_dir / "codes.npz", error=RunFolderError)
+    return codes, labels, split if split is not None else np.array(["all"] * len(codes))
 
 
 def _read_bound(run_dir: Path) -> dict[str, Any]:
@@ -130,10 +121,22 @@ def transform_codes(
     cfg = validate(config if config is not None else FlowConfig(), FlowConfig)
     if (to is None) == (to_samples is None):
         raise ConfigError("give exactly one target: a law (--to) or a samples file (--to-samples)")
+    if out is None:
+        return _transform(source, to, to_samples, cfg, None)
+    folder = RunFolder(out)
+    with folder.lock():  # one writer for the life of the command
+        folder.check(resume=False)
+        return _transform(source, to, to_samples, cfg, folder.path)
+
+
+def _transform(
+    source: str | Path,
+    to: str | None,
+    to_samples: str | Path | None,
+    cfg: FlowConfig,
+    out_dir: Path | None,
+) -> FlowRun:
     run_dir, _ = read_run(source, "encoder")
-    out_dir = Path(out) if out is not None else None
-    if out_dir is not None:
-        RunFolder(out_dir).check(resume=False)
     codes, labels, split = read_codes(run_dir)
     src = _read_bound(run_dir)
     prior, dim = str(src["prior"]), codes.shape[1]

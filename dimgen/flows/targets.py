@@ -349,19 +349,12 @@ def make_target(spec: str, dim: int) -> Target:
 
 def load_target_samples(path: str | Path, dim: int) -> SampleTarget:
     """Read target samples from an ``.npz`` (array ``x`` or ``samples``, shape (n, d))."""
+    from ..npzfile import read_npz_members
+
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"target samples file not found: {path}")
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: np.asarray(f[k]) for k in f.files if k in ("x", "samples")}
-            names = list(f.files)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path} is not a readable .npz file ({exc})") from None
+    arrays = read_npz_members(path, ("x", "samples"), what="target samples")  # bounded
     if not arrays:
-        raise DataError(
-            f"{path} has no array 'x' or 'samples' (found: {', '.join(names) or 'none'})"
-        )
+        raise DataError(f"{path} has no array 'x' or 'samples'")
     arr = arrays.get("x", arrays.get("samples"))
     if not np.issubdtype(arr.dtype, np.number) or arr.ndim != 2:
         raise DataError(

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from ..arrays import as_array
 from ..config import check_count, check_seed, load_config
 from ..errors import DataError, RunFolderError
-from ..io import load_weights, read_run
+from ..io import check_state_shapes, load_weights, read_run
 from ..tokenizer import Tokenizer
 from .config import GANConfig
 from .nets import build_generator
@@ -56,6 +56,7 @@ class GAN:
     ) -> GAN:
         """Load a complete GAN run folder (``dimgen train-gan``); the EMA generator if ``ema``."""
         run_dir, record = read_run(path, "gan")
+        _check_record(record, run_dir)
         file = run_dir / "generator_ema.safetensors"
         if not (ema and file.is_file()):
             file = run_dir / "generator.safetensors"
@@ -63,6 +64,7 @@ class GAN:
         spec = meta.get("spec")
         if meta.get("kind") != "generator" or not isinstance(spec, dict):
             raise RunFolderError(f"{file} is not a dimgen generator")
+        check_state_shapes(lambda: build_generator(spec), tensors, file)  # nothing allocated
         try:
             gen = build_generator(spec)
             gen.load_state_dict(tensors)
@@ -145,3 +147,19 @@ class GAN:
         if len(codes) == 0:
             raise DataError("no images given")
         return self.generate(codes, seed=seed), codes
+
+
+def _check_record(record: dict[str, Any], run_dir: Path) -> None:
+    """The fields of a GAN run's ``run.json`` that loaders use, checked against their schema."""
+    split = record.get("split", {})
+    ok = isinstance(split, dict)
+    if ok:
+        frac, seed = split.get("test_fraction", 0.2), split.get("seed", 0)
+        ok = type(frac) in (int, float) and 0 < frac < 1 and type(seed) is int and 0 <= seed < 2**64
+    if not ok:
+        raise RunFolderError(
+            f"{run_dir}/run.json: 'split' must be {{test_fraction: a number in (0, 1), seed: an "
+            f"integer >= 0}}, got {split!r:.80}"
+        )
+    if not isinstance(record.get("data", ""), str):
+        raise RunFolderError(f"{run_dir}/run.json: 'data' must be a data source name")

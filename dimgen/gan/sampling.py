@@ -61,13 +61,9 @@ def load_images(
 
 def read_codes(path: str | Path) -> np.ndarray:
     """The ``codes`` array (n, d) of an ``.npz`` (e.g. written by ``dimgen encode --encoder``)."""
-    from ..data import read_npz_arrays
+    from ..npzfile import read_codes as read_codes_file
 
-    p = Path(path)
-    codes = np.asarray(read_npz_arrays(p, "codes", what="codes")["codes"])
-    if not np.issubdtype(codes.dtype, np.number):
-        raise DataError(f"{p}: codes must be numeric, got dtype {codes.dtype}")
-    return codes.astype(np.float32)
+    return read_codes_file(path)[0].astype(np.float32)
 
 
 @dataclass

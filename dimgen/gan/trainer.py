@@ -10,7 +10,6 @@ averaged over windows of ``log_every`` steps.
 from __future__ import annotations
 
 import copy
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from torch import Tensor, nn
 from ..config import EncoderConfig, load_run_config, replace, validate
 from ..data import Dataset, check_finite, load_data
 from ..errors import ConfigError, DataError, DimgenError
-from ..io import atomic_path, save_weights, write_json, write_text
+from ..io import atomic_copy, save_weights, write_json, write_text
 from ..tokenizer import Tokenizer
 from ..training import CheckpointState, Context, Fitted, ScalarCallback, Trainer, fit
 from ..training.devices import resolve_device
@@ -102,7 +101,11 @@ class GANTrainer(Trainer):
             )
         _check_sizes(cfg, ds, source)
         check_finite(ds.x_train, f"{source} (train)")
-        cfg = self.config = replace(cfg, encoder_run=str(enc_dir.resolve()), data=source)
+        # A derived run stores the absolute data root it used (readable from any folder).
+        abs_root = str(Path(root).expanduser().resolve()) if root else None
+        cfg = self.config = replace(
+            cfg, encoder_run=str(enc_dir.resolve()), data=source, data_root=abs_root
+        )
         self.enc_dir, self.enc_cfg, self.tok, self.ds, self.source = (
             enc_dir,
             enc_cfg,
@@ -202,8 +205,8 @@ class GANTrainer(Trainer):
     ) -> None:
         cfg, ds, spec = self.config, self.ds, self.spec
         _write_weights(out, self.G, self.D, self.G_ema, spec, cfg)
-        _copy(self.enc_dir / "encoder.safetensors", out / "encoder.safetensors")
-        _copy(self.enc_dir / "config.yaml", out / "encoder-config.yaml")
+        atomic_copy(self.enc_dir / "encoder.safetensors", out / "encoder.safetensors")
+        atomic_copy(self.enc_dir / "config.yaml", out / "encoder-config.yaml")
         save_image_grid(self._grid(), out / "samples" / "final.png")
         clf_path = None
         if ds.y_train is not None and cfg.classifier_epochs > 0:
@@ -269,12 +272,6 @@ def _check_sizes(cfg: GANConfig, ds: Dataset, source: str) -> None:
             f"{source}: {len(ds.x_test)} held-out image(s); the evaluation needs at least "
             f"{MIN_EVAL_SAMPLES} (or set eval_samples=0)"
         )
-
-
-def _copy(src: Path, dst: Path) -> None:
-    """Copy a file atomically (a temporary file renamed onto ``dst``)."""
-    with atomic_path(dst) as tmp:
-        shutil.copyfile(src, tmp)
 
 
 def _write_weights(

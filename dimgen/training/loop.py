@@ -10,6 +10,7 @@ threads, and agreement between data-parallel processes on every error before wor
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -45,7 +46,8 @@ def fit(
     """Train ``trainer`` on ``device``; with ``out``, in a run folder; returns its result.
 
     In a process group every process calls this; rank 0 checks and writes the folder.
-    Raises :class:`~dimgen.errors.RunFolderError` (used folder, nothing to resume, foreign
+    Rank 0 holds the folder's exclusive lock from the first check to ``run.json``. Raises
+    :class:`~dimgen.errors.RunFolderError` (used or locked folder, nothing to resume, foreign
     checkpoint), :class:`TrainingError` (non-finite loss or weights) and the trainer's own
     ``DimgenError`` s, the same on every process.
     """
@@ -54,12 +56,13 @@ def fit(
         raise RunFolderError("nothing to resume: no run folder given")
     folder = RunFolder(out) if out is not None else None
     ctx = Context(device, rank, world, resume)
-    with configure_threads(trainer.threads, device, world):
+    with configure_threads(trainer.threads, device, world), contextlib.ExitStack() as stack:
         # Every check that can fail on one process is agreed on by all, so none is left waiting.
         error: DimgenError | None = None
         state = CheckpointState({})
         try:
             if folder is not None and rank == 0:
+                stack.enter_context(folder.lock())  # held until run.json is written
                 folder.check(resume)
             state = trainer.setup(ctx)
         except DimgenError as exc:
@@ -68,8 +71,10 @@ def fit(
 
         start, history, extra = 0, [], {}
         error = None
+        # A folder stopped before its first checkpoint resumes from the start with its config.
+        from_checkpoint = resume and folder is not None and folder.checkpoint.is_file()
         try:
-            if resume:
+            if from_checkpoint:
                 assert folder is not None
                 start, history, extra = load_checkpoint(
                     folder.checkpoint, state, kind=trainer.kind, rank=rank, world=world,
