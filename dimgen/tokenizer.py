@@ -68,12 +68,15 @@ class Tokenizer:
             raise RunFolderError(f"{path} is not a dimgen encoder")
         _check_spec(spec, path)
         run_dir = run_dir if run_dir is not None else path.parent
+        # Runs written before the squash field was added were trained with phi.
+        squash = spec.get("squash", LEGACY_SQUASH)
 
         def build() -> torch.nn.Module:
             return torch.nn.ModuleDict({
                 "encoder": build_encoder(spec["encoder"], spec["in_shape"], spec["dim"],
                                          spec["encoder_hidden"]),
-                "channel": make_channel(spec["prior"], spec["dim"], spec["sigma"], spec["eps"]),
+                "channel": make_channel(spec["prior"], spec["dim"], spec["sigma"], spec["eps"],
+                                        squash),
             })  # fmt: skip
 
         check_state_shapes(build, tensors, path)  # on the meta device: nothing allocated
@@ -81,8 +84,6 @@ class Tokenizer:
             encoder = build_encoder(
                 spec["encoder"], spec["in_shape"], spec["dim"], spec["encoder_hidden"]
             )
-            # Runs written before the squash field was added were trained with phi.
-            squash = spec.get("squash", LEGACY_SQUASH)
             channel = make_channel(spec["prior"], spec["dim"], spec["sigma"], spec["eps"], squash)
             encoder.load_state_dict(
                 {k[8:]: v for k, v in tensors.items() if k.startswith("encoder.")}
@@ -117,14 +118,8 @@ class Tokenizer:
         return self.channel.norm.running_mean.device
 
     def _prepare(self, x: Any) -> Tensor:
-        if isinstance(x, (list, tuple)):
-            try:
-                x = np.asarray(x)
-            except ValueError:
-                raise DataError("inputs are a ragged list: give an (n, ...) array") from None
-        arr = unit_images(
-            x, "inputs"
-        )  # the one scale rule (dimgen.data): uint8 / 255, float [0, 1]
+        # the one scale rule (dimgen.data): uint8 / 255, float [0, 1]; ragged lists refused there
+        arr = unit_images(x, "inputs")
         want = self.in_shape
         if arr.shape == want:  # a single sample ((N, H, W) grey images are handled below)
             arr = arr[None]

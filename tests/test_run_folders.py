@@ -24,7 +24,7 @@ from click.testing import CliRunner
 from dimgen.cli import cli
 from test_training import CPU, Toy, ToyConfig, _Stop, _stop_at
 
-from dimgen.errors import DataError, RunFolderError
+from dimgen.errors import ConfigError, DataError, RunFolderError
 from dimgen.io import atomic_copy, folder_lock, read_run, save_weights, write_run
 from dimgen.npzfile import read_codes, read_npz_members
 from dimgen.training import fit
@@ -355,9 +355,9 @@ def test_tokenizer_api_type_errors_are_dimgen_errors(digits_run: Path) -> None:
 
     tok = Tokenizer.from_pretrained(digits_run)
     for bad in (2.5, "3", True, 0):
-        with pytest.raises(DataError, match=r"n must be >= 1 \(an integer\)"):
+        with pytest.raises(DataError, match=r"n must be (an integer )?>= 1"):
             tok.sample_prior(bad)
-    with pytest.raises(DataError, match="seed must be an integer"):
+    with pytest.raises(ConfigError, match="seed"):
         tok.sample_prior(4, seed=-1)
     with pytest.raises(DataError, match="ragged"):
         tok.encode([np.zeros((8, 8)), np.zeros((4, 4))])
