@@ -121,7 +121,8 @@ def data_option() -> Callable[[F], F]:
     return click.option(
         "--data",
         metavar="SOURCE",
-        help="digits | mnist | fashion-mnist | cifar10 | npz:PATH.  "
+        help="digits | mnist | fashion-mnist | cifar10 | npz:PATH | "
+        "folder:PATH[,side=N][,mode=grey|rgb] (your images).  "
         f"[default: {EncoderConfig.data}; a derived run: its encoder run's data]",
     )
 
