@@ -135,7 +135,10 @@ def _is_grey(img) -> bool:  # img: PIL.Image.Image
 
 
 def read_folder(spec: FolderSpec) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
-    """Every image of the folder as uint8-scaled float32 in [0, 1], shaped (N, C, side, side).
+    """Every image of the folder as uint8 pixels, shaped (N, C, side, side).
+
+    :func:`dimgen.data.load_data` scales the result by :func:`dimgen.data.unit_images` (this
+    module stays below :mod:`dimgen.data`: no import cycle).
 
     Returns ``(x, y, classes)``: ``y`` (N,) int64 labels and the class names for an ImageFolder
     layout, ``None`` and ``[]`` for a flat folder. ``C`` is 1 (grey) or 3 (RGB).
@@ -145,8 +148,6 @@ def read_folder(spec: FolderSpec) -> tuple[np.ndarray, np.ndarray | None, list[s
             :data:`MAX_IMAGES` images, or an image PIL cannot read (the message names the file).
     """
     from torchvision.transforms import CenterCrop, InterpolationMode, Resize
-
-    from .data import unit_images
 
     files, labels, classes = _layout(spec)
     if len(files) > MAX_IMAGES:
@@ -170,4 +171,4 @@ def read_folder(spec: FolderSpec) -> tuple[np.ndarray, np.ndarray | None, list[s
         if arr.shape[:2] != (spec.side, spec.side):
             raise DataError(f"{path}: could not be cropped to {spec.side}x{spec.side}")
         out[i] = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
-    return unit_images(out, str(spec.path)), labels, classes
+    return out, labels, classes

@@ -49,18 +49,19 @@ def write_folder(
 def test_image_folder_labels_sizes_and_scale(tmp_path: Path) -> None:
     root = write_folder(tmp_path / "imgs")
     x, y, classes = read_folder(FolderSpec(root, side=16))
-    assert x.shape == (24, 1, 16, 16) and x.dtype == np.float32  # grey detected, all one size
+    assert x.shape == (24, 1, 16, 16) and x.dtype == np.uint8  # grey detected, all one size
     assert classes == ["class0", "class1"] and np.bincount(y).tolist() == [12, 12]
-    assert x.min() >= 0.0 and x.max() <= 1.0
     # The labels follow the content: class 0 bright on the left, class 1 on the right.
     left, right = x[..., :6].mean(axis=(1, 2, 3)), x[..., 10:].mean(axis=(1, 2, 3))
     assert np.all((left > right) == (y == 0))
-    # The one scale rule: a uint8 pixel v becomes v / 255 (a 1x1 image of value 51 -> 0.2).
+    # The one scale rule: a uint8 pixel v becomes v / 255 (an image of value 51 -> 0.2).
     one = tmp_path / "one"
     one.mkdir()
-    Image.fromarray(np.full((8, 8), 51, np.uint8), "L").save(one / "a.png")
-    x1, y1, _ = read_folder(FolderSpec(one, side=4))
-    assert y1 is None and np.allclose(x1, 0.2)
+    for i in range(4):
+        Image.fromarray(np.full((8, 8 + i), 51, np.uint8), "L").save(one / f"{i}.png")
+    ds = load_data(f"folder:{one},side=4", test_fraction=0.25)
+    assert ds.y_train is None and ds.x_train.dtype == np.float32
+    assert np.allclose(np.concatenate([ds.x_train, ds.x_test]), 0.2)
 
 
 def test_flat_folder_rgb_and_seeded_split(tmp_path: Path) -> None:
