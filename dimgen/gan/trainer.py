@@ -178,6 +178,14 @@ class GANTrainer(Trainer):
         if out is not None and every and done % every == 0:
             save_image_grid(self._grid(), out / "samples" / f"step-{done:06d}.png")
 
+    def images(self, done: int) -> dict[str, Tensor]:
+        every = self.config.sample_every
+        if not every or done % every:
+            return {}
+        from torchvision.utils import make_grid
+
+        return {"samples": make_grid(self._grid(), nrow=8)}  # (C, H, W) in [0, 1]
+
     def _grid(self) -> Tensor:
         return _grid_samples(self.G_ema or self.G, self.grid_z, self.grid_codes)
 
