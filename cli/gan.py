@@ -38,6 +38,12 @@ __all__ = ["register"]
 @seed_option()
 @device_option()
 @set_option()
+@click.option(
+    "--fid-extractor",
+    type=click.Path(dir_okay=False),
+    help="Reference classifier for FID (used if it exists, else trained and written there).  "
+    "[default: one per data set in $DIMGEN_CACHE or ~/.cache/dimgen]",
+)
 @tensorboard_option()
 @quiet_option()
 def train_gan_cmd(encoder_run: str | None, out: str | None, resume_dir: str | None,

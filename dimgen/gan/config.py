@@ -58,6 +58,10 @@ class GANConfig(RunConfig):
     """Epochs of the evaluation classifier (labelled data only; 0: no classifier, no label metrics)."""
     eval_samples: int = 2000
     """Held-out images (and as many unconditional samples) evaluated at the end (0: skip)."""
+    fid_extractor: str | None = None
+    """The reference classifier file (safetensors) for FID / KID and label metrics: used if it
+    exists, else trained once and written there. None: the cache (``$DIMGEN_CACHE``,
+    :mod:`dimgen.fid_extractor`), one per data set."""
 
 
 def _check_gan(cfg: GANConfig) -> None:
