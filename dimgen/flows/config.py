@@ -17,6 +17,8 @@ METHODS = ("auto", "exact", "maf", "rqs")
 class FlowConfig:
     """How codes are mapped to a new prior. Defaults train a 2-D flow in a few CPU seconds."""
 
+    backend: str = "nflows"
+    """Flow library: ``nflows`` or ``zuko`` (optional extra ``dimgen[zuko]``)."""
     method: str = "auto"
     """``auto`` (``exact`` for i.i.d. 1-D laws, else ``rqs``), ``exact``, ``maf`` or ``rqs``."""
     layers: int = 3
@@ -46,6 +48,8 @@ class FlowConfig:
 
 
 def _check_flow(cfg: FlowConfig) -> None:
+    if cfg.backend not in ("nflows", "zuko"):
+        raise ConfigError(f"backend must be nflows or zuko, got {cfg.backend!r}")
     if cfg.method not in METHODS:
         raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {cfg.method!r}")
     for name in ("layers", "hidden", "blocks", "steps", "batch_size", "n_train", "knn_k"):
