@@ -15,6 +15,7 @@ from dimgen.cli.options import (
     quiet_option,
     seed_option,
     set_option,
+    tensorboard_option,
 )
 
 __all__ = ["register"]
@@ -53,6 +54,7 @@ __all__ = ["register"]
 @click.option(
     "--resume", "resume_dir", type=click.Path(), help="Continue an interrupted run folder."
 )
+@tensorboard_option()
 @out_option()
 @quiet_option()
 def encode(config_path: str | None, encoder_run: str | None, resume_dir: str | None, out: str | None,

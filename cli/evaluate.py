@@ -17,6 +17,7 @@ from dimgen.cli.options import (
     quiet_option,
     seed_option,
     set_option,
+    tensorboard_option,
 )
 
 __all__ = ["register"]
@@ -144,6 +145,7 @@ def _run_dir(run: str) -> Path:
 @device_option()
 @set_option()
 @click.option("--alpha", type=float, help="Significance level of the verdicts [default: 0.05].")
+@tensorboard_option()
 @quiet_option()
 def sweep_cmd(
     config_path: str | None,

@@ -30,6 +30,11 @@ _TARGETS = (
     type=click.Choice(METHODS),
     help="auto: exact for 1-D laws, else rqs.",
 )
+@click.option(
+    "--backend",
+    type=click.Choice(["nflows", "zuko"]),
+    help="Flow library (zuko: pip install 'dimgen[zuko]').  [default: nflows]",
+)
 @click.option("--layers", type=int, help="Flow layers.")
 @click.option("--hidden", type=int, help="Hidden width of each flow layer.")
 @click.option("--bins", type=int, help="Spline bins (rqs).")

@@ -17,6 +17,7 @@ from dimgen.cli.options import (
     quiet_option,
     seed_option,
     set_option,
+    tensorboard_option,
 )
 
 __all__ = ["register"]
@@ -37,6 +38,13 @@ __all__ = ["register"]
 @seed_option()
 @device_option()
 @set_option()
+@click.option(
+    "--fid-extractor",
+    type=click.Path(dir_okay=False),
+    help="Reference classifier for FID (used if it exists, else trained and written there).  "
+    "[default: one per data set in $DIMGEN_CACHE or ~/.cache/dimgen]",
+)
+@tensorboard_option()
 @quiet_option()
 def train_gan_cmd(encoder_run: str | None, out: str | None, resume_dir: str | None,
                   config_path: str | None, sets: tuple[str, ...], quiet: bool, **flags: object) -> None:  # fmt: skip

@@ -31,6 +31,7 @@ __all__ = [
     "quiet_option",
     "seed_option",
     "set_option",
+    "tensorboard_option",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -49,6 +50,7 @@ SHARED_OPTIONS = (
     "--quiet",
     "--data",
     "--data-root",
+    "--tensorboard",
 )
 
 _MAX_SEED = 2**64 - 1  # the widest seed torch and numpy both accept
@@ -121,7 +123,8 @@ def data_option() -> Callable[[F], F]:
     return click.option(
         "--data",
         metavar="SOURCE",
-        help="digits | mnist | fashion-mnist | cifar10 | npz:PATH.  "
+        help="digits | mnist | fashion-mnist | cifar10 | npz:PATH | "
+        "folder:PATH[,side=N][,mode=grey|rgb] (your images).  "
         f"[default: {EncoderConfig.data}; a derived run: its encoder run's data]",
     )
 
@@ -132,6 +135,16 @@ def data_root_option() -> Callable[[F], F]:
         "--data-root",
         type=click.Path(file_okay=False),
         help="Folder with torchvision data sets.  [default: $DIMGEN_DATA]",
+    )
+
+
+def tensorboard_option() -> Callable[[F], F]:
+    """``--tensorboard``: TensorBoard events beside ``log.csv`` (config field ``tensorboard``)."""
+    return click.option(
+        "--tensorboard",
+        is_flag=True,
+        default=None,
+        help="Also write TensorBoard events (scalars, sample grids) into RUN/tensorboard/.",
     )
 
 

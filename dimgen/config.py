@@ -150,6 +150,8 @@ class RunConfig:
     """CPU threads for torch (0: torch's default)."""
     data_root: str | None = None
     """Folder for torchvision data sets (``DIMGEN_DATA`` if unset)."""
+    tensorboard: bool = False
+    """Also write TensorBoard events (scalars, sample grids) beside ``log.csv`` in the run folder."""
 
 
 def check_run_config(cfg: RunConfig) -> None:

@@ -2,7 +2,8 @@
 
 Sources: ``digits`` (scikit-learn's bundled 8x8 digits; no download), ``mnist``,
 ``fashion-mnist``, ``cifar10`` (torchvision layout under a root folder), ``npz:PATH`` (array ``x``,
-optional ``y`` and ``split``). A ``:train`` / ``:test`` suffix selects one split (``mnist:test``).
+optional ``y`` and ``split``), ``folder:PATH`` (your own images: an ImageFolder layout or a flat
+folder, :mod:`dimgen.folder_data`). A ``:train`` / ``:test`` suffix selects one split (``mnist:test``).
 All images become float32 tensors in [0, 1], shaped (N, C, H, W); vectors stay (N, F).
 
 Image scale (one rule for every entry point, in :func:`unit_images`): ``uint8`` is divided by
@@ -46,7 +47,7 @@ __all__ = [
     "unit_images",
 ]
 
-SOURCES = ("digits", "mnist", "fashion-mnist", "cifar10", "npz:PATH")
+SOURCES = ("digits", "mnist", "fashion-mnist", "cifar10", "npz:PATH", "folder:PATH")
 SCALE_TOLERANCE = 1e-3
 """Float images may stray this far outside [0, 1] (rounding) before they are refused."""
 MAX_LABEL = 1_000_000
@@ -92,10 +93,19 @@ class Dataset:
 
 
 def parse_source(source: str) -> tuple[str, str | None]:
-    """Split ``name[:split]`` (``npz:PATH`` keeps its path; ``npz:PATH:test`` is not supported)."""
+    """Split ``name[:split]`` (``npz:PATH`` and ``folder:PATH`` keep their path; no split suffix).
+
+    Raises:
+        DataError: an unknown source or split, or bad ``folder:`` options.
+    """
     if not isinstance(source, str) or not source:
         raise DataError("data source must be a non-empty string")
     if source.startswith("npz:"):
+        return source, None
+    if source.startswith("folder:"):
+        from .folder_data import parse_folder_source
+
+        parse_folder_source(source)  # options checked before any image is read
         return source, None
     name, _, split = source.partition(":")
     if name not in ("digits", "mnist", "fashion-mnist", "cifar10"):
@@ -132,6 +142,12 @@ def load_data(
         return _random_split("digits", x, d.target.astype(np.int64), test_fraction, seed)
     if name.startswith("npz:"):
         return _load_npz(name[4:], test_fraction, seed)
+    if name.startswith("folder:"):
+        from .folder_data import parse_folder_source, read_folder
+
+        spec = parse_folder_source(name)
+        x, y, _ = read_folder(spec)
+        return _random_split(spec.path.name or str(spec.path), x, y, test_fraction, seed)
     return _load_torchvision(name, _resolve_root(root))
 
 

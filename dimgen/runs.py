@@ -140,7 +140,8 @@ def encoder_report(metrics: dict[str, Any], config: dict[str, Any]) -> str:
     if "knn_acc" in metrics:
         lines.append(f"- 5-NN accuracy on held-out codes: {metrics['knn_acc']:.3f} "
                      f"(chance {metrics['chance_acc']:.3f}, {metrics['n_classes']} classes)")  # fmt: skip
-    lines += ["", "![codes](codes.png)", ""]
+    lines += ["", "![codes](codes.png)", "", "## Training curves", "",
+              "The training bound per epoch (`log.csv`):", "", "![training curves](curves.png)", ""]  # fmt: skip
     return "\n".join(lines)
 
 

@@ -52,8 +52,20 @@ class Tokenizer:
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu") -> Tokenizer:
-        """Rebuild the encoder of a complete ``dimgen encode`` run folder."""
-        run_dir, _ = read_run(path, "encoder")
+        """Rebuild the encoder of a ``dimgen encode`` run folder, a ``dimgen export`` folder, or
+        a Hugging Face Hub repository id (``user/repo``; needs ``huggingface_hub``).
+
+        Raises:
+            RunFolderError: missing, incomplete or foreign folder, weights that do not match, a
+                repository that cannot be downloaded.
+            DimgenError: a repository id without ``huggingface_hub`` installed.
+        """
+        from .hub import is_export, resolve_pretrained
+
+        folder = resolve_pretrained(path)
+        if folder.is_dir() and is_export(folder) and not (folder / "run.json").exists():
+            return cls.from_weights(folder / "model.safetensors", device, folder)
+        run_dir, _ = read_run(folder, "encoder")
         return cls.from_weights(run_dir / "encoder.safetensors", device, run_dir)
 
     @classmethod

@@ -11,6 +11,7 @@ import pytest
 _TMP = Path(tempfile.mkdtemp(prefix="dimgen-tests-"))
 os.environ.setdefault("TORCH_HOME", str(_TMP / "torch"))
 os.environ.setdefault("MPLCONFIGDIR", str(_TMP / "mpl"))
+os.environ["DIMGEN_CACHE"] = str(_TMP / "cache")  # FID extractors: never the user's cache
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch  # noqa: E402

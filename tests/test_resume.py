@@ -70,6 +70,9 @@ def test_sigkill_then_resume_is_bit_exact(tmp_path: Path) -> None:
     assert np.array_equal(a["codes"], b["codes"])
     ma, mb = (json.loads((p / "metrics.json").read_text()) for p in (killed, whole))
     assert ma["history"] == mb["history"] and len(ma["history"]) == 30
+    # log.csv: one row per epoch after kill and resume, identical to the uninterrupted run's.
+    assert (killed / "log.csv").read_text() == (whole / "log.csv").read_text()
+    assert len((whole / "log.csv").read_text().splitlines()) == 31  # header + 30 epochs
     assert ma["mi_lower_bound_nats"] == mb["mi_lower_bound_nats"]
     assert not (killed / "checkpoint.safetensors").exists()
 

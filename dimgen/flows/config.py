@@ -21,6 +21,8 @@ _BIG = 10**8
 class FlowConfig:
     """How codes are mapped to a new prior. Defaults train a 2-D flow in a few CPU seconds."""
 
+    backend: str = one_of("nflows", "nflows", "zuko")
+    """Flow library: ``nflows`` or ``zuko`` (optional extra ``dimgen[zuko]``)."""
     method: str = one_of("auto", *METHODS)
     """``auto`` (``exact`` for i.i.d. 1-D laws, else ``rqs``), ``exact``, ``maf`` or ``rqs``."""
     layers: int = bounded(3, 1, 64)

@@ -68,6 +68,10 @@ class GANConfig(RunConfig):
     eval_samples: int = bounded(2000, 0, 10**6)
     """Held-out images (and as many unconditional samples) evaluated at the end (0: skip; else
     at least ``MIN_EVAL_SAMPLES``)."""
+    fid_extractor: str | None = None
+    """The reference classifier file (safetensors) for FID / KID and label metrics: used if it
+    exists, else trained once and written there. None: the cache (``$DIMGEN_CACHE``,
+    :mod:`dimgen.fid_extractor`), one per data set."""
 
 
 def _check_gan(cfg: GANConfig) -> None:

@@ -58,6 +58,8 @@ def gan_report(metrics: dict[str, Any], cfg: GANConfig, enc_dir: Path) -> str:
     lines += ["## Samples", "",
               "Conditional (columns alternate real | generated):", "", "![conditional](samples/conditional.png)", "",
               "Unconditional (codes from the prior):", "", "![unconditional](samples/unconditional.png)", ""]  # fmt: skip
+    lines += ["## Training curves", "", f"Window means every {cfg.log_every} steps (`log.csv`):", "",
+              "![training curves](curves.png)", ""]  # fmt: skip
     return "\n".join(lines)
 
 

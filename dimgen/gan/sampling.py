@@ -50,11 +50,11 @@ def load_images(
     """Images and labels of a data source for conditional sampling.
 
     ``name:split`` takes that split; a bare name takes the held-out ``test`` split; ``npz:PATH``
-    takes every row.
+    takes every row, as does ``folder:PATH`` (your own images).
     """
     name, which = parse_source(source)
     ds = load_data(name, data_root, test_fraction, seed)
-    if name.startswith("npz:"):
+    if name.startswith(("npz:", "folder:")):
         return ds.split("all")
     return ds.split(which or "test")
 

@@ -115,6 +115,18 @@ class GANTrainer(Trainer):
         )
         self.spec = spec = gan_spec(cfg, ds.shape, tok.dim)
         self.device = device
+        self.extractor = None
+        if ds.y_train is not None and cfg.classifier_epochs > 0 and cfg.eval_samples > 0:
+            # The data set's one reference classifier (cached; trained once, fixed seed): every
+            # run on this data reports FIDs in the same feature space. Before the seeding below,
+            # so whether it was trained or found does not change the GAN's random streams.
+            from ..fid_extractor import reference_extractor
+
+            x_all, y_all = ds.split("all")
+            self.extractor = reference_extractor(
+                x_all, y_all, source, epochs=cfg.classifier_epochs, path=cfg.fid_extractor,
+                device=device,
+            )  # fmt: skip
 
         torch.manual_seed(cfg.seed)
         self.gen = torch.Generator().manual_seed(cfg.seed)
@@ -182,6 +194,14 @@ class GANTrainer(Trainer):
         if out is not None and every and done % every == 0:
             save_image_grid(self._grid(), out / "samples" / f"step-{done:06d}.png")
 
+    def images(self, done: int) -> dict[str, Tensor]:
+        every = self.config.sample_every
+        if not every or done % every:
+            return {}
+        from torchvision.utils import make_grid
+
+        return {"samples": make_grid(self._grid(), nrow=8)}  # (C, H, W) in [0, 1]
+
     def _grid(self) -> Tensor:
         return _grid_samples(self.G_ema or self.G, self.grid_z, self.grid_codes)
 
@@ -209,13 +229,12 @@ class GANTrainer(Trainer):
         atomic_copy(self.enc_dir / "config.yaml", out / "encoder-config.yaml")
         save_image_grid(self._grid(), out / "samples" / "final.png")
         clf_path = None
-        if ds.y_train is not None and cfg.classifier_epochs > 0:
-            from ..fidelity import save_classifier, train_classifier
-
-            clf = train_classifier(ds.x_train, ds.y_train, epochs=cfg.classifier_epochs,
-                                   seed=cfg.seed, device=self.device)  # fmt: skip
+        if self.extractor is not None:  # a copy keeps the folder self-contained (evaluate-gan)
             clf_path = out / "classifier.safetensors"
-            save_classifier(clf_path, clf, {"data": self.source, "epochs": cfg.classifier_epochs})
+            _copy(self.extractor.path, clf_path)
+            metrics.update(fid_extractor_sha256=self.extractor.sha256,
+                           fid_extractor_accuracy=self.extractor.accuracy,
+                           fid_extractor_path=str(self.extractor.path.resolve()))  # fmt: skip
         if cfg.eval_samples > 0:
             metrics.update(evaluate_gan(gan, ds, classifier_path=clf_path, n=cfg.eval_samples,
                                         seed=cfg.seed, data_name=self.source, device=self.device))  # fmt: skip

@@ -6,6 +6,9 @@ last), checkpoints every ``checkpoint_every`` units with bit-exact resume, the n
 last good checkpoint untouched), the progress bar (tqdm), periodic scalars (window means every
 ``log_every`` units, passed to ``on_scalars(done, scalars)`` so a log writer can be plugged in),
 threads, and agreement between data-parallel processes on every error before work starts.
+The same windows go to the run folder's ``log.csv`` (and TensorBoard when the config asks for
+it), and ``curves.png`` plots them before :meth:`Trainer.finish` writes the report
+(:mod:`dimgen.training.logs`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from ..config import to_dict
 from ..errors import DimgenError, RunFolderError, TrainingError
 from .checkpoint import CheckpointState, load_checkpoint, save_checkpoint
 from .devices import configure_threads, gather_rng_states
+from .logs import CURVES, LOG, ScalarLog, plot_curves
 from .run_folder import RunFolder
 from .trainer import Context, Fitted, Trainer
 
@@ -70,6 +74,7 @@ def fit(
         ddp.agree(error)
 
         start, history, extra = 0, [], {}
+        log: ScalarLog | None = None
         error = None
         # A folder stopped before its first checkpoint resumes from the start with its config.
         from_checkpoint = resume and folder is not None and folder.checkpoint.is_file()
@@ -82,12 +87,22 @@ def fit(
                 )  # fmt: skip
             elif folder is not None and rank == 0:
                 folder.start(trainer.config, trainer.subfolders)
+            if folder is not None and rank == 0:  # rank 0 only; a resume drops rows after start
+                tensorboard = bool(getattr(trainer.config, "tensorboard", False))
+                log = ScalarLog(folder.path, trainer.unit, history, tensorboard=tensorboard)
         except DimgenError as exc:
             error = exc
         ddp.agree(error)
 
         window = {k[7:]: v.to(device) for k, v in extra.items() if k.startswith("window.")}
-        fitted = _run(trainer, ctx, state, folder, start, history, window, progress, on_scalars)
+        try:
+            fitted = _run(trainer, ctx, state, folder, start, history, window, progress,
+                          on_scalars, log)  # fmt: skip
+        finally:
+            if log is not None:
+                log.close()
+        if log is not None and folder is not None:
+            plot_curves(folder.path / LOG, folder.path / CURVES)
         if folder is not None and trainer.keep_checkpoint and rank == 0:
             _checkpoint(trainer, state, folder, trainer.total, fitted.history, {}, None)
         result = trainer.finish(fitted, folder.path if folder is not None and rank == 0 else None)
@@ -107,6 +122,7 @@ def _run(
     window: dict[str, Tensor],
     progress: bool,
     on_scalars: ScalarCallback | None,
+    log: ScalarLog | None = None,
 ) -> Fitted:
     unit, total, every = trainer.unit, trainer.total, trainer.log_every
     trainer.begin(ctx)
@@ -136,9 +152,13 @@ def _run(
             history.append({unit: done, **scalars})
             if hasattr(units, "set_postfix"):
                 units.set_postfix(trainer.postfix(scalars))
+            if log is not None:
+                log.write(done, scalars)
             if on_scalars is not None:
                 on_scalars(done, scalars)
         trainer.after_step(done, folder.path if folder is not None and ctx.rank == 0 else None)
+        if log is not None and log.writer is not None:
+            log.images(done, trainer.images(done))
         every_ckpt = trainer.checkpoint_every
         if folder is not None and every_ckpt and done % every_ckpt == 0 and done < total:
             _checkpoint(trainer, state, folder, done, history, window, ctx)

@@ -90,6 +90,11 @@ class Trainer(ABC):
     def after_step(self, done: int, out: Path | None) -> None:  # noqa: B027 - optional hook
         """After ``done`` units: periodic artefacts (e.g. sample grids) into ``out``."""
 
+    def images(self, done: int) -> dict[str, Tensor]:
+        """Image grids (C, H, W) in [0, 1] to log to TensorBoard after ``done`` units (rank 0,
+        only when TensorBoard is on); e.g. the GAN's sample grid every ``sample_every`` steps."""
+        return {}
+
     def end(self) -> None:  # noqa: B027 - optional hook
         """After the last unit, before :meth:`finish` (e.g. unwrap, eval mode)."""
 

@@ -1,0 +1,27 @@
+"""``dimgen export``: an encoder run as a Hugging Face-style folder (config, weights, model card)."""
+
+from __future__ import annotations
+
+import click
+from dimgen.cli.options import out_option
+
+__all__ = ["register"]
+
+
+@click.command("export")
+@click.argument("run", type=click.Path())
+@out_option(required=True, file_okay=False)
+def export_cmd(run: str, out: str) -> None:
+    """Write encoder RUN as --out: config.json, model.safetensors and a README.md model card.
+
+    The folder loads with dimgen.Tokenizer.from_pretrained(OUT) and can be uploaded to the
+    Hugging Face Hub as it is.
+    """
+    from dimgen.hub import export_run  # numpy, torch: once the arguments are known good
+
+    path = export_run(run, out)
+    click.echo(f"wrote {path}: config.json, model.safetensors, README.md")
+
+
+def register(group: click.Group) -> None:
+    group.add_command(export_cmd)
