@@ -231,7 +231,7 @@ class GANTrainer(Trainer):
         clf_path = None
         if self.extractor is not None:  # a copy keeps the folder self-contained (evaluate-gan)
             clf_path = out / "classifier.safetensors"
-            _copy(self.extractor.path, clf_path)
+            atomic_copy(self.extractor.path, clf_path)
             metrics.update(fid_extractor_sha256=self.extractor.sha256,
                            fid_extractor_accuracy=self.extractor.accuracy,
                            fid_extractor_path=str(self.extractor.path.resolve()))  # fmt: skip
