@@ -25,11 +25,6 @@ __all__ = ["register"]
 @out_option()
 @click.option("--resume", "resume_dir", type=click.Path(), help="Continue an interrupted run.")
 @config_option()
-@click.option(
-    "--data",
-    metavar="SOURCE",
-    help="cifar10 | cifar100 | cifar10-test-lossy | npz:PATH.  [default: cifar10-test-lossy]",
-)
 @data_root_option()
 @click.option("--method", type=click.Choice(["simclr", "vicreg"]))
 @click.option("--sigma", type=float, help="Channel noise std on the embedding (0: off).")
@@ -44,7 +39,9 @@ def pretrain_cmd(out: str | None, resume_dir: str | None, config_path: str | Non
     """Pre-train a ResNet-18 with SimCLR or VICReg and the noise channel on its embedding.
 
     --out is the run folder to create (config.yaml, model.safetensors, codes.npz, metrics.json,
-    run.json). With --resume RUN, continue an interrupted run from its last checkpoint.
+    run.json). The data is the config's `data` field: cifar10 | cifar100 | cifar10-test-lossy
+    (default; the lossy CIFAR-10 test copy under --data-root, split at random) | npz:PATH; set it
+    with --set data=SOURCE. With --resume RUN, continue an interrupted run from its last checkpoint.
     """
     from pathlib import Path
 

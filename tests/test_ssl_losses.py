@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+
 from dimgen.errors import ConfigError, DataError
 from dimgen.ssl.losses import (
     NTXentLoss,

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from dimgen.config import load_config
 from dimgen.data import Dataset
 from dimgen.errors import ConfigError, RunFolderError
@@ -156,7 +157,7 @@ print(json.dumps({"code": code, "torch": "torch" in sys.modules}))
         (["pretrain"], "--out"),
         (["pretrain", "--out", "{tmp}/r", "--sigma", "-1"], "sigma"),
         (["pretrain", "--out", "{tmp}/r", "--set", "bogus=1"], "unknown key"),
-        (["pretrain", "--out", "{tmp}/r", "--data", "folder:/x"], "data must be"),
+        (["pretrain", "--out", "{tmp}/r", "--set", "data=folder:/x"], "data must be"),
         (["pretrain", "--out", "{tmp}/r", "--config", "{tmp}/none.yaml"], "not found"),
         (["pretrain", "--resume", "{tmp}/none"], "nothing to resume"),
         (["probe", "{tmp}/none"], "not found"),
