@@ -19,7 +19,7 @@ from dimgen.errors import ConfigError, RunFolderError
 from dimgen.io import load_weights, read_run
 from dimgen.ssl.config import PretrainConfig
 from dimgen.ssl.probe import knn_probe, linear_probe, probe_run
-from dimgen.ssl.trainer import pretrain
+from dimgen.ssl.trainer import embed, pretrain
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -92,8 +92,12 @@ def test_tiny_pretrain_loss_falls_and_probe_beats_chance(tmp_path: Path) -> None
     assert knn_probe(f_tr, ds.y_train, f_te, ds.y_test) > 33.3 + 30
     codes = np.load(tmp_path / "run" / "codes.npz")
     assert codes["codes"].shape == (100, 16) and list(codes["labels"]) == list(ds.y_test)
-    # inference codes: the channel's batch-norm with its running statistics, no noise
-    assert abs(float(codes["codes"].mean())) < 1.0
+    # inference codes: the channel's batch-norm, calibrated exactly on the training embeddings
+    _, emb = embed(run.net, torch.from_numpy(ds.x_train))
+    mean, var = emb.double().mean(0), emb.double().var(0, unbiased=False)
+    _, emb_te = embed(run.net, torch.from_numpy(ds.x_test))
+    want = ((emb_te.double() - mean) / torch.sqrt(var + 1e-5)).float().numpy()
+    assert np.allclose(codes["codes"], want, atol=1e-4)
 
 
 def test_linear_probe_top_k_on_separable_blobs() -> None:
@@ -108,14 +112,27 @@ def test_linear_probe_top_k_on_separable_blobs() -> None:
     assert res["top1"] < 20 and 35 < res["top5"] < 65
 
 
-def test_probe_on_the_lossy_cifar_copy(tmp_path: Path) -> None:
+def test_cli_pretrain_then_probe_on_the_lossy_cifar_copy(tmp_path: Path) -> None:
     if not (Path(os.environ.get("DIMGEN_DATA", "/nonexistent")) / "CIFAR10").is_dir():
         pytest.skip("needs DIMGEN_DATA with CIFAR10/cifar10_test.npz")
-    cfg = _cfg(data="cifar10-test-lossy", max_train=64, checkpoint_every=0, test_fraction=0.05)
-    pretrain(cfg, tmp_path / "run")
-    res = probe_run(tmp_path / "run", k=5)
-    assert res["data"] == "CIFAR-10 test set, lossy copy, split 9500/500 (seed 0)"
-    assert res["probe_images"] == 500 and 10 < res["top1"] <= 100 and res["top5"] > res["top1"]
+    from click.testing import CliRunner
+    from dimgen.cli import cli
+
+    run = tmp_path / "run"
+    sets = ["width=4", "proj_hidden=32", "proj_dim=16", "max_train=64", "test_fraction=0.05",
+            "checkpoint_every=0", "device=cpu", "batch_size=32"]  # fmt: skip
+    args = ["pretrain", "--config", str(REPO / "configs" / "cifar10-vicreg-cpu.yaml"),
+            "--sigma", "0.3", "--epochs", "1", "--out", str(run), "--quiet"]  # fmt: skip
+    res = CliRunner().invoke(cli, [*args, *[a for s in sets for a in ("--set", s)]])
+    assert res.exit_code == 0, res.output
+    assert "vicreg sigma 0.3, 2 steps" in res.output and "split 9500/500" in res.output
+    res = CliRunner().invoke(cli, ["probe", str(run), "-k", "5", "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert out["data"] == "CIFAR-10 test set, lossy copy, split 9500/500 (seed 0)"
+    assert out["probe_images"] == 500 and 10 < out["top1"] <= 100 and out["top5"] > out["top1"]
+    res = CliRunner().invoke(cli, [*args, "--set", "width=4"])  # the folder is in use
+    assert res.exit_code == 2 and "not empty" in res.output
 
 
 def test_presets_load_and_describe_the_paper_recipe() -> None:

@@ -173,6 +173,11 @@ class PretrainTrainer(Trainer):
 
     def finish(self, fitted: Fitted, out: Path | None) -> PretrainRun:
         cfg, ds = self.config, self.ds
+        if self.loss.channel is not None:
+            # Exact statistics over the (clean) training embeddings, as the encoder does: the
+            # inference codes then have E c = 0, E c^2 = 1 on that data (running means lag).
+            _, emb = embed(self.net, self.x_train)
+            self.loss.channel.calibrate([emb])
         metrics: dict[str, Any] = {
             "method": cfg.method, "sigma": cfg.sigma, "prior": "gaussian",
             "steps": self.total, "epochs": cfg.epochs, "train_images": len(ds.x_train),
