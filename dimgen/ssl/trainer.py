@@ -114,7 +114,9 @@ class PretrainTrainer(Trainer):
 
         torch.manual_seed(cfg.seed)
         net = build_net(cfg)
-        if world > 1:  # batch statistics over the global batch (the existing torchrun path)
+        if world > 1 and ctx.device.type == "cuda":
+            # Batch statistics over the global batch (torch's SyncBatchNorm is GPU-only; gloo
+            # processes on the CPU keep per-process statistics, as lightly's CPU path does).
             net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
         self.net = net.to(ctx.device)
         self.loss = make_loss(cfg.method, cfg.out_dim, cfg.sigma, cfg.temperature).to(ctx.device)
