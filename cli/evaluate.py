@@ -66,7 +66,8 @@ def evaluate_cmd(
 ) -> None:
     """Test whether codes follow their prior and measure what they keep about the labels.
 
-    RUN is an encoder run folder (from `dimgen encode`): its held-out codes are tested and
+    RUN is an encoder run folder (from `dimgen encode`; or `dimgen pretrain`, whose codes are
+    the probe split's embeddings after the noise channel): its held-out codes are tested and
     evaluation.json, report.md, metrics.json["evaluation"], qq.png and codes.png are written
     into it. With --codes FILE.npz any codes are evaluated. --out: the folder to write
     evaluation.json, report.md and plots to instead (default: into RUN, except with --json; nothing for --codes).

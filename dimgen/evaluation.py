@@ -48,6 +48,9 @@ def evaluate_run(
 ) -> Evaluation:
     """Evaluate the codes of a complete encoder run folder (held-out part) and write the results.
 
+    A ``dimgen pretrain`` run folder works too: its ``codes.npz`` holds the probe split's
+    embeddings after the channel's normalisation (Gaussian prior).
+
     Args:
         run: the run folder, or a path to one of its files.
         prior: if given, must match the run's prior (a guard against evaluating the wrong run).
@@ -60,7 +63,7 @@ def evaluate_run(
     from .io import read_run
     from .parsing import read_json
 
-    run_dir, _ = read_run(run, "encoder")
+    run_dir, _ = read_run(run, ("encoder", "pretrain"))
     metrics_path = run_dir / "metrics.json"
     metrics = read_json(metrics_path)
     if not isinstance(metrics, dict) or metrics.get("prior") not in ("gaussian", "uniform"):

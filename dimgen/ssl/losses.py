@@ -1,0 +1,188 @@
+"""SimCLR's NT-Xent and VICReg's three terms, each with the noise channel on the embedding.
+
+The terms are public pure functions on (B, d) embeddings (lightly's layout); the losses are
+``nn.Module`` s that hold the coefficients and, for ``sigma > 0``, a
+:class:`~dimgen.channel.GaussianChannel` applied to both views' embeddings before the loss
+(batch-norm without affine, then + N(0, sigma^2 I) while training). ``sigma = 0`` switches the
+channel off: the loss is then exactly the method's plain loss.
+
+References:
+    Chen et al., "A Simple Framework for Contrastive Learning of Visual Representations"
+    (SimCLR), ICML 2020, eq. (1) (NT-Xent).
+    Bardes, Ponce, LeCun, "VICReg: Variance-Invariance-Covariance Regularization for
+    Self-Supervised Learning", ICLR 2022, eqs. (1)-(6), weights lambda = mu = 25, nu = 1.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..channel import GaussianChannel
+from ..errors import ConfigError, DataError
+
+__all__ = [
+    "NTXentLoss",
+    "VICRegLoss",
+    "covariance_loss",
+    "invariance_loss",
+    "make_loss",
+    "nt_xent",
+    "variance_loss",
+]
+
+
+def _check_pair(z_a: Tensor, z_b: Tensor, what: str) -> None:
+    if z_a.ndim != 2 or z_a.shape != z_b.shape:
+        raise DataError(
+            f"{what} expects two (batch, dim) embeddings of the same shape, "
+            f"got {tuple(z_a.shape)} and {tuple(z_b.shape)}"
+        )
+    if z_a.shape[0] < 2:
+        raise DataError(f"{what} needs a batch of at least 2, got {z_a.shape[0]}")
+
+
+def nt_xent(z_a: Tensor, z_b: Tensor, temperature: float = 0.5) -> Tensor:
+    """NT-Xent (normalised temperature-scaled cross entropy), SimCLR eq. (1), in nats.
+
+    Args:
+        z_a, z_b: (B, d) embeddings of the two views; row i of each is the positive pair.
+    Returns:
+        0-d tensor: mean over the 2B anchors of
+        ``-log exp(s(i, p(i)) / t) / sum_{k != i} exp(s(i, k) / t)``, s the cosine similarity.
+    """
+    b = z_a.shape[0]
+    z = F.normalize(torch.cat([z_a, z_b]), dim=1)  # (2B, d)
+    logits = z @ z.T / temperature  # (2B, 2B)
+    logits = logits.masked_fill(torch.eye(2 * b, dtype=torch.bool, device=z.device), -math.inf)
+    targets = torch.cat([torch.arange(b, 2 * b), torch.arange(b)]).to(z.device)
+    return F.cross_entropy(logits, targets)
+
+
+def invariance_loss(z_a: Tensor, z_b: Tensor) -> Tensor:
+    """VICReg invariance s(Z, Z'): mean squared distance (B, d), (B, d) -> 0-d (eq. 5)."""
+    return F.mse_loss(z_a, z_b)
+
+
+def variance_loss(z: Tensor, gamma: float = 1.0, eps: float = 1e-4) -> Tensor:
+    """VICReg variance v(Z): mean_j max(0, gamma - sqrt(Var(z_j) + eps)), unbiased Var (eq. 1)."""
+    std = torch.sqrt(z.var(dim=0) + eps)
+    return F.relu(gamma - std).mean()
+
+
+def covariance_loss(z: Tensor) -> Tensor:
+    """VICReg covariance c(Z): sum of squared off-diagonal covariances / d (eqs. 3-4)."""
+    n, d = z.shape
+    zc = z - z.mean(dim=0)
+    cov = zc.T @ zc / (n - 1)  # (d, d)
+    off = cov - torch.diag(torch.diagonal(cov))
+    return off.pow(2).sum() / d
+
+
+def _channel(dim: int, sigma: float) -> GaussianChannel | None:
+    if not (math.isfinite(sigma) and sigma >= 0):
+        raise ConfigError(f"sigma must be a finite number >= 0, got {sigma}")
+    return GaussianChannel(dim, sigma) if sigma > 0 else None
+
+
+class _ChannelLoss(nn.Module):
+    """Shared: the optional channel on both views' (B, d) embeddings."""
+
+    def __init__(self, dim: int, sigma: float) -> None:
+        super().__init__()
+        self.dim, self.sigma = dim, float(sigma)
+        self.channel = _channel(dim, sigma)
+
+    def codes(self, z: Tensor, noise: Tensor | None = None) -> Tensor:
+        """(B, d) embedding -> (B, d) channel output (identity when sigma = 0)."""
+        if z.ndim != 2 or z.shape[1] != self.dim:
+            raise DataError(
+                f"{type(self).__name__} expects (batch, {self.dim}), got {tuple(z.shape)}"
+            )
+        return z if self.channel is None else self.channel(z, noise)
+
+    def views(
+        self, z_a: Tensor, z_b: Tensor, noise: tuple[Tensor, Tensor] | None = None
+    ) -> tuple[Tensor, Tensor]:
+        _check_pair(z_a, z_b, type(self).__name__)
+        n_a, n_b = noise if noise is not None else (None, None)
+        return self.codes(z_a, n_a), self.codes(z_b, n_b)
+
+
+class NTXentLoss(_ChannelLoss):
+    """SimCLR's loss on the channel's outputs: ``forward(z_a, z_b) -> 0-d`` (nats).
+
+    Args:
+        dim: embedding dimension d (the projector's output, 256 in the paper).
+        sigma: channel noise std (0: no channel, the plain NT-Xent).
+        temperature: > 0 (0.5 in SimCLR's CIFAR set-up; 0.2 in solo-learn's).
+    Raises:
+        ConfigError: sigma < 0 or temperature <= 0; DataError: embeddings of the wrong shape.
+    """
+
+    def __init__(self, dim: int, sigma: float = 0.0, temperature: float = 0.5) -> None:
+        super().__init__(dim, sigma)
+        if not (math.isfinite(temperature) and temperature > 0):
+            raise ConfigError(f"temperature must be > 0, got {temperature}")
+        self.temperature = float(temperature)
+
+    def forward(
+        self, z_a: Tensor, z_b: Tensor, noise: tuple[Tensor, Tensor] | None = None
+    ) -> Tensor:
+        """(B, d), (B, d) -> 0-d NT-Xent; ``noise`` replaces the channel's draws (tests)."""
+        c_a, c_b = self.views(z_a, z_b, noise)
+        return nt_xent(c_a, c_b, self.temperature)
+
+
+class VICRegLoss(_ChannelLoss):
+    """VICReg on the channel's outputs: lambda s + mu [v(Z) + v(Z')] / 2 + nu [c(Z) + c(Z')].
+
+    The halved variance and summed covariance terms follow the authors' reference code
+    (facebookresearch/vicreg, ``main_vicreg.py``), as lightly's ``VICRegLoss`` does.
+
+    Args:
+        dim: embedding dimension d (2048 in the paper).
+        sigma: channel noise std (0: no channel, the plain VICReg loss).
+        sim_weight, var_weight, cov_weight: lambda, mu, nu (25, 25, 1 as in the paper).
+    Raises:
+        ConfigError: a negative weight or sigma; DataError: embeddings of the wrong shape.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        sigma: float = 0.0,
+        sim_weight: float = 25.0,
+        var_weight: float = 25.0,
+        cov_weight: float = 1.0,
+    ) -> None:
+        super().__init__(dim, sigma)
+        for name, w in (("sim_weight", sim_weight), ("var_weight", var_weight),
+                        ("cov_weight", cov_weight)):  # fmt: skip
+            if not (math.isfinite(w) and w >= 0):
+                raise ConfigError(f"{name} must be >= 0, got {w}")
+        self.weights = (float(sim_weight), float(var_weight), float(cov_weight))
+
+    def forward(
+        self, z_a: Tensor, z_b: Tensor, noise: tuple[Tensor, Tensor] | None = None
+    ) -> Tensor:
+        """(B, d), (B, d) -> 0-d VICReg loss; ``noise`` replaces the channel's draws (tests)."""
+        c_a, c_b = self.views(z_a, z_b, noise)
+        lam, mu, nu = self.weights
+        return (
+            lam * invariance_loss(c_a, c_b)
+            + mu * 0.5 * (variance_loss(c_a) + variance_loss(c_b))
+            + nu * (covariance_loss(c_a) + covariance_loss(c_b))
+        )
+
+
+def make_loss(method: str, dim: int, sigma: float, temperature: float = 0.5) -> _ChannelLoss:
+    """``simclr`` -> :class:`NTXentLoss`, ``vicreg`` -> :class:`VICRegLoss` (paper weights)."""
+    if method == "simclr":
+        return NTXentLoss(dim, sigma, temperature)
+    if method == "vicreg":
+        return VICRegLoss(dim, sigma)
+    raise ConfigError(f"unknown method {method!r} (expected simclr or vicreg)")

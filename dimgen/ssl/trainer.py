@@ -1,0 +1,255 @@
+"""SSL pre-training (noise-injected SimCLR / VICReg) on the training harness.
+
+Only the method's own parts live here: data, network, loss and LARS (:meth:`PretrainTrainer.setup`),
+one optimiser step on two augmented views (:meth:`PretrainTrainer.step`), and the artefacts
+(:meth:`PretrainTrainer.finish`). The loop, run folder, checkpoints, bit-exact resume, the
+non-finite guard and progress are :func:`dimgen.training.fit`'s. One unit is one optimiser step;
+the batch order and augmentations are functions of (seed, step, rank), so a resume replays
+exactly; the channel noise comes from the global RNG, which checkpoints restore.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..config import to_dict, validate
+from ..data import Dataset, check_finite
+from ..errors import ConfigError
+from ..io import save_npz, save_weights, write_json
+from ..training import CheckpointState, Context, Fitted, ScalarCallback, Trainer, fit
+from ..training.devices import data_parallel, launch, needs_spawn
+from .augment import SSLAugment
+from .config import PretrainConfig
+from .data import describe_split, load_ssl_data
+from .lars import LARS, param_groups, warmup_cosine
+from .losses import make_loss
+from .models import SSLNet
+
+__all__ = ["PretrainRun", "PretrainTrainer", "build_net", "pretrain"]
+
+WEIGHTS = "model.safetensors"
+"""The backbone + projector (+ channel statistics) of a pretrain run folder."""
+
+
+@dataclass
+class PretrainRun:
+    """The result of :func:`pretrain`: config, trained network, metrics, loss history, folder."""
+
+    config: PretrainConfig
+    net: SSLNet
+    metrics: dict[str, Any]
+    history: list[dict[str, float]] = field(default_factory=list)
+    path: Path | None = None
+
+
+def build_net(cfg: PretrainConfig) -> SSLNet:
+    """The network ``cfg`` describes (ResNet-18 CIFAR stem of ``cfg.width`` + projector)."""
+    return SSLNet(cfg.method, cfg.width, cfg.proj_hidden, cfg.out_dim)
+
+
+def _seed(*parts: int) -> int:
+    """A 62-bit seed from integers (deterministic; distinct tuples give unrelated streams)."""
+    return int(np.random.SeedSequence(list(parts)).generate_state(1, np.uint64)[0]) >> 2
+
+
+@torch.no_grad()
+def embed(net: SSLNet, x: Tensor, batch: int = 512) -> tuple[Tensor, Tensor]:
+    """(N, 3, H, W) -> backbone features (N, F) and projector embeddings (N, d), eval mode, CPU."""
+    was = net.training
+    net.eval()
+    feats, embs = [], []
+    for xb in x.split(batch):
+        f = net.features(xb).float()
+        feats.append(f.cpu())
+        embs.append(net.projector(f).float().cpu())
+    net.train(was)
+    return torch.cat(feats), torch.cat(embs)
+
+
+class PretrainTrainer(Trainer):
+    """Noise-injected SimCLR / VICReg as a :class:`~dimgen.training.Trainer` (scalar ``loss``)."""
+
+    kind = "pretrain"
+    unit = "step"
+    label = "pretrain"
+
+    def __init__(self, cfg: PretrainConfig, data: Dataset | None = None) -> None:
+        self.config = cfg
+        self.data = data
+        self.log_every = cfg.log_every
+        self.checkpoint_every = cfg.checkpoint_every
+        self.threads = cfg.threads
+        self.total = 0
+
+    def setup(self, ctx: Context) -> CheckpointState:
+        cfg, world = self.config, ctx.world
+        ds = self.data
+        if ds is None:
+            ds = load_ssl_data(cfg.data, cfg.data_root, cfg.test_fraction, cfg.seed)
+        self.split = describe_split(cfg.data, ds, cfg.test_fraction, cfg.seed)
+        if cfg.max_train and cfg.max_train < len(ds.x_train):
+            self.split += f"; pre-trained on the first {cfg.max_train} images of its first part"
+            y = None if ds.y_train is None else ds.y_train[: cfg.max_train]
+            ds = Dataset(ds.name, ds.x_train[: cfg.max_train], y, ds.x_test, ds.y_test)
+        check_finite(ds.x_train, f"{cfg.data} (train)")
+        if len(ds.shape) != 3 or ds.shape[0] != 3:
+            raise ConfigError(
+                f"{cfg.data}: SSL pre-training needs (3, H, W) images, got {ds.shape}"
+            )
+        batch = min(cfg.batch_size, len(ds.x_train))
+        batch -= batch % world
+        if batch < 2 * world:
+            raise ConfigError(f"{cfg.data}: need at least {2 * world} training images")
+        self.ds, self.batch, self.ctx = ds, batch, ctx
+        self.per_epoch = len(ds.x_train) // batch
+        self.total = cfg.epochs * self.per_epoch
+        self.warmup = round(cfg.warmup_epochs * self.per_epoch)
+
+        torch.manual_seed(cfg.seed)
+        net = build_net(cfg)
+        if world > 1 and ctx.device.type == "cuda":
+            # Batch statistics over the global batch (torch's SyncBatchNorm is GPU-only; gloo
+            # processes on the CPU keep per-process statistics, as lightly's CPU path does).
+            net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
+        self.net = net.to(ctx.device)
+        self.loss = make_loss(cfg.method, cfg.out_dim, cfg.sigma, cfg.temperature).to(ctx.device)
+        if world > 1:
+            from ..distributed import rank_seed
+
+            torch.manual_seed(rank_seed(cfg.seed, ctx.rank))  # different channel noise per rank
+        self.opt = LARS(param_groups(self.net), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                        momentum=cfg.momentum, eta=cfg.eta)  # fmt: skip
+        self.augment = SSLAugment(size=ds.shape[-1], groups=cfg.aug_groups)
+        self.x_train = torch.from_numpy(np.ascontiguousarray(ds.x_train)).to(ctx.device)
+        self._perm: tuple[int, Tensor] | None = None
+        return CheckpointState({"net": self.net, "loss": self.loss}, {"opt": self.opt})
+
+    def begin(self, ctx: Context) -> None:
+        if ctx.world > 1 and self.loss.channel is not None:
+            self.loss.channel.data_parallel = True
+        self.train_net = data_parallel(self.net, ctx.device)
+        self.train_net.train()
+        self.loss.train()
+
+    def _batch(self, index: int) -> Tensor:
+        """This process's shard of global batch ``index``: a per-epoch permutation of (seed, epoch)."""
+        epoch, b = divmod(index, self.per_epoch)
+        if self._perm is None or self._perm[0] != epoch:
+            gen = torch.Generator().manual_seed(_seed(self.config.seed, epoch))
+            self._perm = (epoch, torch.randperm(len(self.x_train), generator=gen))
+        sel = self._perm[1][b * self.batch : (b + 1) * self.batch]
+        part = self.batch // self.ctx.world
+        sel = sel[self.ctx.rank * part : (self.ctx.rank + 1) * part]
+        return self.x_train[sel.to(self.x_train.device)]
+
+    def step(self, index: int) -> dict[str, Tensor]:
+        cfg, device = self.config, self.ctx.device
+        for group in self.opt.param_groups:
+            group["lr"] = cfg.lr * warmup_cosine(index, self.total, self.warmup)
+        x = self._batch(index)
+        gen = torch.Generator().manual_seed(_seed(cfg.seed, index, self.ctx.rank, 1))
+        v_a, v_b = self.augment(x, gen), self.augment(x, gen)
+        amp = cfg.amp and device.type == "cuda"
+        ctx = torch.autocast("cuda", dtype=torch.bfloat16) if amp else contextlib.nullcontext()
+        with ctx:
+            z = self.train_net(torch.cat([v_a, v_b]))
+        z_a, z_b = z.float().chunk(2)
+        loss = self.loss(z_a, z_b)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return {"loss": loss.detach()}
+
+    def end(self) -> None:
+        if self.loss.channel is not None:
+            self.loss.channel.data_parallel = False
+        self.net.eval()
+        self.loss.eval()
+
+    def finish(self, fitted: Fitted, out: Path | None) -> PretrainRun:
+        cfg, ds = self.config, self.ds
+        if self.loss.channel is not None:
+            # Exact statistics over the (clean) training embeddings, as the encoder does: the
+            # inference codes then have E c = 0, E c^2 = 1 on that data (running means lag).
+            _, emb = embed(self.net, self.x_train)
+            self.loss.channel.calibrate([emb])
+        metrics: dict[str, Any] = {
+            "method": cfg.method, "sigma": cfg.sigma, "prior": "gaussian",
+            "steps": self.total, "epochs": cfg.epochs, "train_images": len(ds.x_train),
+            "probe_images": len(ds.x_test), "batch_size": self.batch,
+            "data": self.split,
+            "device": str(self.ctx.device), "processes": self.ctx.world,
+            "train_seconds": fitted.train_seconds,
+            "final_loss": fitted.history[-1]["loss"] if fitted.history else None,
+        }  # fmt: skip
+        if out is not None:
+            self._write(out, metrics, fitted.history)
+        return PretrainRun(cfg, self.net, metrics, fitted.history, out)
+
+    def _write(self, out: Path, metrics: dict[str, Any], history: list[dict[str, float]]) -> None:
+        ds = self.ds
+        tensors = {f"net.{k}": v for k, v in self.net.state_dict().items()}
+        tensors.update({f"loss.{k}": v for k, v in self.loss.state_dict().items()})
+        save_weights(out / WEIGHTS, tensors, {"kind": "pretrain", "config": to_dict(self.config)})
+        # Codes for `dimgen evaluate`: the channel's normalised embeddings of the probe split
+        # (raw projector embeddings when sigma = 0: there is no channel to normalise them).
+        x_test = torch.from_numpy(np.ascontiguousarray(ds.x_test)).to(self.ctx.device)
+        _, emb = embed(self.net, x_test)
+        codes = emb if self.loss.channel is None else self.loss.channel.cpu()(emb)
+        save_npz(out / "codes.npz", codes=codes.detach().numpy().astype(np.float32),
+                 labels=np.asarray(ds.y_test), split=np.full(len(emb), "test"))  # fmt: skip
+        write_json(out / "metrics.json", {**metrics, "history": history})
+
+    def run_info(self) -> dict[str, Any]:
+        return {"data": self.config.data, "method": self.config.method, "sigma": self.config.sigma,
+                "split": {"test_fraction": self.config.test_fraction, "seed": self.config.seed}}  # fmt: skip
+
+
+def pretrain(
+    config: PretrainConfig,
+    out: str | Path | None = None,
+    *,
+    progress: bool = False,
+    resume: bool = False,
+    data: Dataset | None = None,
+    on_scalars: ScalarCallback | None = None,
+) -> PretrainRun:
+    """Pre-train ``config.method`` with the noise channel; write a run folder to ``out``.
+
+    The folder holds config.yaml, model.safetensors (backbone, projector, channel statistics),
+    codes.npz (probe-split embeddings after the channel), metrics.json and run.json. With
+    ``config.devices = N > 1``, N processes are spawned (SyncBatchNorm, DDP); under torchrun the
+    launcher's processes are joined.
+
+    Raises:
+        ConfigError, DataError, RunFolderError: before training starts;
+        TrainingError: a non-finite loss or weights.
+    """
+    cfg = validate(config)
+    if on_scalars is not None and needs_spawn(cfg.devices):
+        raise ConfigError("on_scalars cannot cross into spawned processes (devices > 1)")
+
+    def run(device: torch.device) -> PretrainRun:
+        return fit(PretrainTrainer(cfg, data), device, out, resume=resume, progress=progress,
+                   on_scalars=on_scalars)  # fmt: skip
+
+    return launch(run, cfg.device, cfg.devices, _worker, (cfg, out, progress, resume, data))
+
+
+def _worker(
+    cfg: PretrainConfig, out: str | Path | None, progress: bool, resume: bool, data: Dataset | None
+) -> PretrainRun | None:
+    from ..distributed import rank
+
+    run = pretrain(cfg, out, progress=progress and rank() == 0, resume=resume, data=data)
+    if rank() != 0:
+        return None
+    run.net.cpu()
+    return run

@@ -1,0 +1,141 @@
+"""SimCLR / VICReg objectives against the authors' formulas, computed independently here."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from dimgen.errors import ConfigError, DataError
+from dimgen.ssl.losses import (
+    NTXentLoss,
+    VICRegLoss,
+    covariance_loss,
+    invariance_loss,
+    nt_xent,
+    variance_loss,
+)
+
+
+def _pair(b: int = 5, d: int = 4, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, d, generator=g, dtype=torch.float64), torch.randn(
+        b, d, generator=g, dtype=torch.float64
+    )
+
+
+def _nt_xent_by_hand(a: np.ndarray, b: np.ndarray, t: float) -> float:
+    """SimCLR eq. (1), an explicit loop over the 2B anchors."""
+    z = np.concatenate([a, b])
+    z = z / np.linalg.norm(z, axis=1, keepdims=True)
+    n = len(a)
+    total = 0.0
+    for i in range(2 * n):
+        pos = (i + n) % (2 * n)
+        denom = sum(math.exp(z[i] @ z[k] / t) for k in range(2 * n) if k != i)
+        total += -math.log(math.exp(z[i] @ z[pos] / t) / denom)
+    return total / (2 * n)
+
+
+@pytest.mark.parametrize("t", [0.1, 0.5, 1.0])
+def test_nt_xent_matches_the_hand_computed_formula(t: float) -> None:
+    a, b = _pair()
+    ref = _nt_xent_by_hand(a.numpy(), b.numpy(), t)
+    assert nt_xent(a, b, t).item() == pytest.approx(ref, rel=1e-10)
+
+
+def test_nt_xent_known_values() -> None:
+    # Identical, mutually orthogonal views: positives have similarity 1, negatives 0 except the
+    # anchor's own view pair. For B = 2, d = 2 with e1, e2: loss = log(e^(1/t) + 2) - 1/t.
+    e = torch.eye(2, dtype=torch.float64)
+    t = 0.5
+    assert nt_xent(e, e, t).item() == pytest.approx(math.log(math.exp(1 / t) + 2) - 1 / t)
+
+
+def _vicreg_reference(a: np.ndarray, b: np.ndarray) -> float:
+    """The authors' reference (facebookresearch/vicreg main_vicreg.py), re-derived in numpy."""
+    n, d = a.shape
+    repr_loss = np.mean((a - b) ** 2)
+    a, b = a - a.mean(0), b - b.mean(0)
+    std_a = np.sqrt(a.var(0, ddof=1) + 1e-4)
+    std_b = np.sqrt(b.var(0, ddof=1) + 1e-4)
+    std_loss = np.mean(np.maximum(0, 1 - std_a)) / 2 + np.mean(np.maximum(0, 1 - std_b)) / 2
+    cov_a, cov_b = a.T @ a / (n - 1), b.T @ b / (n - 1)
+    off = lambda c: (c**2).sum() - (np.diag(c) ** 2).sum()  # noqa: E731
+    cov_loss = off(cov_a) / d + off(cov_b) / d
+    return 25 * repr_loss + 25 * std_loss + 1 * cov_loss
+
+
+def test_vicreg_terms_by_their_definitions() -> None:
+    a, b = _pair(6, 3)
+    an, bn = a.numpy(), b.numpy()
+    assert invariance_loss(a, b).item() == pytest.approx(np.mean((an - bn) ** 2))
+    std = np.sqrt(an.var(0, ddof=1) + 1e-4)
+    assert variance_loss(a).item() == pytest.approx(np.mean(np.maximum(0, 1 - std)))
+    c = np.cov(an, rowvar=False)
+    assert covariance_loss(a).item() == pytest.approx(((c**2).sum() - (np.diag(c) ** 2).sum()) / 3)
+    # variance: a spread-out batch (std 10 everywhere) costs nothing; a collapsed one costs ~1
+    assert variance_loss(10 * torch.randn(1000, 4)).item() == 0.0
+    assert variance_loss(torch.zeros(8, 4)).item() == pytest.approx(1 - math.sqrt(1e-4))
+    # covariance: independent coordinates ~ 0; a duplicated coordinate is penalised
+    x = torch.randn(4000, 2, generator=torch.Generator().manual_seed(1))
+    assert covariance_loss(x).item() < 1e-3
+    assert covariance_loss(torch.cat([x[:, :1], x[:, :1]], 1)).item() > 0.9
+
+
+def test_vicreg_loss_matches_the_authors_reference() -> None:
+    a, b = _pair(7, 5, seed=3)
+    ref = _vicreg_reference(a.numpy(), b.numpy())
+    assert VICRegLoss(5, sigma=0.0)(a, b).item() == pytest.approx(ref, rel=1e-10)
+
+
+def test_against_lightly_where_installed() -> None:
+    lightly_loss = pytest.importorskip("lightly.loss")
+    a, b = _pair(8, 6, seed=4)
+    a32, b32 = a.float(), b.float()
+    ref = lightly_loss.VICRegLoss()(a32, b32).item()
+    assert VICRegLoss(6)(a32, b32).item() == pytest.approx(ref, rel=1e-4)
+    ref = lightly_loss.NTXentLoss(temperature=0.5)(a32, b32).item()
+    assert NTXentLoss(6, temperature=0.5)(a32, b32).item() == pytest.approx(ref, rel=1e-4)
+
+
+@pytest.mark.parametrize("cls", [NTXentLoss, VICRegLoss])
+def test_sigma_zero_is_the_plain_loss_and_sigma_adds_the_channel(cls: type) -> None:
+    a, b = _pair(16, 4, seed=5)
+    a, b = a.float(), b.float()
+    plain = nt_xent(a, b, 0.5) if cls is NTXentLoss else VICRegLoss(4)(a, b)
+    assert cls(4, sigma=0.0).channel is None
+    assert cls(4, sigma=0.0)(a, b).item() == plain.item()
+    # sigma > 0: batch-norm without affine, then the given noise: the loss on those codes
+    loss = cls(4, sigma=0.3).train()
+    na, nb = 0.3 * torch.randn(16, 4), 0.3 * torch.randn(16, 4)
+    std = lambda z: (z - z.mean(0)) / torch.sqrt(z.var(0, unbiased=False) + 1e-5)  # noqa: E731
+    want = cls(4, sigma=0.0)(std(a) + na, std(b) + nb)
+    assert loss(a, b, noise=(na, nb)).item() == pytest.approx(want.item(), rel=1e-5)
+    assert loss(a, b).item() != loss(a, b).item()  # fresh noise on every call
+
+
+@pytest.mark.parametrize("cls", [NTXentLoss, VICRegLoss])
+def test_gradients_reach_the_encoder_through_the_channel(cls: type) -> None:
+    torch.manual_seed(0)
+    enc = torch.nn.Linear(6, 4)
+    x = torch.randn(12, 6)
+    loss = cls(4, sigma=0.5)(enc(x), enc(x + 0.1 * torch.randn_like(x)))
+    loss.backward()
+    assert enc.weight.grad is not None and enc.weight.grad.abs().sum() > 0
+    assert torch.isfinite(enc.weight.grad).all()
+
+
+def test_bad_input_is_named() -> None:
+    with pytest.raises(ConfigError, match="sigma"):
+        NTXentLoss(4, sigma=-0.1)
+    with pytest.raises(ConfigError, match="temperature"):
+        NTXentLoss(4, temperature=0.0)
+    with pytest.raises(ConfigError, match="cov_weight"):
+        VICRegLoss(4, cov_weight=float("nan"))
+    with pytest.raises(DataError, match="same shape"):
+        VICRegLoss(4)(torch.zeros(3, 4), torch.zeros(2, 4))
+    with pytest.raises(DataError, match=r"\(batch, 4\)"):
+        NTXentLoss(4)(torch.zeros(3, 5), torch.zeros(3, 5))
