@@ -83,7 +83,7 @@ def _register() -> None:
 
 
 def _optional_commands() -> tuple[str, ...]:
-    return ("evaluate", "gan", "flow")
+    return ("evaluate", "gan", "flow", "diffusion")
 
 
 _register()

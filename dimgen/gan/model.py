@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from ..config import load_config
 from ..errors import DataError, RunFolderError
+from ..generators import check_codes
 from ..io import load_weights, read_run
 from ..tokenizer import Tokenizer
 from .config import GANConfig
@@ -98,20 +99,7 @@ class GAN:
 
     def check_codes(self, codes: Any) -> Tensor:
         """Codes as a float32 (n, d) tensor; a :class:`DataError` for a wrong shape or NaN."""
-        c = (
-            codes.detach().cpu()
-            if isinstance(codes, Tensor)
-            else torch.as_tensor(np.asarray(codes))
-        )
-        if c.ndim != 2 or c.shape[1] != self.code_dim:
-            raise DataError(
-                f"codes must have shape (n, {self.code_dim}) for this GAN, got {tuple(c.shape)}"
-            )
-        if len(c) == 0:
-            raise DataError("no codes given (n must be >= 1)")
-        if not torch.isfinite(c.float()).all():
-            raise DataError("codes contain NaN or Inf")
-        return c.float()
+        return check_codes(codes, self.code_dim, "this GAN")
 
     @torch.no_grad()
     def generate(self, codes: Any, seed: int | None = None, batch_size: int = 1024) -> Tensor:
