@@ -132,16 +132,15 @@ def test_cli_sample_and_evaluate_on_a_diffusion_run(
     assert '"n_eval": 30' in res.output and "conditional_consistency" in res.output
 
 
-def test_bad_input_one_line_exit_2(
-    tiny_run: tuple[Path, object], digits_run: Path, tmp_path: Path
-) -> None:
-    out, _ = tiny_run
+def test_bad_input_one_line_exit_2(digits_run: Path, tmp_path: Path) -> None:
+    (tmp_path / "plain").mkdir()
     cases = [
-        (("sample", out, "--unconditional", "--guidance", -1, "--out", tmp_path / "a.png"),
-         "--guidance"),
-        (("sample", digits_run, "--unconditional", "--out", tmp_path / "b.png"), "'encoder' run"),
-        (("train-diffusion", digits_run, "--out", tmp_path / "d", "--set", "levels=4"), "halved"),
-        (("train-diffusion", out, "--out", tmp_path / "e"), "expected encoder"),
+        (("sample", tmp_path / "plain", "--unconditional", "--guidance", -1, "--out",
+          tmp_path / "a.png"), "--guidance"),
+        (("sample", digits_run, "--unconditional", "--out", tmp_path / "b.png"),
+         "'encoder' run folder; expected gan or diffusion"),
+        (("train-diffusion", digits_run, "--out", tmp_path / "d", "--set", "levels=5"), "halved"),
+        (("train-diffusion", tmp_path / "plain", "--out", tmp_path / "e"), "not a dimgen run"),
         (("train-diffusion", digits_run, "--out", tmp_path / "f", "--set", "p_uncond=2"),
          "p_uncond"),
     ]  # fmt: skip
@@ -150,7 +149,7 @@ def test_bad_input_one_line_exit_2(
         lines = res.output.strip().splitlines()
         assert res.exit_code == 2 and len(lines) == 1, (args, res.output)
         assert lines[0].startswith("error: ") and needle in lines[0], (args, lines)
-    assert not any(p.name in ("d", "e", "f") for p in tmp_path.iterdir())  # nothing half-written
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain"]  # nothing half-written
 
 
 def test_missing_diffusers_is_one_line_naming_the_extra(
@@ -176,3 +175,18 @@ def test_preset_digits_run_covers_classes_and_follows_codes(
     assert m["class_coverage_unconditional"] >= 8
     assert m["class_tv_unconditional"] < 0.3
     assert m["conditional_consistency"] > 2 * m["chance_consistency"]
+
+
+def test_guidance_only_applies_to_diffusion() -> None:
+    from dimgen.gan.evaluation import set_guidance
+
+    class NoGuidance:  # a GAN has no guidance scale
+        pass
+
+    with pytest.raises(ConfigError, match="only applies to diffusion"):
+        set_guidance(NoGuidance(), 2.0)  # type: ignore[arg-type]
+    model = type("M", (), {"guidance_scale": 1.0})()
+    set_guidance(model, 3)  # type: ignore[arg-type]
+    assert model.guidance_scale == 3.0
+    with pytest.raises(ConfigError, match=">= 0"):
+        set_guidance(model, float("nan"))  # type: ignore[arg-type]
