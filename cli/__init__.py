@@ -83,7 +83,7 @@ def _register() -> None:
 
 
 def _optional_commands() -> tuple[str, ...]:
-    return ("evaluate", "gan", "flow", "export", "pretrain")
+    return ("evaluate", "gan", "flow", "export", "pretrain", "diffusion")
 
 
 _register()

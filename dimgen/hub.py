@@ -39,7 +39,7 @@ def export_run(run: str | Path, out: str | Path) -> Path:
     run_dir, rec = read_run(run, "encoder")
     out = Path(out)
     check_new_folder(out)
-    metrics = _read_json(run_dir / "metrics.json")
+    metrics = read_json_or_empty(run_dir / "metrics.json")
     spec = rec.get("spec") or {}
     keys = ("capacity_nats", "mi_lower_bound_nats", "mi_lower_bound_stderr",
             "kl_upper_bound_nats", "knn_acc", "n_train", "n_test")  # fmt: skip
@@ -61,7 +61,7 @@ def export_run(run: str | Path, out: str | Path) -> Path:
     return out
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json_or_empty(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):

@@ -56,7 +56,7 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1
-RUN_KINDS = ("encoder", "gan", "flow", "pretrain", "sweep")
+RUN_KINDS = ("encoder", "gan", "flow", "pretrain", "sweep", "diffusion")
 
 
 def _umask() -> int:

@@ -141,6 +141,19 @@ BAD_ARGUMENTS = {
     "sample: no mode": (["sample", "{tmp}/run", "--out", "{tmp}/s.png"], "exactly one"),
     "sample: missing --out": (["sample", "{tmp}/run", "--unconditional"], "--out"),
     "evaluate-gan: n = 0": (["evaluate-gan", "{tmp}/run", "-n", "0"], "-n must be"),
+    "train-diffusion: missing --out": (["train-diffusion", "{tmp}/run"], "--out"),
+    "train-diffusion: unknown key": (
+        ["train-diffusion", "{tmp}/run", "--out", "{tmp}/d", "--set", "bogus=1"],
+        "unknown key",
+    ),
+    "train-diffusion: bad value": (
+        ["train-diffusion", "{tmp}/run", "--out", "{tmp}/d", "--set", "p_uncond=1.5"],
+        "p_uncond",
+    ),
+    "sample: negative guidance": (
+        ["sample", "{tmp}/run", "--unconditional", "--guidance", "-1", "--out", "{tmp}/s.png"],
+        "--guidance",
+    ),
 }
 
 

@@ -22,7 +22,19 @@ ROOTS = {"dimgen": REPO / "dimgen", "dimgen.cli": REPO / "cli"}
 #: The foundation: models, channels, estimators, data, files and configs.
 LOWER = ("channel", "critics", "mi", "nets", "data", "io", "config", "objectives", "errors")
 #: What is built on it: trainers, generators, flows, experiments, reports and the CLI.
-HIGHER = ("train", "training", "runs", "gan", "flows", "sweep", "evaluation", "cli")
+HIGHER = (
+    "train",
+    "training",
+    "runs",
+    "gan",
+    "flows",
+    "sweep",
+    "evaluation",
+    "cli",
+    "diffusion",
+    "integrations",
+    "generator_runs",
+)
 
 
 def _modules() -> dict[str, Path]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -9,16 +10,16 @@ import numpy as np
 import torch
 
 from ..data import Dataset, load_data
-from ..errors import DataError
+from ..errors import ConfigError, DataError
+from ..generators import Generator
 from ..training.devices import resolve_device
-from .config import GANConfig
-from .model import GAN, child_seeds
+from .model import child_seeds
 
-__all__ = ["evaluate_gan", "evaluate_run"]
+__all__ = ["evaluate_gan", "evaluate_run", "set_guidance"]
 
 
 def evaluate_gan(
-    gan: GAN,
+    gan: Generator,
     ds: Dataset,
     *,
     classifier_path: str | Path | None,
@@ -29,6 +30,8 @@ def evaluate_gan(
     device: str | torch.device = "cpu",
 ) -> dict[str, Any]:
     """Conditional vs unconditional generation, side by side, on held-out images of ``ds``.
+
+    ``gan`` is any :class:`~dimgen.generators.Generator` (a GAN, a diffusion model, ...).
 
     Conditional: G(z, code(x)) for up to ``n`` held-out x; unconditional: as many G(z, c) with
     c from the prior. With a classifier and labels: ``conditional_consistency`` (% of G(z,
@@ -89,6 +92,21 @@ def evaluate_gan(
     return out
 
 
+def set_guidance(gen: Generator, guidance_scale: float | None) -> None:
+    """Set a diffusion generator's classifier-free guidance scale (None: keep the run's).
+
+    Raises :class:`~dimgen.errors.ConfigError` for a generator without guidance (a GAN) or a
+    negative / non-finite scale.
+    """
+    if guidance_scale is None:
+        return
+    if not hasattr(gen, "guidance_scale"):
+        raise ConfigError("a guidance scale only applies to diffusion runs")
+    if not (math.isfinite(guidance_scale) and guidance_scale >= 0):
+        raise ConfigError(f"the guidance scale must be >= 0, got {guidance_scale}")
+    gen.guidance_scale = float(guidance_scale)
+
+
 def evaluate_run(
     run: str | Path,
     *,
@@ -98,11 +116,16 @@ def evaluate_run(
     device: str = "auto",
     inception_weights: str | Path | None = None,
     ema: bool = True,
+    guidance_scale: float | None = None,
 ) -> dict[str, Any]:
-    """The library side of ``dimgen evaluate-gan``: :func:`evaluate_gan` on a GAN run folder."""
+    """The library side of ``dimgen evaluate-gan``: :func:`evaluate_gan` on a generator run
+    folder (GAN or diffusion; ``guidance_scale`` overrides a diffusion run's)."""
+    from ..generator_runs import load_generator
+
     dev = resolve_device(device)
-    gan = GAN.from_pretrained(run, device=dev, ema=ema)
-    cfg = gan.config or GANConfig()
+    gan = load_generator(run, device=dev, ema=ema)
+    set_guidance(gan, guidance_scale)
+    cfg = gan.config
     frac, split_seed = gan.split
     source = str(gan.record.get("data") or cfg.data)
     ds = load_data(source, data_root or cfg.data_root, frac, split_seed)

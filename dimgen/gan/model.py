@@ -9,9 +9,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..arrays import as_array
 from ..config import check_count, check_seed, load_config
 from ..errors import DataError, RunFolderError
+from ..generators import check_codes
 from ..io import check_state_shapes, load_weights, read_run
 from ..tokenizer import Tokenizer
 from .config import GANConfig
@@ -101,22 +101,7 @@ class GAN:
 
     def check_codes(self, codes: Any) -> Tensor:
         """Codes as a float32 (n, d) tensor; a :class:`DataError` for a wrong shape or NaN."""
-        if isinstance(codes, Tensor):
-            c = codes.detach().cpu()
-        else:
-            arr = as_array(codes, "codes")
-            if arr.dtype == bool or not np.issubdtype(arr.dtype, np.number):
-                raise DataError(f"codes must be numeric, got dtype {arr.dtype}")
-            c = torch.as_tensor(arr)
-        if c.ndim != 2 or c.shape[1] != self.code_dim:
-            raise DataError(
-                f"codes must have shape (n, {self.code_dim}) for this GAN, got {tuple(c.shape)}"
-            )
-        if len(c) == 0:
-            raise DataError("no codes given (n must be >= 1)")
-        if not torch.isfinite(c.float()).all():
-            raise DataError("codes contain NaN or Inf")
-        return c.float()
+        return check_codes(codes, self.code_dim, "this GAN")
 
     @torch.no_grad()
     def generate(self, codes: Any, seed: int | None = None, batch_size: int = 1024) -> Tensor:

@@ -1,4 +1,5 @@
-"""The library side of ``dimgen sample``: codes from the prior, a flow prior, images or a file."""
+"""The library side of ``dimgen sample`` (any generator): codes from the prior, a flow prior,
+images or a file."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from torch import Tensor
 
 from ..data import load_data, parse_source
 from ..errors import ConfigError, DataError
-from .model import GAN
+from ..generators import Generator
+from .evaluation import set_guidance
 
 __all__ = ["Samples", "load_images", "prior_codes_from_flow", "read_codes", "sample"]
 
@@ -78,7 +80,7 @@ class Samples:
 
 
 def sample(
-    run: str | Path | GAN,
+    run: str | Path | Generator,
     *,
     unconditional: bool = False,
     from_images: str | None = None,
@@ -88,8 +90,10 @@ def sample(
     seed: int = 0,
     data_root: str | None = None,
     ema: bool = True,
+    guidance_scale: float | None = None,
 ) -> Samples:
-    """The library side of ``dimgen sample``: exactly one of the three modes.
+    """The library side of ``dimgen sample`` on any generator run (GAN or diffusion): exactly
+    one of the three modes. ``guidance_scale`` overrides a diffusion run's own (GAN: an error).
 
     - ``unconditional``: ``n`` (default 64) codes from the encoder's prior, or from the
       flow-defined prior at ``prior``;
@@ -105,7 +109,13 @@ def sample(
         raise ConfigError("a flow prior only applies to unconditional sampling")
     if n is not None and n < 1:
         raise DataError(f"n must be >= 1, got {n}")
-    gan = run if isinstance(run, GAN) else GAN.from_pretrained(run, ema=ema)
+    if isinstance(run, (str, Path)):
+        from ..generator_runs import load_generator
+
+        gan = load_generator(run, ema=ema)
+    else:
+        gan = run
+    set_guidance(gan, guidance_scale)
     if unconditional:
         count = 64 if n is None else n
         if prior is None:

@@ -48,7 +48,7 @@ class GANRun:
     path: Path | None = None
 
 
-def _encoder_setup(cfg: GANConfig, device: torch.device) -> tuple[Path, EncoderConfig, Tokenizer]:
+def load_encoder_run(cfg: GANConfig, device: torch.device) -> tuple[Path, EncoderConfig, Tokenizer]:
     from ..io import read_run
 
     if not cfg.encoder_run:
@@ -86,7 +86,7 @@ class GANTrainer(Trainer):
 
     def setup(self, ctx: Context) -> CheckpointState:
         cfg, device = self.config, ctx.device
-        enc_dir, enc_cfg, tok = _encoder_setup(cfg, device)
+        enc_dir, enc_cfg, tok = load_encoder_run(cfg, device)
         source = cfg.data or enc_cfg.data
         root = cfg.data_root or enc_cfg.data_root
         ds = self.data
@@ -213,7 +213,7 @@ class GANTrainer(Trainer):
         gan = GAN(self.G_ema or self.G, tok, spec, cfg, out)
         metrics: dict[str, Any] = {"train_seconds": fitted.train_seconds, "steps": cfg.steps,
                                    "arch": spec["arch"], "code_dim": tok.dim, "prior": tok.prior_name}  # fmt: skip
-        enc_metrics = _read_json(self.enc_dir / "metrics.json")
+        enc_metrics = read_json_or_empty(self.enc_dir / "metrics.json")
         if "knn_acc" in enc_metrics:
             metrics["encoder_knn_acc"] = enc_metrics["knn_acc"]
         if out is not None:
@@ -238,7 +238,7 @@ class GANTrainer(Trainer):
         if cfg.eval_samples > 0:
             metrics.update(evaluate_gan(gan, ds, classifier_path=clf_path, n=cfg.eval_samples,
                                         seed=cfg.seed, data_name=self.source, device=self.device))  # fmt: skip
-        _final_grids(gan, ds, out, cfg.seed)
+        write_final_grids(gan, ds, out, cfg.seed)
         write_json(out / "metrics.json", {**metrics, "history": history})
         write_text(out / "report.md", gan_report(metrics, cfg, self.enc_dir))
         gan.path = out
@@ -311,7 +311,7 @@ def _write_weights(
                  {"kind": "discriminator", "spec": spec, "loss": cfg.loss})  # fmt: skip
 
 
-def _final_grids(gan: GAN, ds: Dataset, run_dir: Path, seed: int) -> None:
+def write_final_grids(gan: GAN, ds: Dataset, run_dir: Path, seed: int) -> None:
     k = min(32, len(ds.x_test))
     imgs, codes = gan.sample_conditional(ds.x_test[:k], seed=seed)
     write_samples(run_dir / "samples" / "conditional.png", imgs, codes,
@@ -321,7 +321,7 @@ def _final_grids(gan: GAN, ds: Dataset, run_dir: Path, seed: int) -> None:
     write_samples(run_dir / "samples" / "unconditional.png", imgs, codes, seed=seed)
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json_or_empty(path: Path) -> dict[str, Any]:
     from ..parsing import read_json
 
     try:

@@ -1,0 +1,167 @@
+"""The trained diffusion generator: a code-conditioned ``diffusers`` UNet with its tokenizer.
+
+:class:`DiffusionModel` implements :class:`dimgen.generators.Generator`, so ``dimgen sample``
+and ``dimgen evaluate-gan`` treat it exactly like a GAN: ``generate(codes)`` denoises from
+noise with the run's sampler, ``sample_unconditional`` draws the codes from the encoder's prior
+(no extra network), ``sample_conditional`` encodes real images first. Images are CPU tensors
+(n, C, H, W) in [0, 1]; the network works in [-1, 1] (x = 2 image - 1).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..config import load_config
+from ..errors import DataError, RunFolderError
+from ..gan.model import child_seeds
+from ..generators import check_codes
+from ..integrations.diffusers import (
+    CodeConditionedUNet,
+    CodeEmbedding,
+    build_unet,
+    make_scheduler,
+    sample_with_scheduler,
+)
+from ..io import load_weights, read_run
+from ..tokenizer import Tokenizer
+from .config import DiffusionConfig
+
+__all__ = ["DiffusionModel", "build_net", "diffusion_spec"]
+
+
+def diffusion_spec(cfg: DiffusionConfig, shape: tuple[int, ...], tok: Tokenizer) -> dict[str, Any]:
+    """Everything that rebuilds the network (stored in its safetensors metadata and run.json)."""
+    return {
+        "shape": list(shape),
+        "code_dim": tok.dim,
+        "prior": tok.prior_name,
+        "block_out_channels": [cfg.width * 2**i for i in range(cfg.levels)],
+        "layers_per_block": cfg.layers_per_block,
+        "norm_groups": cfg.norm_groups,
+        "num_train_timesteps": cfg.num_train_timesteps,
+        "beta_schedule": cfg.beta_schedule,
+    }
+
+
+def build_net(spec: dict[str, Any]) -> CodeConditionedUNet:
+    """A fresh :class:`CodeConditionedUNet` from a :func:`diffusion_spec`."""
+    unet = build_unet(tuple(spec["shape"]), tuple(spec["block_out_channels"]),
+                      int(spec["layers_per_block"]), int(spec["norm_groups"]))  # fmt: skip
+    width = 4 * int(spec["block_out_channels"][0])
+    return CodeConditionedUNet(unet, CodeEmbedding(int(spec["code_dim"]), width, spec["prior"]))
+
+
+class DiffusionModel:
+    """A trained code-conditioned diffusion model with the tokenizer it was conditioned on.
+
+    ``scheduler`` (``ddim`` / ``ddpm``), ``sample_steps`` and ``guidance_scale`` (classifier-free
+    guidance s; 0: the null code alone) set how :meth:`generate` samples; change them freely.
+    """
+
+    def __init__(
+        self,
+        net: CodeConditionedUNet,
+        tokenizer: Tokenizer,
+        spec: dict[str, Any],
+        config: DiffusionConfig | None = None,
+        path: Path | None = None,
+        record: dict[str, Any] | None = None,
+    ) -> None:
+        self.net = net.eval()
+        self.tokenizer = tokenizer
+        self.spec = spec
+        self.config = config or DiffusionConfig()
+        self.path = path
+        self.record = record or {}
+        self.scheduler = self.config.scheduler
+        self.sample_steps = self.config.sample_steps
+        self.guidance_scale = self.config.guidance_scale
+
+    @classmethod
+    def from_pretrained(
+        cls, path: str | Path, device: str | torch.device = "cpu", ema: bool = True
+    ) -> DiffusionModel:
+        """Load a complete diffusion run folder (``dimgen train-diffusion``); EMA weights if ``ema``."""
+        run_dir, record = read_run(path, "diffusion")
+        file = run_dir / "model_ema.safetensors"
+        if not (ema and file.is_file()):
+            file = run_dir / "model.safetensors"
+        tensors, meta = load_weights(file)
+        spec = meta.get("spec")
+        if meta.get("kind") != "diffusion" or not isinstance(spec, dict):
+            raise RunFolderError(f"{file} is not a dimgen diffusion model")
+        try:
+            net = build_net(spec)
+            net.load_state_dict(tensors)
+        except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+            raise RunFolderError(
+                f"{file}: weights do not match their spec ({str(exc)[:120]})"
+            ) from None
+        tok = Tokenizer.from_weights(run_dir / "encoder.safetensors", device)
+        cfg = load_config(run_dir / "config.yaml", DiffusionConfig)
+        return cls(net.to(device), tok, spec, cfg, run_dir, record)
+
+    @property
+    def split(self) -> tuple[float, int]:
+        """(test_fraction, seed) of the train/held-out split the run used (its encoder's)."""
+        split = self.record.get("split") or {}
+        return float(split.get("test_fraction", 0.2)), int(split.get("seed", 0))
+
+    @property
+    def code_dim(self) -> int:
+        return int(self.spec["code_dim"])
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of one generated image (C, H, W)."""
+        return tuple(self.spec["shape"])
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
+    def check_codes(self, codes: Any) -> Tensor:
+        """Codes as a float32 (n, d) tensor; a :class:`DataError` for a wrong shape or NaN."""
+        return check_codes(codes, self.code_dim, "this diffusion model")
+
+    def make_scheduler(self) -> Any:
+        """The ``diffusers`` scheduler :meth:`generate` uses (the run's noise schedule)."""
+        return make_scheduler(self.scheduler, int(self.spec["num_train_timesteps"]),
+                              beta_schedule=self.spec["beta_schedule"])  # fmt: skip
+
+    @torch.no_grad()
+    def generate(self, codes: Any, seed: int | None = None, batch_size: int = 500) -> Tensor:
+        """(n, d) codes -> (n, C, H, W) images in [0, 1]; ``seed`` fixes the noise."""
+        c = self.check_codes(codes)
+        g = torch.Generator().manual_seed(seed) if seed is not None else None
+        out = [
+            sample_with_scheduler(
+                self.net,
+                self.make_scheduler(),
+                c[i : i + batch_size],
+                num_inference_steps=self.sample_steps,
+                guidance_scale=self.guidance_scale,
+                generator=g,
+            )
+            for i in range(0, len(c), batch_size)
+        ]
+        return ((torch.cat(out) + 1) / 2).clamp(0, 1)
+
+    def sample_unconditional(self, n: int, seed: int | None = None) -> tuple[Tensor, Tensor]:
+        """``n`` images from codes drawn from the encoder's prior; returns (images, codes)."""
+        if n < 1:
+            raise DataError(f"n must be >= 1, got {n}")
+        s_codes, s_noise = child_seeds(seed, 2)
+        codes = self.tokenizer.sample_prior(n, seed=s_codes)
+        return self.generate(codes, seed=s_noise), codes
+
+    def sample_conditional(self, x: Any, seed: int | None = None) -> tuple[Tensor, Tensor]:
+        """One image per input image, from its code (frozen encoder); returns (images, codes)."""
+        codes = self.tokenizer.encode(x)
+        if len(codes) == 0:
+            raise DataError("no images given")
+        return self.generate(codes, seed=seed), codes

@@ -1,0 +1,216 @@
+"""The diffusion trainer on the training harness: a ``diffusers`` UNet denoising under codes.
+
+Only the diffusion model's own parts live here (data and codes, the network and optimiser, one
+denoising step, sample grids, final artefacts); the loop, checkpoints, bit-exact resume, the
+non-finite guard and the run folder are :mod:`dimgen.training`'s. One
+:meth:`DiffusionTrainer.step` is one Adam step on the epsilon-prediction loss of DDPM (Ho et
+al. 2020, eq. 14): E ||eps - eps_theta(sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, t, c)||^2 with
+t uniform and, with probability ``p_uncond``, c replaced by the learned null code (Ho &
+Salimans 2022). Every random draw comes from one CPU generator that the checkpoint stores.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..config import replace, validate
+from ..data import Dataset, check_finite, load_data
+from ..errors import DataError
+from ..gan.evaluation import evaluate_gan
+from ..gan.images import save_image_grid
+from ..gan.nets import ema_update
+from ..gan.trainer import load_encoder_run, read_json_or_empty, write_final_grids
+from ..integrations.diffusers import make_scheduler
+from ..io import atomic_copy, save_weights, write_json, write_text
+from ..training import CheckpointState, Context, Fitted, ScalarCallback, Trainer, fit
+from ..training.devices import resolve_device
+from .config import DiffusionConfig
+from .model import DiffusionModel, build_net, diffusion_spec
+from .report import diffusion_report
+
+__all__ = ["DiffusionRun", "DiffusionTrainer", "train_diffusion"]
+
+
+@dataclass
+class DiffusionRun:
+    """The result of :func:`train_diffusion`: the model, metrics, loss history and run folder."""
+
+    config: DiffusionConfig
+    model: DiffusionModel
+    metrics: dict[str, Any]
+    history: list[dict[str, float]] = field(default_factory=list)
+    path: Path | None = None
+
+
+class DiffusionTrainer(Trainer):
+    """A code-conditioned ``diffusers`` UNet as a :class:`~dimgen.training.Trainer`."""
+
+    kind = "diffusion"
+    unit = "step"
+    label = "train-diffusion"
+    keep_checkpoint = True  # the complete folder keeps the net, its EMA and the optimiser
+    subfolders = ("samples",)
+
+    def __init__(self, cfg: DiffusionConfig, data: Dataset | None = None) -> None:
+        self.config = cfg
+        self.data = data
+        self.total = cfg.steps
+        self.log_every = cfg.log_every
+        self.checkpoint_every = cfg.checkpoint_every
+        self.threads = cfg.threads
+
+    def setup(self, ctx: Context) -> CheckpointState:
+        cfg, device = self.config, ctx.device
+        enc_dir, enc_cfg, tok = load_encoder_run(cfg, device)
+        source = cfg.data or enc_cfg.data
+        ds = self.data
+        if ds is None:
+            ds = load_data(source, cfg.data_root or enc_cfg.data_root, enc_cfg.test_fraction,
+                           enc_cfg.seed)  # fmt: skip
+        check_finite(ds.x_train, f"{source} (train)")
+        if ds.shape != tok.in_shape:
+            raise DataError(f"{source} has samples of shape {ds.shape}, but the encoder of "
+                            f"{enc_dir} expects {tok.in_shape}")  # fmt: skip
+        if len(ds.shape) != 3:
+            raise DataError(f"diffusion generates images (C, H, W); {source} has {ds.shape}")
+        self.config = cfg = replace(cfg, encoder_run=str(enc_dir.resolve()), data=source)
+        self.enc_dir, self.enc_cfg, self.tok, self.ds, self.source = (
+            enc_dir,
+            enc_cfg,
+            tok,
+            ds,
+            source,
+        )
+        self.spec = spec = diffusion_spec(cfg, ds.shape, tok)
+        self.device = device
+
+        torch.manual_seed(cfg.seed)
+        self.net = build_net(spec).to(device)  # DataError / ConfigError for an unfit shape
+        self.ema = copy.deepcopy(self.net).eval() if cfg.ema_decay > 0 else None
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
+        self.noise = make_scheduler(
+            "ddpm", cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule
+        )
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        x = torch.from_numpy(np.ascontiguousarray(ds.x_train))
+        self.x_train = (2 * x - 1).to(device)  # [0, 1] -> [-1, 1], (N, C, H, W)
+        self.c_train = tok.encode(ds.x_train).to(device)  # frozen encoder: (N, d)
+        self.batch = min(cfg.batch_size, len(self.x_train))
+        n_cond = min(32, len(ds.x_test))
+        self.grid_codes = torch.cat([tok.encode(ds.x_test[:n_cond]),
+                                     tok.sample_prior(32, seed=cfg.seed + 2)])  # fmt: skip
+        modules: dict[str, nn.Module] = {"model": self.net}
+        if self.ema is not None:
+            modules["model_ema"] = self.ema
+        return CheckpointState(modules, {"opt": self.opt}, generators={"draws": self.gen})
+
+    def begin(self, ctx: Context) -> None:
+        self.net.train()
+
+    def step(self, index: int) -> dict[str, Tensor]:
+        cfg, g, b, dev = self.config, self.gen, self.batch, self.device
+        idx = torch.randint(len(self.x_train), (b,), generator=g)
+        x0, c = self.x_train[idx.to(dev)], self.c_train[idx.to(dev)]
+        eps = torch.randn(x0.shape, generator=g).to(dev)
+        t = torch.randint(cfg.num_train_timesteps, (b,), generator=g).to(dev)
+        drop = (torch.rand(b, generator=g) < cfg.p_uncond).to(dev)
+        x_t = self.noise.add_noise(x0, eps, t)
+        loss = torch.nn.functional.mse_loss(self.net(x_t, t, c, drop), eps)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        if self.ema is not None:
+            ema_update(self.ema, self.net, min(cfg.ema_decay, (1 + index) / (10 + index)))
+        return {"loss": loss.detach()}
+
+    def _model(self, out: Path | None = None) -> DiffusionModel:
+        net = self.ema if self.ema is not None else self.net
+        return DiffusionModel(net, self.tok, self.spec, self.config, out)
+
+    def after_step(self, done: int, out: Path | None) -> None:
+        every = self.config.sample_every
+        if out is not None and every and done % every == 0:
+            imgs = self._model().generate(self.grid_codes, seed=self.config.seed + 1)
+            save_image_grid(imgs, out / "samples" / f"step-{done:06d}.png")
+            self.net.train()
+
+    def end(self) -> None:
+        self.net.eval()
+
+    def finish(self, fitted: Fitted, out: Path | None) -> DiffusionRun:
+        cfg, tok = self.config, self.tok
+        model = self._model(out)
+        metrics: dict[str, Any] = {"train_seconds": fitted.train_seconds, "steps": cfg.steps,
+                                   "code_dim": tok.dim, "prior": tok.prior_name,
+                                   "parameters": sum(p.numel() for p in self.net.parameters())}  # fmt: skip
+        enc_metrics = read_json_or_empty(self.enc_dir / "metrics.json")
+        if "knn_acc" in enc_metrics:
+            metrics["encoder_knn_acc"] = enc_metrics["knn_acc"]
+        if out is not None:
+            self._write(out, model, metrics, fitted.history)
+        return DiffusionRun(cfg, model, metrics, fitted.history, out)
+
+    def _write(self, out: Path, model: DiffusionModel, metrics: dict[str, Any],
+               history: list[dict[str, float]]) -> None:  # fmt: skip
+        cfg, ds, spec = self.config, self.ds, self.spec
+        meta = {"kind": "diffusion", "spec": spec}
+        save_weights(out / "model.safetensors", self.net.state_dict(), meta)
+        if self.ema is not None:
+            save_weights(out / "model_ema.safetensors", self.ema.state_dict(),
+                         {**meta, "ema_decay": cfg.ema_decay})  # fmt: skip
+        atomic_copy(self.enc_dir / "encoder.safetensors", out / "encoder.safetensors")
+        atomic_copy(self.enc_dir / "config.yaml", out / "encoder-config.yaml")
+        save_image_grid(model.generate(self.grid_codes, seed=cfg.seed + 1),
+                        out / "samples" / "final.png")  # fmt: skip
+        clf_path = None
+        if ds.y_train is not None and cfg.classifier_epochs > 0:
+            from ..fidelity import save_classifier, train_classifier
+
+            clf = train_classifier(ds.x_train, ds.y_train, epochs=cfg.classifier_epochs,
+                                   seed=cfg.seed, device=self.device)  # fmt: skip
+            clf_path = out / "classifier.safetensors"
+            save_classifier(clf_path, clf, {"data": self.source, "epochs": cfg.classifier_epochs})
+        if cfg.eval_samples > 0:
+            metrics.update(evaluate_gan(model, ds, classifier_path=clf_path, n=cfg.eval_samples,
+                                        seed=cfg.seed, data_name=self.source, device=self.device))  # fmt: skip
+        write_final_grids(model, ds, out, cfg.seed)  # type: ignore[arg-type]
+        write_json(out / "metrics.json", {**metrics, "history": history})
+        write_text(out / "report.md", diffusion_report(metrics, cfg, self.enc_dir))
+
+    def run_info(self) -> dict[str, Any]:
+        split = {"test_fraction": self.enc_cfg.test_fraction, "seed": self.enc_cfg.seed}
+        return {"encoder_run": str(self.enc_dir.resolve()), "spec": self.spec,
+                "data": self.source, "split": split}  # fmt: skip
+
+
+def train_diffusion(
+    config: DiffusionConfig,
+    out: str | Path | None = None,
+    *,
+    progress: bool = False,
+    resume: bool = False,
+    data: Dataset | None = None,
+    on_scalars: ScalarCallback | None = None,
+) -> DiffusionRun:
+    """Train a ``diffusers`` UNet on the codes of ``config.encoder_run``; a run folder at ``out``.
+
+    The folder holds config.yaml, a copy of the encoder, model[_ema].safetensors, the full
+    checkpoint, samples/*.png, the evaluation classifier, metrics.json, report.md and run.json.
+    Raises :class:`~dimgen.errors.ConfigError` (also when ``dimgen[diffusers]`` is missing),
+    :class:`~dimgen.errors.DataError` and :class:`~dimgen.errors.RunFolderError` before
+    training, :class:`~dimgen.errors.TrainingError` if the loss or weights become non-finite.
+    """
+    cfg = validate(config)
+    from ..integrations.diffusers import require_diffusers
+
+    require_diffusers()
+    trainer = DiffusionTrainer(cfg, data)
+    return fit(trainer, resolve_device(cfg.device), out, resume=resume, progress=progress,
+               on_scalars=on_scalars)  # fmt: skip
