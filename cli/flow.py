@@ -62,7 +62,7 @@ def flow(run: str, to: str | None, to_samples: str | None, out: str | None,
     how = "exact map" if m["method"] == "exact" else f"{m['method']} flow"
     click.echo(
         f"wrote {out}: {how} {m['source_prior']} -> {m['target']} (d = {m['dim']}); "
-        f"KL bound carried {m['kl_bound_carried_nats']:.3f} nats [bound on {m['kl_bound_applies_to']}], "
+        f"KL bound {m['kl_upper_bound_nats']:.3f} nats [bound on the noisy codes, {m['kl_bound_applies_to']}], "
         f"kNN KL(T#codes || target) {m['kl_estimate_knn_nats']:.3f} nats [estimate]"
     )
     if m["method"] != "exact":

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError, TrainingError
+from ..training import smoke
 from .config import FlowConfig
 from .transforms import Bijection
 
@@ -187,14 +188,15 @@ def fit_flow(
                          cfg.tail_bound, loc, scale)  # fmt: skip
     y = torch.as_tensor(target_train, dtype=torch.float32)
     opt = torch.optim.Adam(flow.parameters(), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps)
+    steps = smoke.cap_units(cfg.steps, "step")  # DIMGEN_SMOKE: a few steps only
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     gen = torch.Generator().manual_seed(cfg.seed)
     batch = min(cfg.batch_size, len(y))
     history: list[float] = []
     running = 0.0
     t0 = time.perf_counter()
     flow.train()
-    for step in range(cfg.steps):
+    for step in range(steps):
         idx = torch.randint(len(y), (batch,), generator=gen)
         loss = -flow.log_prob(y[idx]).mean()
         if not torch.isfinite(loss):
@@ -206,13 +208,16 @@ def fit_flow(
         opt.step()
         sched.step()
         running += float(loss.detach())
-        if (step + 1) % 50 == 0 or step + 1 == cfg.steps:
+        if (step + 1) % 50 == 0 or step + 1 == steps:
             history.append(running / ((step % 50) + 1))
             running = 0.0
     seconds = time.perf_counter() - t0
     flow = flow.double().eval()
     nll = heldout_nll(flow, target_test)
-    return flow, {"train_nll_history": history, "train_seconds": seconds, **nll}
+    info: dict[str, Any] = {"train_nll_history": history, "train_seconds": seconds, **nll}
+    if steps != cfg.steps:
+        info["smoke"] = smoke.marker("step", cfg.steps, steps)
+    return flow, info
 
 
 @torch.no_grad()

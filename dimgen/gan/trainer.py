@@ -23,8 +23,9 @@ from ..config import EncoderConfig, load_run_config, replace, validate
 from ..data import Dataset, check_finite, load_data
 from ..errors import ConfigError, DataError, DimgenError
 from ..io import atomic_path, save_weights, write_json, write_text
+from ..metric_keys import KL_BOUND, kl_upper_bound
 from ..tokenizer import Tokenizer
-from ..training import CheckpointState, Context, Fitted, ScalarCallback, Trainer, fit
+from ..training import CheckpointState, Context, Fitted, ScalarCallback, Trainer, fit, smoke
 from ..training.devices import resolve_device
 from .config import GANConfig
 from .evaluation import evaluate_gan
@@ -187,11 +188,14 @@ class GANTrainer(Trainer):
     def finish(self, fitted: Fitted, out: Path | None) -> GANRun:
         cfg, tok, spec = self.config, self.tok, self.spec
         gan = GAN(self.G_ema or self.G, tok, spec, cfg, out)
-        metrics: dict[str, Any] = {"train_seconds": fitted.train_seconds, "steps": cfg.steps,
+        metrics: dict[str, Any] = {"train_seconds": fitted.train_seconds, "steps": self.total,
                                    "arch": spec["arch"], "code_dim": tok.dim, "prior": tok.prior_name}  # fmt: skip
         enc_metrics = _read_json(self.enc_dir / "metrics.json")
         if "knn_acc" in enc_metrics:
             metrics["encoder_knn_acc"] = enc_metrics["knn_acc"]
+        bound = kl_upper_bound(enc_metrics)  # the certificate of the codes G is conditioned on
+        if bound is not None:
+            metrics[KL_BOUND] = bound
         if out is not None:
             self._write(out, gan, metrics, fitted.history)
         return GANRun(cfg, gan, self.D, metrics, fitted.history, out)
@@ -205,15 +209,17 @@ class GANTrainer(Trainer):
         _copy(self.enc_dir / "config.yaml", out / "encoder-config.yaml")
         save_image_grid(self._grid(), out / "samples" / "final.png")
         clf_path = None
-        if ds.y_train is not None and cfg.classifier_epochs > 0:
+        clf_epochs = smoke.cap_size(cfg.classifier_epochs, 2)
+        eval_samples = smoke.cap_size(cfg.eval_samples, 200)
+        if ds.y_train is not None and clf_epochs > 0:
             from ..fidelity import save_classifier, train_classifier
 
-            clf = train_classifier(ds.x_train, ds.y_train, epochs=cfg.classifier_epochs,
+            clf = train_classifier(ds.x_train, ds.y_train, epochs=clf_epochs,
                                    seed=cfg.seed, device=self.device)  # fmt: skip
             clf_path = out / "classifier.safetensors"
-            save_classifier(clf_path, clf, {"data": self.source, "epochs": cfg.classifier_epochs})
-        if cfg.eval_samples > 0:
-            metrics.update(evaluate_gan(gan, ds, classifier_path=clf_path, n=cfg.eval_samples,
+            save_classifier(clf_path, clf, {"data": self.source, "epochs": clf_epochs})
+        if eval_samples > 0:
+            metrics.update(evaluate_gan(gan, ds, classifier_path=clf_path, n=eval_samples,
                                         seed=cfg.seed, data_name=self.source, device=self.device))  # fmt: skip
         _final_grids(gan, ds, out, cfg.seed)
         write_json(out / "metrics.json", {**metrics, "history": history})
