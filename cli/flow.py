@@ -23,7 +23,7 @@ _TARGETS = (
     type=click.Path(dir_okay=False),
     help="Target given as samples: .npz with array 'x' (or 'samples') of shape (n, d).",
 )
-@out_option()
+@out_option(required=True)
 @config_option()
 @click.option(
     "--method",
@@ -34,8 +34,8 @@ _TARGETS = (
 @click.option("--hidden", type=int, help="Hidden width of each flow layer.")
 @click.option("--bins", type=int, help="Spline bins (rqs).")
 @click.option("--steps", type=int, help="Training steps.")
-@click.option("--batch-size", type=int)
-@click.option("--lr", type=float)
+@click.option("--batch-size", type=int, help="Target samples per training step.")
+@click.option("--lr", type=float, help="Adam learning rate.")
 @seed_option()
 @set_option()
 def flow(run: str, to: str | None, to_samples: str | None, out: str | None,
@@ -73,4 +73,9 @@ def flow(run: str, to: str | None, to_samples: str | None, out: str | None,
 
 
 def register(group: click.Group) -> None:
+    from dimgen.cli.options import show_config_defaults
+
+    from dimgen.flows.config import FlowConfig
+
+    show_config_defaults(flow, FlowConfig)
     group.add_command(flow)

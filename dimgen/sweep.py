@@ -23,6 +23,7 @@ import numpy as np
 from .config import EncoderConfig, replace, to_dict, validate
 from .diagnostics import EvalConfig, Evaluation
 from .errors import ConfigError, RunFolderError
+from .training import smoke
 
 __all__ = [
     "SWEEP_METRICS",
@@ -155,6 +156,7 @@ def run_sweep(
     param, levels = _levels(cfg, sigmas, epses)
     if runs < 1:
         raise ConfigError(f"runs must be >= 1, got {runs}")
+    runs = smoke.cap_size(runs, 2)  # DIMGEN_SMOKE: 2 runs per level (each marked as smoke)
     out = Path(out)
     _check_out(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -24,15 +24,32 @@ Example:
 
 from __future__ import annotations
 
-from .config import GANConfig
-from .evaluation import evaluate_gan, evaluate_run
-from .images import save_image_grid, write_samples
-from .losses import d_loss, g_loss, r1_penalty
-from .model import GAN
-from .nets import ema_update, gan_spec
-from .report import gan_report
-from .sampling import Samples, load_images, prior_codes_from_flow, read_codes, sample
-from .trainer import GANRun, GANTrainer, train_gan
+from importlib import import_module
+from typing import Any
+
+# Lazy (PEP 562): `from dimgen.gan import GANConfig` needs no torch (the CLI's --help reads it).
+_LAZY = {
+    "GANConfig": ".config",
+    "evaluate_gan": ".evaluation",
+    "evaluate_run": ".evaluation",
+    "save_image_grid": ".images",
+    "write_samples": ".images",
+    "d_loss": ".losses",
+    "g_loss": ".losses",
+    "r1_penalty": ".losses",
+    "GAN": ".model",
+    "ema_update": ".nets",
+    "gan_spec": ".nets",
+    "gan_report": ".report",
+    "Samples": ".sampling",
+    "load_images": ".sampling",
+    "prior_codes_from_flow": ".sampling",
+    "read_codes": ".sampling",
+    "sample": ".sampling",
+    "GANRun": ".trainer",
+    "GANTrainer": ".trainer",
+    "train_gan": ".trainer",
+}
 
 __all__ = [
     "GAN",
@@ -56,3 +73,9 @@ __all__ = [
     "train_gan",
     "write_samples",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module 'dimgen.gan' has no attribute {name!r}")
