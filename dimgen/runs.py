@@ -113,7 +113,7 @@ def encoder_report(metrics: dict[str, Any], config: dict[str, Any]) -> str:
         "# dimgen encoder run",
         "",
         f"Data `{config['data']}`, {metrics['n_train']} train / {metrics['n_test']} held-out samples; "
-        f"{prior} prior, d = {metrics['dim']}, {noise}; {config['epochs']} epochs, batch {config['batch_size']}.",
+        f"{prior} prior, d = {metrics['dim']}, {noise}; {config['epochs']} epoch{'' if config['epochs'] == 1 else 's'}, batch {config['batch_size']}.",
         "",
         "## Distribution matching",
         "",

@@ -350,7 +350,7 @@ def sweep_report(
     lines = [
         "# dimgen noise sweep",
         "",
-        f"Data `{cfg.data}`, {cfg.prior} prior, d = {cfg.dim}, {cfg.epochs} epochs; {runs} run(s) "
+        f"Data `{cfg.data}`, {cfg.prior} prior, d = {cfg.dim}, {cfg.epochs} epoch{'' if cfg.epochs == 1 else 's'}; {runs} run(s) "
         f"per noise level (seeds {cfg.seed}..{cfg.seed + runs - 1}); tests at alpha = {alpha:g} "
         "on each run's held-out codes. Means over runs; every run is a complete, evaluated "
         f"encoder run folder under `{param}-LEVEL/run-R/`.",

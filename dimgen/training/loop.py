@@ -165,7 +165,7 @@ def _mark_smoke(path: Path, mark: dict[str, Any]) -> None:
             write_json(metrics, {"smoke": mark, **data})
     if report.is_file():
         line = (f"> **Smoke run** ({mark['env']}): {mark['trained']} of {mark['configured']} "
-                f"{mark['unit']}s and reduced evaluations; these numbers are not results.\n\n")  # fmt: skip
+                f"{mark['unit']}{'' if mark['configured'] == 1 else 's'} and reduced evaluations; these numbers are not results.\n\n")  # fmt: skip
         write_text(report, line + report.read_text())
 
 

@@ -20,8 +20,14 @@ __all__ = ["RunFolder", "check_new_folder"]
 
 
 def check_new_folder(path: Path) -> None:
-    """Raise :class:`RunFolderError` if ``path`` exists and is a file or a non-empty folder."""
+    """Raise :class:`RunFolderError` if ``path`` exists and is a file or a non-empty folder; for
+    an interrupted run (a checkpoint, no ``run.json``) the message suggests ``--resume``."""
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        if (path / CHECKPOINT).is_file() and not (path / "run.json").exists():
+            raise RunFolderError(
+                f"output folder {path} holds an interrupted run: continue it with "
+                f"--resume {path} (resume=True in Python), or choose another --out"
+            )
         raise RunFolderError(f"output folder {path} exists and is not empty")
 
 
