@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import click
-from dimgen.cli.options import config_option, out_option, parse_sets, seed_option, set_option
+from dimgen.cli.options import (
+    config_option,
+    out_option,
+    parse_sets,
+    quiet_option,
+    seed_option,
+    set_option,
+)
 
 from dimgen.flows.config import METHODS
 
@@ -38,8 +45,9 @@ _TARGETS = (
 @click.option("--lr", type=float, help="Adam learning rate.")
 @seed_option()
 @set_option()
+@quiet_option()
 def flow(run: str, to: str | None, to_samples: str | None, out: str | None,
-         config_path: str | None, sets: tuple[str, ...], **flags: object) -> None:  # fmt: skip
+         config_path: str | None, sets: tuple[str, ...], quiet: bool, **flags: object) -> None:  # fmt: skip
     """Map the codes of encoder RUN to another prior and write a flow run folder.
 
     An i.i.d. 1-D target is reached exactly (probability-integral transform, no training);
@@ -57,7 +65,7 @@ def flow(run: str, to: str | None, to_samples: str | None, out: str | None,
     cfg = replace(replace(cfg, **parse_sets(sets)), **flags)
     from dimgen.flows.runs import transform_codes  # torch: once the arguments are known good
 
-    res = transform_codes(run, to, to_samples=to_samples, config=cfg, out=out)
+    res = transform_codes(run, to, to_samples=to_samples, config=cfg, out=out, progress=not quiet)
     m = res.metrics
     how = "exact map" if m["method"] == "exact" else f"{m['method']} flow"
     click.echo(

@@ -38,6 +38,7 @@ from .training import (
     smoke,
 )
 from .training.devices import data_parallel, launch, needs_spawn, resolve_device
+from .training.phases import phase
 
 __all__ = [
     "CHECKPOINT",
@@ -197,7 +198,8 @@ class EncoderTrainer(Trainer):
         if self.ctx.rank != 0:  # rank 0 evaluates and writes; the weights are the same everywhere
             empty = np.zeros((0, cfg.dim), dtype=np.float32)
             return EncoderRun(cfg, self.model, {}, empty, None, np.array([], dtype=str), history)
-        run = finish(cfg, self.model, self.ds, self.x_train, self.x_test, history, self.total)
+        run = finish(cfg, self.model, self.ds, self.x_train, self.x_test, history, self.total,
+                     show=self.ctx.progress)  # fmt: skip
         run.metrics["train_seconds"] = fitted.train_seconds
         run.metrics["processes"] = self.ctx.world
         # An epoch is floor(n_train / batch) steps: the last partial batch is dropped.
@@ -206,7 +208,8 @@ class EncoderTrainer(Trainer):
         run.metrics["seed"] = self.config.seed
         run.metrics["split_seed"] = self.config.split_seed
         if out is not None:
-            self.spec = write_encoder_artefacts(run, out)
+            with phase("encode", "writing codes, plots and report", self.ctx.progress, 4, 4):
+                self.spec = write_encoder_artefacts(run, out)
             run.path = out
         return run
 
@@ -280,6 +283,8 @@ def finish(
     x_test: Tensor,
     history: list[float],
     epochs: int | None = None,
+    *,
+    show: bool = False,
 ) -> EncoderRun:
     """Recalibrate the normalisation on the training data, estimate MI, compute codes and metrics.
 
@@ -287,13 +292,15 @@ def finish(
     ``cfg.eval_batches`` batches (at most 2 in a smoke run, :mod:`dimgen.training.smoke`).
     """
     model.eval()
-    model.channel.calibrate([_outputs(model.encoder, x_train)])
-    with torch.no_grad():
-        codes_tr = model.channel.normalise(_outputs(model.encoder, x_train)).cpu().numpy()
-        codes_te = model.channel.normalise(_outputs(model.encoder, x_test)).cpu().numpy()
+    with phase("encode", "recalibrating the normalisation on the training data", show, 1, 4):
+        model.channel.calibrate([_outputs(model.encoder, x_train)])
+        with torch.no_grad():
+            codes_tr = model.channel.normalise(_outputs(model.encoder, x_train)).cpu().numpy()
+            codes_te = model.channel.normalise(_outputs(model.encoder, x_test)).cpu().numpy()
     n_eval = smoke.cap_size(cfg.eval_batches, 2)
-    mi, mi_se = estimate_mi(model, x_test, cfg.batch_size, n_eval, cfg.seed + 1)
-    mi_tr, _ = estimate_mi(model, x_train, cfg.batch_size, n_eval, cfg.seed + 2)
+    with phase("encode", f"held-out MI bound ({n_eval} batches)", show, 2, 4):
+        mi, mi_se = estimate_mi(model, x_test, cfg.batch_size, n_eval, cfg.seed + 1)
+        mi_tr, _ = estimate_mi(model, x_train, cfg.batch_size, n_eval, cfg.seed + 2)
     cap = model.channel.capacity()
     metrics: dict[str, Any] = {
         "prior": cfg.prior,
@@ -312,7 +319,8 @@ def finish(
         "epochs": cfg.epochs if epochs is None else epochs,
         "final_train_bound_nats": history[-1] if history else None,
     }
-    metrics.update(code_metrics(codes_tr, codes_te, ds.y_train, ds.y_test, cfg.prior))
+    with phase("encode", "code statistics and 5-NN accuracy", show, 3, 4):
+        metrics.update(code_metrics(codes_tr, codes_te, ds.y_train, ds.y_test, cfg.prior))
     codes = np.concatenate([codes_tr, codes_te]).astype(np.float32)
     labels = None
     if ds.y_train is not None and ds.y_test is not None:

@@ -174,6 +174,8 @@ def fit_flow(
     target_test: np.ndarray,
     cfg: FlowConfig,
     kind: str,
+    *,
+    progress: bool = False,
 ) -> tuple[FlowBackend, dict[str, Any]]:
     """Fit a flow to target samples by maximum likelihood; report held-out NLL.
 
@@ -196,7 +198,10 @@ def fit_flow(
     running = 0.0
     t0 = time.perf_counter()
     flow.train()
-    for step in range(steps):
+    from tqdm.auto import tqdm
+
+    bar = tqdm(range(steps), desc="flow", unit="step", leave=False, disable=not progress)
+    for step in bar:
         idx = torch.randint(len(y), (batch,), generator=gen)
         loss = -flow.log_prob(y[idx]).mean()
         if not torch.isfinite(loss):
@@ -210,6 +215,7 @@ def fit_flow(
         running += float(loss.detach())
         if (step + 1) % 50 == 0 or step + 1 == steps:
             history.append(running / ((step % 50) + 1))
+            bar.set_postfix(nll=f"{history[-1]:.3f}")
             running = 0.0
     seconds = time.perf_counter() - t0
     flow = flow.double().eval()

@@ -27,6 +27,7 @@ from ..metric_keys import KL_BOUND, kl_upper_bound
 from ..tokenizer import Tokenizer
 from ..training import CheckpointState, Context, Fitted, ScalarCallback, Trainer, fit, smoke
 from ..training.devices import resolve_device
+from ..training.phases import phase
 from .config import GANConfig
 from .evaluation import evaluate_gan
 from .images import save_image_grid, write_samples
@@ -87,6 +88,7 @@ class GANTrainer(Trainer):
         self.threads = cfg.threads
 
     def setup(self, ctx: Context) -> CheckpointState:
+        self.show = ctx.progress
         cfg, device = self.config, ctx.device
         enc_dir, enc_cfg, tok = _encoder_setup(cfg, device)
         source = cfg.data or enc_cfg.data
@@ -214,14 +216,20 @@ class GANTrainer(Trainer):
         if ds.y_train is not None and clf_epochs > 0:
             from ..fidelity import save_classifier, train_classifier
 
-            clf = train_classifier(ds.x_train, ds.y_train, epochs=clf_epochs,
-                                   seed=cfg.seed, device=self.device)  # fmt: skip
+            with phase(
+                "train-gan", f"evaluation classifier ({clf_epochs} epochs)", self.show, 1, 3
+            ):
+                clf = train_classifier(ds.x_train, ds.y_train, epochs=clf_epochs,
+                                       seed=cfg.seed, device=self.device)  # fmt: skip
             clf_path = out / "classifier.safetensors"
             save_classifier(clf_path, clf, {"data": self.source, "epochs": clf_epochs})
         if eval_samples > 0:
-            metrics.update(evaluate_gan(gan, ds, classifier_path=clf_path, n=eval_samples,
-                                        seed=cfg.seed, data_name=self.source, device=self.device))  # fmt: skip
-        _final_grids(gan, ds, out, cfg.seed)
+            with phase("train-gan", f"evaluation: consistency, FID/KID on {eval_samples} samples",
+                       self.show, 2, 3):  # fmt: skip
+                metrics.update(evaluate_gan(gan, ds, classifier_path=clf_path, n=eval_samples,
+                                            seed=cfg.seed, data_name=self.source, device=self.device))  # fmt: skip
+        with phase("train-gan", "sample grids and report", self.show, 3, 3):
+            _final_grids(gan, ds, out, cfg.seed)
         write_json(out / "metrics.json", {**metrics, "history": history})
         write_text(out / "report.md", gan_report(metrics, cfg, self.enc_dir))
         gan.path = out

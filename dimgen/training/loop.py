@@ -61,7 +61,7 @@ def fit(
     if resume and out is None:
         raise RunFolderError("nothing to resume: no run folder given")
     folder = RunFolder(out) if out is not None else None
-    ctx = Context(device, rank, world, resume)
+    ctx = Context(device, rank, world, resume, progress and rank == 0)
     with configure_threads(trainer.threads, device, world):
         # Every check that can fail on one process is agreed on by all, so none is left waiting.
         error: DimgenError | None = None
