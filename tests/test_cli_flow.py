@@ -89,7 +89,7 @@ def test_bad_inputs_give_one_line(src, tmp_path, make_encoder_run) -> None:
     res = _run("flow", tmp_path / "missing", "--to", "uniform", "--out", tmp_path / "b")
     assert res.exit_code == 2 and "error: run folder not found" in res.output
     res = _run("flow", src, "--to", "uniform")
-    assert res.exit_code == 2 and "--out is required" in res.output
+    assert res.exit_code == 2 and "Missing option '--out'" in res.output
     outside = make_encoder_run(np.full((40, 2), 1.5), "uniform")
     res = _run("flow", outside, "--to", "gaussian", "--out", tmp_path / "c")
     assert res.exit_code == 2 and "outside [0, 1], the support of the uniform prior" in res.output
