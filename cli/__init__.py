@@ -63,7 +63,10 @@ def _one_line(exc: BaseException | str) -> str:
     return text[:500] if text else type(exc).__name__
 
 
-@click.group(cls=DimgenGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=DimgenGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "show_default": True},
+)
 @click.version_option(package_name="dimgen", prog_name="dimgen")
 def cli() -> None:
     """dimgen: distribution-matched representations (noise-injected Deep InfoMax) and generators."""

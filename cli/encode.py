@@ -31,12 +31,14 @@ __all__ = ["register"]
 @click.option("--sigma", type=float, help="Gaussian channel noise std (> 0).")
 @click.option("--eps", type=float, help="Uniform channel noise half-width, in (0, 0.5].")
 @click.option("--dim", type=int, help="Code dimension.")
-@click.option("--epochs", type=int)
-@click.option("--batch-size", type=int)
-@click.option("--lr", type=float)
+@click.option(
+    "--epochs", type=int, help="Training epochs (an epoch: floor(n_train / batch) steps)."
+)
+@click.option("--batch-size", type=int, help="Batch size (the global batch with --devices).")
+@click.option("--lr", type=float, help="Adam learning rate.")
 @click.option("--aug-noise", type=float, help="Std of the pixel-noise augmentation.")
-@click.option("--critic", type=click.Choice(["mlp", "separable"]))
-@click.option("--bound", type=click.Choice(["infonce", "dv", "nwj"]))
+@click.option("--critic", type=click.Choice(["mlp", "separable"]), help="MI critic network.")
+@click.option("--bound", type=click.Choice(["infonce", "dv", "nwj"]), help="MI lower bound.")
 @seed_option()
 @device_option()
 @click.option(
@@ -148,4 +150,9 @@ def _encode_only(encoder_run: str, data: object, data_root: object, out: str | N
 
 
 def register(group: click.Group) -> None:
+    from dimgen.cli.options import show_config_defaults
+
+    from dimgen.config import EncoderConfig
+
+    show_config_defaults(encode, EncoderConfig)
     group.add_command(encode)

@@ -141,7 +141,7 @@ def _run_dir(run: str) -> Path:
 @data_option()
 @data_root_option()
 @click.option("--dim", type=int, help="Code dimension.")
-@click.option("--epochs", type=int)
+@click.option("--epochs", type=int, help="Training epochs of every run.")
 @seed_option()
 @device_option()
 @set_option()
@@ -192,5 +192,12 @@ def sweep_cmd(
 
 
 def register(group: click.Group) -> None:
+    from dimgen.cli.options import show_config_defaults
+
+    from dimgen.config import EncoderConfig
+    from dimgen.diagnostics.settings import EvalConfig
+
+    show_config_defaults(evaluate_cmd, EvalConfig)
+    show_config_defaults(sweep_cmd, EncoderConfig)
     group.add_command(evaluate_cmd)
     group.add_command(sweep_cmd)

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import click
-from dimgen.cli.options import config_option, out_option, parse_sets, seed_option, set_option
+from dimgen.cli.options import (
+    config_option,
+    out_option,
+    parse_sets,
+    quiet_option,
+    seed_option,
+    set_option,
+)
 
 from dimgen.flows.config import METHODS
 
@@ -23,7 +30,7 @@ _TARGETS = (
     type=click.Path(dir_okay=False),
     help="Target given as samples: .npz with array 'x' (or 'samples') of shape (n, d).",
 )
-@out_option()
+@out_option(required=True)
 @config_option()
 @click.option(
     "--method",
@@ -39,12 +46,13 @@ _TARGETS = (
 @click.option("--hidden", type=int, help="Hidden width of each flow layer.")
 @click.option("--bins", type=int, help="Spline bins (rqs).")
 @click.option("--steps", type=int, help="Training steps.")
-@click.option("--batch-size", type=int)
-@click.option("--lr", type=float)
+@click.option("--batch-size", type=int, help="Target samples per training step.")
+@click.option("--lr", type=float, help="Adam learning rate.")
 @seed_option()
 @set_option()
+@quiet_option()
 def flow(run: str, to: str | None, to_samples: str | None, out: str | None,
-         config_path: str | None, sets: tuple[str, ...], **flags: object) -> None:  # fmt: skip
+         config_path: str | None, sets: tuple[str, ...], quiet: bool, **flags: object) -> None:  # fmt: skip
     """Map the codes of encoder RUN to another prior and write a flow run folder.
 
     An i.i.d. 1-D target is reached exactly (probability-integral transform, no training);
@@ -62,12 +70,12 @@ def flow(run: str, to: str | None, to_samples: str | None, out: str | None,
     cfg = replace(replace(cfg, **parse_sets(sets)), **flags)
     from dimgen.flows.runs import transform_codes  # torch: once the arguments are known good
 
-    res = transform_codes(run, to, to_samples=to_samples, config=cfg, out=out)
+    res = transform_codes(run, to, to_samples=to_samples, config=cfg, out=out, progress=not quiet)
     m = res.metrics
     how = "exact map" if m["method"] == "exact" else f"{m['method']} flow"
     click.echo(
         f"wrote {out}: {how} {m['source_prior']} -> {m['target']} (d = {m['dim']}); "
-        f"KL bound carried {m['kl_bound_carried_nats']:.3f} nats [bound on {m['kl_bound_applies_to']}], "
+        f"KL bound {m['kl_upper_bound_nats']:.3f} nats [bound on the noisy codes, {m['kl_bound_applies_to']}], "
         f"kNN KL(T#codes || target) {m['kl_estimate_knn_nats']:.3f} nats [estimate]"
     )
     if m["method"] != "exact":
@@ -78,4 +86,9 @@ def flow(run: str, to: str | None, to_samples: str | None, out: str | None,
 
 
 def register(group: click.Group) -> None:
+    from dimgen.cli.options import show_config_defaults
+
+    from dimgen.flows.config import FlowConfig
+
+    show_config_defaults(flow, FlowConfig)
     group.add_command(flow)

@@ -32,9 +32,13 @@ __all__ = ["register"]
 @config_option()
 @data_option()
 @data_root_option()
-@click.option("--arch", type=click.Choice(["auto", "mlp", "dcgan"]))
+@click.option(
+    "--arch",
+    type=click.Choice(["auto", "mlp", "dcgan"]),
+    help="auto: DCGAN-style conv for square images with a side divisible by 4, else MLPs.",
+)
 @click.option("--steps", type=int, help="Generator updates.")
-@click.option("--batch-size", type=int)
+@click.option("--batch-size", type=int, help="Real images per step.")
 @seed_option()
 @device_option()
 @set_option()
@@ -210,6 +214,11 @@ def evaluate_gan_cmd(run: str, n: int | None, seed: int | None, data_root: str |
 
 
 def register(group: click.Group) -> None:
+    from dimgen.cli.options import show_config_defaults
+
+    from dimgen.gan.config import GANConfig
+
+    show_config_defaults(train_gan_cmd, GANConfig)
     group.add_command(train_gan_cmd)
     group.add_command(sample_cmd)
     group.add_command(evaluate_gan_cmd)

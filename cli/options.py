@@ -31,6 +31,7 @@ __all__ = [
     "quiet_option",
     "seed_option",
     "set_option",
+    "show_config_defaults",
     "tensorboard_option",
 ]
 
@@ -146,6 +147,24 @@ def tensorboard_option() -> Callable[[F], F]:
         default=None,
         help="Also write TensorBoard events (scalars, sample grids) into RUN/tensorboard/.",
     )
+
+
+def show_config_defaults(command: click.Command, config_cls: type) -> None:
+    """Show, in ``command --help``, the default of every option named like a field of the config
+    dataclass ``config_cls`` (``--batch-size`` -> ``batch_size``): the library's defaults, read
+    from the one place they are defined (the options themselves default to ``None``)."""
+    import dataclasses
+
+    defaults = {
+        f.name: f.default
+        for f in dataclasses.fields(config_cls)
+        if f.default is not dataclasses.MISSING
+    }
+    for param in command.params:
+        if not isinstance(param, click.Option) or param.is_flag or param.name not in defaults:
+            continue
+        if param.show_default is None and "[default:" not in (param.help or ""):
+            param.help = f"{param.help or ''}  [default: {defaults[param.name]}]".strip()
 
 
 def given(**values: Any) -> dict[str, Any]:

@@ -245,7 +245,7 @@ def evaluation_markdown(ev: Evaluation, images: bool = True) -> str:
     lines = [
         "## Distribution-matching diagnostics (`dimgen evaluate`)",
         "",
-        f"Tested: {ev.n} {ev.tested_on}, d = {ev.dim}, prior {target}; alpha = {a:g}; "
+        f"Tested: {ev.tested_on} (n = {ev.n}), d = {ev.dim}, prior {target}; alpha = {a:g}; "
         f"seed {ev.settings.get('seed', 0)}.",
         "",
         f"**Verdict: {ev.verdict}.**",

@@ -379,7 +379,9 @@ def read_run(path: str | Path, kind: str | tuple[str, ...]) -> tuple[Path, dict[
             f"this dimgen reads version {FORMAT_VERSION}"
         )
     if rec.get("kind") not in kinds:
-        raise RunFolderError(f"{run_dir} is a {rec.get('kind')!r} run folder; expected {want}")
+        kind = str(rec.get("kind"))
+        article = "an" if kind[:1].lower() in "aeiou" else "a"
+        raise RunFolderError(f"{run_dir} is {article} {kind!r} run folder; expected {want}")
     if rec.get("complete") is not True:
         raise RunFolderError(incomplete_message(run_dir, want))
     _check_digests(run_dir, rec.get("artefacts"))

@@ -92,8 +92,9 @@ def code_metrics(
         k = min(5, len(codes_tr))
         knn = KNeighborsClassifier(n_neighbors=k).fit(codes_tr, y_tr)
         out["knn_acc"] = float(knn.score(codes_te, y_te))
-        counts = np.bincount(y_tr)
-        out["chance_acc"] = float(counts.max() / counts.sum())
+        from .diagnostics.probes import chance_accuracy
+
+        out["chance_acc"] = chance_accuracy(y_tr, y_te)
         out["n_classes"] = len(np.unique(y_tr))
     return out
 
@@ -112,7 +113,7 @@ def encoder_report(metrics: dict[str, Any], config: dict[str, Any]) -> str:
         "# dimgen encoder run",
         "",
         f"Data `{config['data']}`, {metrics['n_train']} train / {metrics['n_test']} held-out samples; "
-        f"{prior} prior, d = {metrics['dim']}, {noise}; {config['epochs']} epochs, batch {config['batch_size']}.",
+        f"{prior} prior, d = {metrics['dim']}, {noise}; {config['epochs']} epoch{'' if config['epochs'] == 1 else 's'}, batch {config['batch_size']}.",
         "",
         "## Distribution matching",
         "",

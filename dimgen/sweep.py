@@ -23,6 +23,7 @@ import numpy as np
 from .config import EncoderConfig, bounded, replace, to_dict, validate
 from .diagnostics import EvalConfig, Evaluation
 from .errors import ConfigError, RunFolderError
+from .training import smoke
 
 __all__ = [
     "SWEEP_METRICS",
@@ -167,6 +168,7 @@ def run_sweep(
     cfg = validate(config, EncoderConfig)
     param, levels = _levels(cfg, sigmas, epses)
     runs = validate(SweepConfig(runs=runs), SweepConfig).runs
+    runs = smoke.cap_size(runs, 2)  # DIMGEN_SMOKE: 2 runs per level (each marked as smoke)
     out = Path(out)
     _check_out(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -360,7 +362,7 @@ def sweep_report(
     lines = [
         "# dimgen noise sweep",
         "",
-        f"Data `{cfg.data}`, {cfg.prior} prior, d = {cfg.dim}, {cfg.epochs} epochs; {runs} run(s) "
+        f"Data `{cfg.data}`, {cfg.prior} prior, d = {cfg.dim}, {cfg.epochs} epoch{'' if cfg.epochs == 1 else 's'}; {runs} run(s) "
         f"per noise level (seeds {cfg.seed}..{cfg.seed + runs - 1}); tests at alpha = {alpha:g} "
         "on each run's held-out codes. Means over runs; every run is a complete, evaluated "
         f"encoder run folder under `{param}-LEVEL/run-R/`.",

@@ -27,8 +27,18 @@ from .errors import ConfigError, DataError
 from .nets import build_encoder
 from .objectives import NoisyInfoMax
 from .runs import EncoderRun, code_metrics, model_spec, write_encoder_artefacts
-from .training import CHECKPOINT, CheckpointState, Context, Fitted, ScalarCallback, Trainer, fit
+from .training import (
+    CHECKPOINT,
+    CheckpointState,
+    Context,
+    Fitted,
+    ScalarCallback,
+    Trainer,
+    fit,
+    smoke,
+)
 from .training.devices import data_parallel, launch, needs_spawn, resolve_device
+from .training.phases import phase
 
 __all__ = [
     "CHECKPOINT",
@@ -211,16 +221,18 @@ class EncoderTrainer(Trainer):
         if self.ctx.rank != 0:  # rank 0 evaluates and writes; the weights are the same everywhere
             empty = np.zeros((0, cfg.dim), dtype=np.float32)
             return EncoderRun(cfg, self.model, {}, empty, None, np.array([], dtype=str), history)
-        run = finish(cfg, self.model, self.ds, self.x_train, self.x_test, history)
+        run = finish(cfg, self.model, self.ds, self.x_train, self.x_test, history, self.total,
+                     show=self.ctx.progress)  # fmt: skip
         run.metrics["train_seconds"] = fitted.train_seconds
         run.metrics["processes"] = self.ctx.world
         # An epoch is floor(n_train / batch) steps: the last partial batch is dropped.
         run.metrics["steps_per_epoch"] = len(self.loader)
-        run.metrics["steps"] = len(self.loader) * self.config.epochs
+        run.metrics["steps"] = len(self.loader) * self.total
         run.metrics["seed"] = self.config.seed
         run.metrics["split_seed"] = self.config.split_seed
         if out is not None:
-            self.spec = write_encoder_artefacts(run, out)
+            with phase("encode", "writing codes, plots and report", self.ctx.progress, 4, 4):
+                self.spec = write_encoder_artefacts(run, out)
             run.path = out
         return run
 
@@ -293,15 +305,25 @@ def finish(
     x_train: Tensor,
     x_test: Tensor,
     history: list[float],
+    epochs: int | None = None,
+    *,
+    show: bool = False,
 ) -> EncoderRun:
-    """Recalibrate the normalisation on the training data, estimate MI, compute codes and metrics."""
+    """Recalibrate the normalisation on the training data, estimate MI, compute codes and metrics.
+
+    ``epochs``: epochs trained (default ``cfg.epochs``; fewer in a smoke run). The MI estimate uses
+    ``cfg.eval_batches`` batches (at most 2 in a smoke run, :mod:`dimgen.training.smoke`).
+    """
     model.eval()
-    model.channel.calibrate([_outputs(model.encoder, x_train)])
-    with torch.no_grad():
-        codes_tr = model.channel.normalise(_outputs(model.encoder, x_train)).cpu().numpy()
-        codes_te = model.channel.normalise(_outputs(model.encoder, x_test)).cpu().numpy()
-    mi, mi_se = estimate_mi(model, x_test, cfg.batch_size, cfg.eval_batches, cfg.seed + 1)
-    mi_tr, _ = estimate_mi(model, x_train, cfg.batch_size, cfg.eval_batches, cfg.seed + 2)
+    with phase("encode", "recalibrating the normalisation on the training data", show, 1, 4):
+        model.channel.calibrate([_outputs(model.encoder, x_train)])
+        with torch.no_grad():
+            codes_tr = model.channel.normalise(_outputs(model.encoder, x_train)).cpu().numpy()
+            codes_te = model.channel.normalise(_outputs(model.encoder, x_test)).cpu().numpy()
+    n_eval = smoke.cap_size(cfg.eval_batches, 2)
+    with phase("encode", f"held-out MI bound ({n_eval} batches)", show, 2, 4):
+        mi, mi_se = estimate_mi(model, x_test, cfg.batch_size, n_eval, cfg.seed + 1)
+        mi_tr, _ = estimate_mi(model, x_train, cfg.batch_size, n_eval, cfg.seed + 2)
     cap = model.channel.capacity()
     metrics: dict[str, Any] = {
         "prior": cfg.prior,
@@ -317,10 +339,11 @@ def finish(
         "kl_upper_bound_nats": cap - mi,
         "n_train": len(x_train),
         "n_test": len(x_test),
-        "epochs": cfg.epochs,
+        "epochs": cfg.epochs if epochs is None else epochs,
         "final_train_bound_nats": history[-1] if history else None,
     }
-    metrics.update(code_metrics(codes_tr, codes_te, ds.y_train, ds.y_test, cfg.prior))
+    with phase("encode", "code statistics and 5-NN accuracy", show, 3, 4):
+        metrics.update(code_metrics(codes_tr, codes_te, ds.y_train, ds.y_test, cfg.prior))
     codes = np.concatenate([codes_tr, codes_te]).astype(np.float32)
     labels = None
     if ds.y_train is not None and ds.y_test is not None:

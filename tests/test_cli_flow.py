@@ -37,13 +37,13 @@ def test_exact_target_writes_a_flow_run(src, tmp_path) -> None:
     res = _run("flow", src, "--to", "laplace(scale=2)", "--out", tmp_path / "lap")
     assert res.exit_code == 0, res.output
     assert "exact map gaussian -> laplace(scale=2)" in res.output
-    assert "KL bound carried 0.250 nats [bound on KL(T#codes || target)]" in res.output
+    assert "KL bound 0.250 nats [bound on the noisy codes, KL(T#(codes + Z)" in res.output
     assert "[estimate]" in res.output
     rec = json.loads((tmp_path / "lap" / "run.json").read_text())
     assert rec["kind"] == "flow" and rec["complete"] is True
     assert rec["spec"]["target"] == "laplace(scale=2)" and rec["spec"]["method"] == "exact"
     metrics = json.loads((tmp_path / "lap" / "metrics.json").read_text())
-    assert metrics["kl_bound_carried_nats"] == 0.25 and metrics["round_trip_max_abs_error"] < 1e-10
+    assert metrics["kl_upper_bound_nats"] == 0.25 and metrics["round_trip_max_abs_error"] < 1e-10
 
 
 def test_trained_flow_and_samples_target(src, tmp_path) -> None:
@@ -89,7 +89,7 @@ def test_bad_inputs_give_one_line(src, tmp_path, make_encoder_run) -> None:
     res = _run("flow", tmp_path / "missing", "--to", "uniform", "--out", tmp_path / "b")
     assert res.exit_code == 2 and "error: run folder not found" in res.output
     res = _run("flow", src, "--to", "uniform")
-    assert res.exit_code == 2 and "--out is required" in res.output
+    assert res.exit_code == 2 and "Missing option '--out'" in res.output
     outside = make_encoder_run(np.full((40, 2), 1.5), "uniform")
     res = _run("flow", outside, "--to", "gaussian", "--out", tmp_path / "c")
     assert res.exit_code == 2 and "outside [0, 1], the support of the uniform prior" in res.output

@@ -131,7 +131,7 @@ BAD_ARGUMENTS = {
     "sweep: bad alpha": (["sweep", "--out", "{tmp}/s", "--alpha", "2"], "alpha"),
     "evaluate: neither run nor codes": (["evaluate"], "give either"),
     "evaluate: bad alpha": (["evaluate", "{tmp}/run", "--alpha", "7"], "alpha"),
-    "flow: missing --out": (["flow", "{tmp}/run"], "--out is required"),
+    "flow: missing --out": (["flow", "{tmp}/run"], "Missing option '--out'"),
     "flow: unknown key": (["flow", "{tmp}/run", "--out", "{tmp}/f", "--set", "bogus=1"], "unknown"),
     "train-gan: missing --out": (["train-gan", "{tmp}/run"], "--out"),
     "train-gan: missing config": (

@@ -325,8 +325,8 @@ def test_exact_run_writes_a_loadable_folder_and_estimates_the_true_kl(
         "run.json",
     }
     assert not (out / "flow.safetensors").exists()
-    assert m["method"] == "exact" and m["kl_bound_carried_nats"] == 0.3
-    assert m["kl_bound_applies_to"] == "KL(T#codes || target)"
+    assert m["method"] == "exact" and m["kl_upper_bound_nats"] == 0.3
+    assert m["kl_bound_applies_to"] == "KL(T#(codes + Z) || T#(prior * noise))"
     true_kl = 0.5 * 0.6**2
     assert abs(m["kl_estimate_knn_source_nats"] - true_kl) < 0.08
     assert abs(m["kl_estimate_knn_nats"] - true_kl) < 0.1
@@ -337,6 +337,7 @@ def test_exact_run_writes_a_loadable_folder_and_estimates_the_true_kl(
     assert saved["codes"].dtype == np.float64 and (saved["split"] == "test").sum() == 1500
     report = (out / "report.md").read_text()
     assert "**bound**" in report and "estimate" in report
+    assert "*noisy* codes" in report and "clean codes can be further" in report
 
     prior = load_prior(out)
     codes = np.load(src / "codes.npz")["codes"]
@@ -360,7 +361,10 @@ def test_flow_run_from_uniform_codes_maps_back_exactly(make_encoder_run, tmp_pat
     src = make_encoder_run(u, "uniform", bound=0.2)
     run = transform_codes(src, "mixture:4", config=FAST, out=tmp_path / "mix")
     m = run.metrics
-    assert m["method"] == "rqs" and m["kl_bound_applies_to"] == "KL(T#codes || T#prior)"
+    assert (
+        m["method"] == "rqs"
+        and m["kl_bound_applies_to"] == "KL(T#(codes + Z) || T#(prior * noise))"
+    )
     assert m["n_clamped"] == 2 and np.isfinite(run.codes).all()
     for key in (
         "heldout_nll_nats",
@@ -465,6 +469,6 @@ def test_digits_codes_transforms_and_bounds(digits_run, digits_uniform_run, tmp_
         run = transform_codes(src, to, out=tmp_path / to)
         m = run.metrics
         assert m["round_trip_max_abs_error"] < 1e-5
-        assert m["kl_estimate_knn_source_nats"] < m["kl_bound_carried_nats"] + 0.1
+        assert m["kl_estimate_knn_source_nats"] < m["kl_upper_bound_nats"] + 0.1
         prior = load_prior(tmp_path / to)
         assert prior.to_source(prior.sample(16, seed=0)).shape == (16, 2)

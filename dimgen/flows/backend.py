@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError, TrainingError
+from ..training import smoke
 from .config import FlowConfig
 from .transforms import Bijection
 
@@ -266,6 +267,8 @@ def fit_flow(
     target_test: np.ndarray,
     cfg: FlowConfig,
     kind: str,
+    *,
+    progress: bool = False,
 ) -> tuple[FlowBackend, dict[str, Any]]:
     """Fit a flow to target samples by maximum likelihood; report held-out NLL.
 
@@ -282,14 +285,18 @@ def fit_flow(
     flow = cls(dim, kind, cfg.layers, cfg.hidden, cfg.blocks, cfg.bins, cfg.tail_bound, loc, scale)
     y = torch.as_tensor(target_train, dtype=torch.float32)
     opt = torch.optim.Adam(flow.parameters(), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps)
+    steps = smoke.cap_units(cfg.steps, "step")  # DIMGEN_SMOKE: a few steps only
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     gen = torch.Generator().manual_seed(cfg.seed)
     batch = min(cfg.batch_size, len(y))
     history: list[float] = []
     running = 0.0
     t0 = time.perf_counter()
     flow.train()
-    for step in range(cfg.steps):
+    from tqdm.auto import tqdm
+
+    bar = tqdm(range(steps), desc="flow", unit="step", leave=False, disable=not progress)
+    for step in bar:
         idx = torch.randint(len(y), (batch,), generator=gen)
         loss = -flow.log_prob(y[idx]).mean()
         if not torch.isfinite(loss):
@@ -301,13 +308,17 @@ def fit_flow(
         opt.step()
         sched.step()
         running += float(loss.detach())
-        if (step + 1) % 50 == 0 or step + 1 == cfg.steps:
+        if (step + 1) % 50 == 0 or step + 1 == steps:
             history.append(running / ((step % 50) + 1))
+            bar.set_postfix(nll=f"{history[-1]:.3f}")
             running = 0.0
     seconds = time.perf_counter() - t0
     flow = flow.double().eval()
     nll = heldout_nll(flow, target_test)
-    return flow, {"train_nll_history": history, "train_seconds": seconds, **nll}
+    info: dict[str, Any] = {"train_nll_history": history, "train_seconds": seconds, **nll}
+    if steps != cfg.steps:
+        info["smoke"] = smoke.marker("step", cfg.steps, steps)
+    return flow, info
 
 
 @torch.no_grad()

@@ -66,7 +66,10 @@ def evaluate_gan(
         k = clf.n_classes
         out["classifier_accuracy_real"] = conditional_consistency(predict(clf, x_ref), y_ref)
         out["conditional_consistency"] = conditional_consistency(predict(clf, imgs_c), y_ref)
-        out["chance_consistency"] = float(100.0 * np.bincount(y_ref).max() / len(y_ref))
+        from ..diagnostics.probes import chance_accuracy
+
+        y_chance = ds.y_train if ds.y_train is not None and len(ds.y_train) else y_ref
+        out["chance_consistency"] = 100.0 * chance_accuracy(y_chance, y_ref)
         out["n_classes"] = k
         for mode, imgs in (("conditional", imgs_c), ("unconditional", imgs_u)):
             h = class_histogram_tv(predict(clf, imgs), y_ref, k)

@@ -22,9 +22,11 @@ from ..config import EncoderConfig, load_run_config, replace, validate
 from ..data import Dataset, check_finite, load_data
 from ..errors import ConfigError, DataError, DimgenError
 from ..io import atomic_copy, save_weights, write_json, write_text
+from ..metric_keys import KL_BOUND, kl_upper_bound
 from ..tokenizer import Tokenizer
-from ..training import CheckpointState, Context, Fitted, ScalarCallback, Trainer, fit
+from ..training import CheckpointState, Context, Fitted, ScalarCallback, Trainer, fit, smoke
 from ..training.devices import resolve_device
+from ..training.phases import phase
 from .config import MIN_EVAL_SAMPLES, GANConfig
 from .evaluation import evaluate_gan
 from .images import save_image_grid, write_samples
@@ -85,6 +87,7 @@ class GANTrainer(Trainer):
         self.threads = cfg.threads
 
     def setup(self, ctx: Context) -> CheckpointState:
+        self.show = ctx.progress
         cfg, device = self.config, ctx.device
         enc_dir, enc_cfg, tok = load_encoder_run(cfg, device)
         source = cfg.data or enc_cfg.data
@@ -211,11 +214,14 @@ class GANTrainer(Trainer):
     def finish(self, fitted: Fitted, out: Path | None) -> GANRun:
         cfg, tok, spec = self.config, self.tok, self.spec
         gan = GAN(self.G_ema or self.G, tok, spec, cfg, out)
-        metrics: dict[str, Any] = {"train_seconds": fitted.train_seconds, "steps": cfg.steps,
+        metrics: dict[str, Any] = {"train_seconds": fitted.train_seconds, "steps": self.total,
                                    "arch": spec["arch"], "code_dim": tok.dim, "prior": tok.prior_name}  # fmt: skip
         enc_metrics = read_json_or_empty(self.enc_dir / "metrics.json")
         if "knn_acc" in enc_metrics:
             metrics["encoder_knn_acc"] = enc_metrics["knn_acc"]
+        bound = kl_upper_bound(enc_metrics)  # the certificate of the codes G is conditioned on
+        if bound is not None:
+            metrics[KL_BOUND] = bound
         if out is not None:
             self._write(out, gan, metrics, fitted.history)
         return GANRun(cfg, gan, self.D, metrics, fitted.history, out)
@@ -229,16 +235,20 @@ class GANTrainer(Trainer):
         atomic_copy(self.enc_dir / "config.yaml", out / "encoder-config.yaml")
         save_image_grid(self._grid(), out / "samples" / "final.png")
         clf_path = None
+        eval_samples = smoke.cap_size(cfg.eval_samples, 200)
         if self.extractor is not None:  # a copy keeps the folder self-contained (evaluate-gan)
             clf_path = out / "classifier.safetensors"
             atomic_copy(self.extractor.path, clf_path)
             metrics.update(fid_extractor_sha256=self.extractor.sha256,
                            fid_extractor_accuracy=self.extractor.accuracy,
                            fid_extractor_path=str(self.extractor.path.resolve()))  # fmt: skip
-        if cfg.eval_samples > 0:
-            metrics.update(evaluate_gan(gan, ds, classifier_path=clf_path, n=cfg.eval_samples,
-                                        seed=cfg.seed, data_name=self.source, device=self.device))  # fmt: skip
-        write_final_grids(gan, ds, out, cfg.seed)
+        if eval_samples > 0:
+            with phase("train-gan", f"evaluation: consistency, FID/KID on {eval_samples} samples",
+                       self.show, 1, 2):  # fmt: skip
+                metrics.update(evaluate_gan(gan, ds, classifier_path=clf_path, n=eval_samples,
+                                            seed=cfg.seed, data_name=self.source, device=self.device))  # fmt: skip
+        with phase("train-gan", "sample grids and report", self.show, 2, 2):
+            write_final_grids(gan, ds, out, cfg.seed)
         write_json(out / "metrics.json", {**metrics, "history": history})
         write_text(out / "report.md", gan_report(metrics, cfg, self.enc_dir))
         gan.path = out

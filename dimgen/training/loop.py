@@ -26,10 +26,14 @@ from torch import Tensor
 from .. import distributed as ddp
 from ..config import to_dict
 from ..errors import DimgenError, RunFolderError, TrainingError
+from ..io import write_json, write_text
+from ..parsing import read_json
 from .checkpoint import CheckpointState, load_checkpoint, save_checkpoint
 from .devices import configure_threads, gather_rng_states
 from .logs import CURVES, LOG, ScalarLog, plot_curves
 from .run_folder import RunFolder
+from .smoke import active as smoke_active
+from .smoke import cap_units, marker
 from .trainer import Context, Fitted, Trainer
 
 __all__ = ["ScalarCallback", "fit"]
@@ -54,21 +58,28 @@ def fit(
     :class:`~dimgen.errors.RunFolderError` (used or locked folder, nothing to resume, foreign
     checkpoint), :class:`TrainingError` (non-finite loss or weights) and the trainer's own
     ``DimgenError`` s, the same on every process.
+
+    With ``DIMGEN_SMOKE`` set (:mod:`~dimgen.training.smoke`), ``trainer.total`` is capped after
+    :meth:`~Trainer.setup` and the run is marked as a smoke run in ``run.json``,
+    ``metrics.json`` and ``report.md``.
     """
     rank, world = ddp.rank(), ddp.world_size()
     if resume and out is None:
         raise RunFolderError("nothing to resume: no run folder given")
     folder = RunFolder(out) if out is not None else None
-    ctx = Context(device, rank, world, resume)
+    ctx = Context(device, rank, world, resume, progress and rank == 0)
     with configure_threads(trainer.threads, device, world), contextlib.ExitStack() as stack:
         # Every check that can fail on one process is agreed on by all, so none is left waiting.
         error: DimgenError | None = None
         state = CheckpointState({})
+        configured = trainer.total if hasattr(trainer, "total") else 0
         try:
             if folder is not None and rank == 0:
                 stack.enter_context(folder.lock())  # held until run.json is written
                 folder.check(resume)
             state = trainer.setup(ctx)
+            configured = trainer.total
+            trainer.total = cap_units(configured, trainer.unit)
         except DimgenError as exc:
             error = exc
         ddp.agree(error)
@@ -107,8 +118,11 @@ def fit(
             _checkpoint(trainer, state, folder, trainer.total, fitted.history, {}, None)
         result = trainer.finish(fitted, folder.path if folder is not None and rank == 0 else None)
         if folder is not None and rank == 0:
-            folder.complete(trainer.kind, keep_checkpoint=trainer.keep_checkpoint,
-                            **trainer.run_info())  # fmt: skip
+            info = trainer.run_info()
+            if smoke_active():
+                info["smoke"] = marker(trainer.unit, configured, trainer.total)
+                _mark_smoke(folder.path, info["smoke"])
+            folder.complete(trainer.kind, keep_checkpoint=trainer.keep_checkpoint, **info)
         return result
 
 
@@ -165,6 +179,19 @@ def _run(
     seconds = time.perf_counter() - t0
     trainer.end()
     return Fitted(history, seconds, ctx)
+
+
+def _mark_smoke(path: Path, mark: dict[str, Any]) -> None:
+    """Record a smoke run in the trainer's ``metrics.json`` and at the top of ``report.md``."""
+    metrics, report = path / "metrics.json", path / "report.md"
+    if metrics.is_file():
+        data = read_json(metrics)
+        if isinstance(data, dict):
+            write_json(metrics, {"smoke": mark, **data})
+    if report.is_file():
+        line = (f"> **Smoke run** ({mark['env']}): {mark['trained']} of {mark['configured']} "
+                f"{mark['unit']}{'' if mark['configured'] == 1 else 's'} and reduced evaluations; these numbers are not results.\n\n")  # fmt: skip
+        write_text(report, line + report.read_text())
 
 
 def _kept(folder: RunFolder | None) -> str:

@@ -65,7 +65,7 @@ def check_new_folder(path: Path) -> None:
     if (path / CHECKPOINT).exists() and not (path / "run.json").exists():
         raise RunFolderError(
             f"output folder {path} holds an interrupted run: continue it with --resume {path} "
-            "(or choose another --out)"
+            "(resume=True in Python), or choose another --out"
         )
     raise RunFolderError(f"output folder {path} exists and is not empty")
 

@@ -26,12 +26,15 @@ __all__ = ["Context", "Fitted", "Trainer"]
 
 @dataclass(frozen=True)
 class Context:
-    """Where a trainer runs: this process's device, rank and the number of processes."""
+    """Where a trainer runs: this process's device, rank and the number of processes;
+    ``progress``: whether to show progress (bars and phases; False under ``--quiet`` and on
+    ranks other than 0)."""
 
     device: torch.device
     rank: int = 0
     world: int = 1
     resume: bool = False
+    progress: bool = False
 
 
 @dataclass

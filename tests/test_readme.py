@@ -1,0 +1,243 @@
+"""The README as a test: extract its ```sh / ```python blocks and run them in order.
+
+Rules (stated in the README's *Set-up* section):
+
+- every ```sh block runs as one ``bash -e`` script, every ```python block as its own fresh
+  ``python`` process (so each Python block must be self-contained), in one shared folder, in the
+  order of the README;
+- a line whose comment is exactly ``# GPU`` is skipped and counted; ``# MNIST`` lines run only
+  when ``$DIMGEN_DATA`` holds MNIST (``MNIST/raw``), else they are skipped and counted;
+  ``# setup`` lines (install, download, the test suite itself) are skipped and counted: the
+  test runs inside an installed checkout;
+- ``DIMGEN_SMOKE=1`` is set (every trainer's budget is capped; see ``dimgen.training.smoke``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+FENCE = re.compile(r"^```\s*(\w*)\s*$")
+TAG = re.compile(r"\s#\s*(GPU|MNIST|setup)\s*$")
+LANGS = ("sh", "python")
+
+
+@dataclass
+class Block:
+    """One fenced block: its language, the README line of its first line, and its lines."""
+
+    lang: str
+    line: int
+    lines: list[str]
+
+
+@dataclass
+class Walk:
+    """What a walk did: blocks run, and skipped lines by tag."""
+
+    ran: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    seconds: dict[int, float] = field(default_factory=dict)  # README line -> wall time
+
+
+def extract(text: str) -> list[Block]:
+    """Every ```sh and ```python block of a Markdown text, in order."""
+    out: list[Block] = []
+    current: Block | None = None
+    for number, raw in enumerate(text.splitlines(), start=1):
+        m = FENCE.match(raw.strip())
+        if current is None:
+            if m and m.group(1):
+                current = Block(m.group(1), number + 1, [])
+        elif m and not m.group(1):
+            if current.lang in LANGS:
+                out.append(current)
+            current = None
+        else:
+            current.lines.append(raw)
+    return out
+
+
+def _logical(lines: list[str]) -> list[str]:
+    """Join shell continuation lines (a trailing backslash) into one line each."""
+    out: list[str] = []
+    buf = ""
+    for line in lines:
+        if line.rstrip().endswith("\\"):
+            buf += line.rstrip()[:-1] + " "
+            continue
+        out.append(buf + line)
+        buf = ""
+    if buf:
+        out.append(buf)
+    return out
+
+
+def has_mnist(data: str | None = None) -> bool:
+    """Whether ``data`` (default ``$DIMGEN_DATA``) holds MNIST's raw files."""
+    data = os.environ.get("DIMGEN_DATA") if data is None else data
+    return bool(data) and (Path(data) / "MNIST" / "raw").is_dir()
+
+
+def prepare(block: Block, mnist: bool, walk: Walk) -> str:
+    """The code the test runs for ``block``: tagged lines dropped (and counted in ``walk``)."""
+    kept: list[str] = []
+    for line in _logical(block.lines) if block.lang == "sh" else block.lines:
+        m = TAG.search(line)
+        if m and not (m.group(1) == "MNIST" and mnist):
+            walk.skipped[m.group(1)] = walk.skipped.get(m.group(1), 0) + 1
+            continue
+        kept.append(line)
+    return "\n".join(kept) + "\n"
+
+
+def run_block(
+    block: Block, code: str, cwd: Path, env: dict[str, str], timeout: float = 1200
+) -> None:
+    """Run one prepared block in ``cwd``; raise ``AssertionError`` naming the README line."""
+    if block.lang == "sh":
+        cmd = ["bash", "-e", "-o", "pipefail", "-c", code]
+    else:
+        cmd = [sys.executable, "-c", code]
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        tail = (proc.stdout[-2000:] + "\n" + proc.stderr[-3000:]).strip()
+        raise AssertionError(
+            f"README block at line {block.line} ({block.lang}) failed with exit code "
+            f"{proc.returncode}:\n{code}\n--- output ---\n{tail}"
+        )
+
+
+def walk(text: str, cwd: Path, env: dict[str, str] | None = None) -> Walk:
+    """Run every block of ``text`` in order in ``cwd`` (a smoke run); stop at the first failure."""
+    env = dict(os.environ if env is None else env)
+    env["DIMGEN_SMOKE"] = "1"
+    env.setdefault("MPLBACKEND", "Agg")
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    mnist = has_mnist(env.get("DIMGEN_DATA"))
+    result = Walk()
+    for block in extract(text):
+        code = prepare(block, mnist, result)
+        if not code.strip():
+            continue
+        t0 = time.perf_counter()
+        run_block(block, code, cwd, env)
+        result.seconds[block.line] = time.perf_counter() - t0
+        result.ran += 1
+    return result
+
+
+REPO = Path(__file__).resolve().parents[1]
+README = REPO / "README.md"
+
+
+def _fresh_checkout(dest: Path) -> None:
+    """Copy the repository's tracked files outside the installed packages (configs, examples,
+    benchmarks, ...) into ``dest``: the README is read from a clone's root."""
+    try:
+        names = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True,
+                               check=True).stdout.split()  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        names = [str(p.relative_to(REPO)) for d in ("configs", "examples", "benchmarks")
+                 for p in (REPO / d).rglob("*") if p.is_file()]  # fmt: skip
+    for name in names:
+        if name.split("/")[0] in ("dimgen", "cli", "tests") or not (REPO / name).is_file():
+            continue
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(REPO / name, dest / name)
+
+
+def test_readme_blocks_are_well_formed() -> None:
+    """Every block the walk would run parses: Python compiles, shell passes ``bash -n``."""
+    blocks = extract(README.read_text())
+    assert sum(b.lang == "sh" for b in blocks) >= 5
+    assert sum(b.lang == "python" for b in blocks) >= 4
+    for block in blocks:
+        code = prepare(block, mnist=True, walk=Walk())
+        if block.lang == "python":
+            compile(code, f"README.md:{block.line}", "exec")
+        else:
+            proc = subprocess.run(["bash", "-n", "-c", code], capture_output=True, text=True)
+            assert proc.returncode == 0, f"README.md:{block.line}: {proc.stderr}"
+
+
+def test_readme_marks_gpu_and_mnist_lines() -> None:
+    """The README's GPU lines are marked (so the walk skips them) and none is left unmarked."""
+    walk_ = Walk()
+    for block in extract(README.read_text()):
+        code = prepare(block, mnist=False, walk=walk_)
+        for line in code.splitlines():
+            assert "mnist" not in line.split("#")[0].lower() or "--help" in line, (
+                f"README.md:{block.line}: an MNIST line without a # MNIST or # GPU mark: {line}"
+            )
+    assert walk_.skipped.get("GPU", 0) >= 3
+
+
+SAMPLE = """
+Text.
+
+```sh
+echo one > a.txt
+echo gpu >> a.txt   # GPU
+echo mnist >> a.txt   # MNIST
+echo long \\
+  line >> a.txt
+```
+
+```python
+from pathlib import Path
+assert Path("a.txt").read_text().split() == EXPECTED, Path("a.txt").read_text()
+```
+
+```text
+not run
+```
+"""
+
+
+@pytest.mark.parametrize("mnist", [False, True])
+def test_walk_runs_blocks_in_order_and_skips_tagged_lines(tmp_path: Path, mnist: bool) -> None:
+    expected = ["one", "mnist", "long", "line"] if mnist else ["one", "long", "line"]
+    text = SAMPLE.replace("EXPECTED", repr(expected))
+    data = tmp_path / "data"
+    if mnist:
+        (data / "MNIST" / "raw").mkdir(parents=True)
+    work = tmp_path / "work"
+    work.mkdir()
+    result = walk(text, work, {**os.environ, "DIMGEN_DATA": str(data)})
+    assert result.ran == 2
+    assert result.skipped == ({"GPU": 1} if mnist else {"GPU": 1, "MNIST": 1})
+
+
+@pytest.mark.parametrize("broken", ["sh", "python"])
+def test_walk_fails_on_a_broken_block(tmp_path: Path, broken: str) -> None:
+    """A failing block stops the walk with the README line of the block that broke."""
+    text = SAMPLE.replace("EXPECTED", repr(["one", "long", "line"]))
+    if broken == "sh":
+        text = text.replace("echo one > a.txt", "echo one > a.txt\nfalse")
+        line = 5
+    else:
+        text = text.replace('assert Path("a.txt")', 'print(images)\nassert Path("a.txt")')
+        line = 13
+    with pytest.raises(AssertionError, match=f"README block at line {line} "):
+        walk(text, tmp_path, {**os.environ, "DIMGEN_DATA": str(tmp_path / "none")})
+
+
+@pytest.mark.slow
+def test_readme_runs_as_written(tmp_path: Path) -> None:
+    """The whole README, top to bottom, in a fresh folder, with ``DIMGEN_SMOKE=1``."""
+    _fresh_checkout(tmp_path)
+    result = walk(README.read_text(), tmp_path)
+    print(f"README walk: {result.ran} blocks, skipped {result.skipped}, seconds by line:")
+    print({line: round(t, 1) for line, t in result.seconds.items()})
+    assert result.ran >= 10
+    run = (tmp_path / "runs" / "digits" / "run.json").read_text()
+    assert '"smoke"' in run  # every run of the walk is marked as a smoke run
