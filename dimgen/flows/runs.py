@@ -130,11 +130,11 @@ def transform_codes(
     if (to is None) == (to_samples is None):
         raise ConfigError("give exactly one target: a law (--to) or a samples file (--to-samples)")
     if out is None:
-        return _transform(source, to, to_samples, cfg, None)
+        return _transform(source, to, to_samples, cfg, None, progress)
     folder = RunFolder(out)
     with folder.lock():  # one writer for the life of the command
         folder.check(resume=False)
-        return _transform(source, to, to_samples, cfg, folder.path)
+        return _transform(source, to, to_samples, cfg, folder.path, progress)
 
 
 def _transform(
@@ -143,6 +143,7 @@ def _transform(
     to_samples: str | Path | None,
     cfg: FlowConfig,
     out_dir: Path | None,
+    progress: bool = False,
 ) -> FlowRun:
     run_dir, _ = read_run(source, "encoder")
     codes, labels, split = read_codes(run_dir)
