@@ -123,5 +123,5 @@ def test_unknown_backend_is_one_line(src, tmp_path) -> None:
     res = _run(
         "flow", src, "--to", "mixture:3", "--set", "backend=normflows", "--out", tmp_path / "x"
     )
-    assert res.exit_code == 2 and "backend must be nflows or zuko" in res.output
+    assert res.exit_code == 2 and "backend must be one of nflows, zuko" in res.output
     assert not (tmp_path / "x").exists()

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-from ..config import RunConfig, register_validator
+from ..config import RunConfig, bounded, one_of, register_validator
 from ..errors import ConfigError
 
 __all__ = ["DiffusionConfig"]
@@ -21,52 +20,46 @@ class DiffusionConfig(RunConfig):
     """Training images (``digits``, ``mnist``, ``npz:PATH``, ...); None: the encoder run's data."""
     data_root: str | None = None
     """Folder for torchvision data sets; None: the encoder run's, else ``DIMGEN_DATA``."""
-    width: int = 16
+    width: int = bounded(16, 1, 4096)
     """UNet base width: block_out_channels = (width, 2 width, 4 width, ...)."""
-    levels: int = 2
+    levels: int = bounded(2, 1, 8)
     """UNet resolution levels (H and W must be divisible by 2^(levels-1))."""
-    layers_per_block: int = 1
+    layers_per_block: int = bounded(1, 1, 16)
     """ResNet layers per UNet block."""
-    norm_groups: int = 8
+    norm_groups: int = bounded(8, 1, 1024)
     """GroupNorm groups (every width must be a multiple)."""
-    num_train_timesteps: int = 1000
+    num_train_timesteps: int = bounded(1000, 1, 100_000)
     """Diffusion steps T of the DDPM noise schedule."""
-    beta_schedule: str = "squaredcos_cap_v2"
+    beta_schedule: str = one_of("squaredcos_cap_v2", "linear", "scaled_linear", "squaredcos_cap_v2")
     """``diffusers`` beta schedule: ``linear``, ``scaled_linear`` or ``squaredcos_cap_v2`` (cosine)."""
-    p_uncond: float = 0.1
+    p_uncond: float = bounded(0.1, 0.0, 1.0, high_open=True)
     """Probability of replacing a training code by the null code (classifier-free guidance)."""
-    steps: int = 2000
+    steps: int = bounded(2000, 1, 10**8)
     """Optimiser steps."""
-    batch_size: int = 64
-    lr: float = 1e-3
-    ema_decay: float = 0.995
+    batch_size: int = bounded(64, 2, 2**20, why="batch-norm-free UNet, but EMA and losses need 2")
+    lr: float = bounded(1e-3, 0.0, 10.0, low_open=True)
+    ema_decay: float = bounded(0.995, 0.0, 1.0, high_open=True)
     """Decay of the weights' EMA (0: none); warmed up as min(decay, (1+t)/(10+t))."""
-    scheduler: str = "ddim"
+    scheduler: str = one_of("ddim", "ddim", "ddpm")
     """Sampler: ``ddim`` (deterministic, few steps) or ``ddpm`` (ancestral)."""
-    sample_steps: int = 25
+    sample_steps: int = bounded(25, 1, 100_000)
     """Denoising steps when sampling."""
-    guidance_scale: float = 1.0
+    guidance_scale: float = bounded(1.0, 0.0, 100.0)
     """Classifier-free guidance s (0: null code only, 1: code only, > 1: stronger adherence)."""
-    sample_every: int = 1000
+    sample_every: int = bounded(1000, 0, 10**8)
     """Save a sample grid to ``samples/`` every N steps (0: only at the end)."""
-    checkpoint_every: int = 500
+    checkpoint_every: int = bounded(500, 0, 10**8)
     """Save a full, resumable checkpoint every N steps (0: only at the end)."""
-    log_every: int = 100
+    log_every: int = bounded(100, 1, 10**8)
     """Average the loss over windows of N steps for the history (and divergence checks)."""
-    classifier_epochs: int = 20
+    classifier_epochs: int = bounded(20, 0, 10**4)
     """Epochs of the evaluation classifier (labelled data only; 0: no classifier, no label metrics)."""
-    eval_samples: int = 500
+    eval_samples: int = bounded(500, 0, 10**6)
     """Held-out images (and as many unconditional samples) evaluated at the end (0: skip)."""
 
 
 def _check(cfg: DiffusionConfig) -> None:
-    for name in ("width", "levels", "layers_per_block", "norm_groups", "num_train_timesteps",
-                 "steps", "batch_size", "sample_steps", "log_every"):  # fmt: skip
-        if getattr(cfg, name) < 1:
-            raise ConfigError(f"{name} must be >= 1, got {getattr(cfg, name)}")
-    for name in ("sample_every", "checkpoint_every", "classifier_epochs", "eval_samples"):
-        if getattr(cfg, name) < 0:
-            raise ConfigError(f"{name} must be >= 0, got {getattr(cfg, name)}")
+    """Cross-field rules; types, finiteness and ranges are checked from the field declarations."""
     if cfg.width % cfg.norm_groups:
         raise ConfigError(
             f"width ({cfg.width}) must be a multiple of norm_groups ({cfg.norm_groups})"
@@ -76,21 +69,6 @@ def _check(cfg: DiffusionConfig) -> None:
             f"sample_steps ({cfg.sample_steps}) cannot exceed num_train_timesteps "
             f"({cfg.num_train_timesteps})"
         )
-    if cfg.beta_schedule not in ("linear", "scaled_linear", "squaredcos_cap_v2"):
-        raise ConfigError(
-            "beta_schedule must be linear, scaled_linear or squaredcos_cap_v2, "
-            f"got {cfg.beta_schedule!r}"
-        )
-    if cfg.scheduler not in ("ddim", "ddpm"):
-        raise ConfigError(f"scheduler must be ddim or ddpm, got {cfg.scheduler!r}")
-    if not (math.isfinite(cfg.lr) and cfg.lr > 0):
-        raise ConfigError(f"lr must be > 0, got {cfg.lr}")
-    for name in ("p_uncond", "ema_decay"):
-        v = getattr(cfg, name)
-        if not (math.isfinite(v) and 0 <= v < 1):
-            raise ConfigError(f"{name} must lie in [0, 1), got {v}")
-    if not (math.isfinite(cfg.guidance_scale) and cfg.guidance_scale >= 0):
-        raise ConfigError(f"guidance_scale must be >= 0, got {cfg.guidance_scale}")
 
 
 register_validator(DiffusionConfig, _check)
