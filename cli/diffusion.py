@@ -44,7 +44,7 @@ def _check_diffusers() -> None:
 @data_option()
 @data_root_option()
 @click.option("--steps", type=int, help="Optimiser steps.")
-@click.option("--batch-size", type=int)
+@click.option("--batch-size", type=int, help="Images per optimiser step.")
 @click.option("--guidance-scale", type=float, help="Classifier-free guidance for sampling.")
 @seed_option()
 @device_option()
@@ -97,4 +97,9 @@ def train_diffusion_cmd(encoder_run: str | None, out: str | None, resume_dir: st
 
 
 def register(group: click.Group) -> None:
+    from dimgen.cli.options import show_config_defaults
+
+    from dimgen.diffusion.config import DiffusionConfig  # torch-free
+
+    show_config_defaults(train_diffusion_cmd, DiffusionConfig)
     group.add_command(train_diffusion_cmd)

@@ -26,10 +26,14 @@ __all__ = ["register"]
 @click.option("--resume", "resume_dir", type=click.Path(), help="Continue an interrupted run.")
 @config_option()
 @data_root_option()
-@click.option("--method", type=click.Choice(["simclr", "vicreg"]))
+@click.option(
+    "--method",
+    type=click.Choice(["simclr", "vicreg"]),
+    help="SSL objective: simclr (NT-Xent) or vicreg.",
+)
 @click.option("--sigma", type=float, help="Channel noise std on the embedding (0: off).")
-@click.option("--epochs", type=int)
-@click.option("--batch-size", type=int)
+@click.option("--epochs", type=int, help="Passes over the training images.")
+@click.option("--batch-size", type=int, help="Images per optimiser step (two views each).")
 @seed_option()
 @device_option()
 @set_option()
@@ -114,5 +118,10 @@ def probe_cmd(run: str, k: int, data_root: str | None, device: str | None, seed:
 
 
 def register(group: click.Group) -> None:
+    from dimgen.cli.options import show_config_defaults
+
+    from dimgen.ssl.config import PretrainConfig  # torch-free
+
+    show_config_defaults(pretrain_cmd, PretrainConfig)
     group.add_command(pretrain_cmd)
     group.add_command(probe_cmd)

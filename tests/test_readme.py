@@ -8,7 +8,8 @@ Rules (stated in the README's *Set-up* section):
 - a line whose comment is exactly ``# GPU`` is skipped and counted; ``# MNIST`` lines run only
   when ``$DIMGEN_DATA`` holds MNIST (``MNIST/raw``), else they are skipped and counted;
   ``# setup`` lines (install, download, the test suite itself) are skipped and counted: the
-  test runs inside an installed checkout;
+  test runs inside an installed checkout; the ``dimgen`` command that ends a set-up chain
+  (``... && pip install ... && dimgen encode ...``) still runs, since later blocks use its output;
 - ``DIMGEN_SMOKE=1`` is set (every trainer's budget is capped; see ``dimgen.training.smoke``).
 """
 
@@ -28,6 +29,7 @@ import pytest
 FENCE = re.compile(r"^```\s*(\w*)\s*$")
 TAG = re.compile(r"\s#\s*(GPU|MNIST|setup)\s*$")
 LANGS = ("sh", "python")
+SHELLS = ("sh", "bash", "shell", "console")  # every shell fence runs as ```sh
 
 
 @dataclass
@@ -49,14 +51,15 @@ class Walk:
 
 
 def extract(text: str) -> list[Block]:
-    """Every ```sh and ```python block of a Markdown text, in order."""
+    """Every shell (```sh, ```bash) and ```python block of a Markdown text, in order."""
     out: list[Block] = []
     current: Block | None = None
     for number, raw in enumerate(text.splitlines(), start=1):
         m = FENCE.match(raw.strip())
         if current is None:
             if m and m.group(1):
-                current = Block(m.group(1), number + 1, [])
+                lang = "sh" if m.group(1) in SHELLS else m.group(1)
+                current = Block(lang, number + 1, [])
         elif m and not m.group(1):
             if current.lang in LANGS:
                 out.append(current)
@@ -94,6 +97,9 @@ def prepare(block: Block, mnist: bool, walk: Walk) -> str:
         m = TAG.search(line)
         if m and not (m.group(1) == "MNIST" and mnist):
             walk.skipped[m.group(1)] = walk.skipped.get(m.group(1), 0) + 1
+            tail = line[: m.start()].rpartition("&& dimgen ")
+            if m.group(1) == "setup" and tail[1]:
+                kept.append("dimgen " + tail[2].strip())
             continue
         kept.append(line)
     return "\n".join(kept) + "\n"

@@ -12,6 +12,8 @@ from dimgen.runs import encoder_report
 
 
 def test_run_folder_kind_takes_the_right_article(tmp_path: Path) -> None:
+    (tmp_path / "e").mkdir()
+    (tmp_path / "f").mkdir()
     write_run(tmp_path / "e", "encoder")
     with pytest.raises(RunFolderError, match="is an 'encoder' run folder; expected gan"):
         read_run(tmp_path / "e", "gan")
