@@ -179,7 +179,7 @@ class EncoderConfig(RunConfig):
     """Data source: ``digits``, ``mnist``, ``fashion-mnist``, ``cifar10``, or ``npz:PATH``."""
     prior: str = one_of("gaussian", "gaussian", "uniform")
     """``gaussian`` (batch-norm + N(0, sigma^2)) or ``uniform`` (codes in [0,1], + U[-eps, eps])."""
-    sigma: float = bounded(0.2, 0.0, 100.0, low_open=True)
+    sigma: float = bounded(0.2, 1e-3, 100.0, why="capacity d/2 log(1 + 1/sigma^2) stays finite")
     """Gaussian channel noise standard deviation (> 0)."""
     eps: float = bounded(0.1, 0.0, 0.5, low_open=True)
     """Uniform channel noise half-width, in (0, 0.5]."""
@@ -311,11 +311,15 @@ def check_fields(cfg: Any) -> None:
             raise ConfigError(f"{f.name} must be one of {', '.join(choices)}, got {value!r}")
 
 
+MAX_COUNT = 10**7
+"""Most samples one API call draws (larger requests: loop over calls)."""
+
+
 def check_count(n: Any, name: str = "n") -> int:
     """An API count argument (samples to draw, ...) as an ``int`` >= 1.
 
     Raises:
-        DataError: not an integer (2.5, "3", True) or below 1.
+        DataError: not an integer (2.5, "3", True), below 1 or above :data:`MAX_COUNT`.
     """
     import numbers
 
@@ -325,6 +329,8 @@ def check_count(n: Any, name: str = "n") -> int:
         raise DataError(f"{name} must be an integer >= 1, got {n!r}")
     if n < 1:
         raise DataError(f"{name} must be >= 1, got {n}")
+    if n > MAX_COUNT:
+        raise DataError(f"{name} must be at most {MAX_COUNT:,} (one call), got {n:,}")
     return int(n)
 
 

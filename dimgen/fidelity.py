@@ -334,9 +334,19 @@ def load_inception_state(path: str | Path) -> dict[str, Tensor]:
 
             state: Any = load_file(str(p))
         else:
-            state = torch.load(p, map_location="cpu", weights_only=True)
+            import warnings
+
+            with warnings.catch_warnings():  # torch warns about pickle protocols: one line only
+                warnings.simplefilter("ignore")
+                state = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # UnpicklingError, RuntimeError, SafetensorError, EOFError, ...
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        import pickle
+
+        if isinstance(exc, pickle.UnpicklingError):
+            first = "it holds pickled objects other than tensors"
+        else:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            first = first.split(". ")[0][:160]
         raise ConfigError(
             f"Inception weights {p} are not a plain tensor file (refused without unpickling "
             f"anything: {first})"

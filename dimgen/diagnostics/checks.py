@@ -14,6 +14,10 @@ from .settings import MIN_SAMPLES
 __all__ = ["check_codes"]
 
 
+MAX_ABS_CODE = 1e6
+"""Largest |code| the tests accept (squares and whitening stay far from overflow)."""
+
+
 def check_codes(codes: Any, name: str = "codes") -> np.ndarray:
     """Return codes as a finite float64 (n, d) array or raise :class:`DataError`."""
     arr = as_array(codes, name)
@@ -31,6 +35,12 @@ def check_codes(codes: Any, name: str = "codes") -> np.ndarray:
     if bad.any():
         rows = ", ".join(map(str, np.flatnonzero(bad)[:10]))
         raise DataError(f"{name} contain NaN or Inf in {int(bad.sum())} row(s) (rows {rows})")
+    big = float(np.abs(arr).max())
+    if big > MAX_ABS_CODE:
+        raise DataError(
+            f"{name} reach |x| = {big:.3g}, beyond {MAX_ABS_CODE:g}: no code under a N(0, I) or "
+            "U[0, 1] prior is that large, and the tests' moments would overflow"
+        )
     return arr
 
 

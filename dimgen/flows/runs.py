@@ -244,7 +244,8 @@ def _kl_report(
             m["kl_estimate_fit_nats"] = fit["heldout_nll_nats"] - ent.nats
             m["kl_estimate_fit_stderr"] = float("nan")
         fit_for_tv = max(m["kl_estimate_fit_nats"], 0.0)
-    m["tv_bound_from_kl"] = math.sqrt(max(bound, 0.0) / 2) + math.sqrt(fit_for_tv / 2)
+    # Pinsker, sqrt(KL / 2) per term; a total variation never exceeds 1.
+    m["tv_bound_from_kl"] = min(1.0, math.sqrt(max(bound, 0.0) / 2) + math.sqrt(fit_for_tv / 2))
     return m
 
 

@@ -243,6 +243,8 @@ class MixtureTarget(Target):
     ) -> None:
         if k < 1:
             raise ConfigError(f"mixture needs at least 1 component, got {k}")
+        if k > 10_000:
+            raise ConfigError(f"mixture takes at most 10,000 components, got {k:,}")
         if not (radius >= 0 and std > 0):
             raise ConfigError(f"mixture needs radius >= 0 and std > 0, got {radius}, {std}")
         self.k, self.dim, self.radius, self.std, self.seed = k, dim, radius, std, seed
