@@ -91,3 +91,18 @@ def test_gan_log_and_tensorboard(digits_run: Path, tmp_path: Path) -> None:
     assert [e.step for e in acc.Images("samples")] == [10, 20]
     assert "![training curves](curves.png)" in (out / "report.md").read_text()
     assert (out / "curves.png").is_file()
+
+
+def test_a_trained_flow_writes_log_csv_and_curves(tmp_path: Path) -> None:
+    """Flows write the same log.csv (step, nll) and curves.png as the harness's trainers."""
+    from dimgen.flows import FlowConfig, transform_codes
+
+    enc = tmp_path / "enc"
+    train_encoder(EncoderConfig(epochs=2), enc)
+    out = tmp_path / "flow"
+    run = transform_codes(enc, "mixture:4", config=FlowConfig(steps=120), out=out)
+    rows = list(csv.DictReader((out / "log.csv").open()))
+    assert [int(r["step"]) for r in rows] == [50, 100, 120]
+    assert [float(r["nll"]) for r in rows] == pytest.approx(run.metrics["train_nll_history"])
+    assert (out / "curves.png").stat().st_size > 0
+    assert "curves.png" in (out / "report.md").read_text()

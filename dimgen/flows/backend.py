@@ -290,6 +290,7 @@ def fit_flow(
     gen = torch.Generator().manual_seed(cfg.seed)
     batch = min(cfg.batch_size, len(y))
     history: list[float] = []
+    history_steps: list[int] = []  # the step each window mean ends at (log.csv's first column)
     running = 0.0
     t0 = time.perf_counter()
     flow.train()
@@ -310,12 +311,14 @@ def fit_flow(
         running += float(loss.detach())
         if (step + 1) % 50 == 0 or step + 1 == steps:
             history.append(running / ((step % 50) + 1))
+            history_steps.append(step + 1)
             bar.set_postfix(nll=f"{history[-1]:.3f}")
             running = 0.0
     seconds = time.perf_counter() - t0
     flow = flow.double().eval()
     nll = heldout_nll(flow, target_test)
-    info: dict[str, Any] = {"train_nll_history": history, "train_seconds": seconds, **nll}
+    info: dict[str, Any] = {"train_nll_history": history, "train_nll_steps": history_steps,
+                            "train_seconds": seconds, **nll}  # fmt: skip
     if steps != cfg.steps:
         info["smoke"] = smoke.marker("step", cfg.steps, steps)
     return flow, info

@@ -266,6 +266,12 @@ def _write(run: FlowRun, out: Path, spec: dict[str, Any], flow: Any, y_test: np.
                 "target": spec["target"], "source_run": spec["source_run"]}  # fmt: skip
         save_weights(out / WEIGHTS, flow.state_dict(), meta)
     write_json(out / "metrics.json", run.metrics)
+    steps, nll = run.metrics.get("train_nll_steps"), run.metrics.get("train_nll_history")
+    if flow is not None and steps and nll:  # the same log.csv / curves.png as every trainer
+        from ..training.logs import CURVES, LOG, ScalarLog, plot_curves
+
+        ScalarLog(out, "step", [{"step": s, "nll": v} for s, v in zip(steps, nll, strict=True)])
+        plot_curves(out / LOG, out / CURVES)
     test = run.split == "test"
     if not test.any():
         test = np.ones(len(run.codes), dtype=bool)
@@ -356,4 +362,7 @@ def flow_report(m: dict[str, Any]) -> str:
         "prior and `to_source(z)` back to encoder codes.",
         "",
     ]
+    if m.get("train_nll_history"):
+        lines += ["The flow's training NLL per 50 steps (`log.csv`):", "",
+                  "![training curves](curves.png)", ""]  # fmt: skip
     return "\n".join(lines)
