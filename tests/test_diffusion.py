@@ -190,3 +190,28 @@ def test_guidance_only_applies_to_diffusion() -> None:
     assert model.guidance_scale == 3.0
     with pytest.raises(ConfigError, match=">= 0"):
         set_guidance(model, float("nan"))  # type: ignore[arg-type]
+
+
+def test_crafted_metadata_is_refused_before_the_unet_is_built(
+    tiny_run: tuple[Path, object], tmp_path: Path
+) -> None:
+    """A model file whose spec claims a huge UNet is refused on the meta device, in well
+    under a second, instead of allocating the claimed network."""
+    import shutil
+    import time
+
+    from dimgen.io import refresh_digests, save_weights
+
+    run = tmp_path / "crafted"
+    shutil.copytree(tiny_run[0], run)
+    for name in ("model.safetensors", "model_ema.safetensors"):
+        if (run / name).is_file():
+            tensors, meta = load_weights(run / name)
+            channels = meta["spec"]["block_out_channels"]
+            meta["spec"]["block_out_channels"] = [2048 * (i + 1) for i in range(len(channels))]
+            save_weights(run / name, tensors, meta)
+    refresh_digests(run)
+    t0 = time.perf_counter()
+    with pytest.raises(RunFolderError, match="declared"):
+        DiffusionModel.from_pretrained(run)
+    assert time.perf_counter() - t0 < 5.0

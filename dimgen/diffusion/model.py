@@ -26,7 +26,7 @@ from ..integrations.diffusers import (
     make_scheduler,
     sample_with_scheduler,
 )
-from ..io import load_weights, read_run
+from ..io import check_state_shapes, load_weights, read_run
 from ..tokenizer import Tokenizer
 from .config import DiffusionConfig
 
@@ -94,6 +94,7 @@ class DiffusionModel:
         spec = meta.get("spec")
         if meta.get("kind") != "diffusion" or not isinstance(spec, dict):
             raise RunFolderError(f"{file} is not a dimgen diffusion model")
+        check_state_shapes(lambda: build_net(spec), tensors, file)  # nothing allocated
         try:
             net = build_net(spec)
             net.load_state_dict(tensors)
