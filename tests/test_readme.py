@@ -6,7 +6,8 @@ Rules (stated in the README's *Set-up* section):
   ``python`` process (so each Python block must be self-contained), in one shared folder, in the
   order of the README;
 - a line whose comment is exactly ``# GPU`` is skipped and counted; ``# MNIST`` lines run only
-  when ``$DIMGEN_DATA`` holds MNIST (``MNIST/raw``), else they are skipped and counted;
+  when ``$DIMGEN_DATA`` holds MNIST (``MNIST/raw``), ``# CIFAR`` lines only when it holds the
+  CIFAR-10 test copy (``CIFAR10/cifar10_test.npz``), else they are skipped and counted;
   ``# setup`` lines (install, download, the test suite itself) are skipped and counted: the
   test runs inside an installed checkout; the ``dimgen`` command that ends a set-up chain
   (``... && pip install ... && dimgen encode ...``) still runs, since later blocks use its output;
@@ -27,7 +28,7 @@ from pathlib import Path
 import pytest
 
 FENCE = re.compile(r"^```\s*(\w*)\s*$")
-TAG = re.compile(r"\s#\s*(GPU|MNIST|setup)\s*$")
+TAG = re.compile(r"\s#\s*(GPU|MNIST|CIFAR|setup)\s*$")
 LANGS = ("sh", "python")
 SHELLS = ("sh", "bash", "shell", "console")  # every shell fence runs as ```sh
 
@@ -90,12 +91,18 @@ def has_mnist(data: str | None = None) -> bool:
     return bool(data) and (Path(data) / "MNIST" / "raw").is_dir()
 
 
-def prepare(block: Block, mnist: bool, walk: Walk) -> str:
+def has_cifar(data: str | None = None) -> bool:
+    """Whether ``data`` (default ``$DIMGEN_DATA``) holds the CIFAR-10 test copy."""
+    data = os.environ.get("DIMGEN_DATA") if data is None else data
+    return bool(data) and (Path(data) / "CIFAR10" / "cifar10_test.npz").is_file()
+
+
+def prepare(block: Block, mnist: bool, walk: Walk, cifar: bool = False) -> str:
     """The code the test runs for ``block``: tagged lines dropped (and counted in ``walk``)."""
     kept: list[str] = []
     for line in _logical(block.lines) if block.lang == "sh" else block.lines:
         m = TAG.search(line)
-        if m and not (m.group(1) == "MNIST" and mnist):
+        if m and not ((m.group(1) == "MNIST" and mnist) or (m.group(1) == "CIFAR" and cifar)):
             walk.skipped[m.group(1)] = walk.skipped.get(m.group(1), 0) + 1
             tail = line[: m.start()].rpartition("&& dimgen ")
             if m.group(1) == "setup" and tail[1]:
@@ -129,9 +136,10 @@ def walk(text: str, cwd: Path, env: dict[str, str] | None = None) -> Walk:
     env.setdefault("MPLBACKEND", "Agg")
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     mnist = has_mnist(env.get("DIMGEN_DATA"))
+    cifar = has_cifar(env.get("DIMGEN_DATA"))
     result = Walk()
     for block in extract(text):
-        code = prepare(block, mnist, result)
+        code = prepare(block, mnist, result, cifar)
         if not code.strip():
             continue
         t0 = time.perf_counter()
