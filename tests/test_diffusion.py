@@ -215,3 +215,19 @@ def test_crafted_metadata_is_refused_before_the_unet_is_built(
     with pytest.raises(RunFolderError, match="declared"):
         DiffusionModel.from_pretrained(run)
     assert time.perf_counter() - t0 < 5.0
+
+
+def test_diffusion_uses_the_encoders_split_seed_not_its_seed(tmp_path: Path) -> None:
+    """The generator must hold out the encoder's held-out images: its split comes from the
+    encoder's ``split_seed`` (fixed), not from its training ``seed``."""
+    import json
+
+    from dimgen.config import EncoderConfig
+    from dimgen.train import train_encoder
+
+    enc = tmp_path / "enc"
+    train_encoder(EncoderConfig(epochs=2, seed=3), enc)
+    out = tmp_path / "ddpm"
+    run = train_diffusion(_cfg(enc, eval_samples=0), out)
+    assert json.loads((out / "run.json").read_text())["split"]["seed"] == 0
+    assert run.path == out and DiffusionModel.from_pretrained(out).split == (0.2, 0)

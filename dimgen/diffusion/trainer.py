@@ -73,7 +73,7 @@ class DiffusionTrainer(Trainer):
         ds = self.data
         if ds is None:
             ds = load_data(source, cfg.data_root or enc_cfg.data_root, enc_cfg.test_fraction,
-                           enc_cfg.seed)  # fmt: skip
+                           enc_cfg.split_seed)  # fmt: skip
         check_finite(ds.x_train, f"{source} (train)")
         if ds.shape != tok.in_shape:
             raise DataError(f"{source} has samples of shape {ds.shape}, but the encoder of "
@@ -185,7 +185,7 @@ class DiffusionTrainer(Trainer):
         write_text(out / "report.md", diffusion_report(metrics, cfg, self.enc_dir))
 
     def run_info(self) -> dict[str, Any]:
-        split = {"test_fraction": self.enc_cfg.test_fraction, "seed": self.enc_cfg.seed}
+        split = {"test_fraction": self.enc_cfg.test_fraction, "seed": self.enc_cfg.split_seed}
         return {"encoder_run": str(self.enc_dir.resolve()), "spec": self.spec,
                 "data": self.source, "split": split}  # fmt: skip
 
