@@ -19,7 +19,7 @@ from .arrays import as_array
 from .errors import DataError
 from .tokenizer import Tokenizer
 
-__all__ = ["GENERATOR_KINDS", "Generator", "check_codes"]
+__all__ = ["GENERATOR_KINDS", "Generator", "SpecGenerator", "check_codes"]
 
 GENERATOR_KINDS = ("gan", "diffusion")
 """Run kinds (``run.json``) that :func:`load_generator` reads."""
@@ -53,6 +53,35 @@ class Generator(Protocol):
     def sample_unconditional(self, n: int, seed: int | None = None) -> tuple[Tensor, Tensor]: ...
 
     def sample_conditional(self, x: Any, seed: int | None = None) -> tuple[Tensor, Tensor]: ...
+
+
+class SpecGenerator:
+    """What GAN and diffusion models share: the properties read off their weights' ``spec`` and
+    their ``run.json`` ``record``, and the code check. Subclasses set ``spec``, ``record`` and
+    the class attribute ``label`` (for messages)."""
+
+    label = "this generator"
+    spec: dict[str, Any]
+    record: dict[str, Any]
+
+    @property
+    def split(self) -> tuple[float, int]:
+        """(test_fraction, seed) of the train/held-out split the run used (its encoder's)."""
+        split = self.record.get("split") or {}
+        return float(split.get("test_fraction", 0.2)), int(split.get("seed", 0))
+
+    @property
+    def code_dim(self) -> int:
+        return int(self.spec["code_dim"])
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of one generated image (C, H, W)."""
+        return tuple(self.spec["shape"])
+
+    def check_codes(self, codes: Any) -> Tensor:
+        """Codes as a float32 (n, d) tensor; a :class:`DataError` for a wrong shape or NaN."""
+        return check_codes(codes, self.code_dim, self.label)
 
 
 def check_codes(codes: Any, dim: int, what: str = "this generator") -> Tensor:

@@ -18,7 +18,7 @@ from torch import Tensor
 from ..config import load_config
 from ..errors import DataError, RunFolderError
 from ..gan.model import child_seeds
-from ..generators import check_codes
+from ..generators import SpecGenerator
 from ..integrations.diffusers import (
     CodeConditionedUNet,
     CodeEmbedding,
@@ -55,12 +55,14 @@ def build_net(spec: dict[str, Any]) -> CodeConditionedUNet:
     return CodeConditionedUNet(unet, CodeEmbedding(int(spec["code_dim"]), width, spec["prior"]))
 
 
-class DiffusionModel:
+class DiffusionModel(SpecGenerator):
     """A trained code-conditioned diffusion model with the tokenizer it was conditioned on.
 
     ``scheduler`` (``ddim`` / ``ddpm``), ``sample_steps`` and ``guidance_scale`` (classifier-free
     guidance s; 0: the null code alone) set how :meth:`generate` samples; change them freely.
     """
+
+    label = "this diffusion model"
 
     def __init__(
         self,
@@ -107,27 +109,8 @@ class DiffusionModel:
         return cls(net.to(device), tok, spec, cfg, run_dir, record)
 
     @property
-    def split(self) -> tuple[float, int]:
-        """(test_fraction, seed) of the train/held-out split the run used (its encoder's)."""
-        split = self.record.get("split") or {}
-        return float(split.get("test_fraction", 0.2)), int(split.get("seed", 0))
-
-    @property
-    def code_dim(self) -> int:
-        return int(self.spec["code_dim"])
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        """Shape of one generated image (C, H, W)."""
-        return tuple(self.spec["shape"])
-
-    @property
     def device(self) -> torch.device:
         return next(self.net.parameters()).device
-
-    def check_codes(self, codes: Any) -> Tensor:
-        """Codes as a float32 (n, d) tensor; a :class:`DataError` for a wrong shape or NaN."""
-        return check_codes(codes, self.code_dim, "this diffusion model")
 
     def make_scheduler(self) -> Any:
         """The ``diffusers`` scheduler :meth:`generate` uses (the run's noise schedule)."""

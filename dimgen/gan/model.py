@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from ..config import check_count, check_seed, load_config
 from ..errors import DataError, RunFolderError
-from ..generators import check_codes
+from ..generators import SpecGenerator
 from ..io import check_state_shapes, load_weights, read_run
 from ..tokenizer import Tokenizer
 from .config import GANConfig
@@ -27,12 +27,14 @@ def child_seeds(seed: int | None, k: int) -> list[int | None]:
     return [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(k)]
 
 
-class GAN:
+class GAN(SpecGenerator):
     """A trained generator with the tokenizer (frozen encoder) it was conditioned on.
 
     ``generate(codes)`` is the core; ``sample_unconditional`` draws codes from the prior and
     ``sample_conditional`` encodes real images first. All outputs are CPU tensors in [0, 1].
     """
+
+    label = "this GAN"
 
     def __init__(
         self,
@@ -77,31 +79,12 @@ class GAN:
         return cls(gen.to(device), tok, spec, cfg, run_dir, record)
 
     @property
-    def split(self) -> tuple[float, int]:
-        """(test_fraction, seed) of the train/held-out split the run used (its encoder's)."""
-        split = self.record.get("split") or {}
-        return float(split.get("test_fraction", 0.2)), int(split.get("seed", 0))
-
-    @property
-    def code_dim(self) -> int:
-        return int(self.spec["code_dim"])
-
-    @property
     def noise_dim(self) -> int:
         return int(self.spec["noise_dim"])
 
     @property
-    def shape(self) -> tuple[int, ...]:
-        """Shape of one generated image (C, H, W)."""
-        return tuple(self.spec["shape"])
-
-    @property
     def device(self) -> torch.device:
         return next(self.generator.parameters()).device
-
-    def check_codes(self, codes: Any) -> Tensor:
-        """Codes as a float32 (n, d) tensor; a :class:`DataError` for a wrong shape or NaN."""
-        return check_codes(codes, self.code_dim, "this GAN")
 
     @torch.no_grad()
     def generate(self, codes: Any, seed: int | None = None, batch_size: int = 1024) -> Tensor:
