@@ -14,6 +14,7 @@ from dimgen.cli.options import (
     given,
     out_option,
     parse_sets,
+    protocol_option,
     quiet_option,
     seed_option,
     set_option,
@@ -52,6 +53,17 @@ __all__ = ["register"]
 @click.option(
     "--n-subsamples", type=int, help="Disjoint subsamples when there are more codes [default: 8]."
 )
+@protocol_option()
+@click.option(
+    "--paper-subsample",
+    type=int,
+    help="Codes per subsample of the paper protocol (its small bootstrap subsamples) [default: 100].",
+)
+@click.option(
+    "--paper-resamples",
+    type=int,
+    help="Subsamples whose p-values the paper protocol averages [default: 100].",
+)
 @click.option("--no-plots", is_flag=True, help="Skip qq.png and codes.png.")
 @click.option("--no-probes", is_flag=True, help="Skip the downstream classifiers.")
 def evaluate_cmd(
@@ -71,7 +83,9 @@ def evaluate_cmd(
     evaluation.json, report.md, metrics.json["evaluation"], qq.png and codes.png are written
     into it. With --codes FILE.npz any codes are evaluated. --out: the folder to write
     evaluation.json, report.md and plots to instead (default: into RUN, except with --json; nothing for --codes).
-    The seed fixes projections, subsamples and probes.
+    The seed fixes projections, subsamples and probes. --protocol paper leads with the paper's
+    Figure-1 statistic (mean p-values over small subsamples: descriptive, not a test); both are
+    always computed and written, and the verdict is always the calibrated one.
     """
     import json
 
@@ -146,6 +160,7 @@ def _run_dir(run: str) -> Path:
 @device_option()
 @set_option()
 @click.option("--alpha", type=float, help="Significance level of the verdicts [default: 0.05].")
+@protocol_option()
 @tensorboard_option()
 @quiet_option()
 def sweep_cmd(
@@ -156,12 +171,14 @@ def sweep_cmd(
     out: str,
     sets: tuple[str, ...],
     alpha: float | None,
+    protocol: str | None,
     quiet: bool,
     **flags: Any,
 ) -> None:
     """Train RUNS encoders per noise level, evaluate each, and draw the paper's Figure 1.
 
-    Writes sweep.csv, sweep_summary.csv, sweep.png and report.md into --out, the sweep folder;
+    Writes sweep.csv, sweep_summary.csv, sweep.png and report.md into --out, the sweep folder
+    (both p-value protocols in the CSVs; --protocol picks the one sweep.png draws);
     rerunning the same command reuses finished runs and resumes interrupted ones. Runs of one
     level use the seeds seed, seed + 1, ...
     """
@@ -172,7 +189,7 @@ def sweep_cmd(
     cfg = replace(cfg, **parse_sets(sets))
     cfg = replace(cfg, **flags)
     kwargs: dict[str, Any] = given(runs=runs)
-    eval_cfg = replace(EvalConfig(), **given(alpha=alpha))
+    eval_cfg = replace(EvalConfig(), **given(alpha=alpha, protocol=protocol))
     from dimgen.sweep import parse_levels, run_sweep  # numpy, scipy: once the options are good
 
     res = run_sweep(

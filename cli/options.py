@@ -28,6 +28,7 @@ __all__ = [
     "given",
     "out_option",
     "parse_sets",
+    "protocol_option",
     "quiet_option",
     "seed_option",
     "set_option",
@@ -86,6 +87,17 @@ def seed_option() -> Callable[[F], F]:
         metavar="N",
         callback=_check_seed,
         help=f"Random seed: the same seed gives the same result.  [default: {DEFAULT_SEED}]",
+    )
+
+
+def protocol_option() -> Callable[[F], F]:
+    """``--protocol calibrated|paper``: which p-values lead the summary and the sweep figure."""
+    return click.option(
+        "--protocol",
+        type=click.Choice(["calibrated", "paper"]),
+        help="p-values to lead with: calibrated (Fisher/Simes tests, the verdict) or paper "
+        "(Figure 1: mean p over small subsamples, descriptive). Both are always written.  "
+        "[default: calibrated]",
     )
 
 

@@ -223,6 +223,10 @@ BAND_MAX_FRACTION = 0.5
 MIN_INTERVAL_RUNS = 3
 
 
+#: Label of the p-value panel under ``protocol="paper"`` (mean p-values, linear scale).
+PAPER_PANEL = "mean p-value over small subsamples (paper; not a test)"
+
+
 def plot_sweep(
     summary: list[dict[str, float]],
     path: str | Path,
@@ -231,8 +235,13 @@ def plot_sweep(
     n_classes: int | None = None,
     alpha: float = 0.05,
     title: str = "noise sweep",
+    protocol: str = "calibrated",
 ) -> dict[str, int]:
     """The paper's Figure 1: p-values, accuracies and the MI estimate against the capacity.
+
+    ``protocol="calibrated"`` draws the calibrated p-values (geometric means, log scale);
+    ``"paper"`` the paper's statistic instead, mean p-values over small subsamples (``paper.*``
+    keys; arithmetic means, linear scale), which is descriptive and not a test.
 
     ``summary`` has one row per noise level with ``capacity_nats`` and, for each metric ``m``,
     ``m_mean``, ``m_lo``, ``m_hi`` (mean and 99% interval over runs); p-values are drawn from
@@ -255,7 +264,7 @@ def plot_sweep(
     levels = sorted(summary, key=lambda r: r["capacity_nats"])
     cap = np.array([r["capacity_nats"] for r in levels])
     enough = np.array([r.get("runs", MIN_INTERVAL_RUNS) for r in levels]) >= MIN_INTERVAL_RUNS
-    panels = [
+    p_panel = (
         (
             "p-value (geometric mean, log scale)",
             [
@@ -264,7 +273,19 @@ def plot_sweep(
                 ("normality.henze_zirkler_p", "Henze-Zirkler"),
                 ("prior_match.p", "prior match (N(0,I) / U)"),
             ],
-        ),
+        )
+        if protocol == "calibrated"
+        else (
+            PAPER_PANEL,
+            [
+                ("paper.dagostino_p", "D'Agostino-Pearson"),
+                ("paper.shapiro_p", "Shapiro-Wilk"),
+                ("paper.henze_zirkler_p", "Henze-Zirkler"),
+            ],
+        )
+    )
+    panels = [
+        p_panel,
         (
             "held-out accuracy",
             [
@@ -286,7 +307,7 @@ def plot_sweep(
         drawn = []
         for key, label in series:
             # p-values are summarised on the log scale (geometric mean), the rest arithmetically
-            geo = f"{key}_gmean" in levels[0]
+            geo = f"{key}_gmean" in levels[0] and is_p
             suffixes = ("_gmean", "_glo", "_ghi") if geo else ("_mean", "_lo", "_hi")
             if f"{key}{suffixes[0]}" not in levels[0]:
                 continue
@@ -319,6 +340,9 @@ def plot_sweep(
             ax.set_yscale("log")
             ax.set_ylim(top=2.0)
             ax.axhline(alpha, color="grey", ls=":", lw=1, label=f"alpha = {alpha:g}")
+        if ylabel == PAPER_PANEL:
+            ax.set_ylim(0.0, 1.0)
+            ax.axhline(0.5, color="grey", ls=":", lw=1, label="0.5 (mean under the null)")
         if ylabel == "nats":
             ax.plot(cap, cap, "k--", lw=1, label="capacity (upper bound on MI)")
         if n_classes is not None and n_classes > 1:
@@ -359,7 +383,7 @@ def _run_points(rows: list[dict[str, float]] | None, key: str) -> tuple[np.ndarr
 def _panel_span(ylabel: str, drawn: list) -> float:
     """The range a panel shows: 1 for accuracies; else the range of its means and run points
     (in decades for p-values), at least 1 (decade or nat)."""
-    if ylabel.startswith("held-out accuracy"):
+    if ylabel.startswith("held-out accuracy") or ylabel == PAPER_PANEL:
         return 1.0
     vals = [np.concatenate([d[1], d[4][1]]) for d in drawn]
     v = np.concatenate(vals) if vals else np.zeros(0)

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from .checks import _check_labels, _check_split, _check_unit_interval, _need, check_codes
+from .figure1 import paper_protocol
 from .normality import normality_tests
 from .prior import prior_tests, to_gaussian
 from .probes import _run_probes, silhouette
@@ -85,6 +86,7 @@ def evaluate(
     norm = normality_tests(z, cfg)
     pm = prior_tests(xt, prior, cfg)
     p_all = simes([norm.p, pm.p])
+    paper = paper_protocol(xt, prior, cfg)
     if prior == "uniform":
         notes.append("normality tests ran on Phi^-1(codes) (probability-integral transform)")
     if norm.hz_n < norm.n:
@@ -120,6 +122,7 @@ def evaluate(
         n_classes=n_cls,
         log_n_classes=log_k,
         training=bounds,
+        paper=paper,
         settings=dataclasses.asdict(cfg),
         notes=notes,
     )

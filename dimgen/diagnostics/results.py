@@ -11,6 +11,7 @@ __all__ = [
     "Evaluation",
     "HZResult",
     "NormalityResult",
+    "PaperProtocolResult",
     "PriorMatchResult",
     "ProbeResult",
     "TrainingBounds",
@@ -84,6 +85,32 @@ class PriorMatchResult:
 
 
 @dataclass(frozen=True)
+class PaperProtocolResult:
+    """The paper's Figure-1 statistic: mean p-values over small random subsamples.
+
+    A descriptive statistic, not a calibrated test (see :mod:`dimgen.diagnostics.figure1`):
+    under the null every p-value is uniform, so each mean is near 0.5; clearly non-Gaussian codes
+    drive it towards 0.
+    """
+
+    dagostino_p: float
+    """Mean scipy D'Agostino-Pearson p-value over subsamples x random directions."""
+    shapiro_p: float
+    """Mean scipy Shapiro-Wilk p-value over the same projections."""
+    henze_zirkler_p: float | None
+    """Mean Henze-Zirkler p-value over the subsamples (None when a subsample has <= d + 1 codes)."""
+    dagostino_p_sd: float
+    shapiro_p_sd: float
+    henze_zirkler_p_sd: float | None
+    subsample_size: int
+    n_resamples: int
+    n_projections: int
+    """Random directions per subsample (min(n_projections, d))."""
+    n: int
+    """Codes the subsamples were drawn from."""
+
+
+@dataclass(frozen=True)
 class ProbeResult:
     """Accuracy of simple classifiers trained on codes and scored on held-out codes."""
 
@@ -152,6 +179,8 @@ class Evaluation:
     log_n_classes: float | None = None
     """log(#classes): the capacity (nats) the codes need to keep the labels."""
     training: TrainingBounds | None = None
+    paper: PaperProtocolResult | None = None
+    """The paper's Figure-1 statistic (mean p-values over small subsamples; not a test)."""
     settings: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 

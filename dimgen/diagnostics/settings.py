@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config import MAX_SEED, bounded
+from ..config import MAX_SEED, bounded, one_of
 
 __all__ = ["MIN_SAMPLES", "EvalConfig"]
 
@@ -43,3 +43,13 @@ class EvalConfig:
     """Probes train on at most this many codes (a stratified random subset)."""
     silhouette_max_n: int = bounded(2000, 1, 100_000)
     """Silhouette is computed on at most this many held-out codes (its cost is quadratic in n)."""
+    paper_subsample: int = bounded(
+        100, MIN_SAMPLES["dagostino"], 5000, why="D'Agostino-Pearson needs 20 samples"
+    )
+    """Codes per subsample of the paper's protocol (its "small bootstrap subsamples")."""
+    paper_resamples: int = bounded(100, 1, 100_000)
+    """Random subsamples of the paper's protocol whose p-values are averaged."""
+    protocol: str = one_of("calibrated", "calibrated", "paper")
+    """Which p-values lead the printed summary and the sweep figure: ``calibrated`` (the
+    Fisher/Simes tests, the verdict) or ``paper`` (the Figure-1 means). Both are always computed
+    and written; the verdict is always the calibrated one."""
