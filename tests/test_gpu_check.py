@@ -39,6 +39,8 @@ def test_smoke_json_holds_meaningful_numbers(smoke: Path) -> None:
         assert 0 < e["mi_nats"] < e["capacity_nats"]  # 40 steps on digits learn something
         assert 0.0 <= e["knn_acc"] <= 1.0 and e["knn_acc"] > 0.1  # 10 classes: chance ~ 0.1
         assert 0.0 <= e["p_value"] <= 1.0 and isinstance(e["passes"], bool)
+        for key in ("paper_dagostino_p", "paper_shapiro_p", "paper_henze_zirkler_p"):
+            assert 0.0 <= e[key] <= 1.0  # the paper's Figure-1 statistic, beside the calibrated p
         assert e["steps"] == 40 and Path(e["run"], "metrics.json").is_file()
     g = r["gan"]
     assert g["steps"] == 20
