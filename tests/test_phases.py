@@ -30,3 +30,24 @@ def test_encoder_evaluation_phases_are_announced(
     assert [p.split("]")[0] for p in phases] == [
         f"encode: [{i}/4" for i in (1, 1, 2, 2, 3, 3, 4, 4)
     ]
+
+
+def test_gan_announces_its_classifier_and_evaluation_phases(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reference classifier (minutes on MNIST the first time) and the evaluation are not silent."""
+    from dimgen.gan import GANConfig, train_gan
+
+    monkeypatch.setenv("DIMGEN_SMOKE", "1")
+    monkeypatch.setenv("DIMGEN_CACHE", str(tmp_path / "cache"))  # a cold cache: it trains
+    train_encoder(EncoderConfig(epochs=2), tmp_path / "enc")
+    capsys.readouterr()
+    cfg = GANConfig(
+        encoder_run=str(tmp_path / "enc"), steps=4, classifier_epochs=1, eval_samples=100
+    )
+    train_gan(cfg, tmp_path / "gan", progress=True)
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("train-gan: ")]
+    classifier = [line for line in err if "reference classifier" in line]
+    assert len(classifier) == 2 and classifier[1].split(" done (")[1].endswith(" s)")
+    for i in (1, 2):
+        assert sum(line.startswith(f"train-gan: [{i}/2] ") for line in err) == 2, err

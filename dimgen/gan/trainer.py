@@ -126,10 +126,13 @@ class GANTrainer(Trainer):
             from ..fid_extractor import reference_extractor
 
             x_all, y_all = ds.split("all")
-            self.extractor = reference_extractor(
-                x_all, y_all, source, epochs=cfg.classifier_epochs, path=cfg.fid_extractor,
-                device=device,
-            )  # fmt: skip
+            what = (f"reference classifier for FID and consistency ({cfg.classifier_epochs} "
+                    "epochs; trained once per data set, then cached)")  # fmt: skip
+            with phase("train-gan", what, self.show):
+                self.extractor = reference_extractor(
+                    x_all, y_all, source, epochs=cfg.classifier_epochs, path=cfg.fid_extractor,
+                    device=device,
+                )  # fmt: skip
 
         torch.manual_seed(cfg.seed)
         self.gen = torch.Generator().manual_seed(cfg.seed)
