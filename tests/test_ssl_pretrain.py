@@ -268,3 +268,29 @@ def test_pretrain_on_a_folder_probe_needs_its_classes(tmp_path: Path) -> None:
     assert res.exit_code == 2
     lines = res.output.strip().splitlines()
     assert len(lines) == 1 and "flat folder has none" in lines[0] and "ImageFolder" in lines[0]
+
+
+def test_table1_takes_dim_as_an_optional_method() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("table1", REPO / "benchmarks" / "table1.py")
+    assert spec is not None and spec.loader is not None
+    table1 = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table1)
+    assert table1.METHODS == ("simclr", "vicreg")  # the default table is unchanged
+    assert table1._methods("simclr,vicreg,dim") == ["simclr", "vicreg", "dim"]
+    with pytest.raises(Exception, match="unknown method 'byol'"):
+        table1._methods("simclr,byol")
+    row = {"top1": 50.0, "top5": 90.0, "knn": 40.0}
+    text = table1.table({("dim", 0.0): [row], ("simclr", 0.0): [row]})
+    assert "| dim | 0 | 50.00 | 90.00 | 40.00 | - | - | - |" in text
+    assert "| simclr | 0 | 50.00 | 90.00 | 40.00 | 90.83 | 99.76 | - |" in text
+    cfg = load_config(REPO / "configs" / "cifar10-dim-cpu.yaml", PretrainConfig)
+    gpu = load_config(REPO / "configs" / "cifar10-dim.yaml", PretrainConfig)
+    assert (cfg.method, cfg.device, gpu.method, gpu.out_dim, gpu.width) == (
+        "dim",
+        "cpu",
+        "dim",
+        256,
+        64,
+    )
