@@ -1,4 +1,4 @@
-"""``dimgen pretrain`` (noise-injected SimCLR / VICReg) and ``dimgen probe``: thin calls into
+"""``dimgen pretrain`` (noise-injected SimCLR / VICReg / Deep InfoMax) and ``dimgen probe``: thin calls into
 dimgen.ssl. Arguments are checked before torch is imported."""
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ __all__ = ["register"]
 @data_root_option()
 @click.option(
     "--method",
-    type=click.Choice(["simclr", "vicreg"]),
-    help="SSL objective: simclr (NT-Xent) or vicreg.",
+    type=click.Choice(["simclr", "vicreg", "dim"]),
+    help="SSL objective: simclr (NT-Xent), vicreg, or dim (noise-injected Deep InfoMax).",
 )
 @click.option("--sigma", type=float, help="Channel noise std on the embedding (0: off).")
 @click.option("--epochs", type=int, help="Passes over the training images.")
@@ -40,11 +40,12 @@ __all__ = ["register"]
 @quiet_option()
 def pretrain_cmd(out: str | None, resume_dir: str | None, config_path: str | None,
                  sets: tuple[str, ...], quiet: bool, **flags: object) -> None:  # fmt: skip
-    """Pre-train a ResNet-18 with SimCLR or VICReg and the noise channel on its embedding.
+    """Pre-train a ResNet-18 with SimCLR, VICReg or DIM and the noise channel on its embedding.
 
     --out is the run folder to create (config.yaml, model.safetensors, codes.npz, metrics.json,
     run.json). The data is the config's `data` field: cifar10 | cifar100 | cifar10-test-lossy
-    (default; the lossy CIFAR-10 test copy under --data-root, split at random) | npz:PATH; set it
+    (default; the lossy CIFAR-10 test copy under --data-root, split at random) | npz:PATH |
+    folder:PATH (RGB images resized to image_size; probing needs PATH/<class>/<image>); set it
     with --set data=SOURCE. With --resume RUN, continue an interrupted run from its last checkpoint.
     """
     from pathlib import Path

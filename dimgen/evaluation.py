@@ -195,7 +195,9 @@ def _p(p: float | None) -> str:
     return f"{p:.3g}" if p >= 1e-3 else f"{p:.1e}"
 
 
-def _mark(p: float, alpha: float) -> str:
+def _mark(p: float | None, alpha: float) -> str:
+    if p is None:
+        return "skipped"
     return "pass" if p >= alpha else "**FAIL**"
 
 
@@ -283,8 +285,12 @@ def evaluation_markdown(ev: Evaluation, images: bool = True) -> str:
         f"{_p(nm.dagostino_p)} | {_mark(nm.dagostino_p, a)} |",
         f"| Shapiro-Wilk on the same projections and subsamples | {_p(nm.shapiro_p)} | "
         f"{_mark(nm.shapiro_p, a)} |",
-        f"| Henze-Zirkler, multivariate ({nm.hz_n} codes, HZ = {nm.henze_zirkler_stat:.4g}) | "
-        f"{_p(nm.henze_zirkler_p)} | {_mark(nm.henze_zirkler_p, a)} |",
+        (
+            f"| Henze-Zirkler, multivariate ({nm.hz_n} codes, HZ = {nm.henze_zirkler_stat:.4g}) | "
+            if nm.henze_zirkler_stat is not None
+            else "| Henze-Zirkler, multivariate (skipped: see notes) | "
+        )
+        + f"{_p(nm.henze_zirkler_p)} | {_mark(nm.henze_zirkler_p, a)} |",
         f"| D'Agostino-Pearson and Shapiro-Wilk on each coordinate | {_p(nm.marginal_p)} | "
         f"{_mark(nm.marginal_p, a)} |",
         f"| **normality, combined** | **{_p(nm.p)}** | {_mark(nm.p, a)} |",

@@ -1,4 +1,4 @@
-"""SimCLR / VICReg objectives against the authors' formulas, computed independently here."""
+"""SimCLR / VICReg / DIM objectives against the authors' formulas, computed independently here."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import torch
 
 from dimgen.errors import ConfigError, DataError
 from dimgen.ssl.losses import (
+    InfoMaxLoss,
     NTXentLoss,
     VICRegLoss,
     covariance_loss,
@@ -117,7 +118,7 @@ def test_sigma_zero_is_the_plain_loss_and_sigma_adds_the_channel(cls: type) -> N
     assert loss(a, b).item() != loss(a, b).item()  # fresh noise on every call
 
 
-@pytest.mark.parametrize("cls", [NTXentLoss, VICRegLoss])
+@pytest.mark.parametrize("cls", [NTXentLoss, VICRegLoss, InfoMaxLoss])
 def test_gradients_reach_the_encoder_through_the_channel(cls: type) -> None:
     torch.manual_seed(0)
     enc = torch.nn.Linear(6, 4)
@@ -139,3 +140,57 @@ def test_bad_input_is_named() -> None:
         VICRegLoss(4)(torch.zeros(3, 4), torch.zeros(2, 4))
     with pytest.raises(DataError, match=r"\(batch, 4\)"):
         NTXentLoss(4)(torch.zeros(3, 5), torch.zeros(3, 5))
+
+
+def _infonce_by_hand(a: np.ndarray, b: np.ndarray, noise: np.ndarray, loss: InfoMaxLoss) -> float:
+    """Minus InfoNCE (van den Oord et al. 2018) with an explicit loop, from the critic's weights:
+    c = batch-norm(z) (biased variance, eps 1e-5), s_ij = <g(c_b_i), h(c_a_j + n_j)> / sqrt(k),
+    bound = mean_i [s_ii - log (1/B) sum_j exp s_ij]."""
+    std = lambda z: (z - z.mean(0)) / np.sqrt(z.var(0) + 1e-5)  # noqa: E731
+    ca, cb = std(a) + noise, std(b)
+    crit = loss.objective.critic
+    w = {k: v.detach().double().numpy() for k, v in crit.state_dict().items()}
+
+    def mlp(x: np.ndarray, p: str) -> np.ndarray:
+        h = np.maximum(x @ w[f"{p}.0.weight"].T + w[f"{p}.0.bias"], 0)
+        return h @ w[f"{p}.2.weight"].T + w[f"{p}.2.bias"]
+
+    g, h = mlp(cb, "g"), mlp(ca, "h")
+    n, k = len(a), g.shape[1]
+    total = 0.0
+    for i in range(n):
+        s = [float(g[i] @ h[j]) / math.sqrt(k) for j in range(n)]
+        total += s[i] - math.log(sum(math.exp(v) for v in s) / n)
+    return -total / n
+
+
+@pytest.mark.parametrize("sigma", [0.0, 0.3])
+def test_infomax_loss_is_minus_the_hand_computed_infonce(sigma: float) -> None:
+    torch.manual_seed(0)
+    a, b = _pair(6, 4, seed=3)
+    loss = InfoMaxLoss(4, sigma=sigma, critic="separable", hidden=8).double().train()
+    noise = sigma * torch.randn(6, 4, dtype=torch.float64)
+    want = _infonce_by_hand(a.numpy(), b.numpy(), noise.numpy(), loss)
+    got = loss(a, b, noise=(noise, torch.zeros_like(noise))).item()
+    assert got == pytest.approx(want, rel=1e-9)
+    assert got >= -math.log(6) - 1e-12  # InfoNCE never exceeds log B
+    if sigma == 0:
+        assert loss(a, b).item() == pytest.approx(want, rel=1e-9)  # no noise drawn at all
+        assert math.isinf(loss.channel.capacity())
+    else:
+        assert loss(a, b).item() != loss(a, b).item()  # fresh channel noise on every call
+        assert loss.channel.capacity() == pytest.approx(2 * math.log1p(1 / sigma**2))
+
+
+def test_infomax_loss_reaches_its_critic_and_refuses_bad_input() -> None:
+    torch.manual_seed(0)
+    loss = InfoMaxLoss(4, sigma=0.2)  # the paper's concatenation MLP critic
+    loss(torch.randn(8, 4), torch.randn(8, 4)).backward()
+    grads = [p.grad for p in loss.parameters()]
+    assert grads and all(g is not None and g.abs().sum() > 0 for g in grads)
+    with pytest.raises(ConfigError, match="sigma"):
+        InfoMaxLoss(4, sigma=-1.0)
+    with pytest.raises(ConfigError, match="critic"):
+        InfoMaxLoss(4, critic="bilinear")
+    with pytest.raises(DataError, match=r"\(batch, 4\)"):
+        loss(torch.zeros(3, 5), torch.zeros(3, 5))

@@ -44,6 +44,7 @@ def _shapes(n: int, seed: int = 0) -> Dataset:
 
 def _cfg(**kw: object) -> PretrainConfig:
     base = dict(width=4, proj_hidden=32, proj_dim=16, batch_size=32, epochs=1, lr=0.3,
+                critic_hidden=16,
                 warmup_epochs=0.0, aug_groups=4, device="cpu", threads=1, log_every=1,
                 checkpoint_every=2, data="npz:unused")  # fmt: skip
     return PretrainConfig(**{**base, **kw})  # type: ignore[arg-type]
@@ -53,7 +54,7 @@ class _Stop(Exception):
     pass
 
 
-@pytest.mark.parametrize("method", ["simclr", "vicreg"])
+@pytest.mark.parametrize("method", ["simclr", "vicreg", "dim"])
 def test_interrupted_pretrain_resumes_bit_exactly(method: str, tmp_path: Path) -> None:
     ds = _shapes(128)  # 96 training images: 3 steps per epoch
     cfg = _cfg(method=method, sigma=0.3, epochs=2)  # 6 steps, checkpoints at 2 and 4
@@ -72,7 +73,8 @@ def test_interrupted_pretrain_resumes_bit_exactly(method: str, tmp_path: Path) -
     a, _ = load_weights(tmp_path / "whole" / "model.safetensors")
     b, _ = load_weights(tmp_path / "cut" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert any(k.startswith("loss.channel.norm.running_") for k in a)  # the channel's statistics
+    assert any(".channel.norm.running_" in k for k in a)  # the channel's statistics
+    assert (method == "dim") == any(".critic." in k for k in a)  # DIM's critic is trained too
     _, rec = read_run(tmp_path / "cut", "pretrain")
     assert rec["method"] == method and rec["sigma"] == 0.3
     other = pretrain(_cfg(method=method, sigma=0.3, epochs=2, seed=1), data=ds)
@@ -98,6 +100,22 @@ def test_tiny_pretrain_loss_falls_and_probe_beats_chance(tmp_path: Path) -> None
     _, emb_te = embed(run.net, torch.from_numpy(ds.x_test))
     want = ((emb_te.double() - mean) / torch.sqrt(var + 1e-5)).float().numpy()
     assert np.allclose(codes["codes"], want, atol=1e-4)
+
+
+def test_tiny_dim_pretrain_loss_falls_and_probe_beats_chance(tmp_path: Path) -> None:
+    ds = _shapes(400)  # 300 train (9 steps / epoch), 100 probe images, 3 classes
+    cfg = _cfg(method="dim", sigma=0.3, epochs=8, lr=1.0, critic="separable", log_every=9,
+               checkpoint_every=0)  # fmt: skip
+    run = pretrain(cfg, tmp_path / "run", data=ds)
+    losses = [h["loss"] for h in run.history]  # one window per epoch
+    # -InfoNCE starts near 0 (an untrained critic) and can only fall to -log B = -3.47
+    assert len(losses) == 8 and losses[-1] >= -np.log(32), losses
+    assert np.mean(losses[-2:]) < np.mean(losses[:2]) - 0.15, losses
+    f_tr = run.net.features(torch.from_numpy(ds.x_train)).detach().numpy()
+    f_te = run.net.features(torch.from_numpy(ds.x_test)).detach().numpy()
+    assert linear_probe(f_tr, ds.y_train, f_te, ds.y_test)["top1"] > 33.3 + 30
+    codes = np.load(tmp_path / "run" / "codes.npz")["codes"]  # calibrated channel codes
+    assert codes.shape == (100, 16) and abs(codes.mean()) < 0.5
 
 
 def test_linear_probe_top_k_on_separable_blobs() -> None:
@@ -149,7 +167,11 @@ def test_bad_config_values_are_refused() -> None:
     from dimgen.config import from_dict
 
     for key, value, needle in [("method", "byol", "method"), ("sigma", float("nan"), "sigma"),
-                               ("batch_size", 1, "batch_size"), ("data", "folder:/x", "data"),
+                               ("batch_size", 1, "batch_size"), ("data", "imagenet", "data"),
+                               ("data", "folder:/x,side=abc", "side"),
+                               ("data", "folder:/x,mode=grey", "RGB"),
+                               ("data", "folder:/x,side=64", "image_size"),
+                               ("critic", "bilinear", "critic"),
                                ("momentum", 1.0, "momentum")]:  # fmt: skip
         with pytest.raises(ConfigError, match=needle):
             from_dict(PretrainConfig, {key: value})
@@ -174,7 +196,8 @@ print(json.dumps({"code": code, "torch": "torch" in sys.modules}))
         (["pretrain"], "--out"),
         (["pretrain", "--out", "{tmp}/r", "--sigma", "-1"], "sigma"),
         (["pretrain", "--out", "{tmp}/r", "--set", "bogus=1"], "unknown key"),
-        (["pretrain", "--out", "{tmp}/r", "--set", "data=folder:/x"], "data must be"),
+        (["pretrain", "--out", "{tmp}/r", "--set", "data=imagenet"], "data must be"),
+        (["pretrain", "--out", "{tmp}/r", "--set", "data=folder:/x,side=2"], "side must lie"),
         (["pretrain", "--out", "{tmp}/r", "--config", "{tmp}/none.yaml"], "not found"),
         (["pretrain", "--resume", "{tmp}/none"], "nothing to resume"),
         (["probe", "{tmp}/none"], "not found"),
@@ -200,3 +223,74 @@ def test_probe_refuses_a_foreign_run_folder(tmp_path: Path) -> None:
     write_run(tmp_path, "encoder")
     with pytest.raises(RunFolderError, match="expected pretrain"):
         probe_run(tmp_path)
+
+
+def _image_folder(root: Path, classes: bool) -> None:
+    """36 PNGs of 20x24 RGB pixels (resized to 16 on reading): a red square, a green bar or a
+    blue disc on dark noise, in class sub-folders (ImageFolder) or all in ``root`` (flat)."""
+    from PIL import Image
+
+    ds = _shapes(48, seed=1)
+    x = np.concatenate([ds.x_train, ds.x_test])
+    y = np.concatenate([ds.y_train, ds.y_test])
+    for i, (img, label) in enumerate(zip(x, y, strict=True)):
+        folder = root / ("red", "green", "blue")[label] if classes else root
+        folder.mkdir(parents=True, exist_ok=True)
+        pix = (img.transpose(1, 2, 0) * 255).astype(np.uint8)
+        Image.fromarray(pix).resize((24, 20)).save(folder / f"{i:03d}.png")
+
+
+def test_pretrain_on_a_folder_probe_needs_its_classes(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+    from dimgen.cli import cli
+
+    _image_folder(tmp_path / "labelled", classes=True)
+    _image_folder(tmp_path / "flat", classes=False)
+    runner = CliRunner()
+    for name in ("labelled", "flat"):
+        args = ["pretrain", "--out", str(tmp_path / f"run-{name}"), "--method", "dim",
+                "--sigma", "0.2", "--batch-size", "16", "--quiet", "--set",
+                f"data=folder:{tmp_path / name}", "--set", "image_size=16", "--set", "width=2",
+                "--set", "proj_hidden=16", "--set", "proj_dim=8", "--set", "critic_hidden=8",
+                "--set", "warmup_epochs=0", "--set", "aug_groups=2", "--set", "test_fraction=0.25",
+                "--device", "cpu"]  # fmt: skip
+        res = runner.invoke(cli, args)
+        assert res.exit_code == 0, res.output
+        assert f"{name}/, random split 36/12" in res.output  # 48 images, 25 % held out
+        codes = np.load(tmp_path / f"run-{name}" / "codes.npz")
+        assert codes["codes"].shape == (12, 8) and np.isfinite(codes["codes"]).all()
+        assert ("labels" in codes.files) == (name == "labelled")
+    res = runner.invoke(cli, ["probe", str(tmp_path / "run-labelled"), "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert out["probe_images"] == 12 and out["train_images"] == 36 and 0 <= out["top1"] <= 100
+    res = runner.invoke(cli, ["probe", str(tmp_path / "run-flat")])
+    assert res.exit_code == 2
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and "flat folder has none" in lines[0] and "ImageFolder" in lines[0]
+
+
+def test_table1_takes_dim_as_an_optional_method() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("table1", REPO / "benchmarks" / "table1.py")
+    assert spec is not None and spec.loader is not None
+    table1 = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table1)
+    assert table1.METHODS == ("simclr", "vicreg")  # the default table is unchanged
+    assert table1._methods("simclr,vicreg,dim") == ["simclr", "vicreg", "dim"]
+    with pytest.raises(Exception, match="unknown method 'byol'"):
+        table1._methods("simclr,byol")
+    row = {"top1": 50.0, "top5": 90.0, "knn": 40.0}
+    text = table1.table({("dim", 0.0): [row], ("simclr", 0.0): [row]})
+    assert "| dim | 0 | 50.00 | 90.00 | 40.00 | - | - | - |" in text
+    assert "| simclr | 0 | 50.00 | 90.00 | 40.00 | 90.83 | 99.76 | - |" in text
+    cfg = load_config(REPO / "configs" / "cifar10-dim-cpu.yaml", PretrainConfig)
+    gpu = load_config(REPO / "configs" / "cifar10-dim.yaml", PretrainConfig)
+    assert (cfg.method, cfg.device, gpu.method, gpu.out_dim, gpu.width) == (
+        "dim",
+        "cpu",
+        "dim",
+        256,
+        64,
+    )

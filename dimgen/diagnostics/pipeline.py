@@ -89,7 +89,12 @@ def evaluate(
     paper = paper_protocol(xt, prior, cfg)
     if prior == "uniform":
         notes.append("normality tests ran on Phi^-1(codes) (probability-integral transform)")
-    if norm.hz_n < norm.n:
+    if norm.henze_zirkler_p is None:
+        notes.append(
+            f"Henze-Zirkler skipped: at d = {d} on {min(norm.n, cfg.hz_max_n)} codes float64 "
+            "cannot resolve its statistic (or there are <= d + 1 codes)"
+        )
+    elif norm.hz_n < norm.n:
         notes.append(f"Henze-Zirkler ran on a random subset of {norm.hz_n} of {norm.n} codes")
 
     probe_res, sil, n_cls, log_k = None, None, None, None

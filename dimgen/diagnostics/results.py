@@ -40,15 +40,17 @@ class NormalityResult:
     Fisher-combined."""
     shapiro_p: float
     """Shapiro-Wilk on the same projections and subsamples, Fisher-combined."""
-    henze_zirkler_p: float
-    henze_zirkler_stat: float
+    henze_zirkler_p: float | None
+    """None where it was skipped: fewer than d + 2 codes, or d too large for float64 to resolve
+    the statistic (:func:`dimgen.diagnostics.normality.hz_resolvable`, d above ~100)."""
+    henze_zirkler_stat: float | None
     marginal_p: float
     """D'Agostino-Pearson and Shapiro-Wilk on every coordinate: each Fisher-combined over
     coordinates and subsamples, then Simes over the two."""
     coordinate_dagostino_p: list[float]
     coordinate_shapiro_p: list[float]
     p: float
-    """Simes' combination of the four p-values above."""
+    """Simes' combination of the four p-values above (three when Henze-Zirkler was skipped)."""
     passes: bool
     n: int
     n_projections: int
@@ -80,7 +82,7 @@ class PriorMatchResult:
     var: list[float]
     """Per-coordinate variance of z."""
     p: float
-    """Simes' combination of the four p-values above."""
+    """Simes' combination of the four p-values above (three when Henze-Zirkler was skipped)."""
     passes: bool
 
 

@@ -1,11 +1,11 @@
-"""Noise-injected self-supervised pre-training: SimCLR and VICReg with the Gaussian channel on
-the embedding, a CIFAR ResNet-18, LARS, batched augmentations, and linear / kNN probes.
+"""Noise-injected self-supervised pre-training: SimCLR, VICReg and Deep InfoMax with the Gaussian
+channel on the embedding, a CIFAR ResNet-18, LARS, batched augmentations, and linear / kNN probes.
 
 One job per module: :mod:`.config` (``PretrainConfig``, torch-free so the CLI checks arguments
-before importing torch), :mod:`.losses` (NT-Xent, VICReg terms, channel), :mod:`.models`
-(ResNet-18 CIFAR stem, projectors), :mod:`.lars` (LARS, warm-up + cosine), :mod:`.augment`
-(batched views), :mod:`.data` (sources and splits), :mod:`.trainer` (``pretrain`` on
-:mod:`dimgen.training`), :mod:`.probe` (linear and kNN probes).
+before importing torch), :mod:`.losses` (NT-Xent, VICReg terms, DIM's InfoNCE, channel),
+:mod:`.models` (ResNet-18 CIFAR stem, projectors), :mod:`.lars` (LARS, warm-up + cosine),
+:mod:`.augment` (batched views), :mod:`.data` (sources and splits), :mod:`.trainer`
+(``pretrain`` on :mod:`dimgen.training`), :mod:`.probe` (linear and kNN probes).
 
 Example:
     >>> cfg = PretrainConfig(method="vicreg", sigma=0.3, width=8, epochs=1)  # doctest: +SKIP
@@ -22,6 +22,7 @@ from .config import PretrainConfig
 
 __all__ = [
     "LARS",
+    "InfoMaxLoss",
     "NTXentLoss",
     "PretrainConfig",
     "PretrainRun",
@@ -41,7 +42,7 @@ __all__ = [
 ]
 
 _LAZY = {
-    "LARS": "lars", "NTXentLoss": "losses", "VICRegLoss": "losses", "covariance_loss": "losses",
+    "LARS": "lars", "InfoMaxLoss": "losses", "NTXentLoss": "losses", "VICRegLoss": "losses", "covariance_loss": "losses",
     "invariance_loss": "losses", "nt_xent": "losses", "variance_loss": "losses",
     "SSLAugment": "augment", "SSLNet": "models", "resnet18_cifar": "models",
     "PretrainRun": "trainer", "PretrainTrainer": "trainer", "pretrain": "trainer",

@@ -1,5 +1,6 @@
 """Image data for SSL pre-training and probing: CIFAR through torchvision, the lossy CIFAR-10
-test copy, or an npz file; always (N, 3, H, W) float32 in [0, 1] with integer labels."""
+test copy, an npz file or a folder of images (:mod:`dimgen.folder_data`); always
+(N, 3, H, W) float32 in [0, 1], with integer labels where the source has them."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 
 from ..data import Dataset, load_data
 from ..errors import DataError
+from ..folder_data import DEFAULT_SIDE, parse_folder_source
 
 __all__ = ["LOSSY_CIFAR10", "describe_split", "load_ssl_data"]
 
@@ -17,14 +19,25 @@ LOSSY_CIFAR10 = "CIFAR10/cifar10_test.npz"
 """Where ``cifar10-test-lossy`` lives under the data root (JPEG-decoded CIFAR-10 test set)."""
 
 
-def load_ssl_data(source: str, root: str | None, test_fraction: float, seed: int) -> Dataset:
+def load_ssl_data(
+    source: str,
+    root: str | None,
+    test_fraction: float,
+    seed: int,
+    *,
+    image_size: int = 32,
+    labels: bool = True,
+) -> Dataset:
     """The pre-training split (``x_train``) and probe split (``x_test``) of ``source``.
 
-    ``cifar10-test-lossy`` and ``npz:PATH`` are split at random (``test_fraction``, ``seed``);
-    ``cifar10`` / ``cifar100`` use their official splits.
+    ``cifar10-test-lossy``, ``npz:PATH`` and ``folder:PATH`` are split at random
+    (``test_fraction``, ``seed``); ``cifar10`` / ``cifar100`` use their official splits. A
+    folder's images are read as RGB and resized + centre-cropped to ``image_size``.
 
+    Args:
+        labels: require labels (the probe does; pre-training does not, so a flat folder works).
     Raises:
-        DataError: missing files, images that are not 3-channel, or missing labels.
+        DataError: missing files, images that are not 3-channel, or missing labels when required.
     """
     if source == "cifar10-test-lossy":
         path = _resolve_root(root) / LOSSY_CIFAR10
@@ -32,15 +45,33 @@ def load_ssl_data(source: str, root: str | None, test_fraction: float, seed: int
             raise DataError(f"cifar10-test-lossy: {path} not found (see shared/data/README.md)")
         ds = load_data(f"npz:{path}", None, test_fraction, seed)
         ds.name = source
+    elif source.startswith("folder:"):
+        ds = load_data(_folder_source(source, image_size), root, test_fraction, seed)
+        ds.name = source
     elif source == "cifar100":
         ds = _cifar100(_resolve_root(root))
     else:
         ds = load_data(source, root, test_fraction, seed)
     if len(ds.shape) != 3 or ds.shape[0] != 3:
         raise DataError(f"{source}: SSL pre-training needs (3, H, W) images, got {ds.shape}")
-    if ds.y_train is None or ds.y_test is None:
+    if labels and (ds.y_train is None or ds.y_test is None):
+        if source.startswith("folder:"):
+            raise DataError(
+                f"{source}: the probe needs labels, and a flat folder has none; use the "
+                "ImageFolder layout PATH/<class>/<image>"
+            )
         raise DataError(f"{source}: the probe needs labels (an array 'y')")
     return ds
+
+
+def _folder_source(source: str, image_size: int) -> str:
+    """``folder:PATH[,...]`` read as RGB at ``image_size`` (a given ``side`` must agree)."""
+    spec = parse_folder_source(source)
+    if spec.mode == "grey":
+        raise DataError(f"{source}: SSL pre-training needs RGB images (mode=rgb)")
+    if spec.side not in (DEFAULT_SIDE, image_size):
+        raise DataError(f"{source}: side={spec.side} contradicts image_size {image_size}")
+    return f"folder:{spec.path},side={image_size},mode=rgb"
 
 
 def _resolve_root(root: str | None) -> Path:
@@ -74,4 +105,6 @@ def describe_split(source: str, ds: Dataset, test_fraction: float, seed: int) ->
         return f"CIFAR-10 test set, lossy copy, split {n}/{m} (seed {seed})"
     if source.startswith("npz:"):
         return f"{Path(source[4:]).name}, random split {n}/{m} (seed {seed})"
+    if source.startswith("folder:"):
+        return f"{parse_folder_source(source).path.name}/, random split {n}/{m} (seed {seed})"
     return f"{source}, official split {n}/{m}"

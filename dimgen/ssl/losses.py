@@ -1,16 +1,21 @@
-"""SimCLR's NT-Xent and VICReg's three terms, each with the noise channel on the embedding.
+"""SimCLR's NT-Xent, VICReg's three terms and noise-injected Deep InfoMax, each with the noise
+channel on the embedding.
 
 The terms are public pure functions on (B, d) embeddings (lightly's layout); the losses are
 ``nn.Module`` s that hold the coefficients and, for ``sigma > 0``, a
 :class:`~dimgen.channel.GaussianChannel` applied to both views' embeddings before the loss
 (batch-norm without affine, then + N(0, sigma^2 I) while training). ``sigma = 0`` switches the
-channel off: the loss is then exactly the method's plain loss.
+channel off: the loss is then exactly the method's plain loss. :class:`InfoMaxLoss` is dimgen's
+own objective (:class:`dimgen.objectives.NoisyInfoMax`: critic, InfoNCE bound, channel) on the
+two views' embeddings; there ``sigma = 0`` keeps the batch-norm and drops the noise.
 
 References:
     Chen et al., "A Simple Framework for Contrastive Learning of Visual Representations"
     (SimCLR), ICML 2020, eq. (1) (NT-Xent).
     Bardes, Ponce, LeCun, "VICReg: Variance-Invariance-Covariance Regularization for
     Self-Supervised Learning", ICLR 2022, eqs. (1)-(6), weights lambda = mu = 25, nu = 1.
+    Butakov et al., "Efficient Distribution Matching of Representations via Noise-Injected Deep
+    InfoMax", ICLR 2025, eq. (4) (InfoNCE between f(X') and f(X) + Z).
 """
 
 from __future__ import annotations
@@ -21,10 +26,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..channel import GaussianChannel
+from ..channel import GaussianChannel, NoiseChannel
+from ..critics import build_critic
 from ..errors import ConfigError, DataError
+from ..objectives import NoisyInfoMax
 
 __all__ = [
+    "InfoMaxLoss",
     "NTXentLoss",
     "VICRegLoss",
     "covariance_loss",
@@ -179,10 +187,93 @@ class VICRegLoss(_ChannelLoss):
         )
 
 
-def make_loss(method: str, dim: int, sigma: float, temperature: float = 0.5) -> _ChannelLoss:
-    """``simclr`` -> :class:`NTXentLoss`, ``vicreg`` -> :class:`VICRegLoss` (paper weights)."""
+class _NoiselessChannel(NoiseChannel):
+    """The Gaussian channel's batch-norm without noise: DIM's ``sigma = 0`` (infinite capacity)."""
+
+    sigma = 0.0
+
+    def squash(self, s: Tensor) -> Tensor:
+        return s
+
+    def noise(self, c: Tensor) -> Tensor:
+        return torch.zeros_like(c)
+
+    def capacity(self) -> float:
+        return math.inf
+
+
+class InfoMaxLoss(nn.Module):
+    """Noise-injected Deep InfoMax on two views: ``forward(z_a, z_b) -> 0-d``, minus InfoNCE (nats).
+
+    The existing objective :class:`~dimgen.objectives.NoisyInfoMax` with the SSL network in
+    front of it (its own encoder and augmentation are identities: the trainer embeds both
+    augmented views in one pass): the channel batch-normalises both (B, d) embeddings, adds
+    N(0, sigma^2 I) to view a's codes only (the paper's f(X) + Z), and the critic scores
+    T(c_b_i, c_a_j + z_j) on all B x B pairs; the loss is ``-infonce_bound(scores)``, which is
+    >= -log B, and ``log B`` minus it is InfoNCE's cross-entropy (van den Oord et al. 2018).
+
+    Args:
+        dim: embedding dimension d.
+        sigma: channel noise std (0: batch-norm without noise, the plain deterministic InfoNCE).
+        critic: ``mlp`` (the paper's 3-layer MLP on concatenated pairs) or ``separable``.
+        hidden: critic hidden width.
+        bound: ``infonce`` (default), ``dv`` or ``nwj`` (:mod:`dimgen.mi`).
+    Raises:
+        ConfigError: sigma < 0, an unknown critic or bound; DataError: embeddings of the wrong
+        shape.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        sigma: float = 0.0,
+        critic: str = "mlp",
+        hidden: int = 256,
+        bound: str = "infonce",
+    ) -> None:
+        super().__init__()
+        if not (math.isfinite(sigma) and sigma >= 0):
+            raise ConfigError(f"sigma must be a finite number >= 0, got {sigma}")
+        if bound not in ("infonce", "dv", "nwj"):
+            raise ConfigError(f"unknown bound {bound!r} (expected infonce, dv or nwj)")
+        self.dim, self.sigma = dim, float(sigma)
+        channel = GaussianChannel(dim, sigma) if sigma > 0 else _NoiselessChannel(dim)
+        self.objective = NoisyInfoMax(
+            nn.Identity(), channel, build_critic(critic, dim, hidden), nn.Identity(), bound
+        )
+
+    @property
+    def channel(self) -> NoiseChannel:
+        """The channel (batch-norm + noise); its statistics normalise the inference codes."""
+        return self.objective.channel
+
+    def forward(
+        self, z_a: Tensor, z_b: Tensor, noise: tuple[Tensor, Tensor] | None = None
+    ) -> Tensor:
+        """(B, d), (B, d) -> 0-d loss; ``noise`` (n_a, n_b) replaces the draws (n_b is unused:
+        only view a passes through the noise)."""
+        _check_pair(z_a, z_b, type(self).__name__)
+        if z_a.shape[1] != self.dim:
+            raise DataError(
+                f"{type(self).__name__} expects (batch, {self.dim}), got {tuple(z_a.shape)}"
+            )
+        return -self.objective(z_a, z_b, None if noise is None else noise[0])
+
+
+def make_loss(
+    method: str,
+    dim: int,
+    sigma: float,
+    temperature: float = 0.5,
+    critic: str = "mlp",
+    critic_hidden: int = 256,
+) -> nn.Module:
+    """``simclr`` -> :class:`NTXentLoss`, ``vicreg`` -> :class:`VICRegLoss` (paper weights),
+    ``dim`` -> :class:`InfoMaxLoss` (InfoNCE with ``critic`` of width ``critic_hidden``)."""
     if method == "simclr":
         return NTXentLoss(dim, sigma, temperature)
     if method == "vicreg":
         return VICRegLoss(dim, sigma)
-    raise ConfigError(f"unknown method {method!r} (expected simclr or vicreg)")
+    if method == "dim":
+        return InfoMaxLoss(dim, sigma, critic, critic_hidden)
+    raise ConfigError(f"unknown method {method!r} (expected simclr, vicreg or dim)")

@@ -66,7 +66,7 @@ def resnet18_cifar(width: int = 64, in_channels: int = 3) -> nn.Module:
 def projector(method: str, in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
     """The projector head: (B, in_dim) -> (B, out_dim).
 
-    ``simclr``: Linear-BN-ReLU-Linear (2 layers; the paper: hidden 2048, output 256).
+    ``simclr`` and ``dim``: Linear-BN-ReLU-Linear (2 layers; the paper: hidden 2048, output 256).
     ``vicreg``: (Linear-BN-ReLU) x 2 - Linear (3 layers; the paper: 2048-2048-2048).
     """
     if min(in_dim, hidden, out_dim) < 1:
@@ -75,12 +75,12 @@ def projector(method: str, in_dim: int, hidden: int, out_dim: int) -> nn.Sequent
     def block(i: int, o: int) -> list[nn.Module]:
         return [nn.Linear(i, o, bias=False), nn.BatchNorm1d(o), nn.ReLU(inplace=True)]
 
-    if method == "simclr":
+    if method in ("simclr", "dim"):
         return nn.Sequential(*block(in_dim, hidden), nn.Linear(hidden, out_dim))
     if method == "vicreg":
         return nn.Sequential(*block(in_dim, hidden), *block(hidden, hidden),
                              nn.Linear(hidden, out_dim))  # fmt: skip
-    raise ConfigError(f"unknown method {method!r} (expected simclr or vicreg)")
+    raise ConfigError(f"unknown method {method!r} (expected simclr, vicreg or dim)")
 
 
 class SSLNet(nn.Module):

@@ -105,7 +105,8 @@ def probe_run(
     ``data`` (how the numbers must be labelled).
     """
     _, cfg, net = load_pretrained(run, device)
-    ds = load_ssl_data(cfg.data, data_root or cfg.data_root, cfg.test_fraction, cfg.seed)
+    ds = load_ssl_data(cfg.data, data_root or cfg.data_root, cfg.test_fraction, cfg.seed,
+                       image_size=cfg.image_size)  # fmt: skip
     dev = next(net.parameters()).device
     f_tr, _ = embed(net, torch.from_numpy(np.ascontiguousarray(ds.x_train)).to(dev))
     f_te, _ = embed(net, torch.from_numpy(np.ascontiguousarray(ds.x_test)).to(dev))

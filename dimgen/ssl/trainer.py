@@ -1,4 +1,4 @@
-"""SSL pre-training (noise-injected SimCLR / VICReg) on the training harness.
+"""SSL pre-training (noise-injected SimCLR / VICReg / Deep InfoMax) on the training harness.
 
 Only the method's own parts live here: data, network, loss and LARS (:meth:`PretrainTrainer.setup`),
 one optimiser step on two augmented views (:meth:`PretrainTrainer.step`), and the artefacts
@@ -74,7 +74,7 @@ def embed(net: SSLNet, x: Tensor, batch: int = 512) -> tuple[Tensor, Tensor]:
 
 
 class PretrainTrainer(Trainer):
-    """Noise-injected SimCLR / VICReg as a :class:`~dimgen.training.Trainer` (scalar ``loss``)."""
+    """Noise-injected SimCLR / VICReg / DIM as a :class:`~dimgen.training.Trainer` (``loss``)."""
 
     kind = "pretrain"
     unit = "step"
@@ -92,7 +92,8 @@ class PretrainTrainer(Trainer):
         cfg, world = self.config, ctx.world
         ds = self.data
         if ds is None:
-            ds = load_ssl_data(cfg.data, cfg.data_root, cfg.test_fraction, cfg.seed)
+            ds = load_ssl_data(cfg.data, cfg.data_root, cfg.test_fraction, cfg.seed,
+                               image_size=cfg.image_size, labels=False)  # fmt: skip
         self.split = describe_split(cfg.data, ds, cfg.test_fraction, cfg.seed)
         if cfg.max_train and cfg.max_train < len(ds.x_train):
             self.split += f"; pre-trained on the first {cfg.max_train} images of its first part"
@@ -119,12 +120,14 @@ class PretrainTrainer(Trainer):
             # processes on the CPU keep per-process statistics, as lightly's CPU path does).
             net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
         self.net = net.to(ctx.device)
-        self.loss = make_loss(cfg.method, cfg.out_dim, cfg.sigma, cfg.temperature).to(ctx.device)
+        self.loss = make_loss(cfg.method, cfg.out_dim, cfg.sigma, cfg.temperature, cfg.critic,
+                              cfg.critic_hidden).to(ctx.device)  # fmt: skip
         if world > 1:
             from ..distributed import rank_seed
 
             torch.manual_seed(rank_seed(cfg.seed, ctx.rank))  # different channel noise per rank
-        self.opt = LARS(param_groups(self.net), lr=cfg.lr, weight_decay=cfg.weight_decay,
+        # The network, then the loss's own parameters (DIM's critic; none for SimCLR / VICReg).
+        self.opt = LARS(param_groups(nn.ModuleList([self.net, self.loss])), lr=cfg.lr, weight_decay=cfg.weight_decay,
                         momentum=cfg.momentum, eta=cfg.eta)  # fmt: skip
         self.augment = SSLAugment(size=ds.shape[-1], groups=cfg.aug_groups)
         self.x_train = torch.from_numpy(np.ascontiguousarray(ds.x_train)).to(ctx.device)
@@ -137,6 +140,9 @@ class PretrainTrainer(Trainer):
         self.train_net = data_parallel(self.net, ctx.device)
         self.train_net.train()
         self.loss.train()
+        has_params = any(True for _ in self.loss.parameters())
+        # A loss with parameters (DIM's critic) averages their gradients over processes too.
+        self.train_loss = data_parallel(self.loss, ctx.device) if has_params else self.loss
 
     def _batch(self, index: int) -> Tensor:
         """This process's shard of global batch ``index``: a per-epoch permutation of (seed, epoch)."""
@@ -161,7 +167,7 @@ class PretrainTrainer(Trainer):
         with ctx:
             z = self.train_net(torch.cat([v_a, v_b]))
         z_a, z_b = z.float().chunk(2)
-        loss = self.loss(z_a, z_b)
+        loss = self.train_loss(z_a, z_b)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -203,8 +209,9 @@ class PretrainTrainer(Trainer):
         x_test = torch.from_numpy(np.ascontiguousarray(ds.x_test)).to(self.ctx.device)
         _, emb = embed(self.net, x_test)
         codes = emb if self.loss.channel is None else self.loss.channel.cpu()(emb)
+        labels = {} if ds.y_test is None else {"labels": np.asarray(ds.y_test)}  # flat folder
         save_npz(out / "codes.npz", codes=codes.detach().numpy().astype(np.float32),
-                 labels=np.asarray(ds.y_test), split=np.full(len(emb), "test"))  # fmt: skip
+                 split=np.full(len(emb), "test"), **labels)  # fmt: skip
         write_json(out / "metrics.json", {**metrics, "history": history})
 
     def run_info(self) -> dict[str, Any]:
