@@ -69,8 +69,9 @@ def _to_device(x: np.ndarray, device: torch.device) -> Tensor:
     return torch.from_numpy(np.ascontiguousarray(x)).to(device)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def _outputs(encoder: nn.Module, x: Tensor, batch: int = 4096) -> Tensor:
+    """Encoder outputs (n, d) of images x (n, ...), in batches, without autograd."""
     return torch.cat([encoder(x[i : i + batch]) for i in range(0, len(x), batch)])
 
 
@@ -316,10 +317,12 @@ def finish(
     """
     model.eval()
     with phase("encode", "recalibrating the normalisation on the training data", show, 1, 4):
-        model.channel.calibrate([_outputs(model.encoder, x_train)])
+        h_train = _outputs(model.encoder, x_train)  # once: calibration and codes share it
+        model.channel.calibrate([h_train])
         with torch.no_grad():
-            codes_tr = model.channel.normalise(_outputs(model.encoder, x_train)).cpu().numpy()
+            codes_tr = model.channel.normalise(h_train).cpu().numpy()
             codes_te = model.channel.normalise(_outputs(model.encoder, x_test)).cpu().numpy()
+        del h_train
     n_eval = smoke.cap_size(cfg.eval_batches, 2)
     with phase("encode", f"held-out MI bound ({n_eval} batches)", show, 2, 4):
         mi, mi_se = estimate_mi(model, x_test, cfg.batch_size, n_eval, cfg.seed + 1)
