@@ -100,10 +100,12 @@ class DiffusionTrainer(Trainer):
             from ..fid_extractor import reference_extractor
 
             x_all, y_all = ds.split("all")
-            self.extractor = reference_extractor(
-                x_all, y_all, source, epochs=cfg.classifier_epochs, path=cfg.fid_extractor,
-                device=device,
-            )  # fmt: skip
+            with phase(self.label, "reference classifier for FID / labels (trained once, then "
+                       "cached)", self.show, 1, 2):  # fmt: skip
+                self.extractor = reference_extractor(
+                    x_all, y_all, source, epochs=cfg.classifier_epochs, path=cfg.fid_extractor,
+                    device=device,
+                )  # fmt: skip
 
         torch.manual_seed(cfg.seed)
         self.net = build_net(spec).to(device)  # DataError / ConfigError for an unfit shape
@@ -115,7 +117,8 @@ class DiffusionTrainer(Trainer):
         self.gen = torch.Generator().manual_seed(cfg.seed)
         x = torch.from_numpy(np.ascontiguousarray(ds.x_train))
         self.x_train = (2 * x - 1).to(device)  # [0, 1] -> [-1, 1], (N, C, H, W)
-        self.c_train = tok.encode(ds.x_train).to(device)  # frozen encoder: (N, d)
+        with phase(self.label, f"codes of {len(ds.x_train)} training images", self.show, 2, 2):
+            self.c_train = tok.encode(ds.x_train).to(device)  # frozen encoder: (N, d)
         self.batch = min(cfg.batch_size, len(self.x_train))
         n_cond = min(32, len(ds.x_test))
         self.grid_codes = torch.cat([tok.encode(ds.x_test[:n_cond]),
