@@ -92,11 +92,20 @@ class DiffusionTrainer(Trainer):
         )
         self.spec = spec = diffusion_spec(cfg, ds.shape, tok)
         self.device = device
+        torch.manual_seed(cfg.seed)
+        self.net = build_net(spec).to(device)  # DataError / ConfigError for an unfit shape
+        self.ema = copy.deepcopy(self.net).eval() if cfg.ema_decay > 0 else None
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
+        self.noise = make_scheduler(
+            "ddpm", cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule
+        )
+        self.gen = torch.Generator().manual_seed(cfg.seed)
         self.extractor = None
         if ds.y_train is not None and cfg.classifier_epochs > 0 and cfg.eval_samples > 0:
             # The data set's one reference classifier (cached, as for the GAN): the same feature
-            # space for every generator on this data. Before the seeding below, so whether it
-            # was trained or found does not change the random streams.
+            # space for every generator on this data. After the UNet is built (an unfit shape
+            # fails before anything trains) and initialised; later draws come from self.gen
+            # only, so whether it was trained (reseeding torch) or found changes nothing.
             from ..fid_extractor import reference_extractor
 
             x_all, y_all = ds.split("all")
@@ -106,15 +115,6 @@ class DiffusionTrainer(Trainer):
                     x_all, y_all, source, epochs=cfg.classifier_epochs, path=cfg.fid_extractor,
                     device=device,
                 )  # fmt: skip
-
-        torch.manual_seed(cfg.seed)
-        self.net = build_net(spec).to(device)  # DataError / ConfigError for an unfit shape
-        self.ema = copy.deepcopy(self.net).eval() if cfg.ema_decay > 0 else None
-        self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
-        self.noise = make_scheduler(
-            "ddpm", cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule
-        )
-        self.gen = torch.Generator().manual_seed(cfg.seed)
         x = torch.from_numpy(np.ascontiguousarray(ds.x_train))
         self.x_train = (2 * x - 1).to(device)  # [0, 1] -> [-1, 1], (N, C, H, W)
         with phase(self.label, f"codes of {len(ds.x_train)} training images", self.show, 2, 2):
