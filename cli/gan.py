@@ -180,13 +180,15 @@ def sample_cmd(run: str, unconditional: bool, from_images: str | None, codes_pat
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
 @click.option("--guidance", type=float, help="Diffusion runs: classifier-free guidance scale.")
 @out_option()
+@quiet_option()
 def evaluate_gan_cmd(run: str, n: int | None, seed: int | None, data_root: str | None,
                      inception_weights: str | None, device: str | None, as_json: bool,
-                     guidance: float | None, out: str | None) -> None:  # fmt: skip
+                     guidance: float | None, out: str | None, quiet: bool) -> None:  # fmt: skip
     """FID/KID, conditional consistency and class balance of a generator RUN (GAN or diffusion),
     conditional vs unconditional (also: ``dimgen evaluate-generator``).
 
-    --out: also write the metrics to this JSON file.
+    --out: also write the metrics to this JSON file. Each sampling phase and its time goes to
+    stderr (not with --quiet), so stdout stays one JSON object with --json.
     """
     from dimgen.errors import DataError
 
@@ -198,7 +200,7 @@ def evaluate_gan_cmd(run: str, n: int | None, seed: int | None, data_root: str |
     from dimgen.gan import evaluate_run
     from dimgen.io import write_json
 
-    metrics = evaluate_run(run, n=n, data_root=data_root, guidance_scale=guidance,
+    metrics = evaluate_run(run, n=n, data_root=data_root, guidance_scale=guidance, show=not quiet,
                            **given(seed=seed, device=device),
                            inception_weights=find_inception_weights(inception_weights))  # fmt: skip
     if out is not None:

@@ -101,8 +101,9 @@ def test_sample_given_codes(digits_gan_run: Path, digits_run: Path, tmp_path: Pa
 def test_evaluate_gan_json(digits_gan_run: Path, tmp_path: Path) -> None:
     res = _run("evaluate-gan", digits_gan_run, "--json", "-n", 150, "--out", tmp_path / "m.json")
     assert res.exit_code == 0, res.output
-    m = json.loads(res.output)
+    m = json.loads(res.stdout)  # progress of the phases goes to stderr
     assert m == json.loads((tmp_path / "m.json").read_text())
+    assert "evaluate: [1/2] 150 conditional samples done" in res.stderr
     assert any("consistency" in k for k in m) and m["conditional_consistency"] > 25
     assert m["n_eval"] == 150 and m["feature_extractor"] == "dimgen-classifier-digits"
     for mode in ("conditional", "unconditional", "real"):

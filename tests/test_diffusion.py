@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from pathlib import Path
 
@@ -49,7 +50,8 @@ def test_presets_and_validation(tmp_path: Path) -> None:
         from_dict(DiffusionConfig, {"stepz": 3})
     for bad, word in (({"p_uncond": 1.0}, "p_uncond"), ({"width": 12}, "norm_groups"),
                       ({"scheduler": "euler"}, "scheduler"), ({"lr": float("nan")}, "lr"),
-                      ({"sample_steps": 2000}, "sample_steps"), ({"guidance_scale": -1.0}, "guidance")):  # fmt: skip
+                      ({"sample_steps": 2000}, "sample_steps"), ({"guidance_scale": -1.0}, "guidance"),
+                      ({"eval_samples": 5}, "eval_samples")):  # fmt: skip
         with pytest.raises(ConfigError, match=word):
             from_dict(DiffusionConfig, bad)
     with pytest.raises(ConfigError, match="encoder_run is required"):
@@ -70,6 +72,10 @@ def test_tiny_run_loss_falls_and_folder_is_complete(tiny_run: tuple[Path, object
     m = run.metrics  # type: ignore[attr-defined]
     assert m["n_eval"] == 40 and 0 <= m["class_tv_unconditional"] <= 1
     assert "fid_dimgen_classifier_unconditional" in m
+    # FIDs in the data set's one reference feature space (as the GAN's), copied into the folder
+    assert (out / "classifier.safetensors").is_file()
+    digest = hashlib.sha256((out / "classifier.safetensors").read_bytes()).hexdigest()
+    assert m["fid_extractor_sha256"] == digest
     assert "label consistency" in (out / "report.md").read_text()
 
 

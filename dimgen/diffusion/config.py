@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from ..config import RunConfig, bounded, one_of, register_validator
 from ..errors import ConfigError
+from ..gan.config import MIN_EVAL_SAMPLES
 
 __all__ = ["DiffusionConfig"]
 
@@ -55,7 +56,13 @@ class DiffusionConfig(RunConfig):
     classifier_epochs: int = bounded(20, 0, 10**4)
     """Epochs of the evaluation classifier (labelled data only; 0: no classifier, no label metrics)."""
     eval_samples: int = bounded(500, 0, 10**6)
-    """Held-out images (and as many unconditional samples) evaluated at the end (0: skip)."""
+    """Held-out images (and as many unconditional samples) evaluated at the end (0: skip; else
+    at least ``MIN_EVAL_SAMPLES``)."""
+    fid_extractor: str | None = None
+    """The reference classifier file (safetensors) for FID / KID and label metrics, as for the
+    GAN: used if it exists, else trained once and written there. None: the cache, one per data
+    set (:mod:`dimgen.fid_extractor`), so the GAN and the diffusion model on the same data and
+    ``classifier_epochs`` are measured in the same feature space."""
 
 
 def _check(cfg: DiffusionConfig) -> None:
@@ -63,6 +70,11 @@ def _check(cfg: DiffusionConfig) -> None:
     if cfg.width % cfg.norm_groups:
         raise ConfigError(
             f"width ({cfg.width}) must be a multiple of norm_groups ({cfg.norm_groups})"
+        )
+    if 0 < cfg.eval_samples < MIN_EVAL_SAMPLES:
+        raise ConfigError(
+            f"eval_samples must be 0 (no evaluation) or >= {MIN_EVAL_SAMPLES} (FID / KID need "
+            f"that many images), got {cfg.eval_samples}"
         )
     if cfg.sample_steps > cfg.num_train_timesteps:
         raise ConfigError(

@@ -29,8 +29,9 @@ from ..gan.nets import ema_update
 from ..gan.trainer import load_encoder_run, read_json_or_empty, write_final_grids
 from ..integrations.diffusers import make_scheduler
 from ..io import atomic_copy, save_weights, write_json, write_text
-from ..training import CheckpointState, Context, Fitted, ScalarCallback, Trainer, fit
+from ..training import CheckpointState, Context, Fitted, ScalarCallback, Trainer, fit, smoke
 from ..training.devices import resolve_device
+from ..training.phases import phase
 from .config import DiffusionConfig
 from .model import DiffusionModel, build_net, diffusion_spec
 from .report import diffusion_report
@@ -67,6 +68,7 @@ class DiffusionTrainer(Trainer):
         self.threads = cfg.threads
 
     def setup(self, ctx: Context) -> CheckpointState:
+        self.show = ctx.progress
         cfg, device = self.config, ctx.device
         enc_dir, enc_cfg, tok = load_encoder_run(cfg, device)
         source = cfg.data or enc_cfg.data
@@ -90,7 +92,6 @@ class DiffusionTrainer(Trainer):
         )
         self.spec = spec = diffusion_spec(cfg, ds.shape, tok)
         self.device = device
-
         torch.manual_seed(cfg.seed)
         self.net = build_net(spec).to(device)  # DataError / ConfigError for an unfit shape
         self.ema = copy.deepcopy(self.net).eval() if cfg.ema_decay > 0 else None
@@ -99,9 +100,25 @@ class DiffusionTrainer(Trainer):
             "ddpm", cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule
         )
         self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.extractor = None
+        if ds.y_train is not None and cfg.classifier_epochs > 0 and cfg.eval_samples > 0:
+            # The data set's one reference classifier (cached, as for the GAN): the same feature
+            # space for every generator on this data. After the UNet is built (an unfit shape
+            # fails before anything trains) and initialised; later draws come from self.gen
+            # only, so whether it was trained (reseeding torch) or found changes nothing.
+            from ..fid_extractor import reference_extractor
+
+            x_all, y_all = ds.split("all")
+            with phase(self.label, "reference classifier for FID / labels (trained once, then "
+                       "cached)", self.show, 1, 2):  # fmt: skip
+                self.extractor = reference_extractor(
+                    x_all, y_all, source, epochs=cfg.classifier_epochs, path=cfg.fid_extractor,
+                    device=device,
+                )  # fmt: skip
         x = torch.from_numpy(np.ascontiguousarray(ds.x_train))
         self.x_train = (2 * x - 1).to(device)  # [0, 1] -> [-1, 1], (N, C, H, W)
-        self.c_train = tok.encode(ds.x_train).to(device)  # frozen encoder: (N, d)
+        with phase(self.label, f"codes of {len(ds.x_train)} training images", self.show, 2, 2):
+            self.c_train = tok.encode(ds.x_train).to(device)  # frozen encoder: (N, d)
         self.batch = min(cfg.batch_size, len(self.x_train))
         n_cond = min(32, len(ds.x_test))
         self.grid_codes = torch.cat([tok.encode(ds.x_test[:n_cond]),
@@ -167,20 +184,23 @@ class DiffusionTrainer(Trainer):
                          {**meta, "ema_decay": cfg.ema_decay})  # fmt: skip
         atomic_copy(self.enc_dir / "encoder.safetensors", out / "encoder.safetensors")
         atomic_copy(self.enc_dir / "config.yaml", out / "encoder-config.yaml")
-        save_image_grid(model.generate(self.grid_codes, seed=cfg.seed + 1),
-                        out / "samples" / "final.png")  # fmt: skip
         clf_path = None
-        if ds.y_train is not None and cfg.classifier_epochs > 0:
-            from ..fidelity import save_classifier, train_classifier
-
-            clf = train_classifier(ds.x_train, ds.y_train, epochs=cfg.classifier_epochs,
-                                   seed=cfg.seed, device=self.device)  # fmt: skip
+        if self.extractor is not None:  # a copy keeps the folder self-contained (evaluate-gan)
             clf_path = out / "classifier.safetensors"
-            save_classifier(clf_path, clf, {"data": self.source, "epochs": cfg.classifier_epochs})
-        if cfg.eval_samples > 0:
-            metrics.update(evaluate_gan(model, ds, classifier_path=clf_path, n=cfg.eval_samples,
-                                        seed=cfg.seed, data_name=self.source, device=self.device))  # fmt: skip
-        write_final_grids(model, ds, out, cfg.seed)  # type: ignore[arg-type]
+            atomic_copy(self.extractor.path, clf_path)
+            metrics.update(fid_extractor_sha256=self.extractor.sha256,
+                           fid_extractor_accuracy=self.extractor.accuracy,
+                           fid_extractor_path=str(self.extractor.path.resolve()))  # fmt: skip
+        eval_samples = smoke.cap_size(cfg.eval_samples, 200)
+        if eval_samples > 0:
+            with phase(self.label, f"evaluation: consistency, FID/KID on {eval_samples} samples "
+                       f"({cfg.sample_steps} {cfg.scheduler} steps each)", self.show, 1, 2):  # fmt: skip
+                metrics.update(evaluate_gan(model, ds, classifier_path=clf_path, n=eval_samples,
+                                            seed=cfg.seed, data_name=self.source, device=self.device))  # fmt: skip
+        with phase(self.label, "sample grids and report", self.show, 2, 2):
+            save_image_grid(model.generate(self.grid_codes, seed=cfg.seed + 1),
+                            out / "samples" / "final.png")  # fmt: skip
+            write_final_grids(model, ds, out, cfg.seed)  # type: ignore[arg-type]
         write_json(out / "metrics.json", {**metrics, "history": history})
         write_text(out / "report.md", diffusion_report(metrics, cfg, self.enc_dir))
 
@@ -202,7 +222,7 @@ def train_diffusion(
     """Train a ``diffusers`` UNet on the codes of ``config.encoder_run``; a run folder at ``out``.
 
     The folder holds config.yaml, a copy of the encoder, model[_ema].safetensors, the full
-    checkpoint, samples/*.png, the evaluation classifier, metrics.json, report.md and run.json.
+    checkpoint, samples/*.png, a copy of the data set's reference classifier (FID space), metrics.json, report.md and run.json.
     Raises :class:`~dimgen.errors.ConfigError` (also when ``dimgen[diffusers]`` is missing),
     :class:`~dimgen.errors.DataError` and :class:`~dimgen.errors.RunFolderError` before
     training, :class:`~dimgen.errors.TrainingError` if the loss or weights become non-finite.

@@ -13,6 +13,7 @@ from ..data import Dataset, load_data
 from ..errors import ConfigError, DataError
 from ..generators import Generator
 from ..training.devices import resolve_device
+from ..training.phases import phase
 from .model import child_seeds
 
 __all__ = ["evaluate_gan", "evaluate_run", "set_guidance"]
@@ -28,6 +29,7 @@ def evaluate_gan(
     data_name: str = "data",
     inception_weights: str | Path | None = None,
     device: str | torch.device = "cpu",
+    show: bool = False,
 ) -> dict[str, Any]:
     """Conditional vs unconditional generation, side by side, on held-out images of ``ds``.
 
@@ -38,7 +40,8 @@ def evaluate_gan(
     code(x)) classified as x's label), class histograms against the data's (``class_tv_*``,
     ``class_coverage_*``). FID / KID against the held-out images in the classifier's feature
     space (``fid_dimgen_classifier_*``), with a real-vs-real reference (training images); with
-    local Inception weights also ``fid_*`` / ``kid_*``.
+    local Inception weights also ``fid_*`` / ``kid_*``. ``show``: announce the two samplings
+    (the slow part for a diffusion model) and their times on stderr.
     """
     from ..fidelity import (
         class_histogram_tv,
@@ -58,8 +61,10 @@ def evaluate_gan(
         x_ref, y_ref = x_ref[sel], None if y_ref is None else y_ref[sel]
     m = len(x_ref)
     s_cond, s_uncond = child_seeds(seed, 2)
-    imgs_c, _ = gan.sample_conditional(x_ref, seed=s_cond)
-    imgs_u, _ = gan.sample_unconditional(m, seed=s_uncond)
+    with phase("evaluate", f"{m} conditional samples", show, 1, 2):
+        imgs_c, _ = gan.sample_conditional(x_ref, seed=s_cond)
+    with phase("evaluate", f"{m} unconditional samples", show, 2, 2):
+        imgs_u, _ = gan.sample_unconditional(m, seed=s_uncond)
     out: dict[str, Any] = {"n_eval": m, "eval_seed": seed}
     if classifier_path is not None and y_ref is not None:
         clf, _ = load_classifier(classifier_path, device)
@@ -120,9 +125,11 @@ def evaluate_run(
     inception_weights: str | Path | None = None,
     ema: bool = True,
     guidance_scale: float | None = None,
+    show: bool = False,
 ) -> dict[str, Any]:
     """The library side of ``dimgen evaluate-gan``: :func:`evaluate_gan` on a generator run
-    folder (GAN or diffusion; ``guidance_scale`` overrides a diffusion run's)."""
+    folder (GAN or diffusion; ``guidance_scale`` overrides a diffusion run's); ``show``: its
+    phases on stderr."""
     from ..generator_runs import load_generator
 
     dev = resolve_device(device)
@@ -135,4 +142,5 @@ def evaluate_run(
     clf = gan.path / "classifier.safetensors" if gan.path is not None else None
     return evaluate_gan(gan, ds, classifier_path=clf if clf is not None and clf.is_file() else None,
                         n=n if n is not None else (cfg.eval_samples or 2000), seed=seed,
-                        data_name=source, inception_weights=inception_weights, device=dev)  # fmt: skip
+                        data_name=source, inception_weights=inception_weights, device=dev,
+                        show=show)  # fmt: skip

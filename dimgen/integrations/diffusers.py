@@ -1,12 +1,19 @@
-"""dimgen codes as the conditioning of a Hugging Face ``diffusers`` ``UNet2DModel``.
+"""dimgen codes as the conditioning of a Hugging Face ``diffusers`` UNet, in two ways.
 
 A :class:`~dimgen.tokenizer.Tokenizer` maps an image to a code c (n, d) that follows a known
-prior (N(0, I) or U[0, 1]^d). :class:`CodeEmbedding` turns codes into the vector a
-``UNet2DModel(class_embed_type="identity")`` adds to its timestep embedding (its
-``class_labels`` argument, (n, E) with E = 4 * block_out_channels[0]). A learned *null code*
-stands for "no code", so one network predicts both the conditional and the unconditional noise
-and samples with classifier-free guidance (Ho & Salimans 2022, "Classifier-Free Diffusion
-Guidance", eq. 6): eps = eps(x, null) + s * (eps(x, c) - eps(x, null)).
+prior (N(0, I) or U[0, 1]^d). Either
+
+* :class:`CodeEmbedding` turns codes into the vector a ``UNet2DModel(class_embed_type="identity")``
+  adds to its timestep embedding (its ``class_labels`` argument, (n, E) with E = 4 *
+  block_out_channels[0]); or
+* :class:`CodeTokens` turns them into d cross-attention tokens (n, d, D), one per code
+  coordinate, that a ``UNet2DConditionModel`` with ``cross_attention_dim`` D attends to (its
+  ``encoder_hidden_states`` argument, as text tokens in Stable Diffusion).
+
+Both standardise the codes under their prior and hold a learned *null code* that stands for "no
+code", so one network predicts both the conditional and the unconditional noise and samples
+with classifier-free guidance (Ho & Salimans 2022, "Classifier-Free Diffusion Guidance", eq. 6):
+eps = eps(x, null) + s * (eps(x, c) - eps(x, null)).
 
 Discrete tokens (uniform prior, :meth:`Tokenizer.tokens`) enter through
 :meth:`Tokenizer.from_tokens`, which maps them back to codes on the capacity grid.
@@ -19,6 +26,7 @@ adapter works in a user's own pipeline.
 Example:
     >>> tok = Tokenizer.from_pretrained("runs/digits")                       # doctest: +SKIP
     >>> net = code_conditioned_unet(tok, (1, 8, 8))                          # doctest: +SKIP
+    >>> net_x = code_conditioned_unet(tok, (1, 8, 8), "tokens", token_dim=32)  # cross-attention
     >>> x_t = torch.randn(4, 1, 8, 8); t = torch.tensor([10, 500, 999, 0])   # doctest: +SKIP
     >>> eps = net(x_t, t, tok.encode(images[:4]))                            # (4, 1, 8, 8)
     >>> eps_null = net(x_t, t, None)                                         # the null code
@@ -42,6 +50,7 @@ from ..errors import ConfigError, DataError
 __all__ = [
     "CodeConditionedUNet",
     "CodeEmbedding",
+    "CodeTokens",
     "build_unet",
     "code_conditioned_unet",
     "make_scheduler",
@@ -50,6 +59,7 @@ __all__ = [
 ]
 
 SCHEDULERS = ("ddpm", "ddim")
+CONDITIONINGS = ("embedding", "tokens")
 
 
 def require_diffusers() -> ModuleType:
@@ -63,13 +73,57 @@ def require_diffusers() -> ModuleType:
     return diffusers
 
 
-class CodeEmbedding(nn.Module):
+class _CodeInput(nn.Module):
+    """Shared part of the two conditionings: codes standardised under their prior, null code.
+
+    Gaussian codes enter as they are; uniform codes on [0, 1] as (c - 1/2) * sqrt(12) (unit
+    variance). ``null_code`` (d,) is a learned parameter in the standardised space that replaces
+    the code where ``drop`` is true, or everywhere when ``codes`` is None (classifier-free
+    guidance, Ho & Salimans 2022).
+    """
+
+    def __init__(self, code_dim: int, width: int, prior: str, what: str) -> None:
+        super().__init__()
+        if code_dim < 1 or width < 1:
+            raise ConfigError(f"code_dim and {what} must be >= 1, got {code_dim}, {width}")
+        if prior not in ("gaussian", "uniform"):
+            raise ConfigError(f"prior must be gaussian or uniform, got {prior!r}")
+        self.code_dim, self.prior = code_dim, prior
+        shift, scale = (0.0, 1.0) if prior == "gaussian" else (0.5, math.sqrt(12.0))
+        self.register_buffer("shift", torch.tensor(shift), persistent=False)
+        self.register_buffer("scale", torch.tensor(scale), persistent=False)
+        self.null_code = nn.Parameter(torch.zeros(code_dim))
+
+    def standardised(
+        self, codes: Tensor | None, drop: Tensor | None, batch_size: int | None
+    ) -> Tensor:
+        """(n, d) codes (None: the null code for ``batch_size`` rows) -> (n, d) standardised,
+        with the null code in the rows where ``drop`` (n,) bool is true.
+
+        Raises :class:`DataError` for codes of the wrong shape or with NaN / Inf.
+        """
+        null = self.null_code
+        if codes is None:
+            if batch_size is None or batch_size < 1:
+                raise DataError("without codes, give batch_size >= 1 for the null code")
+            return null.expand(batch_size, -1)
+        if codes.ndim != 2 or codes.shape[1] != self.code_dim:
+            raise DataError(f"codes must have shape (n, {self.code_dim}), got {tuple(codes.shape)}")
+        if not bool(torch.isfinite(codes).all()):
+            raise DataError("codes contain NaN or Inf")
+        c = (codes.to(null.dtype) - self.shift) * self.scale
+        if drop is not None:
+            if drop.shape != (len(c),):
+                raise DataError(f"drop must have shape ({len(c)},), got {tuple(drop.shape)}")
+            c = torch.where(drop[:, None].to(c.device), null.expand_as(c), c)
+        return c
+
+
+class CodeEmbedding(_CodeInput):
     """Codes (n, d) -> class embeddings (n, E) for ``UNet2DModel(class_embed_type="identity")``.
 
-    Codes are first standardised under their prior (Gaussian: as they are; uniform on [0, 1]:
-    (c - 1/2) * sqrt(12), unit variance), then a two-layer MLP (Linear, SiLU, Linear) maps them
-    to E. ``null_code`` (d,) is a learned parameter in the standardised space that replaces the
-    code where ``drop`` is true, or everywhere when ``codes`` is None (classifier-free guidance).
+    Codes are standardised under their prior (see :class:`CodeTokens`; the null code replaces
+    them where dropped), then a two-layer MLP (Linear, SiLU, Linear) maps them to E.
 
     Args:
         code_dim: d, the code dimension.
@@ -78,16 +132,8 @@ class CodeEmbedding(nn.Module):
     """
 
     def __init__(self, code_dim: int, embed_dim: int, prior: str = "gaussian") -> None:
-        super().__init__()
-        if code_dim < 1 or embed_dim < 1:
-            raise ConfigError(f"code_dim and embed_dim must be >= 1, got {code_dim}, {embed_dim}")
-        if prior not in ("gaussian", "uniform"):
-            raise ConfigError(f"prior must be gaussian or uniform, got {prior!r}")
-        self.code_dim, self.embed_dim, self.prior = code_dim, embed_dim, prior
-        shift, scale = (0.0, 1.0) if prior == "gaussian" else (0.5, math.sqrt(12.0))
-        self.register_buffer("shift", torch.tensor(shift), persistent=False)
-        self.register_buffer("scale", torch.tensor(scale), persistent=False)
-        self.null_code = nn.Parameter(torch.zeros(code_dim))
+        super().__init__(code_dim, embed_dim, prior, "embed_dim")
+        self.embed_dim = embed_dim
         self.proj = nn.Sequential(
             nn.Linear(code_dim, embed_dim), nn.SiLU(), nn.Linear(embed_dim, embed_dim)
         )
@@ -100,42 +146,85 @@ class CodeEmbedding(nn.Module):
         ``drop``: (n,) bool, rows that get the null code instead (training's code dropout).
         Raises :class:`DataError` for codes of the wrong shape or with NaN / Inf.
         """
-        null = self.null_code
-        if codes is None:
-            if batch_size is None or batch_size < 1:
-                raise DataError("without codes, give batch_size >= 1 for the null code")
-            return self.proj(null.expand(batch_size, -1))
-        if codes.ndim != 2 or codes.shape[1] != self.code_dim:
-            raise DataError(f"codes must have shape (n, {self.code_dim}), got {tuple(codes.shape)}")
-        if not bool(torch.isfinite(codes).all()):
-            raise DataError("codes contain NaN or Inf")
-        c = (codes.to(null.dtype) - self.shift) * self.scale
-        if drop is not None:
-            if drop.shape != (len(c),):
-                raise DataError(f"drop must have shape ({len(c)},), got {tuple(drop.shape)}")
-            c = torch.where(drop[:, None].to(c.device), null.expand_as(c), c)
-        return self.proj(c)
+        return self.proj(self.standardised(codes, drop, batch_size))
+
+
+class CodeTokens(_CodeInput):
+    """Codes (n, d) -> cross-attention tokens (n, d, D) for a ``UNet2DConditionModel``.
+
+    One token per code coordinate: the standardised coordinate c_i (the null code's where
+    dropped) scales a learned direction w_i (D,) and adds a learned offset b_i (D,), which also
+    tells the tokens apart (a position embedding); a shared two-layer MLP (Linear, SiLU, Linear)
+    then refines each token: token_i = MLP(c_i w_i + b_i). The UNet attends to the d tokens
+    through its ``encoder_hidden_states`` (cross-attention, as text tokens in Stable Diffusion:
+    Rombach et al. 2022, "High-Resolution Image Synthesis with Latent Diffusion Models", eq. 3).
+
+    Args:
+        code_dim: d, the code dimension (the number of tokens).
+        token_dim: D, the UNet's ``cross_attention_dim``.
+        prior: ``gaussian`` or ``uniform`` (the tokenizer's prior).
+    """
+
+    def __init__(self, code_dim: int, token_dim: int, prior: str = "gaussian") -> None:
+        super().__init__(code_dim, token_dim, prior, "token_dim")
+        self.token_dim = token_dim
+        self.weight = nn.Parameter(torch.randn(code_dim, token_dim) / math.sqrt(token_dim))
+        self.bias = nn.Parameter(torch.randn(code_dim, token_dim) / math.sqrt(token_dim))
+        self.mlp = nn.Sequential(
+            nn.Linear(token_dim, token_dim), nn.SiLU(), nn.Linear(token_dim, token_dim)
+        )
+
+    def forward(
+        self, codes: Tensor | None, drop: Tensor | None = None, batch_size: int | None = None
+    ) -> Tensor:
+        """(n, d) codes (None: the null code for ``batch_size`` rows) -> (n, d, D) tokens.
+
+        ``drop``: (n,) bool, rows that get the null code instead (training's code dropout).
+        Raises :class:`DataError` for codes of the wrong shape or with NaN / Inf.
+        """
+        c = self.standardised(codes, drop, batch_size)  # (n, d)
+        return self.mlp(c[:, :, None] * self.weight + self.bias)  # (n, d, D)
 
 
 class CodeConditionedUNet(nn.Module):
-    """A ``diffusers`` ``UNet2DModel`` whose class embedding is a dimgen code.
+    """A ``diffusers`` UNet conditioned on dimgen codes, in one of two ways.
+
+    * :class:`CodeEmbedding` with a ``UNet2DModel(class_embed_type="identity")``: the code's
+      embedding (n, E) is added to the timestep embedding (``class_labels``);
+    * :class:`CodeTokens` with a ``UNet2DConditionModel``: the code's d tokens (n, d, D) are
+      attended to by cross-attention (``encoder_hidden_states``; D = ``cross_attention_dim``).
 
     ``forward(sample (n, C, H, W), timestep (n,) or scalar, codes (n, d) or None, drop)`` returns
     the UNet's prediction (n, C, H, W) (the noise eps for the default ``prediction_type``).
     :meth:`guided` combines the conditional and null-code predictions (classifier-free guidance).
+    Raises :class:`ConfigError` when the UNet does not fit the conditioning.
     """
 
-    def __init__(self, unet: nn.Module, embedding: CodeEmbedding) -> None:
+    def __init__(self, unet: nn.Module, embedding: CodeEmbedding | CodeTokens) -> None:
         super().__init__()
         cfg = getattr(unet, "config", None)
-        if cfg is None or getattr(cfg, "class_embed_type", None) != "identity":
-            raise ConfigError('the UNet must be a UNet2DModel with class_embed_type="identity"')
-        want = 4 * int(cfg.block_out_channels[0])
-        if embedding.embed_dim != want:
-            raise ConfigError(
-                f"the code embedding has width {embedding.embed_dim}; this UNet's time embedding "
-                f"is {want} (4 * block_out_channels[0])"
-            )
+        self.tokens = isinstance(embedding, CodeTokens)
+        if self.tokens:
+            cross = getattr(cfg, "cross_attention_dim", None) if cfg is not None else None
+            if cross is None:
+                raise ConfigError("code tokens need a UNet2DConditionModel (cross-attention)")
+            widths = set(cross) if isinstance(cross, (tuple, list)) else {cross}
+            if widths != {embedding.token_dim}:
+                raise ConfigError(
+                    f"the code tokens have width {embedding.token_dim}; this UNet's "
+                    f"cross_attention_dim is {cross}"
+                )
+        else:
+            if cfg is None or getattr(cfg, "class_embed_type", None) != "identity":
+                raise ConfigError(
+                    'a code embedding needs a UNet2DModel with class_embed_type="identity"'
+                )
+            want = 4 * int(cfg.block_out_channels[0])
+            if embedding.embed_dim != want:
+                raise ConfigError(
+                    f"the code embedding has width {embedding.embed_dim}; this UNet's time "
+                    f"embedding is {want} (4 * block_out_channels[0])"
+                )
         self.unet, self.embedding = unet, embedding
 
     @property
@@ -149,10 +238,12 @@ class CodeConditionedUNet(nn.Module):
         codes: Tensor | None = None,
         drop: Tensor | None = None,
     ) -> Tensor:
-        emb = self.embedding(codes, drop, batch_size=len(sample))
-        if len(emb) != len(sample):
-            raise DataError(f"{len(emb)} codes for {len(sample)} samples")
-        return self.unet(sample, timestep, class_labels=emb).sample
+        cond = self.embedding(codes, drop, batch_size=len(sample))  # (n, E) or (n, d, D)
+        if len(cond) != len(sample):
+            raise DataError(f"{len(cond)} codes for {len(sample)} samples")
+        if self.tokens:
+            return self.unet(sample, timestep, encoder_hidden_states=cond).sample
+        return self.unet(sample, timestep, class_labels=cond).sample
 
     def guided(
         self, sample: Tensor, timestep: Tensor | int, codes: Tensor | None, guidance_scale: float
@@ -183,11 +274,20 @@ def build_unet(
     block_out_channels: tuple[int, ...] = (16, 32),
     layers_per_block: int = 1,
     norm_num_groups: int = 8,
+    cross_attention_dim: int | None = None,
+    attention_heads: int = 1,
 ) -> nn.Module:
-    """A ``diffusers`` ``UNet2DModel`` for (C, H, W) images with a code-sized class embedding.
+    """A ``diffusers`` UNet for (C, H, W) images, conditioned by a code embedding or tokens.
 
-    Plain ResNet down/up blocks (no attention), one resolution halving per block after the
-    first; H and W must be divisible by 2^(blocks-1), and every width by ``norm_num_groups``.
+    Without ``cross_attention_dim``: a ``UNet2DModel`` with plain ResNet down/up blocks (no
+    attention) and a code-sized class embedding (``class_embed_type="identity"``, for
+    :class:`CodeEmbedding`). With it: a ``UNet2DConditionModel`` whose every block and the middle
+    one cross-attend (``attention_heads`` heads) to tokens of width ``cross_attention_dim`` (for
+    :class:`CodeTokens`); its transformer blocks use cross-attention only (no self-attention
+    over pixels, which would cost (H W)^2 at full resolution for little gain at d tokens).
+    One resolution halving per block after the first: H and W must be divisible by
+    2^(blocks-1), every width by ``norm_num_groups`` and by ``attention_heads``.
+    Raises :class:`ConfigError` / :class:`DataError` naming the unfit value.
     """
     diffusers = require_diffusers()
     if len(shape) != 3:
@@ -201,26 +301,57 @@ def build_unet(
         )
     if h % 2 ** (k - 1) or w % 2 ** (k - 1):
         raise DataError(f"images of {h}x{w} cannot be halved {k - 1} times by a {k}-level UNet")
-    return diffusers.UNet2DModel(
-        sample_size=(h, w),
-        in_channels=c,
-        out_channels=c,
-        block_out_channels=tuple(block_out_channels),
-        layers_per_block=layers_per_block,
-        down_block_types=("DownBlock2D",) * k,
-        up_block_types=("UpBlock2D",) * k,
-        norm_num_groups=norm_num_groups,
-        class_embed_type="identity",
+    common = dict(sample_size=(h, w), in_channels=c, out_channels=c,
+                  block_out_channels=tuple(block_out_channels), layers_per_block=layers_per_block,
+                  norm_num_groups=norm_num_groups)  # fmt: skip
+    if cross_attention_dim is None:
+        return diffusers.UNet2DModel(
+            down_block_types=("DownBlock2D",) * k,
+            up_block_types=("UpBlock2D",) * k,
+            class_embed_type="identity",
+            **common,
+        )
+    if cross_attention_dim < 1:
+        raise ConfigError(f"cross_attention_dim must be >= 1, got {cross_attention_dim}")
+    if attention_heads < 1 or any(b % attention_heads for b in block_out_channels):
+        raise ConfigError(
+            f"every UNet width must be a multiple of attention_heads={attention_heads}, "
+            f"got {tuple(block_out_channels)}"
+        )
+    return diffusers.UNet2DConditionModel(
+        down_block_types=("CrossAttnDownBlock2D",) * k,
+        up_block_types=("CrossAttnUpBlock2D",) * k,
+        cross_attention_dim=cross_attention_dim,
+        attention_head_dim=attention_heads,  # diffusers' name for the head count (its issue 2011)
+        only_cross_attention=True,
+        **common,
     )
 
 
 def code_conditioned_unet(
-    tokenizer: Any, shape: tuple[int, ...], **unet_kwargs: Any
+    tokenizer: Any,
+    shape: tuple[int, ...],
+    conditioning: str = "embedding",
+    token_dim: int = 32,
+    **unet_kwargs: Any,
 ) -> CodeConditionedUNet:
-    """A fresh :class:`CodeConditionedUNet` for ``tokenizer``'s codes (its ``dim`` and prior)."""
+    """A fresh :class:`CodeConditionedUNet` for ``tokenizer``'s codes (its ``dim`` and prior).
+
+    ``conditioning``: ``embedding`` (a ``UNet2DModel``; the code as its class embedding) or
+    ``tokens`` (a ``UNet2DConditionModel``; the code as d cross-attention tokens (n, d,
+    ``token_dim``)). ``unet_kwargs`` go to :func:`build_unet`.
+    """
+    if conditioning not in CONDITIONINGS:
+        raise ConfigError(
+            f"conditioning must be one of {', '.join(CONDITIONINGS)}, got {conditioning!r}"
+        )
+    prior = tokenizer.prior_name
+    if conditioning == "tokens":
+        unet = build_unet(shape, cross_attention_dim=token_dim, **unet_kwargs)
+        return CodeConditionedUNet(unet, CodeTokens(tokenizer.dim, token_dim, prior))
     unet = build_unet(shape, **unet_kwargs)
     width = 4 * int(unet.config.block_out_channels[0])
-    return CodeConditionedUNet(unet, CodeEmbedding(tokenizer.dim, width, tokenizer.prior_name))
+    return CodeConditionedUNet(unet, CodeEmbedding(tokenizer.dim, width, prior))
 
 
 def make_scheduler(kind: str = "ddpm", num_train_timesteps: int = 1000, **kwargs: Any) -> Any:
