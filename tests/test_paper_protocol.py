@@ -114,3 +114,13 @@ def test_cli_evaluate_leads_with_the_paper_protocol(tmp_path: Path) -> None:
         cli, ["evaluate", "--codes", str(tmp_path / "c.npz"), "--paper-subsample", "5"]
     )
     assert res.exit_code == 2 and "paper_subsample must lie in [20, 5000]" in res.stderr
+
+
+def test_constant_codes_score_zero_not_a_perfect_shapiro_mean() -> None:
+    """A zero-range projection is no Gaussian sample: scipy's Shapiro-Wilk reports p = 1 for it
+    (and D'Agostino NaN), which made collapsed codes score a mean Shapiro p of 1.0."""
+    pp = paper_protocol(np.ones((200, 2)))
+    assert pp.dagostino_p == 0.0 and pp.shapiro_p == 0.0
+    # and varying codes are untouched by the guard
+    x = np.random.default_rng(7).standard_normal((200, 2))
+    assert paper_protocol(x).shapiro_p == pytest.approx(0.5, abs=0.1)
