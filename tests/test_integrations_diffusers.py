@@ -234,6 +234,8 @@ def test_token_bad_input_is_named() -> None:
         CodeConditionedUNet(net.unet, CodeEmbedding(3, 32))
     with pytest.raises(ConfigError, match="attention_heads"):
         build_unet((1, 8, 8), (8, 16), 1, 8, cross_attention_dim=16, attention_heads=3)
+    with pytest.raises(ConfigError, match=r"must be an integer, got 2\.5"):  # was a TypeError
+        build_unet((1, 8, 8), (8, 16), 1, 8, cross_attention_dim=2.5)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("make", [_net, _token_net])

@@ -335,6 +335,8 @@ def build_unet(
             class_embed_type="identity",
             **common,
         )
+    if isinstance(cross_attention_dim, bool) or not isinstance(cross_attention_dim, int):
+        raise ConfigError(f"cross_attention_dim must be an integer, got {cross_attention_dim!r}")
     if cross_attention_dim < 1:
         raise ConfigError(f"cross_attention_dim must be >= 1, got {cross_attention_dim}")
     if attention_heads < 1 or any(b % attention_heads for b in block_out_channels):
