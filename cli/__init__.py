@@ -37,6 +37,12 @@ class DimgenGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(130)
+        except BrokenPipeError:  # the reader of stdout left (`dimgen ... | head`): no bug
+            # Python's recipe (docs of signal, "Note on SIGPIPE"): point stdout at devnull so
+            # that the flush at exit does not raise again, and exit as a SIGPIPE would.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            ctx.exit(141)
         except Exception as exc:
             if os.environ.get("DIMGEN_DEBUG"):
                 raise

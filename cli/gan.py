@@ -191,9 +191,12 @@ def evaluate_gan_cmd(run: str, n: int | None, seed: int | None, data_root: str |
     stderr (not with --quiet), so stdout stays one JSON object with --json.
     """
     from dimgen.errors import DataError
+    from dimgen.gan.config import MIN_EVAL_SAMPLES  # torch-free
 
-    if n is not None and n <= 0:
-        raise DataError(f"-n must be >= 1, got {n}")
+    if n is not None and n < MIN_EVAL_SAMPLES:
+        raise DataError(
+            f"-n must be >= {MIN_EVAL_SAMPLES} (FID / KID need that many images), got {n}"
+        )
     if guidance is not None and not (guidance >= 0 and guidance != float("inf")):
         raise DataError(f"--guidance must be >= 0, got {guidance}")
     from dimgen.fidelity import find_inception_weights

@@ -114,7 +114,7 @@ def probe_cmd(run: str, k: int, data_root: str | None, device: str | None, seed:
     if as_json:
         click.echo(json.dumps(res, sort_keys=True))
         return
-    click.echo(f"linear top-1 {res['top1']:.2f}%, top-5 {res['top5']:.2f}%, kNN (k={k}) "
+    click.echo(f"linear top-1 {res['top1']:.2f}%, top-5 {res['top5']:.2f}%, kNN (k={res['knn_k']}) "
                f"{res['knn']:.2f}% ({res['data']})")  # fmt: skip
 
 

@@ -206,7 +206,11 @@ def paper_line(ev: Evaluation) -> str | None:
     pp = ev.paper
     if pp is None:
         return None
-    hz = "n/a (subsample <= d + 1)" if pp.henze_zirkler_p is None else f"{pp.henze_zirkler_p:.3f}"
+    hz = (
+        "n/a (subsample <= d + 1, or d beyond float64)"
+        if pp.henze_zirkler_p is None
+        else f"{pp.henze_zirkler_p:.3f}"
+    )
     return (
         f"  paper protocol (mean p over {pp.n_resamples} subsamples of {pp.subsample_size} codes "
         f"x {pp.n_projections} directions; descriptive, not a test): D'Agostino "

@@ -360,7 +360,7 @@ def plot_sweep(
         f", 99% interval where from >= {MIN_INTERVAL_RUNS} runs and narrower than half the panel"
     )
     if counts["hidden_intervals"]:
-        what += f" ({counts['hidden_intervals']} wider ones left out)"
+        what += f" ({counts['hidden_intervals']} left out)"  # too few runs or too wide
     fig.suptitle(f"{title}: {what}", fontsize=10)
     fig.tight_layout()
     _save(fig, path)

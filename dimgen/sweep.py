@@ -112,7 +112,9 @@ def interval99(values: Sequence[float]) -> tuple[float, float, float]:
     mean = float(v.mean())
     if len(v) == 1:
         return mean, mean, mean
-    half = float(stats.t.ppf(0.995, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
+    scale = float(np.abs(v).max())  # tiny p-values (1e-240) would underflow when squared
+    sd = float((v / scale).std(ddof=1)) * scale if scale > 0 else 0.0
+    half = float(stats.t.ppf(0.995, len(v) - 1) * sd / math.sqrt(len(v)))
     return mean, mean - half, mean + half
 
 

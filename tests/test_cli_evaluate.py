@@ -118,6 +118,15 @@ def test_evaluate_uniform_codes(tmp_path: Path) -> None:
             r"\[0, 1\]",
         ),
         (lambda p: p.write_text("not npz"), [], "not a readable .npz"),
+        (  # "TEST" / "TRAIN" were silently ignored: every code, training ones too, was tested
+            lambda p: np.savez(
+                p,
+                codes=np.random.default_rng(0).standard_normal((60, 2)),
+                split=np.array(["TRAIN", "TEST"] * 30),
+            ),
+            [],
+            "split entries must be 'train' or 'test', got 'TEST', 'TRAIN'",
+        ),
     ],
 )
 def test_evaluate_bad_codes_exit_2(tmp_path: Path, make, args: list[str], message: str) -> None:

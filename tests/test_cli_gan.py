@@ -130,7 +130,8 @@ def test_evaluate_gan_json(digits_gan_run: Path, tmp_path: Path) -> None:
         (["sample", "{tmp}", "--unconditional", "--out", "{tmp}/x.png"], "not a dimgen run folder"),
         (["train-gan", "{gan}", "--out", "{tmp}/g"], "expected encoder"),
         (["evaluate-gan", "{enc}"], "expected gan"),
-        (["evaluate-gan", "{gan}", "-n", "0"], "-n must be >= 1"),
+        (["evaluate-gan", "{gan}", "-n", "0"], "-n must be >= 10"),
+        (["evaluate-gan", "{gan}", "-n", "5"], "FID / KID need that many"),  # as eval_samples
         (["evaluate-gan", "{gan}", "--inception-weights", "{tmp}/none.pth"], "Inception weights not found"),
     ],
 )  # fmt: skip

@@ -210,3 +210,24 @@ def test_import_and_parsing_need_no_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_closed_stdout_pipe_is_not_an_internal_error(tmp_path: Path) -> None:
+    """`dimgen evaluate-generator RUN | head` closed the pipe early and printed "internal error:
+    BrokenPipeError ... (this is a dimgen bug)"; a reader that stops reading is no bug: nothing
+    on stderr, exit 141 (128 + SIGPIPE, what a shell reports for `yes | head`)."""
+    import numpy as np
+
+    np.savez(tmp_path / "c.npz", codes=np.random.default_rng(0).standard_normal((200, 2)))
+    args = ["evaluate", "--codes", str(tmp_path / "c.npz"), "--no-plots", "--no-probes"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dimgen.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    proc.stdout.close()  # the reader is gone before the first line is written
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 141, err
+    assert err == ""

@@ -60,6 +60,9 @@ def test_smoke_markdown_table_has_every_part_and_row(smoke: Path) -> None:
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert float(cells[2]) == pytest.approx(e["knn_acc"], abs=5e-4)
         assert float(cells[5]) == pytest.approx(e["kl_bound_nats"], abs=5e-4)
+        assert cells[7] == ("yes" if e["passes"] else "no")
+    # the verdict column is the overall calibrated test, not normality alone ("normal?" was wrong)
+    assert "| calibrated p | matches N(0, I)? |" in md and "descriptive, not a test" in md
 
 
 def test_refuses_a_non_empty_output_folder(tmp_path: Path) -> None:

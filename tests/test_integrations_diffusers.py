@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Callable
 from types import SimpleNamespace
 
 import pytest
@@ -233,6 +234,45 @@ def test_token_bad_input_is_named() -> None:
         CodeConditionedUNet(net.unet, CodeEmbedding(3, 32))
     with pytest.raises(ConfigError, match="attention_heads"):
         build_unet((1, 8, 8), (8, 16), 1, 8, cross_attention_dim=16, attention_heads=3)
+    with pytest.raises(ConfigError, match=r"must be an integer, got 2\.5"):  # was a TypeError
+        build_unet((1, 8, 8), (8, 16), 1, 8, cross_attention_dim=2.5)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("make", [_net, _token_net])
+def test_misused_forward_is_a_data_error_not_a_torch_traceback(
+    make: Callable[[int], CodeConditionedUNet],
+) -> None:
+    """Wrong channels, a timestep per other batch, a float drop mask, a numpy array of codes and a
+    NaN guidance scale are named in one DataError (they were raw RuntimeError / TypeError)."""
+    net, x, c = make(3), torch.randn(2, 1, 8, 8), torch.randn(2, 3)
+    with pytest.raises(DataError, match=r"sample must have shape \(n, 1, H, W\)"):
+        net(torch.randn(2, 3, 8, 8), 5, c)
+    with pytest.raises(DataError, match=r"sample must have shape"):
+        net(torch.randn(1, 8, 8), 5, c[:1])
+    with pytest.raises(DataError, match=r"timestep must be a scalar or have shape \(2,\)"):
+        net(x, torch.tensor([1, 2, 3]), c)
+    with pytest.raises(DataError, match="drop must be a bool tensor"):
+        net(x, 5, c, torch.ones(2))
+    with pytest.raises(DataError, match=r"codes must be a torch\.Tensor"):
+        net(x, 5, c.numpy())
+    with pytest.raises(DataError, match="guidance_scale must be finite"):
+        net.guided(x, 5, c, float("nan"))
+    assert net(x, torch.tensor(5), c).shape == (2, 1, 8, 8)  # a 0-d timestep is fine
+
+
+def test_token_unet_attends_to_pixels_only_in_its_middle_block() -> None:
+    """What the docs say: every down / up transformer block cross-attends only (its first
+    attention reads the tokens, width D), while diffusers' middle block always self-attends."""
+    unet = _token_net(3).unet
+    firsts = {
+        name: mod.attn1.to_k.in_features
+        for name, mod in unet.named_modules()
+        if type(mod).__name__ == "BasicTransformerBlock"
+    }
+    mid = {k: v for k, v in firsts.items() if k.startswith("mid_block")}
+    rest = {k: v for k, v in firsts.items() if not k.startswith("mid_block")}
+    assert rest and set(rest.values()) == {16}  # token_dim: cross-attention
+    assert mid and set(mid.values()) == {unet.config.block_out_channels[-1]}  # self-attention
 
 
 def test_tiny_token_run_loss_falls_and_uses_the_code() -> None:

@@ -114,3 +114,22 @@ def test_cli_evaluate_leads_with_the_paper_protocol(tmp_path: Path) -> None:
         cli, ["evaluate", "--codes", str(tmp_path / "c.npz"), "--paper-subsample", "5"]
     )
     assert res.exit_code == 2 and "paper_subsample must lie in [20, 5000]" in res.stderr
+
+
+def test_constant_codes_score_zero_not_a_perfect_shapiro_mean() -> None:
+    """A zero-range projection is no Gaussian sample: scipy's Shapiro-Wilk reports p = 1 for it
+    (and D'Agostino NaN), which made collapsed codes score a mean Shapiro p of 1.0."""
+    pp = paper_protocol(np.ones((200, 2)))
+    assert pp.dagostino_p == 0.0 and pp.shapiro_p == 0.0
+    # and varying codes are untouched by the guard
+    x = np.random.default_rng(7).standard_normal((200, 2))
+    assert paper_protocol(x).shapiro_p == pytest.approx(0.5, abs=0.1)
+
+
+def test_henze_zirkler_is_skipped_where_float64_cannot_resolve_it() -> None:
+    """At d = 150 (subsamples of 1000, so d + 1 < m) the statistic is 1 + O(exp(-c d)): the
+    mean p read 1.0, a number with no meaning; it is skipped as in the calibrated tests."""
+    x = np.random.default_rng(8).standard_normal((1500, 150))
+    pp = paper_protocol(x, config=EvalConfig(paper_subsample=1000, paper_resamples=3))
+    assert pp.henze_zirkler_p is None and pp.henze_zirkler_p_sd is None
+    assert pp.dagostino_p == pytest.approx(0.5, abs=0.15)

@@ -264,6 +264,10 @@ def test_pretrain_on_a_folder_probe_needs_its_classes(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     out = json.loads(res.output)
     assert out["probe_images"] == 12 and out["train_images"] == 36 and 0 <= out["top1"] <= 100
+    assert out["knn_k"] == 20
+    # more neighbours than training images: the kNN vote uses all 36, and says so (said k=50)
+    res = runner.invoke(cli, ["probe", str(tmp_path / "run-labelled"), "-k", "50"])
+    assert res.exit_code == 0 and "kNN (k=36)" in res.output, res.output
     res = runner.invoke(cli, ["probe", str(tmp_path / "run-flat")])
     assert res.exit_code == 2
     lines = res.output.strip().splitlines()

@@ -76,3 +76,13 @@ def test_parse_levels_and_interval99() -> None:
     assert (mean, lo, hi) == pytest.approx((7 / 3, 7 / 3 - half, 7 / 3 + half))
     assert interval99([0.5]) == (0.5, 0.5, 0.5)
     assert all(math.isnan(v) for v in interval99([None]))
+
+
+def test_interval99_of_tiny_p_values_does_not_collapse() -> None:
+    """Two runs with p = 9e-241 and 0 had sd 0 (the squares underflow), so sweep_summary.csv
+    showed a zero-width interval lo = hi = mean; the spread is scaled before squaring."""
+    mean, lo, hi = (x / 1e-241 for x in interval99([8.96e-241, 0.0]))  # approx's abs is 1e-12
+    assert mean == pytest.approx(4.48)
+    assert hi == pytest.approx(mean + 63.657 * 8.96 / 2, rel=1e-3)  # t(.995, 1) sd / sqrt 2
+    assert lo == pytest.approx(2 * mean - hi)
+    assert interval99([1.0, 2.0, 3.0])[2] == pytest.approx(2.0 + 9.925 / math.sqrt(3), rel=1e-3)

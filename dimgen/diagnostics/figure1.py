@@ -9,8 +9,10 @@ reproduces that reading so that dimgen's numbers can be put beside the paper's:
   replacement, independently of the others, so subsamples overlap);
 * in each, ``min(n_projections, d)`` independent directions uniform on the sphere; scipy's D'Agostino-Pearson
   and Shapiro-Wilk p-values of the projected codes (as scipy reports them, uncalibrated);
-* Henze-Zirkler on each subsample (when it has more than d + 1 codes);
-* each statistic is the *mean* p-value over subsamples (and directions), with its spread.
+* Henze-Zirkler on each subsample (when it has more than d + 1 codes and float64 can resolve
+  its statistic at this d, as for the calibrated tests; else ``None``: at d = 150 it read 1.0);
+* each statistic is the *mean* p-value over subsamples (and directions), with its spread;
+  a projection with zero range (collapsed codes) counts as p = 0.
 
 This is a descriptive statistic, not a calibrated test: the mean of p-values has no known null
 distribution, and on small subsamples the tests have little power, so codes that the calibrated
@@ -28,7 +30,7 @@ from scipy import stats
 
 from ..errors import DataError
 from .checks import _check_unit_interval, check_codes
-from .normality import henze_zirkler
+from .normality import henze_zirkler, hz_resolvable
 from .prior import to_gaussian
 from .results import PaperProtocolResult
 from .settings import MIN_SAMPLES, EvalConfig
@@ -74,15 +76,17 @@ def paper_protocol(
     k = min(cfg.n_projections, d)
     rng = np.random.default_rng([cfg.seed, 5])
     dag, sha, hz = [], [], []
-    run_hz = m > d + 1
+    run_hz = hz_resolvable(m, d)  # as the calibrated tests: > d + 1 codes, d float64 resolves
     for _ in range(cfg.paper_resamples):
         sub = x[rng.choice(n, m, replace=False)]
         g = rng.standard_normal((k, d))
         y = sub @ (g / np.linalg.norm(g, axis=1, keepdims=True)).T  # (m, k): uniform directions
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            dag.append(np.atleast_1d(stats.normaltest(y, axis=0).pvalue))
-            sha.append(np.atleast_1d(stats.shapiro(y, axis=0).pvalue))
+            flat = np.ptp(y, axis=0) == 0  # (k,): a zero-range projection is no Gaussian
+            # sample, but scipy reports Shapiro-Wilk p = 1 (and D'Agostino NaN) for it
+            dag.append(np.where(flat, 0.0, stats.normaltest(y, axis=0).pvalue))
+            sha.append(np.where(flat, 0.0, stats.shapiro(y, axis=0).pvalue))
         if run_hz:
             hz.append(henze_zirkler(sub).p_value)
     dag_a = np.nan_to_num(np.concatenate(dag), nan=0.0)

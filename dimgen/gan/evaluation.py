@@ -14,6 +14,7 @@ from ..errors import ConfigError, DataError
 from ..generators import Generator
 from ..training.devices import resolve_device
 from ..training.phases import phase
+from .config import MIN_EVAL_SAMPLES
 from .model import child_seeds
 
 __all__ = ["evaluate_gan", "evaluate_run", "set_guidance"]
@@ -52,8 +53,10 @@ def evaluate_gan(
         predict,
     )
 
-    if n < 1:
-        raise DataError(f"n must be >= 1, got {n}")
+    if n < MIN_EVAL_SAMPLES:
+        raise DataError(
+            f"n must be >= {MIN_EVAL_SAMPLES} (FID / KID need that many images), got {n}"
+        )
     x_ref, y_ref = ds.x_test, ds.y_test
     rng = np.random.default_rng(seed)
     if len(x_ref) > n:

@@ -107,12 +107,18 @@ class _CodeInput(nn.Module):
             if batch_size is None or batch_size < 1:
                 raise DataError("without codes, give batch_size >= 1 for the null code")
             return null.expand(batch_size, -1)
+        if not isinstance(codes, Tensor):
+            raise DataError(f"codes must be a torch.Tensor (n, d), got {type(codes).__name__}")
         if codes.ndim != 2 or codes.shape[1] != self.code_dim:
             raise DataError(f"codes must have shape (n, {self.code_dim}), got {tuple(codes.shape)}")
         if not bool(torch.isfinite(codes).all()):
             raise DataError("codes contain NaN or Inf")
         c = (codes.to(null.dtype) - self.shift) * self.scale
         if drop is not None:
+            if not isinstance(drop, Tensor) or drop.dtype != torch.bool:
+                raise DataError(
+                    f"drop must be a bool tensor (n,), got {getattr(drop, 'dtype', drop)}"
+                )
             if drop.shape != (len(c),):
                 raise DataError(f"drop must have shape ({len(c)},), got {tuple(drop.shape)}")
             c = torch.where(drop[:, None].to(c.device), null.expand_as(c), c)
@@ -238,12 +244,25 @@ class CodeConditionedUNet(nn.Module):
         codes: Tensor | None = None,
         drop: Tensor | None = None,
     ) -> Tensor:
+        self._check_input(sample, timestep)
         cond = self.embedding(codes, drop, batch_size=len(sample))  # (n, E) or (n, d, D)
         if len(cond) != len(sample):
             raise DataError(f"{len(cond)} codes for {len(sample)} samples")
         if self.tokens:
             return self.unet(sample, timestep, encoder_hidden_states=cond).sample
         return self.unet(sample, timestep, class_labels=cond).sample
+
+    def _check_input(self, sample: Tensor, timestep: Tensor | int) -> None:
+        """One-line :class:`DataError` for a sample or timestep the UNet would choke on."""
+        c = int(self.unet.config.in_channels)
+        if not isinstance(sample, Tensor) or sample.ndim != 4 or sample.shape[1] != c:
+            got = tuple(sample.shape) if isinstance(sample, Tensor) else type(sample).__name__
+            raise DataError(f"sample must have shape (n, {c}, H, W), got {got}")
+        if isinstance(timestep, Tensor) and timestep.ndim > 0 and timestep.shape != (len(sample),):
+            raise DataError(
+                f"timestep must be a scalar or have shape ({len(sample)},), "
+                f"got {tuple(timestep.shape)}"
+            )
 
     def guided(
         self, sample: Tensor, timestep: Tensor | int, codes: Tensor | None, guidance_scale: float
@@ -252,7 +271,10 @@ class CodeConditionedUNet(nn.Module):
 
         s = 1: the conditional prediction alone; s = 0 or ``codes`` None: the null code alone
         (unconditional); s > 1: stronger adherence to the code. One batched UNet call.
+        Raises :class:`DataError` for a non-finite ``guidance_scale`` or bad inputs.
         """
+        if not math.isfinite(guidance_scale):
+            raise DataError(f"guidance_scale must be finite, got {guidance_scale}")
         if codes is None or guidance_scale == 0:
             return self(sample, timestep, None)
         if guidance_scale == 1:
@@ -283,8 +305,10 @@ def build_unet(
     attention) and a code-sized class embedding (``class_embed_type="identity"``, for
     :class:`CodeEmbedding`). With it: a ``UNet2DConditionModel`` whose every block and the middle
     one cross-attend (``attention_heads`` heads) to tokens of width ``cross_attention_dim`` (for
-    :class:`CodeTokens`); its transformer blocks use cross-attention only (no self-attention
-    over pixels, which would cost (H W)^2 at full resolution for little gain at d tokens).
+    :class:`CodeTokens`); the transformer blocks of the down and up blocks use cross-attention
+    only (no self-attention over pixels, which would cost (H W)^2 at full resolution for little
+    gain at d tokens); the middle block also self-attends over its pixels (diffusers'
+    ``UNetMidBlock2DCrossAttn`` has no cross-only option), at the lowest resolution only.
     One resolution halving per block after the first: H and W must be divisible by
     2^(blocks-1), every width by ``norm_num_groups`` and by ``attention_heads``.
     Raises :class:`ConfigError` / :class:`DataError` naming the unfit value.
@@ -311,6 +335,8 @@ def build_unet(
             class_embed_type="identity",
             **common,
         )
+    if isinstance(cross_attention_dim, bool) or not isinstance(cross_attention_dim, int):
+        raise ConfigError(f"cross_attention_dim must be an integer, got {cross_attention_dim!r}")
     if cross_attention_dim < 1:
         raise ConfigError(f"cross_attention_dim must be >= 1, got {cross_attention_dim}")
     if attention_heads < 1 or any(b % attention_heads for b in block_out_channels):

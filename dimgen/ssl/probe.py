@@ -101,8 +101,9 @@ def probe_run(
     """Linear (top-1, top-5) and kNN probes on the frozen backbone of a pretrain ``run``.
 
     The run's own data and split are reloaded (labelled pre-training split -> probe split).
-    Returns a flat dict: ``top1``, ``top5``, ``knn`` (%), ``train_images``, ``probe_images``,
-    ``data`` (how the numbers must be labelled).
+    Returns a flat dict: ``top1``, ``top5``, ``knn`` (%), ``knn_k`` (the neighbours used:
+    ``k``, at most the training images), ``train_images``, ``probe_images``, ``data`` (how the
+    numbers must be labelled).
     """
     _, cfg, net = load_pretrained(run, device)
     ds = load_ssl_data(cfg.data, data_root or cfg.data_root, cfg.test_fraction, cfg.seed,
@@ -114,6 +115,7 @@ def probe_run(
     out: dict[str, Any] = linear_probe(f_tr.numpy(), y_tr, f_te.numpy(), y_te,
                                        seed=cfg.seed if seed is None else seed)  # fmt: skip
     out["knn"] = knn_probe(f_tr.numpy(), y_tr, f_te.numpy(), y_te, k)
+    out["knn_k"] = min(k, len(f_tr))  # the neighbours the vote used (k, at most every image)
     out.update(train_images=len(ds.x_train), probe_images=len(ds.x_test),
                data=describe_split(cfg.data, ds, cfg.test_fraction, cfg.seed))  # fmt: skip
     return out
