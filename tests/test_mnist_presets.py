@@ -19,7 +19,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 def test_encoder_preset_loads_and_is_the_d2_gaussian_cpu_set_up() -> None:
     cfg = load_config(CONFIGS / "mnist-cpu.yaml", EncoderConfig)
     assert (cfg.data, cfg.prior, cfg.dim, cfg.encoder) == ("mnist", "gaussian", 2, "conv")
-    assert cfg.sigma == 0.2 and cfg.threads == 1 and not cfg.amp
+    assert cfg.sigma == 0.1 and cfg.threads == 1 and not cfg.amp
     # ~20 minutes at ~0.21 CPU-s per step (README): 60,000 / batch steps per epoch
     steps = cfg.epochs * (60_000 // cfg.batch_size)
     assert 3000 <= steps <= 6000

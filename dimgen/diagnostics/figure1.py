@@ -17,7 +17,9 @@ reproduces that reading so that dimgen's numbers can be put beside the paper's:
 This is a descriptive statistic, not a calibrated test: the mean of p-values has no known null
 distribution, and on small subsamples the tests have little power, so codes that the calibrated
 default (:func:`dimgen.diagnostics.evaluate`) rejects on 8 x 1000 codes can show mean p-values
-near 0.5 here. Under the null each p-value is uniform, so the mean is near 0.5.
+near 0.5 here. Under the null the D'Agostino and Shapiro p-values are uniform, so their means
+are near 0.5; Henze-Zirkler's log-normal p-value is conservative on small subsamples at larger d
+(mean on N(0, I) codes, subsamples of 100: about 0.5 at d = 2, 0.37 at d = 16, 0.25 at d = 32).
 """
 
 from __future__ import annotations
