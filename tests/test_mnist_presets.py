@@ -31,7 +31,7 @@ def test_encoder_preset_loads_and_is_the_d2_gaussian_cpu_set_up() -> None:
 
 def test_gan_preset_loads_for_a_cpu() -> None:
     cfg = load_config(CONFIGS / "mnist-gan-cpu.yaml", GANConfig)
-    assert cfg.arch == "dcgan" and cfg.threads == 1 and cfg.device == "auto"
+    assert cfg.arch == "mlp" and cfg.threads == 1 and cfg.device == "auto"
     assert cfg.steps >= 1000 and cfg.eval_samples > 0 and cfg.classifier_epochs > 0
 
 
