@@ -125,7 +125,7 @@ def test_evaluate_uniform_codes(tmp_path: Path) -> None:
                 split=np.array(["TRAIN", "TEST"] * 30),
             ),
             [],
-            "split entries must be 'train' or 'test', got 'TEST', 'TRAIN'",
+            "split entries must be 'train', 'test' or 'all', got 'TEST', 'TRAIN'",
         ),
     ],
 )
@@ -201,3 +201,16 @@ def test_evaluate_minimal_run_folder(make_encoder_run) -> None:
     assert ev.probes is not None and ev.probes.knn_acc < 0.3  # labels = row % 10: no signal
     report = (run / "report.md").read_text()
     assert report.startswith("# dimgen evaluate") and "| 0.250 |" in report  # the KL bound
+
+
+def test_codes_files_marked_all_are_evaluated_whole(tmp_path: Path) -> None:
+    """dimgen's own codes files (`encode --encoder ... --data npz:...`, flows) mark every row
+    ``all``: they are evaluated as one sample, not refused as a misspelt split."""
+    x = np.random.default_rng(1).standard_normal((300, 2))
+    np.savez(tmp_path / "c.npz", codes=x, split=np.array(["all"] * 300))
+    code, out, err = _invoke(
+        "evaluate", "--codes", str(tmp_path / "c.npz"), "--json", "--no-probes"
+    )
+    assert code == 0, err
+    res = __import__("json").loads(out)
+    assert res["n"] == 300 and res["tested_on"] == "all codes" and res["passes"]

@@ -68,10 +68,10 @@ def _check_split(split: Any, n: int) -> np.ndarray:
     s = as_array(split, "split").astype(str)
     if s.ndim != 1 or len(s) != n:
         raise DataError(f"split must be a 1-D array of {n} entries, got shape {s.shape}")
-    unknown = sorted(set(np.unique(s).tolist()) - {"train", "test"})
+    unknown = sorted(set(np.unique(s).tolist()) - {"train", "test", "all"})
     if unknown:  # else a misspelt split would silently test every code, training ones too
         shown = ", ".join(repr(u) for u in unknown[:3]) + (", ..." if len(unknown) > 3 else "")
-        raise DataError(f"split entries must be 'train' or 'test', got {shown}")
+        raise DataError(f"split entries must be 'train', 'test' or 'all', got {shown}")
     return s
 
 
