@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from dimgen.cli import cli
 
 from dimgen.diagnostics import EvalConfig, evaluate, paper_protocol
-from dimgen.errors import DataError
+from dimgen.errors import ConfigError, DataError
 from dimgen.plots import PAPER_PANEL, plot_sweep
 from dimgen.sweep import SWEEP_METRICS, _summarise
 
@@ -62,6 +62,8 @@ def test_uniform_prior_is_read_through_the_probability_integral_transform() -> N
     assert paper_protocol(u, "gaussian").henze_zirkler_p < 0.05  # a uniform is not Gaussian
     with pytest.raises(DataError):
         paper_protocol(u * 2, "uniform")
+    with pytest.raises(ConfigError, match="prior must be"):
+        paper_protocol(u, "laplace")
 
 
 def test_settings_seed_and_high_dimension() -> None:

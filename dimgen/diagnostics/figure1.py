@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from .checks import _check_unit_interval, check_codes
 from .normality import henze_zirkler, hz_resolvable
 from .prior import to_gaussian
@@ -56,6 +56,7 @@ def paper_protocol(
 
     Raises:
         DataError: fewer than 20 codes (D'Agostino-Pearson's minimum), or bad codes.
+        ConfigError: an unknown prior.
 
     Example:
         >>> import numpy as np
@@ -63,6 +64,8 @@ def paper_protocol(
         >>> 0.3 < r.dagostino_p < 0.7
         True
     """
+    if prior not in ("gaussian", "uniform"):
+        raise ConfigError(f"prior must be 'gaussian' or 'uniform', got {prior!r}")
     cfg = config or EvalConfig()
     x = check_codes(codes)
     if prior == "uniform":
