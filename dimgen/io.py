@@ -41,6 +41,7 @@ __all__ = [
     "folder_lock",
     "incomplete_message",
     "inside",
+    "load_spec_module",
     "load_weights",
     "parse_json",
     "parse_yaml",
@@ -309,6 +310,28 @@ def atomic_copy(src: str | Path, dst: str | Path) -> None:
 
     with atomic_path(dst) as tmp:
         shutil.copyfile(src, tmp)
+
+
+def load_spec_module(path: str | Path, kind: str, build: Any, what: str) -> tuple[Any, dict]:
+    """Load a weights file whose metadata declares ``kind`` and a ``spec``: ``(module, spec)``.
+
+    The shapes are checked against ``build(spec)`` on the meta device first
+    (:func:`check_state_shapes`), so a crafted file allocates nothing. Raises
+    :class:`RunFolderError` (naming the file and ``what`` it should be) on any mismatch.
+    """
+    tensors, meta = load_weights(path)
+    spec = meta.get("spec")
+    if meta.get("kind") != kind or not isinstance(spec, dict):
+        raise RunFolderError(f"{path} is not {what}")
+    check_state_shapes(lambda: build(spec), tensors, path)  # nothing allocated
+    try:
+        module = build(spec)
+        module.load_state_dict(tensors)
+    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+        raise RunFolderError(
+            f"{path}: weights do not match their spec ({str(exc)[:120]})"
+        ) from None
+    return module, spec
 
 
 def check_state_shapes(build: Any, tensors: dict[str, torch.Tensor], path: str | Path) -> None:

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from ..config import load_config
-from ..errors import DataError, RunFolderError
+from ..errors import DataError
 from ..gan.model import child_seeds
 from ..generators import SpecGenerator
 from ..integrations.diffusers import (
@@ -26,7 +26,7 @@ from ..integrations.diffusers import (
     make_scheduler,
     sample_with_scheduler,
 )
-from ..io import check_state_shapes, load_weights, read_run
+from ..io import load_spec_module, read_run
 from ..tokenizer import Tokenizer
 from .config import DiffusionConfig
 
@@ -92,18 +92,7 @@ class DiffusionModel(SpecGenerator):
         file = run_dir / "model_ema.safetensors"
         if not (ema and file.is_file()):
             file = run_dir / "model.safetensors"
-        tensors, meta = load_weights(file)
-        spec = meta.get("spec")
-        if meta.get("kind") != "diffusion" or not isinstance(spec, dict):
-            raise RunFolderError(f"{file} is not a dimgen diffusion model")
-        check_state_shapes(lambda: build_net(spec), tensors, file)  # nothing allocated
-        try:
-            net = build_net(spec)
-            net.load_state_dict(tensors)
-        except (KeyError, RuntimeError, TypeError, ValueError) as exc:
-            raise RunFolderError(
-                f"{file}: weights do not match their spec ({str(exc)[:120]})"
-            ) from None
+        net, spec = load_spec_module(file, "diffusion", build_net, "a dimgen diffusion model")
         tok = Tokenizer.from_weights(run_dir / "encoder.safetensors", device)
         cfg = load_config(run_dir / "config.yaml", DiffusionConfig)
         return cls(net.to(device), tok, spec, cfg, run_dir, record)

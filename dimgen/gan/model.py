@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from ..config import check_count, check_seed, load_config
 from ..errors import DataError, RunFolderError
 from ..generators import SpecGenerator
-from ..io import check_state_shapes, load_weights, read_run
+from ..io import load_spec_module, read_run
 from ..tokenizer import Tokenizer
 from .config import GANConfig
 from .nets import build_generator
@@ -62,18 +62,7 @@ class GAN(SpecGenerator):
         file = run_dir / "generator_ema.safetensors"
         if not (ema and file.is_file()):
             file = run_dir / "generator.safetensors"
-        tensors, meta = load_weights(file)
-        spec = meta.get("spec")
-        if meta.get("kind") != "generator" or not isinstance(spec, dict):
-            raise RunFolderError(f"{file} is not a dimgen generator")
-        check_state_shapes(lambda: build_generator(spec), tensors, file)  # nothing allocated
-        try:
-            gen = build_generator(spec)
-            gen.load_state_dict(tensors)
-        except (KeyError, RuntimeError, TypeError, ValueError) as exc:
-            raise RunFolderError(
-                f"{file}: weights do not match their spec ({str(exc)[:120]})"
-            ) from None
+        gen, spec = load_spec_module(file, "generator", build_generator, "a dimgen generator")
         tok = Tokenizer.from_weights(run_dir / "encoder.safetensors", device)
         cfg = load_config(run_dir / "config.yaml", GANConfig)
         return cls(gen.to(device), tok, spec, cfg, run_dir, record)
