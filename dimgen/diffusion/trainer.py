@@ -21,12 +21,16 @@ import torch
 from torch import Tensor, nn
 
 from ..config import replace, validate
-from ..data import Dataset, check_finite, load_data
-from ..errors import DataError
+from ..data import Dataset
 from ..gan.evaluation import evaluate_gan
 from ..gan.images import save_image_grid
 from ..gan.nets import ema_update
-from ..gan.trainer import load_encoder_run, read_json_or_empty, write_final_grids
+from ..gan.trainer import (
+    load_conditioning,
+    read_json_or_empty,
+    reference_classifier,
+    write_final_grids,
+)
 from ..integrations.diffusers import make_scheduler
 from ..io import atomic_copy, save_weights, write_json, write_text
 from ..training import CheckpointState, Context, Fitted, ScalarCallback, Trainer, fit, smoke
@@ -70,18 +74,9 @@ class DiffusionTrainer(Trainer):
     def setup(self, ctx: Context) -> CheckpointState:
         self.show = ctx.progress
         cfg, device = self.config, ctx.device
-        enc_dir, enc_cfg, tok = load_encoder_run(cfg, device)
-        source = cfg.data or enc_cfg.data
-        ds = self.data
-        if ds is None:
-            ds = load_data(source, cfg.data_root or enc_cfg.data_root, enc_cfg.test_fraction,
-                           enc_cfg.split_seed)  # fmt: skip
-        check_finite(ds.x_train, f"{source} (train)")
-        if ds.shape != tok.in_shape:
-            raise DataError(f"{source} has samples of shape {ds.shape}, but the encoder of "
-                            f"{enc_dir} expects {tok.in_shape}")  # fmt: skip
-        if len(ds.shape) != 3:
-            raise DataError(f"diffusion generates images (C, H, W); {source} has {ds.shape}")
+        enc_dir, enc_cfg, tok, ds, source, _ = load_conditioning(
+            cfg, device, self.data, "diffusion"
+        )
         self.config = cfg = replace(cfg, encoder_run=str(enc_dir.resolve()), data=source)
         self.enc_dir, self.enc_cfg, self.tok, self.ds, self.source = (
             enc_dir,
@@ -100,24 +95,12 @@ class DiffusionTrainer(Trainer):
             "ddpm", cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule
         )
         self.gen = torch.Generator().manual_seed(cfg.seed)
-        self.extractor = None
-        if ds.y_train is not None and cfg.classifier_epochs > 0 and cfg.eval_samples > 0:
-            # The data set's one reference classifier (cached, as for the GAN): the same feature
-            # space for every generator on this data. After the UNet is built (an unfit shape
-            # fails before anything trains) and initialised; later draws come from self.gen
-            # only, so whether it was trained (reseeding torch) or found changes nothing.
-            from ..fid_extractor import reference_extractor
-
-            x_all, y_all = ds.split("all")
-            with phase(self.label, "reference classifier for FID / labels (trained once, then "
-                       "cached)", self.show, 1, 2):  # fmt: skip
-                self.extractor = reference_extractor(
-                    x_all, y_all, source, epochs=cfg.classifier_epochs, path=cfg.fid_extractor,
-                    device=device,
-                )  # fmt: skip
+        # After the UNet is built (an unfit shape fails before anything trains) and initialised;
+        # later draws come from self.gen only, so whether it was trained or found changes nothing.
+        self.extractor = reference_classifier(cfg, ds, source, device, self.label, self.show)
         x = torch.from_numpy(np.ascontiguousarray(ds.x_train))
         self.x_train = (2 * x - 1).to(device)  # [0, 1] -> [-1, 1], (N, C, H, W)
-        with phase(self.label, f"codes of {len(ds.x_train)} training images", self.show, 2, 2):
+        with phase(self.label, f"codes of {len(ds.x_train)} training images", self.show):
             self.c_train = tok.encode(ds.x_train).to(device)  # frozen encoder: (N, d)
         self.batch = min(cfg.batch_size, len(self.x_train))
         n_cond = min(32, len(ds.x_test))

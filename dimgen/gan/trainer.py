@@ -60,6 +60,51 @@ def load_encoder_run(cfg: GANConfig, device: torch.device) -> tuple[Path, Encode
     return enc_dir, enc_cfg, Tokenizer.from_pretrained(enc_dir, device)
 
 
+def load_conditioning(
+    cfg: Any, device: torch.device, data: Dataset | None, what: str
+) -> tuple[Path, EncoderConfig, Tokenizer, Dataset, str, str | None]:
+    """The encoder run a generator (``what``: "the GAN", "diffusion") is conditioned on, and its
+    data split as the encoder split it: ``(enc_dir, enc_cfg, tok, ds, source, root)``.
+
+    Raises:
+        DataError: the data's samples are not the encoder's shape, not images (C, H, W), or
+            not finite.
+    """
+    enc_dir, enc_cfg, tok = load_encoder_run(cfg, device)
+    source = cfg.data or enc_cfg.data
+    root = cfg.data_root or enc_cfg.data_root
+    ds = data
+    if ds is None:
+        ds = load_data(source, root, enc_cfg.test_fraction, enc_cfg.split_seed)
+    if ds.shape != tok.in_shape:
+        raise DataError(f"{source} has samples of shape {ds.shape}, but the encoder of "
+                        f"{enc_dir} expects {tok.in_shape}")  # fmt: skip
+    if len(ds.shape) != 3:
+        raise DataError(
+            f"{what} generates images (C, H, W); {source} has samples of shape {ds.shape}"
+        )
+    check_finite(ds.x_train, f"{source} (train)")
+    return enc_dir, enc_cfg, tok, ds, source, root
+
+
+def reference_classifier(
+    cfg: Any, ds: Dataset, source: str, device: torch.device, label: str, show: bool
+) -> Any:
+    """The data set's one reference classifier for FID and labels (trained once, then cached:
+    every generator on this data is measured in the same feature space); None without labels
+    or evaluation. Its training is an announced phase."""
+    if ds.y_train is None or cfg.classifier_epochs <= 0 or cfg.eval_samples <= 0:
+        return None
+    from ..fid_extractor import reference_extractor
+
+    x_all, y_all = ds.split("all")
+    what = (f"reference classifier for FID and labels ({cfg.classifier_epochs} epochs; trained "
+            "once per data set, then cached)")  # fmt: skip
+    with phase(label, what, show):
+        return reference_extractor(x_all, y_all, source, epochs=cfg.classifier_epochs,
+                                   path=cfg.fid_extractor, device=device)  # fmt: skip
+
+
 @torch.no_grad()
 def _grid_samples(g: nn.Module, z: Tensor, codes: Tensor) -> Tensor:
     was = g.training
@@ -89,21 +134,10 @@ class GANTrainer(Trainer):
     def setup(self, ctx: Context) -> CheckpointState:
         self.show = ctx.progress
         cfg, device = self.config, ctx.device
-        enc_dir, enc_cfg, tok = load_encoder_run(cfg, device)
-        source = cfg.data or enc_cfg.data
-        root = cfg.data_root or enc_cfg.data_root
-        ds = self.data
-        if ds is None:
-            ds = load_data(source, root, enc_cfg.test_fraction, enc_cfg.split_seed)
-        if ds.shape != tok.in_shape:
-            raise DataError(f"{source} has samples of shape {ds.shape}, but the encoder of "
-                            f"{enc_dir} expects {tok.in_shape}")  # fmt: skip
-        if len(ds.shape) != 3:
-            raise DataError(
-                f"the GAN generates images (C, H, W); {source} has samples of shape {ds.shape}"
-            )
+        enc_dir, enc_cfg, tok, ds, source, root = load_conditioning(
+            cfg, device, self.data, "the GAN"
+        )
         _check_sizes(cfg, ds, source)
-        check_finite(ds.x_train, f"{source} (train)")
         # A derived run stores the absolute data root it used (readable from any folder).
         abs_root = str(Path(root).expanduser().resolve()) if root else None
         cfg = self.config = replace(
@@ -118,21 +152,9 @@ class GANTrainer(Trainer):
         )
         self.spec = spec = gan_spec(cfg, ds.shape, tok.dim)
         self.device = device
-        self.extractor = None
-        if ds.y_train is not None and cfg.classifier_epochs > 0 and cfg.eval_samples > 0:
-            # The data set's one reference classifier (cached; trained once, fixed seed): every
-            # run on this data reports FIDs in the same feature space. Before the seeding below,
-            # so whether it was trained or found does not change the GAN's random streams.
-            from ..fid_extractor import reference_extractor
-
-            x_all, y_all = ds.split("all")
-            what = (f"reference classifier for FID and consistency ({cfg.classifier_epochs} "
-                    "epochs; trained once per data set, then cached)")  # fmt: skip
-            with phase("train-gan", what, self.show):
-                self.extractor = reference_extractor(
-                    x_all, y_all, source, epochs=cfg.classifier_epochs, path=cfg.fid_extractor,
-                    device=device,
-                )  # fmt: skip
+        # Before the seeding below, so whether it was trained or found does not change the
+        # GAN's random streams.
+        self.extractor = reference_classifier(cfg, ds, source, device, self.label, self.show)
 
         torch.manual_seed(cfg.seed)
         self.gen = torch.Generator().manual_seed(cfg.seed)
