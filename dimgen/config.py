@@ -74,6 +74,8 @@ SQUASHES = ("phi", "sigmoid", "clamp")
 """Maps of the uniform channel onto [0, 1] (see :class:`dimgen.channel.UniformChannel`)."""
 LEGACY_SQUASH = "phi"
 """The squash of runs written before the field existed."""
+VIEW_NORMS = ("shared", "renorm", "per-view")
+"""How training normalises the augmented view (``EncoderConfig.view_norm``, dimgen.channel)."""
 #: The widest seed torch and numpy both accept.
 MAX_SEED = 2**64 - 1
 
@@ -222,6 +224,18 @@ class EncoderConfig(RunConfig):
     """Use only the first N training samples (0: all); for quick experiments."""
     eval_batches: int = bounded(20, 1, 10**6)
     """Batches (each of ``batch_size``) of held-out data used to estimate the MI lower bound."""
+    view_norm: str = one_of("shared", *VIEW_NORMS)
+    """How training normalises the two views: ``shared`` (both through the clean view's batch
+    statistics: one map, as at certification, and E f_i^2 = 1 on every batch), ``renorm`` (both
+    through the running statistics, gradients through the batch's, as in batch renormalisation)
+    or ``per-view`` (each view its own statistics: dimgen <= 0.2, whose training bound drifts
+    above the certified one). See docs, "The certificate over training"."""
+    sigreg: float = bounded(0.0, 0.0, 1000.0)
+    """Weight of the SIGReg Gaussianity term on the clean codes (sliced Epps-Pulley statistic,
+    Balestriero & LeCun 2025, LeJEPA), subtracted from the MI bound; Gaussian prior only (0: off)."""
+    curve_every: int = bounded(1, 0, _BIG)
+    """Evaluate the held-out certificate (fixed statistics) every N epochs into ``log.csv`` and
+    ``curves.png``: certified MI bound, KL bound, 5-NN, prior-match statistic (0: off)."""
     amp: bool = False
     """bf16 autocast on CUDA."""
     compile: bool = False
@@ -242,6 +256,11 @@ class EncoderConfig(RunConfig):
 
 
 def _check_encoder(cfg: EncoderConfig) -> None:
+    if cfg.sigreg > 0 and cfg.prior != "gaussian":
+        raise ConfigError(
+            f"sigreg {cfg.sigreg:g} needs prior gaussian (it tests the codes against N(0, I)); "
+            f"got prior {cfg.prior}"
+        )
     if cfg.batch_size % cfg.devices:
         raise ConfigError(
             f"batch_size {cfg.batch_size} must be divisible by devices {cfg.devices} "

@@ -36,6 +36,7 @@ __all__ = [
     "all_reduce_sum",
     "everywhere",
     "global_batch_norm",
+    "global_moments",
     "init_from_env",
     "is_active",
     "launched_externally",
@@ -43,6 +44,7 @@ __all__ = [
     "rank",
     "rank_seed",
     "spawn",
+    "track_running_stats",
     "world_size",
 ]
 
@@ -135,31 +137,47 @@ def all_reduce_sum(x: Tensor) -> Tensor:
     return _AllReduceSum.apply(x)
 
 
+def global_moments(h: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(B, d) shard -> mean (d,), biased variance (d,) and count (0-d) of the *global* batch.
+
+    Two differentiable all-reduces (the variance from centred squares, for accuracy), so the
+    gradients of every process reach every shard, as in one process's batch-norm.
+    """
+    n_local = torch.tensor([h.shape[0]], dtype=h.dtype, device=h.device)
+    s = all_reduce_sum(torch.cat([h.sum(0), n_local]))
+    n = s[-1]
+    mean = s[:-1] / n
+    centred = h - mean
+    var = all_reduce_sum((centred * centred).sum(0)) / n
+    return mean, var, n
+
+
+def track_running_stats(bn: nn.BatchNorm1d, mean: Tensor, var: Tensor, n: Tensor | int) -> None:
+    """Update ``bn``'s running statistics from a batch's mean and biased variance, exactly as
+    ``BatchNorm1d`` does (momentum, unbiased variance), without a host sync."""
+    if not (bn.track_running_stats and bn.running_mean is not None and bn.running_var is not None):
+        return
+    with torch.no_grad():
+        bn.num_batches_tracked.add_(1)
+        m = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
+        n = torch.as_tensor(n, dtype=var.dtype, device=var.device)
+        unbiased = var * (n / (n - 1.0).clamp_min(1.0))
+        bn.running_mean.mul_(1 - m).add_(mean.detach().to(bn.running_mean), alpha=m)
+        bn.running_var.mul_(1 - m).add_(unbiased.detach().to(bn.running_var), alpha=m)
+
+
 def global_batch_norm(h: Tensor, bn: nn.BatchNorm1d) -> Tensor:
     """Training-mode ``bn(h)`` (no affine) with the statistics of the *global* batch.
 
-    ``SyncBatchNorm`` is CUDA-only; this works on any backend. Mean and biased variance come from
-    two differentiable all-reduces (the variance from centred squares, for accuracy); running
-    statistics are updated with the unbiased variance, exactly as ``BatchNorm1d`` does, and
-    identically on every process.
+    ``SyncBatchNorm`` is CUDA-only; this works on any backend. Running statistics are updated
+    with the unbiased variance, exactly as ``BatchNorm1d`` does, and identically on every process.
     """
     if bn.affine:
         raise ValueError("global_batch_norm supports affine=False only")
     x = h.float() if h.dtype in (torch.float16, torch.bfloat16) else h
-    n_local = torch.tensor([x.shape[0]], dtype=x.dtype, device=x.device)
-    s = all_reduce_sum(torch.cat([x.sum(0), n_local]))
-    n = s[-1]
-    mean = s[:-1] / n
-    centred = x - mean
-    var = all_reduce_sum((centred * centred).sum(0)) / n
-    out = centred * torch.rsqrt(var + bn.eps)
-    if bn.track_running_stats and bn.running_mean is not None and bn.running_var is not None:
-        with torch.no_grad():
-            bn.num_batches_tracked.add_(1)
-            m = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
-            unbiased = var * (n / (n - 1.0).clamp_min(1.0))  # on the device: no host sync
-            bn.running_mean.mul_(1 - m).add_(mean.detach().to(bn.running_mean), alpha=m)
-            bn.running_var.mul_(1 - m).add_(unbiased.detach().to(bn.running_var), alpha=m)
+    mean, var, n = global_moments(x)
+    out = (x - mean) * torch.rsqrt(var + bn.eps)
+    track_running_stats(bn, mean, var, n)
     return out
 
 

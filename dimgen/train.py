@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from .augment import build_augmentation
-from .channel import make_channel
+from .channel import UniformChannel, make_channel
 from .config import EncoderConfig, validate
 from .critics import build_critic
 from .data import Dataset, TensorBatches, check_finite, load_data
@@ -62,7 +62,7 @@ def build_model(cfg: EncoderConfig, in_shape: tuple[int, ...]) -> NoisyInfoMax:
     augment = build_augmentation(
         cfg.aug_noise, in_shape, cfg.aug_shift, cfg.aug_rotate, cfg.aug_scale
     )
-    return NoisyInfoMax(encoder, channel, critic, augment, cfg.bound)
+    return NoisyInfoMax(encoder, channel, critic, augment, cfg.bound, cfg.view_norm, cfg.sigreg)
 
 
 def _to_device(x: np.ndarray, device: torch.device) -> Tensor:
@@ -93,6 +93,67 @@ def estimate_mi(
     return float(arr.mean()), float(arr.std(ddof=1) / math.sqrt(len(arr))) if len(arr) > 1 else 0.0
 
 
+#: Training images whose encoder outputs fix the per-epoch statistics and fit its 5-NN probe,
+#: and held-out images coded for its 5-NN and prior-match statistic (the final certificate,
+#: :func:`finish`, uses all of them).
+CURVE_TRAIN_IMAGES, CURVE_TEST_IMAGES = 10_000, 5_000
+
+
+@torch.no_grad()
+def heldout_certificate(
+    model: NoisyInfoMax,
+    x_train: Tensor,
+    x_test: Tensor,
+    y_train: np.ndarray | None,
+    y_test: np.ndarray | None,
+    batch_size: int,
+    batches: int,
+    seed: int,
+) -> dict[str, float]:
+    """The certificate as it stands now, with fixed statistics, leaving the model untouched.
+
+    Calibrates the normalisation on the first :data:`CURVE_TRAIN_IMAGES` training images (as
+    :func:`finish` does on all of them), then returns ``certified_mi`` (held-out MI lower bound
+    in nats, ``batches`` batches), ``kl_bound`` (capacity minus it, nats: the bound on
+    KL(f(X) + Z || prior * noise), Butakov et al.), ``knn5`` (held-out 5-NN accuracy, when labels
+    exist) and ``prior_ratio`` (:func:`dimgen.sigreg.prior_match_ratio` of the held-out codes,
+    mapped through the normal quantile for the uniform prior). The normalisation statistics, the
+    train / eval mode and the global RNG are restored, so training resumes bit-exactly.
+    """
+    was, norm = model.training, model.channel.norm
+    saved = [t.clone() for t in (norm.running_mean, norm.running_var, norm.num_batches_tracked)]
+    devices = [x_train.device] if x_train.device.type == "cuda" else []
+    try:
+        model.eval()
+        model.channel.calibrate([_outputs(model.encoder, x_train[:CURVE_TRAIN_IMAGES])])
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            mi, _ = estimate_mi(model, x_test, batch_size, batches, seed)
+        out = {"certified_mi": mi, "kl_bound": model.channel.capacity() - mi}
+        codes_te = model.channel.normalise(_outputs(model.encoder, x_test[:CURVE_TEST_IMAGES]))
+        if y_train is not None and y_test is not None and len(np.unique(y_train)) > 1:
+            from sklearn.neighbors import KNeighborsClassifier
+
+            n_fit = min(CURVE_TRAIN_IMAGES, len(x_train))
+            codes_tr = model.channel.normalise(_outputs(model.encoder, x_train[:n_fit]))
+            knn = KNeighborsClassifier(n_neighbors=min(5, n_fit)).fit(
+                codes_tr.cpu().numpy(), y_train[:n_fit]
+            )
+            out["knn5"] = float(knn.score(codes_te.cpu().numpy(), y_test[:CURVE_TEST_IMAGES]))
+        if isinstance(model.channel, UniformChannel):
+            codes_te = torch.special.ndtri(codes_te.double().clamp(1e-6, 1 - 1e-6))
+        if len(codes_te) >= 2:
+            from .sigreg import prior_match_ratio
+
+            out["prior_ratio"] = prior_match_ratio(codes_te, seed)
+        return out
+    finally:
+        for t, v in zip((norm.running_mean, norm.running_var, norm.num_batches_tracked), saved,
+                        strict=True):  # fmt: skip
+            t.copy_(v)
+        model.train(was)
+
+
 def make_step(
     train_model: nn.Module,
     model: NoisyInfoMax,
@@ -108,9 +169,9 @@ def make_step(
 
     def step(xb: Tensor) -> Tensor:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-            bound = train_model(xb)
+            bound, penalty = train_model(xb, with_penalty=True)
         opt.zero_grad(set_to_none=True)
-        (-bound).backward()
+        (penalty - bound).backward()
         opt.step()
         return bound.detach().float()
 
@@ -207,10 +268,22 @@ class EncoderTrainer(Trainer):
 
             dist.all_reduce(total)
             total /= self.ctx.world
-        return {"bound": total.double() / len(self.loader)}  # the epoch's mean, as float(total) / n
+        out = {"bound": total.double() / len(self.loader)}  # the epoch's mean, as float(total) / n
+        every = self.config.curve_every
+        if every and ((index + 1) % every == 0 or index + 1 == self.total):
+            # Every process computes the same numbers (same weights, fixed seed): no collective.
+            ds, cfg = self.ds, self.config
+            cert = heldout_certificate(self.model, self.x_train, self.x_test, ds.y_train,
+                                       ds.y_test, cfg.batch_size, smoke.cap_size(cfg.eval_batches, 2),
+                                       cfg.seed + 1 + index)  # fmt: skip
+            out.update({k: torch.tensor(v, dtype=torch.float64) for k, v in cert.items()})
+        return out
 
     def postfix(self, scalars: dict[str, float]) -> dict[str, str]:
-        return {"mi": f"{scalars['bound']:.3f}", "cap": f"{self.model.channel.capacity():.3f}"}
+        out = {"mi": f"{scalars['bound']:.3f}", "cap": f"{self.model.channel.capacity():.3f}"}
+        if "certified_mi" in scalars:
+            out["certified"] = f"{scalars['certified_mi']:.3f}"
+        return out
 
     def end(self) -> None:
         self.model.data_parallel = False

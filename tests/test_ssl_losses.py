@@ -109,11 +109,14 @@ def test_sigma_zero_is_the_plain_loss_and_sigma_adds_the_channel(cls: type) -> N
     plain = nt_xent(a, b, 0.5) if cls is NTXentLoss else VICRegLoss(4)(a, b)
     assert cls(4, sigma=0.0).channel is None
     assert cls(4, sigma=0.0)(a, b).item() == plain.item()
-    # sigma > 0: batch-norm without affine, then the given noise: the loss on those codes
+    # sigma > 0: ONE batch-norm map for both views (view a's statistics, no affine), then the
+    # given noise: the loss on those codes
     loss = cls(4, sigma=0.3).train()
     na, nb = 0.3 * torch.randn(16, 4), 0.3 * torch.randn(16, 4)
-    std = lambda z: (z - z.mean(0)) / torch.sqrt(z.var(0, unbiased=False) + 1e-5)  # noqa: E731
-    want = cls(4, sigma=0.0)(std(a) + na, std(b) + nb)
+    mu, sd = a.mean(0), torch.sqrt(a.var(0, unbiased=False) + 1e-5)
+    want = cls(4, sigma=0.0)((a - mu) / sd + na, (b - mu) / sd + nb)
+    per_view = cls(4, sigma=0.0)((a - mu) / sd + na, (b - b.mean(0)) / b.std(0) + nb)
+    assert want.item() != pytest.approx(per_view.item(), rel=1e-3)  # the map matters here
     assert loss(a, b, noise=(na, nb)).item() == pytest.approx(want.item(), rel=1e-5)
     assert loss(a, b).item() != loss(a, b).item()  # fresh noise on every call
 
@@ -144,9 +147,9 @@ def test_bad_input_is_named() -> None:
 
 def _infonce_by_hand(a: np.ndarray, b: np.ndarray, noise: np.ndarray, loss: InfoMaxLoss) -> float:
     """Minus InfoNCE (van den Oord et al. 2018) with an explicit loop, from the critic's weights:
-    c = batch-norm(z) (biased variance, eps 1e-5), s_ij = <g(c_b_i), h(c_a_j + n_j)> / sqrt(k),
-    bound = mean_i [s_ii - log (1/B) sum_j exp s_ij]."""
-    std = lambda z: (z - z.mean(0)) / np.sqrt(z.var(0) + 1e-5)  # noqa: E731
+    c = one batch-norm map for both views, view a's statistics (biased variance, eps 1e-5),
+    s_ij = <g(c_b_i), h(c_a_j + n_j)> / sqrt(k), bound = mean_i [s_ii - log (1/B) sum_j exp s_ij]."""
+    std = lambda z: (z - a.mean(0)) / np.sqrt(a.var(0) + 1e-5)  # noqa: E731
     ca, cb = std(a) + noise, std(b)
     crit = loss.objective.critic
     w = {k: v.detach().double().numpy() for k, v in crit.state_dict().items()}

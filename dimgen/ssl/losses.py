@@ -116,8 +116,21 @@ class _ChannelLoss(nn.Module):
         self, z_a: Tensor, z_b: Tensor, noise: tuple[Tensor, Tensor] | None = None
     ) -> tuple[Tensor, Tensor]:
         _check_pair(z_a, z_b, type(self).__name__)
+        if self.channel is None:
+            return self.codes(z_a), self.codes(z_b)
+        for z in (z_a, z_b):
+            if z.ndim != 2 or z.shape[1] != self.dim:
+                raise DataError(
+                    f"{type(self).__name__} expects (batch, {self.dim}), got {tuple(z.shape)}"
+                )
         n_a, n_b = noise if noise is not None else (None, None)
-        return self.codes(z_a, n_a), self.codes(z_b, n_b)
+        # One map for both views (view a's batch statistics), as the certificate maps them.
+        c_a, c_b = self.channel.normalise_views(z_a, z_b, "shared")
+        if not self.channel.training:
+            return c_a, c_b
+        n_a = self.channel.noise(c_a) if n_a is None else n_a
+        n_b = self.channel.noise(c_b) if n_b is None else n_b
+        return c_a + n_a, c_b + n_b
 
 
 class NTXentLoss(_ChannelLoss):
