@@ -303,6 +303,9 @@ class EncoderTrainer(Trainer):
         run.metrics["steps_per_epoch"] = len(self.loader)
         run.metrics["steps"] = len(self.loader) * self.total
         run.metrics["seed"] = self.config.seed
+        curve = [{k: float(v) for k, v in h.items()} for h in fitted.history if "certified_mi" in h]
+        if curve:  # the held-out certificate over training (log.csv has the same rows)
+            run.metrics["curve"] = curve
         run.metrics["split_seed"] = self.config.split_seed
         if out is not None:
             with phase("encode", "writing codes, plots and report", self.ctx.progress, 4, 4):

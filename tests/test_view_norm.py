@@ -132,3 +132,15 @@ def test_curve_every_zero_turns_the_curve_off_and_changes_no_weight(tmp_path: Pa
         if "running" not in k and "num_batches" not in k:
             assert torch.equal(a, b), k
     np.testing.assert_array_equal(on.codes, off.codes)
+
+
+def test_the_report_and_metrics_carry_the_curve(tmp_path: Path) -> None:
+    import json
+
+    train_encoder(EncoderConfig(epochs=5, seed=0), tmp_path / "r")
+    curve = json.loads((tmp_path / "r" / "metrics.json").read_text())["curve"]
+    assert [c["epoch"] for c in curve] == [1, 2, 3, 4, 5]
+    assert curve == pytest.approx(_log(tmp_path / "r"))
+    report = (tmp_path / "r" / "report.md").read_text()
+    assert "## The certificate over training" in report
+    assert f"| 5 | {curve[-1]['bound']:.3f} | {curve[-1]['certified_mi']:.3f} |" in report
