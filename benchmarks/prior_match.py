@@ -48,7 +48,8 @@ def read_codes(run: Any, seed: int = 0) -> dict[str, float]:
     m, cfg = run.metrics, run.config
     test = run.codes[run.split == "test"].astype(np.float64)
     rng = np.random.default_rng(seed)
-    sub = test[rng.permutation(len(test))[:2000]]
+    pick = rng.permutation(len(test))[:2000]  # a random subsample: MNIST's test set is ordered
+    sub = test[pick]
     row = {
         "mi": m["mi_lower_bound_nats"],
         "capacity": m["capacity_nats"],
@@ -61,7 +62,7 @@ def read_codes(run: Any, seed: int = 0) -> dict[str, float]:
     if cfg.prior == "gaussian":
         noise = cfg.sigma * rng.standard_normal(test.shape)
         noisy = (test + noise) / np.sqrt(1 + cfg.sigma**2)
-        row["noisy_p_2000"] = prior_tests(noisy[:2000], "gaussian").p
+        row["noisy_p_2000"] = prior_tests(noisy[pick], "gaussian").p
         row["noisy_p_all"] = prior_tests(noisy, "gaussian").p
         row["noisy_ratio"] = prior_match_ratio(torch.from_numpy(noisy), seed)
     return row
