@@ -49,7 +49,7 @@ def main(config_path: str, sets: tuple[str, ...], every: int, every_steps: int,
 
     from dimgen.config import load_config, replace, to_dict
     from dimgen.data import Dataset, TensorBatches, load_data
-    from dimgen.train import build_model, make_step
+    from dimgen.infomax.trainer import build_model, make_step
 
     cfg = replace(load_config(config_path), **_parse_sets(sets))
     torch.set_num_threads(cfg.threads or torch.get_num_threads())

@@ -27,7 +27,7 @@ from dimgen.training import smoke
 
 
 def encoder(cfg: EncoderConfig, out: Path) -> tuple[dict, float]:
-    from dimgen.train import train_encoder
+    from dimgen.infomax.trainer import train_encoder
 
     t0 = time.perf_counter()
     run = train_encoder(cfg, out)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError
+from ..errors import DataError
 
 __all__ = ["DEFAULT_SIDE", "MAX_IMAGES", "FolderSpec", "parse_folder_source", "read_folder"]
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError
+from ..errors import DataError
 
 __all__ = ["MAX_CODE_ABS", "MAX_NPZ_BYTES", "read_codes", "read_npz_members"]
 

@@ -3,7 +3,7 @@
 Sources: ``digits`` (scikit-learn's bundled 8x8 digits; no download), ``mnist``,
 ``fashion-mnist``, ``cifar10`` (torchvision layout under a root folder), ``npz:PATH`` (array ``x``,
 optional ``y`` and ``split``), ``folder:PATH`` (your own images: an ImageFolder layout or a flat
-folder, :mod:`dimgen.folder_data`). A ``:train`` / ``:test`` suffix selects one split (``mnist:test``).
+folder, :mod:`dimgen.data.folder`). A ``:train`` / ``:test`` suffix selects one split (``mnist:test``).
 All images become float32 tensors in [0, 1], shaped (N, C, H, W); vectors stay (N, F).
 
 Image scale (one rule for every entry point, in :func:`unit_images`): ``uint8`` is divided by
@@ -30,8 +30,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .arrays import as_array
-from .errors import DataError
+from ..arrays import as_array
+from ..errors import DataError
 
 __all__ = [
     "MAX_LABEL",
@@ -103,7 +103,7 @@ def parse_source(source: str) -> tuple[str, str | None]:
     if source.startswith("npz:"):
         return source, None
     if source.startswith("folder:"):
-        from .folder_data import parse_folder_source
+        from .folder import parse_folder_source
 
         parse_folder_source(source)  # options checked before any image is read
         return source, None
@@ -143,7 +143,7 @@ def load_data(
     if name.startswith("npz:"):
         return _load_npz(name[4:], test_fraction, seed)
     if name.startswith("folder:"):
-        from .folder_data import parse_folder_source, read_folder
+        from .folder import parse_folder_source, read_folder
 
         spec = parse_folder_source(name)
         x, y, _ = read_folder(spec)
@@ -252,10 +252,10 @@ def check_labels(y: Any, n: int, name: str) -> np.ndarray:
 def read_npz_arrays(path: str | Path, required: str, what: str = "npz") -> dict[str, np.ndarray]:
     """The data arrays (``x``, ``y``, ``split``) of an ``.npz``, bounded and never unpickled.
 
-    Only those members are read (:func:`dimgen.npzfile.read_npz_members`); one-line errors if
+    Only those members are read (:func:`dimgen.data.npz.read_npz_members`); one-line errors if
     the file is missing, hostile or without ``required``.
     """
-    from .npzfile import read_npz_members
+    from .npz import read_npz_members
 
     return read_npz_members(path, ("x", "y", "split", required), (required,), what=what)
 

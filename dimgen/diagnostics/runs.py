@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from .diagnostics import EvalConfig, Evaluation, evaluate, to_gaussian
-from .errors import ConfigError, RunFolderError
+from ..errors import ConfigError, RunFolderError
+from . import EvalConfig, Evaluation, evaluate, to_gaussian
 
 __all__ = [
     "evaluate_file",
@@ -30,9 +30,9 @@ __all__ = [
 def load_codes(path: str | Path) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Read ``codes`` and the optional ``labels`` and ``split`` arrays of a codes ``.npz``.
 
-    The one codes loader (:func:`dimgen.npzfile.read_codes`); raises :class:`DataError`.
+    The one codes loader (:func:`dimgen.data.npz.read_codes`); raises :class:`DataError`.
     """
-    from .npzfile import read_codes
+    from ..data.npz import read_codes
 
     return read_codes(path)
 
@@ -61,8 +61,8 @@ def evaluate_run(
         config: :class:`EvalConfig`; ``overrides`` replace single fields.
     """
 
-    from .io import read_run
-    from .parsing import read_json
+    from ..io import read_run
+    from ..parsing import read_json
 
     run_dir, _ = read_run(run, ("encoder", "pretrain"))
     metrics_path = run_dir / "metrics.json"
@@ -83,7 +83,7 @@ def evaluate_run(
         **overrides,
     )
     if write:
-        from .io import folder_lock, refresh_digests
+        from ..io import folder_lock, refresh_digests
 
         with folder_lock(run_dir):  # one writer; run.json's digests follow the new artefacts
             write_outputs(ev, run_dir, codes, labels, split, plots=plots, run_metrics=metrics)
@@ -125,7 +125,7 @@ def write_outputs(
     above it is kept; a new file gets a title). With ``run_metrics`` (an encoder run folder) the
     result is also stored in ``metrics.json`` under ``evaluation``.
     """
-    from .io import write_json, write_text
+    from ..io import write_json, write_text
 
     folder.mkdir(parents=True, exist_ok=True)
     written = [folder / "evaluation.json", folder / "report.md"]
@@ -162,7 +162,7 @@ def _plots(
     labels: np.ndarray | None,
     split: np.ndarray | None,
 ) -> list[Path]:
-    from .plots import plot_code_pairs, plot_qq
+    from ..plots import plot_code_pairs, plot_qq
 
     x = np.asarray(codes, dtype=float)
     y = None if labels is None else np.asarray(labels)

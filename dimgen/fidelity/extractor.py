@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import DataError, RunFolderError
+from ..errors import DataError, RunFolderError
 
 __all__ = ["REFERENCE_SEED", "Extractor", "cache_dir", "data_fingerprint", "reference_extractor"]
 
@@ -106,7 +106,7 @@ def reference_extractor(
         RunFolderError: ``path`` exists but is not a dimgen classifier for images of this shape
             and these classes.
     """
-    from .fidelity import (
+    from .metrics import (
         extractor_name,
         load_classifier,
         predict,

@@ -24,9 +24,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .data import check_labels, unit_images
-from .errors import ConfigError, DataError, RunFolderError
-from .io import load_weights, save_weights
+from ..data.sources import check_labels, unit_images
+from ..errors import ConfigError, DataError, RunFolderError
+from ..io import load_weights, save_weights
 
 __all__ = [
     "CLASSIFIER_FEATURES",

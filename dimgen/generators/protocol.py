@@ -1,7 +1,7 @@
 """What every trained code-conditioned generator offers (GAN, diffusion), and loading one.
 
 :class:`Generator` is the small protocol that sampling (``dimgen sample``) and evaluation
-(``dimgen evaluate-gan``) need; :func:`dimgen.generator_runs.load_generator` reads a complete run
+(``dimgen evaluate-gan``) need; :func:`dimgen.generators.runs.load_generator` reads a complete run
 folder of any generator kind. Both :class:`dimgen.gan.GAN` and :class:`dimgen.diffusion.DiffusionModel`
 implement it, so neither the sampling nor the evaluation code knows which one it has.
 """
@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .arrays import as_array
-from .errors import DataError
-from .tokenizer import Tokenizer
+from ..arrays import as_array
+from ..errors import DataError
+from ..infomax.tokenizer import Tokenizer
 
 __all__ = ["GENERATOR_KINDS", "Generator", "SpecGenerator", "check_codes"]
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-from .generators import GENERATOR_KINDS, Generator
-from .io import read_run
+from ..io import read_run
+from .protocol import GENERATOR_KINDS, Generator
 
 __all__ = ["load_generator"]
 
@@ -22,9 +22,9 @@ def load_generator(
     """
     _, record = read_run(path, GENERATOR_KINDS)
     if record.get("kind") == "diffusion":
-        from .diffusion.model import DiffusionModel
+        from ..diffusion.model import DiffusionModel
 
         return DiffusionModel.from_pretrained(path, device=device, ema=ema)
-    from .gan.model import GAN
+    from ..gan.model import GAN
 
     return GAN.from_pretrained(path, device=device, ema=ema)

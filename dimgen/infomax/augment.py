@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 __all__ = ["GaussianPixelNoise", "RandomAffine", "build_augmentation"]
 

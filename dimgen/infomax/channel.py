@@ -28,8 +28,8 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal, Uniform
 
-from .config import LEGACY_SQUASH, SQUASHES  # torch-free, so configs validate fast
-from .errors import ConfigError
+from ..config import LEGACY_SQUASH, SQUASHES  # torch-free, so configs validate fast
+from ..errors import ConfigError
 
 __all__ = [
     "SQUASHES",
@@ -57,7 +57,7 @@ class NoiseChannel(nn.Module):
         # affine=False: the normalisation must not be undone by learned scale/shift.
         self.norm = nn.BatchNorm1d(dim, affine=False, momentum=0.1)
         # Data-parallel training: batch statistics over all processes' shards (see
-        # `dimgen.distributed.global_batch_norm`); set by the training loop.
+        # `dimgen.training.distributed.global_batch_norm`); set by the training loop.
         self.data_parallel = False
 
     # -- subclasses ---------------------------------------------------------------------------
@@ -84,7 +84,7 @@ class NoiseChannel(nn.Module):
         if h.ndim != 2 or h.shape[1] != self.dim:
             raise ValueError(f"channel expects (batch, {self.dim}) inputs, got {tuple(h.shape)}")
         if self.training and self.data_parallel:
-            from .distributed import global_batch_norm, is_active
+            from ..training.distributed import global_batch_norm, is_active
 
             if is_active():
                 return self.squash(global_batch_norm(h, self.norm))
@@ -226,7 +226,7 @@ def grid_points(eps: float) -> np.ndarray:
     """(K,) grid {0, 2 eps, ..., 1} where the uniform channel's capacity is attained.
 
     K = 1/(2 eps) + 1 when 1/(2 eps) is an integer (up to 1e-6), else floor(1/(2 eps)) + 1 with
-    the last point below 1 (as :attr:`dimgen.tokenizer.Tokenizer.grid_size`). Source: Butakov
+    the last point below 1 (as :attr:`dimgen.infomax.tokenizer.Tokenizer.grid_size`). Source: Butakov
     et al., uniform matching (equality iff f(X) is uniform on this grid and 1/eps is natural).
 
     Raises:

@@ -1,4 +1,4 @@
-"""Critics T(x, y) evaluated on all B x B pairs of a batch, giving the score matrix for `dimgen.mi`.
+"""Critics T(x, y) evaluated on all B x B pairs of a batch, giving the score matrix for `dimgen.infomax.bounds`.
 
 The paper's critic is a 3-layer MLP on the concatenation [x; y]. Its first layer splits:
 W [x; y] + b = (W_x x + b) + W_y y, so the B x B x 2d concatenation is never built: the two
@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 __all__ = ["ConcatCritic", "SeparableCritic", "build_critic", "pair_mlp"]
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 __all__ = ["ConvEncoder", "MLPEncoder", "build_encoder"]
 

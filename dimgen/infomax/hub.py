@@ -14,8 +14,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from .errors import DimgenError, RunFolderError
-from .io import atomic_path, read_run, write_json, write_text
+from ..errors import DimgenError, RunFolderError
+from ..io import atomic_path, read_run, write_json, write_text
 
 __all__ = ["HUB_FILES", "export_run", "is_export", "resolve_pretrained"]
 
@@ -34,7 +34,7 @@ def export_run(run: str | Path, out: str | Path) -> Path:
     Returns ``out``. Raises :class:`RunFolderError` for an incomplete or foreign run folder or
     an ``out`` that exists and is not empty.
     """
-    from .training.run_folder import check_new_folder
+    from ..training.run_folder import check_new_folder
 
     run_dir, rec = read_run(run, "encoder")
     out = Path(out)
@@ -70,7 +70,7 @@ def read_json_or_empty(path: Path) -> dict[str, Any]:
 
 
 def _config_data(run_dir: Path) -> str:
-    from .parsing import parse_yaml
+    from ..parsing import parse_yaml
 
     try:
         cfg = parse_yaml((run_dir / "config.yaml").read_text(), "config.yaml")
@@ -83,7 +83,7 @@ def _verdicts(run_dir: Path, prior: str) -> dict[str, Any]:
     """The prior-match tests of :func:`dimgen.evaluate` on the run's held-out codes."""
     import numpy as np
 
-    from .diagnostics import evaluate
+    from ..diagnostics import evaluate
 
     try:
         with np.load(run_dir / "codes.npz", allow_pickle=False) as f:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .bounds import MIBound
 from .channel import NoiseChannel
-from .mi import MIBound
 
 __all__ = ["NoisyInfoMax"]
 
@@ -48,7 +48,7 @@ class NoisyInfoMax(nn.Module):
     def _sharded(self) -> bool:
         if not (self.training and self.data_parallel):
             return False
-        from .distributed import is_active
+        from ..training.distributed import is_active
 
         return is_active()
 
@@ -67,7 +67,7 @@ class NoisyInfoMax(nn.Module):
         if not self.training:  # evaluation of the bound: the channel still carries noise
             noisy = noisy + (self.channel.noise(noisy) if noise is None else noise)
         if self._sharded():
-            from .distributed import all_gather_rows
+            from ..training.distributed import all_gather_rows
 
             noisy = all_gather_rows(noisy)  # (W * B, d): negatives from every process
         return self.critic(clean_aug, noisy)
@@ -79,7 +79,7 @@ class NoisyInfoMax(nn.Module):
         s = self.scores(x, x_aug, noise)
         if not self._sharded():
             return self.bound(s)
-        from .distributed import all_gather_rows, rank
+        from ..training.distributed import all_gather_rows, rank
 
         if self.bound.row_separable:  # InfoNCE, NWJ: the mean over shards is the global bound
             return self.bound(s, offset=rank() * s.shape[0])

@@ -1,6 +1,6 @@
 """Encoder runs: the result of a training run, its artefacts on disk and a summary of its codes.
 
-Below :mod:`dimgen.train` in the layering: the trainer imports this module, never the reverse.
+Below :mod:`dimgen.infomax.trainer` in the layering: the trainer imports this module, never the reverse.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from ..config import EncoderConfig, save_config
+from ..io import save_npz, save_weights, write_json, write_text
 from .channel import NoiseChannel
-from .config import EncoderConfig, save_config
-from .io import save_npz, save_weights, write_json, write_text
-from .nets import resolve_encoder_kind
+from .encoders import resolve_encoder_kind
 from .objectives import NoisyInfoMax
 
 __all__ = [
@@ -29,7 +29,7 @@ __all__ = [
 
 @dataclass
 class EncoderRun:
-    """The result of :func:`dimgen.train.train_encoder`: modules, codes, metrics and run folder.
+    """The result of :func:`dimgen.infomax.trainer.train_encoder`: modules, codes, metrics and run folder.
 
     ``codes`` (n, d) with ``split`` (n,) ``train`` / ``test`` and ``labels`` (n,) when known;
     ``history``: the training bound (nats) of every epoch. In data-parallel training only rank
@@ -92,7 +92,7 @@ def code_metrics(
         k = min(5, len(codes_tr))
         knn = KNeighborsClassifier(n_neighbors=k).fit(codes_tr, y_tr)
         out["knn_acc"] = float(knn.score(codes_te, y_te))
-        from .diagnostics.probes import chance_accuracy
+        from ..diagnostics.probes import chance_accuracy
 
         out["chance_acc"] = chance_accuracy(y_tr, y_te)
         out["n_classes"] = len(np.unique(y_tr))
@@ -157,7 +157,7 @@ def write_encoder_artefacts(run: EncoderRun, run_dir: Path) -> dict[str, Any]:
     ``run.json`` itself is written by the training harness once this returns
     (:meth:`dimgen.training.RunFolder.complete`).
     """
-    from .plots import plot_codes
+    from ..plots import plot_codes
 
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg = run.config
@@ -184,6 +184,6 @@ def write_encoder_artefacts(run: EncoderRun, run_dir: Path) -> dict[str, Any]:
 
 
 def _cfg_dict(cfg: Any) -> dict[str, Any]:
-    from .config import to_dict
+    from ..config import to_dict
 
     return to_dict(cfg)

@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from .config import EncoderConfig, bounded, replace, to_dict, validate
-from .diagnostics import EvalConfig, Evaluation
-from .errors import ConfigError, RunFolderError
-from .training import smoke
+from ..config import EncoderConfig, bounded, replace, to_dict, validate
+from ..diagnostics import EvalConfig, Evaluation
+from ..errors import ConfigError, RunFolderError
+from ..training import smoke
 
 __all__ = [
     "SWEEP_METRICS",
@@ -164,11 +164,11 @@ def run_sweep(
     Example:
         >>> res = run_sweep(EncoderConfig(epochs=5), [0.1, 1.0], runs=1, out="runs/s")  # doctest: +SKIP
     """
-    from .evaluation import evaluate_run
-    from .io import read_run, write_run
-    from .plots import plot_sweep
-    from .train import train_encoder
-    from .training import CHECKPOINT
+    from ..diagnostics.runs import evaluate_run
+    from ..io import read_run, write_run
+    from ..plots import plot_sweep
+    from ..training import CHECKPOINT
+    from .trainer import train_encoder
 
     cfg = validate(config, EncoderConfig)
     param, levels = _levels(cfg, sigmas, epses)
@@ -220,7 +220,7 @@ def run_sweep(
         title=title,
         protocol=ecfg.protocol,
     )
-    from .io import write_text
+    from ..io import write_text
 
     report = sweep_report(cfg, param, runs, summary, n_classes, alpha, rows=rows)
     write_text(out / "report.md", report)
@@ -263,13 +263,13 @@ def _check_out(out: Path) -> None:
     if not out.is_dir():
         raise RunFolderError(f"{out} exists and is not a folder")
     if (out / "run.json").is_file():
-        from .io import read_run
+        from ..io import read_run
 
         read_run(out, "sweep")  # a folder of another kind is refused; a sweep is continued
 
 
 def _check_same_config(run_dir: Path, cfg: EncoderConfig) -> None:
-    from .config import load_run_config
+    from ..config import load_run_config
 
     if not (run_dir / "config.yaml").is_file():
         raise RunFolderError(f"{run_dir} has no config.yaml; remove it or choose another --out")
@@ -334,7 +334,7 @@ def _is_p(key: str) -> bool:
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    from .io import write_text
+    from ..io import write_text
 
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")

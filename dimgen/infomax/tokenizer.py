@@ -23,13 +23,13 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-from .arrays import as_array
+from ..arrays import as_array
+from ..config import check_count, check_seed
+from ..data.sources import unit_images
+from ..errors import ConfigError, DataError, RunFolderError
+from ..io import check_state_shapes, load_weights, read_run
 from .channel import LEGACY_SQUASH, SQUASHES, NoiseChannel, make_channel
-from .config import check_count, check_seed
-from .data import unit_images
-from .errors import ConfigError, DataError, RunFolderError
-from .io import check_state_shapes, load_weights, read_run
-from .nets import build_encoder
+from .encoders import build_encoder
 
 __all__ = ["Tokenizer"]
 

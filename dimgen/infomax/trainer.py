@@ -18,16 +18,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .augment import build_augmentation
-from .channel import make_channel
-from .config import EncoderConfig, validate
-from .critics import build_critic
-from .data import Dataset, TensorBatches, check_finite, load_data
-from .errors import ConfigError, DataError
-from .nets import build_encoder
-from .objectives import NoisyInfoMax
-from .runs import EncoderRun, code_metrics, model_spec, write_encoder_artefacts
-from .training import (
+from ..config import EncoderConfig, validate
+from ..data.sources import Dataset, TensorBatches, check_finite, load_data
+from ..errors import ConfigError, DataError
+from ..training import (
     CHECKPOINT,
     CheckpointState,
     Context,
@@ -37,8 +31,14 @@ from .training import (
     fit,
     smoke,
 )
-from .training.devices import data_parallel, launch, needs_spawn, resolve_device
-from .training.phases import phase
+from ..training.devices import data_parallel, launch, needs_spawn, resolve_device
+from ..training.phases import phase
+from .augment import build_augmentation
+from .channel import make_channel
+from .critics import build_critic
+from .encoders import build_encoder
+from .objectives import NoisyInfoMax
+from .runs import EncoderRun, code_metrics, model_spec, write_encoder_artefacts
 
 __all__ = [
     "CHECKPOINT",
@@ -115,7 +115,7 @@ def make_step(
         return bound.detach().float()
 
     if cfg.compile:
-        from .speed import CompiledStep
+        from ..training.speed import CompiledStep
 
         return CompiledStep(step, [model], opt)
     return step
@@ -176,7 +176,7 @@ class EncoderTrainer(Trainer):
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.model = model.to(ctx.device)
         if world > 1:  # same initial weights everywhere, different noise on every process
-            from .distributed import rank_seed
+            from ..training.distributed import rank_seed
 
             torch.manual_seed(rank_seed(cfg.seed, ctx.rank))
         self.opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -290,7 +290,7 @@ def train_encoder(
 def _train_worker(
     cfg: EncoderConfig, out: str | Path | None, progress: bool, resume: bool, data: Dataset | None
 ) -> EncoderRun | None:
-    from .distributed import rank
+    from ..training.distributed import rank
 
     run = train_encoder(cfg, out, progress=progress and rank() == 0, resume=resume, data=data)
     if rank() != 0:

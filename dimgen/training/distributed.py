@@ -9,7 +9,7 @@ the model; each takes its shard of every global batch.
 The collectives here have *sum* semantics in the backward as well (the adjoint of an all-gather is
 a sum over processes of the gradients of its output). With DistributedDataParallel averaging the
 parameter gradients, the update is then exactly the gradient of the mean of the per-process
-losses, which is the single-process loss of the global batch: ``tests/test_distributed.py``
+losses, which is the single-process loss of the global batch: ``tests/training/test_distributed.py``
 checks this to 1e-10 in float64.
 """
 
@@ -28,7 +28,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from .errors import ConfigError, DimgenError
+from ..errors import ConfigError, DimgenError
 
 __all__ = [
     "agree",

@@ -15,7 +15,7 @@ from dimgen.cli import cli
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A complete Gaussian encoder run on digits, trained for seconds (quality is irrelevant)."""
     from dimgen.config import EncoderConfig
-    from dimgen.train import train_encoder
+    from dimgen.infomax.trainer import train_encoder
 
     out = tmp_path_factory.mktemp("eval") / "digits"
     train_encoder(EncoderConfig(epochs=2, critic="separable", eval_batches=2, seed=0), out)
@@ -151,7 +151,7 @@ def test_evaluate_usage_errors(tiny_run: Path, tmp_path: Path) -> None:
 
 def test_evaluate_uniform_run_folder(tmp_path: Path) -> None:
     from dimgen.config import EncoderConfig
-    from dimgen.train import train_encoder
+    from dimgen.infomax.trainer import train_encoder
 
     run = tmp_path / "u"
     cfg = EncoderConfig(prior="uniform", eps=0.1, epochs=1, critic="separable", eval_batches=2)
@@ -171,7 +171,7 @@ def test_help_shows_the_library_defaults() -> None:
     import inspect
 
     from dimgen.diagnostics import EvalConfig
-    from dimgen.sweep import run_sweep
+    from dimgen.infomax.sweep import run_sweep
 
     text = " ".join(_invoke("evaluate", "--help")[1].split())
     cfg = EvalConfig()
@@ -191,7 +191,7 @@ def test_help_shows_the_library_defaults() -> None:
 
 def test_evaluate_minimal_run_folder(make_encoder_run) -> None:
     """A run folder with only codes, metrics and run.json (no config.yaml, no report.md)."""
-    from dimgen.evaluation import evaluate_run
+    from dimgen.diagnostics.runs import evaluate_run
 
     codes = np.random.default_rng(2).standard_normal((600, 2))
     run = make_encoder_run(codes, bound=0.25)

@@ -40,7 +40,7 @@ def test_train_gan_writes_a_run(digits_run: Path, tmp_path: Path) -> None:
 
 
 def test_train_gan_with_a_preset(digits_run: Path, tmp_path: Path) -> None:
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     check_error(_run("train-gan", digits_run, "--out", tmp_path / "g", "--config",
                 repo / "configs" / "digits-gan.yaml", "--set", "steps=0"), "steps must lie in [1, ")  # fmt: skip
     check_error(
@@ -64,7 +64,7 @@ def test_sample_unconditional_seeds(digits_gan_run: Path, tmp_path: Path) -> Non
 
 
 def test_sample_from_images_pairs(digits_gan_run: Path, tmp_path: Path) -> None:
-    from dimgen.tokenizer import Tokenizer
+    from dimgen.infomax.tokenizer import Tokenizer
 
     res = _run(
         "sample", digits_gan_run, "--from-images", "digits", "-n", 6, "--out", tmp_path / "c.png"

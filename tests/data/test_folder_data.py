@@ -12,8 +12,8 @@ from dimgen.cli import cli
 from PIL import Image
 
 from dimgen.data import load_data, parse_source
+from dimgen.data.folder import FolderSpec, parse_folder_source, read_folder
 from dimgen.errors import DataError
-from dimgen.folder_data import FolderSpec, parse_folder_source, read_folder
 
 SIZES = [(20, 30), (40, 40), (64, 48), (17, 23)]
 

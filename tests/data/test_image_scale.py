@@ -23,7 +23,7 @@ from dimgen import fidelity as fd
 from dimgen.data import Dataset, load_data, read_npz
 from dimgen.errors import DataError
 from dimgen.gan import GAN
-from dimgen.tokenizer import Tokenizer
+from dimgen.infomax.tokenizer import Tokenizer
 
 DTYPES = [np.uint8, np.uint16, np.int8, np.int32, np.int64, np.bool_,
           np.float16, np.float32, np.float64]  # fmt: skip

@@ -13,8 +13,8 @@ from dimgen.cli import cli
 
 from dimgen.diagnostics import EvalConfig, evaluate, paper_protocol
 from dimgen.errors import ConfigError, DataError
+from dimgen.infomax.sweep import SWEEP_METRICS, _summarise
 from dimgen.plots import PAPER_PANEL, plot_sweep
-from dimgen.sweep import SWEEP_METRICS, _summarise
 
 
 def _clusters(n: int = 5000, seed: int = 0) -> np.ndarray:

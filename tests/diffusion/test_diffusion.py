@@ -19,11 +19,11 @@ from dimgen.config import from_dict, load_config
 from dimgen.diffusion import DiffusionConfig, DiffusionModel, train_diffusion
 from dimgen.errors import ConfigError, RunFolderError
 from dimgen.gan.model import child_seeds
-from dimgen.generator_runs import load_generator
 from dimgen.generators import Generator
+from dimgen.generators.runs import load_generator
 from dimgen.io import load_weights
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TINY = {"steps": 60, "log_every": 10, "checkpoint_every": 0, "sample_every": 0, "sample_steps": 4,
         "classifier_epochs": 1, "eval_samples": 40, "device": "cpu", "width": 8}  # fmt: skip
 
@@ -229,7 +229,7 @@ def test_diffusion_uses_the_encoders_split_seed_not_its_seed(tmp_path: Path) -> 
     import json
 
     from dimgen.config import EncoderConfig
-    from dimgen.train import train_encoder
+    from dimgen.infomax.trainer import train_encoder
 
     enc = tmp_path / "enc"
     train_encoder(EncoderConfig(epochs=2, seed=3), enc)

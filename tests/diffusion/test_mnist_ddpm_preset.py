@@ -15,7 +15,7 @@ from dimgen.cli import cli
 from dimgen.config import load_config
 from dimgen.diffusion import DiffusionConfig
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def test_preset_loads_validates_and_is_labelled_reduced() -> None:

@@ -12,8 +12,8 @@ from dimgen.cli import cli
 
 from dimgen.data import load_data
 from dimgen.errors import RunFolderError
-from dimgen.fid_extractor import cache_dir, data_fingerprint, reference_extractor
 from dimgen.fidelity import load_classifier
+from dimgen.fidelity.extractor import cache_dir, data_fingerprint, reference_extractor
 
 
 @pytest.fixture

@@ -24,11 +24,11 @@ from dimgen.gan import (
     train_gan,
     write_samples,
 )
-from dimgen.gan_nets import build_discriminator, build_generator, resolve_arch
+from dimgen.gan.nets import build_discriminator, build_generator, resolve_arch
+from dimgen.infomax.tokenizer import Tokenizer
 from dimgen.io import load_weights
-from dimgen.tokenizer import Tokenizer
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _spec(arch: str, shape: tuple[int, ...], conditioning: str = "concat") -> dict:
@@ -338,3 +338,16 @@ def test_top_level_exports_stay_lazy() -> None:
             "assert 'torch_fidelity' not in sys.modules")  # fmt: skip
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-1000:]
+
+
+def test_the_old_gan_nets_name_warns_and_still_imports(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``dimgen.gan_nets`` was documented; it now warns once and names the same objects."""
+    import importlib
+    import sys
+
+    import dimgen.gan.nets as nets
+
+    monkeypatch.delitem(sys.modules, "dimgen.gan_nets", raising=False)
+    with pytest.warns(DeprecationWarning, match=r"dimgen\.gan\.nets"):
+        old = importlib.import_module("dimgen.gan_nets")
+    assert old.build_generator is nets.build_generator and old.__all__ == nets.__all__

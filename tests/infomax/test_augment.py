@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from dimgen.augment import GaussianPixelNoise, RandomAffine, build_augmentation
 from dimgen.config import EncoderConfig, replace
 from dimgen.errors import ConfigError
+from dimgen.infomax.augment import GaussianPixelNoise, RandomAffine, build_augmentation
 
 
 def _blob(
@@ -119,7 +119,7 @@ def test_config_rejects_out_of_range_affine_fields(key: str, value: float) -> No
 
 
 def test_training_with_the_affine_augmentation_learns_on_digits() -> None:
-    from dimgen.train import train_encoder
+    from dimgen.infomax.trainer import train_encoder
 
     cfg = EncoderConfig(epochs=15, seed=0, aug_shift=0.1, aug_rotate=10, checkpoint_every=0)
     run = train_encoder(cfg)

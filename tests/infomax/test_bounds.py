@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from dimgen.mi import MIBound, dv_bound, infonce_bound, nwj_bound
+from dimgen.infomax.bounds import MIBound, dv_bound, infonce_bound, nwj_bound
 
 
 def _pair(n: int, k: int, rho: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

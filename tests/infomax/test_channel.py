@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from dimgen.channel import GaussianChannel, UniformChannel, make_channel
 from dimgen.errors import ConfigError
+from dimgen.infomax.channel import GaussianChannel, UniformChannel, make_channel
 
 
 @pytest.mark.parametrize("dim,sigma", [(1, 1.0), (2, 0.3), (16, 0.1)])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dimgen.critics import ConcatCritic, SeparableCritic
+from dimgen.infomax.critics import ConcatCritic, SeparableCritic
 
 
 def _naive(critic: ConcatCritic, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -112,7 +112,7 @@ def test_training_loss_curve_unchanged_by_fusion_and_chunking(chunk: int) -> Non
     """Fixed seed, 8 Adam steps of the whole objective: the fused (and chunked) critic gives the
     loss curve and weights of the unfused computation on explicit concatenated pairs."""
     from dimgen.config import EncoderConfig
-    from dimgen.train import build_model
+    from dimgen.infomax.trainer import build_model
 
     cfg = EncoderConfig(critic_hidden=32, critic_chunk=chunk)
     x = torch.rand(32, 1, 8, 8, generator=torch.Generator().manual_seed(1))

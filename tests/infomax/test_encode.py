@@ -11,7 +11,7 @@ import torch
 from click.testing import CliRunner
 from dimgen.cli import cli
 
-from dimgen.tokenizer import Tokenizer
+from dimgen.infomax.tokenizer import Tokenizer
 
 ARTEFACTS = [
     "config.yaml",

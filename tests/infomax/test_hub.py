@@ -12,7 +12,7 @@ from dimgen.cli import cli
 from sklearn.datasets import load_digits
 
 from dimgen.errors import DimgenError, RunFolderError
-from dimgen.tokenizer import Tokenizer
+from dimgen.infomax.tokenizer import Tokenizer
 
 
 def test_export_round_trip_gives_identical_codes(digits_run: Path, tmp_path: Path) -> None:

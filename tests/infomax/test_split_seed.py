@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from dimgen.cli import cli
 
 from dimgen.config import EncoderConfig
-from dimgen.train import train_encoder
+from dimgen.infomax.trainer import train_encoder
 
 
 @pytest.fixture(scope="module")

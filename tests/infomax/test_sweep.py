@@ -13,7 +13,7 @@ from dimgen.cli import cli
 from scipy import stats
 
 from dimgen.errors import ConfigError
-from dimgen.sweep import interval99, parse_levels
+from dimgen.infomax.sweep import interval99, parse_levels
 
 _TINY = ["--set", "epochs=2", "--set", "critic=separable", "--set", "eval_batches=2", "--quiet"]
 

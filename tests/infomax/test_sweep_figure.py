@@ -10,8 +10,8 @@ import pytest
 from scipy import stats
 
 from dimgen.config import EncoderConfig
+from dimgen.infomax.sweep import SWEEP_METRICS, _summarise, runs_for_halfwidth, sweep_report
 from dimgen.plots import BAND_MAX_FRACTION, plot_sweep
-from dimgen.sweep import SWEEP_METRICS, _summarise, runs_for_halfwidth, sweep_report
 
 
 def _rows(runs: int, acc_sd: float, seed: int = 0) -> list[dict]:

@@ -12,10 +12,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dimgen.channel import make_channel
 from dimgen.errors import ConfigError, DataError, RunFolderError
-from dimgen.nets import build_encoder
-from dimgen.tokenizer import Tokenizer
+from dimgen.infomax.channel import make_channel
+from dimgen.infomax.encoders import build_encoder
+from dimgen.infomax.tokenizer import Tokenizer
 
 
 def _tok(prior: str = "uniform", eps: float = 0.1, dim: int = 2) -> Tokenizer:
@@ -166,7 +166,7 @@ def test_example_tokenizer_generator_runs(digits_run: Path) -> None:
     import subprocess
     import sys
 
-    script = Path(__file__).resolve().parents[1] / "examples" / "tokenizer_generator.py"
+    script = Path(__file__).resolve().parents[2] / "examples" / "tokenizer_generator.py"
     assert len(script.read_text().splitlines()) < 60
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     res = subprocess.run([sys.executable, str(script), str(digits_run)], capture_output=True,

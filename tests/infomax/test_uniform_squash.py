@@ -17,13 +17,13 @@ import pytest
 import torch
 import yaml
 
-from dimgen.channel import UniformChannel, axis_channel_mi, grid_fraction, grid_points
 from dimgen.config import EncoderConfig, from_dict, load_run_config
 from dimgen.data import Dataset
 from dimgen.errors import ConfigError
+from dimgen.infomax.channel import UniformChannel, axis_channel_mi, grid_fraction, grid_points
+from dimgen.infomax.tokenizer import Tokenizer
+from dimgen.infomax.trainer import train_encoder
 from dimgen.io import load_weights, save_weights
-from dimgen.tokenizer import Tokenizer
-from dimgen.train import train_encoder
 
 EPS = 0.1  # K = 6 grid points {0, 0.2, ..., 1}, capacity log 6 = 1.792 nats (d = 1)
 #: Tolerance on the held-out InfoNCE bound: at batch B it cannot exceed about

@@ -21,7 +21,7 @@ from dimgen.ssl.config import PretrainConfig
 from dimgen.ssl.probe import knn_probe, linear_probe, probe_run
 from dimgen.ssl.trainer import embed, pretrain
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _shapes(n: int, seed: int = 0) -> Dataset:

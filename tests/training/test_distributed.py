@@ -21,10 +21,10 @@ from click.testing import CliRunner
 from dimgen.cli import cli
 
 from dimgen.config import EncoderConfig
-from dimgen.distributed import spawn
 from dimgen.errors import ConfigError, RunFolderError
-from dimgen.objectives import NoisyInfoMax
-from dimgen.train import build_model
+from dimgen.infomax.objectives import NoisyInfoMax
+from dimgen.infomax.trainer import build_model
+from dimgen.training.distributed import spawn
 
 B, STEPS, WORLD = 8, 3, 2
 CASES = [("gaussian", "infonce"), ("gaussian", "nwj"), ("gaussian", "dv"), ("uniform", "infonce")]
@@ -142,7 +142,7 @@ class _Stop(Exception):
 
 
 def _interrupt_then_resume(killed: str, whole: str) -> dict[str, Any]:
-    from dimgen.train import train_encoder
+    from dimgen.infomax.trainer import train_encoder
 
     cfg = EncoderConfig(epochs=3, checkpoint_every=1, deterministic=True, max_train=256,
                         batch_size=64, eval_batches=2, device="cpu", devices=2)  # fmt: skip
@@ -195,7 +195,7 @@ def test_devices_must_divide_the_batch() -> None:
 
 
 def test_global_batch_norm_in_one_process_is_batchnorm1d() -> None:
-    from dimgen.distributed import global_batch_norm
+    from dimgen.training.distributed import global_batch_norm
 
     h = torch.randn(16, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     ref, ours = (torch.nn.BatchNorm1d(3, affine=False).double() for _ in range(2))

@@ -13,7 +13,7 @@ from dimgen.cli import cli
 
 from dimgen.config import EncoderConfig
 from dimgen.errors import DimgenError
-from dimgen.train import train_encoder
+from dimgen.infomax.trainer import train_encoder
 from dimgen.training.logs import ScalarLog, plot_curves, read_log
 
 

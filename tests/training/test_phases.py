@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dimgen.config import EncoderConfig
-from dimgen.train import train_encoder
+from dimgen.infomax.trainer import train_encoder
 
 
 @pytest.mark.parametrize("progress", [True, False])

@@ -24,9 +24,9 @@ from click.testing import CliRunner
 from dimgen.cli import cli
 from test_training import CPU, Toy, ToyConfig, _Stop, _stop_at
 
+from dimgen.data.npz import read_codes, read_npz_members
 from dimgen.errors import ConfigError, DataError, RunFolderError
 from dimgen.io import atomic_copy, folder_lock, read_run, save_weights, write_run
-from dimgen.npzfile import read_codes, read_npz_members
 from dimgen.training import fit
 
 ENC = ["--epochs", "4", "--set", "deterministic=true", "--seed", "5", "--quiet"]
@@ -163,7 +163,7 @@ def test_copy_killed_midway_leaves_no_torn_file(tmp_path: Path, monkeypatch) -> 
 
 
 def test_crafted_encoder_metadata_refused_before_building(tmp_path: Path) -> None:
-    from dimgen.tokenizer import Tokenizer
+    from dimgen.infomax.tokenizer import Tokenizer
 
     def crafted(side: int) -> Path:
         spec = {"dim": 2, "prior": "gaussian", "sigma": 0.2, "eps": 0.1,
@@ -184,7 +184,7 @@ def test_crafted_encoder_metadata_refused_before_building(tmp_path: Path) -> Non
 
 
 def test_valid_encoder_still_loads(digits_run: Path) -> None:
-    from dimgen.tokenizer import Tokenizer
+    from dimgen.infomax.tokenizer import Tokenizer
 
     tok = Tokenizer.from_pretrained(digits_run)
     assert tok.encode(np.zeros((3, 1, 8, 8), dtype=np.float32)).shape == (3, 2)
@@ -351,7 +351,7 @@ def test_gan_run_stores_the_absolute_data_root(
 
 
 def test_tokenizer_api_type_errors_are_dimgen_errors(digits_run: Path) -> None:
-    from dimgen.tokenizer import Tokenizer
+    from dimgen.infomax.tokenizer import Tokenizer
 
     tok = Tokenizer.from_pretrained(digits_run)
     for bad in (2.5, "3", True, 0):

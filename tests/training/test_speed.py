@@ -11,8 +11,8 @@ import torch
 
 from dimgen.config import EncoderConfig, replace
 from dimgen.data import Dataset, load_data
-from dimgen.speed import CompiledStep, tune_cpu_allocator
-from dimgen.train import train_encoder
+from dimgen.infomax.trainer import train_encoder
+from dimgen.training.speed import CompiledStep, tune_cpu_allocator
 
 
 def _small() -> Dataset:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +15,6 @@ from dimgen.io import load_weights, read_run
 from dimgen.training import CheckpointState, Context, Fitted, Trainer, fit
 
 CPU = torch.device("cpu")
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -166,104 +164,3 @@ def test_scalars_reach_the_callback_in_windows() -> None:
     assert [d for d, _ in seen] == [3, 6, 7]  # the last window is partial
     assert [s for _, s in seen] == [{k: v for k, v in h.items() if k != "step"} for h in history]
     assert seen[-1][1]["lr"] == pytest.approx(1e-2 * 0.5)  # StepLR after 7 steps
-
-
-# ---------------------------------------------------------------------------------------------
-# layering: lower modules never import higher ones; no import cycles
-
-LOWER = {"errors", "config", "channel", "critics", "mi", "nets", "data", "io", "augment",
-         "objectives", "distributed"}  # fmt: skip
-HIGHER = {"training", "gan", "flows", "cli", "train", "runs", "sweep", "evaluation"}
-
-
-def _module_files() -> dict[str, Path]:
-    files = {}
-    for path in sorted((ROOT / "dimgen").rglob("*.py")):
-        parts = path.relative_to(ROOT).with_suffix("").parts
-        if parts[-1] == "__init__":
-            parts = parts[:-1]
-        files[".".join(parts)] = path
-    for path in sorted((ROOT / "cli").glob("*.py")):
-        name = "dimgen.cli" if path.stem == "__init__" else f"dimgen.cli.{path.stem}"
-        files[name] = path
-    return files
-
-
-def _imports(name: str, path: Path, known: set[str]) -> set[str]:
-    """dimgen modules imported anywhere in ``path`` (function-level imports included)."""
-    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
-    out = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                anchor = package.split(".")
-                anchor = anchor[: len(anchor) - node.level + 1]
-                base = ".".join([*anchor, base] if base else anchor)
-            targets = [f"{base}.{a.name}" for a in node.names] + [base]
-        elif isinstance(node, ast.Import):
-            targets = [a.name for a in node.names]
-        else:
-            continue
-        for t in targets:
-            if t in known and t != name:
-                out.add(t)
-                break
-    return out
-
-
-def _graph() -> dict[str, set[str]]:
-    files = _module_files()
-    return {name: _imports(name, path, set(files)) for name, path in files.items()}
-
-
-def test_lower_layers_never_import_higher_ones() -> None:
-    graph = _graph()
-    assert "dimgen.training.loop" in graph and "dimgen.gan.trainer" in graph
-    top = lambda m: m.split(".")[1] if m.count(".") else ""  # noqa: E731
-    bad = [(m, t) for m, ts in graph.items() for t in ts if top(m) in LOWER and top(t) in HIGHER]
-    assert not bad, bad
-    # The harness knows no trainer: trainers build on it, never the reverse.
-    harness = [(m, t) for m, ts in graph.items() for t in ts
-               if top(m) == "training" and top(t) in HIGHER - {"training"}]  # fmt: skip
-    assert not harness, harness
-
-
-def _find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
-    """An import cycle of ``graph`` (a package importing its own submodules is no edge back)."""
-    state: dict[str, int] = {}
-    stack: list[str] = []
-
-    def visit(m: str) -> list[str] | None:
-        state[m] = 1
-        stack.append(m)
-        for t in sorted(graph[m]):
-            if t.startswith(m + "."):
-                continue
-            if state.get(t) == 1:
-                return [*stack[stack.index(t) :], t]
-            if t not in state and (found := visit(t)):
-                return found
-        stack.pop()
-        state[m] = 2
-        return None
-
-    for m in sorted(graph):
-        if m not in state and (found := visit(m)):
-            return found
-    return None
-
-
-def test_no_import_cycles() -> None:
-    cycle = _find_cycle(_graph())
-    assert cycle is None, " -> ".join(cycle or [])
-
-
-def test_the_cycle_check_can_fail() -> None:
-    cyclic = {"dimgen.runs": {"dimgen.train"}, "dimgen.train": {"dimgen.io", "dimgen.runs"},
-              "dimgen.io": set()}  # fmt: skip
-    assert _find_cycle(cyclic) == ["dimgen.runs", "dimgen.train", "dimgen.runs"]
-    assert "dimgen.train" in _graph()["dimgen.sweep"]
-    assert (
-        "dimgen.runs" in _graph()["dimgen.train"] and "dimgen.train" not in _graph()["dimgen.runs"]
-    )
