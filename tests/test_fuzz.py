@@ -1,6 +1,6 @@
 """Property-based fuzzing of every loader: the only outcomes are success or a one-line dimgen error.
 
-The case counts here are the ones quoted in the README's reliability table.
+The case counts here are the ones quoted in the reliability table of docs/reliability.md.
 """
 
 from __future__ import annotations
