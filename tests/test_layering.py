@@ -178,6 +178,7 @@ def test_the_graph_reader_sees_known_edges() -> None:
     assert find_cycles({"a": {"b"}, "b": set()}) == []
 
 
+@pytest.mark.filterwarnings("ignore:dimgen.gan_nets is deprecated:DeprecationWarning")
 @pytest.mark.parametrize("name", sorted(MODULES))
 def test_every_module_imports(name: str) -> None:
     module = importlib.import_module(name)
