@@ -1,4 +1,5 @@
-"""Regenerate every figure the README quotes for the digits default, and print them.
+"""Regenerate every figure the docs quote for the digits default (README, docs/encoders.md,
+docs/flows.md), and print them.
 
 What it runs (CPU, a few minutes; `nice -n 5 python benchmarks/readme_numbers.py`):
 
@@ -10,7 +11,7 @@ What it runs (CPU, a few minutes; `nice -n 5 python benchmarks/readme_numbers.py
    wall time);
 3. the augmentation table: aug_noise 0.1, 0.2 and 0.3 (the default) at the default settings.
 
-Every number is printed with the README sentence it belongs to. With `DIMGEN_SMOKE=1` the run
+Every number is printed with the sentence of the docs it belongs to. With `DIMGEN_SMOKE=1` the run
 is refused: smoke numbers are not results.
 """
 
@@ -27,7 +28,7 @@ from dimgen.training import smoke
 
 
 def encoder(cfg: EncoderConfig, out: Path) -> tuple[dict, float]:
-    from dimgen.train import train_encoder
+    from dimgen.infomax.trainer import train_encoder
 
     t0 = time.perf_counter()
     run = train_encoder(cfg, out)

@@ -98,7 +98,7 @@ def evaluate_cmd(
     if (run is None) == (codes_path is None):
         raise ConfigError("give either a run folder or --codes FILE.npz (not both)")
     replace(EvalConfig(), **overrides)  # refuse bad values before the heavy imports
-    from dimgen.evaluation import (
+    from dimgen.diagnostics.runs import (
         evaluate_file,
         evaluate_run,
         load_codes,
@@ -190,7 +190,10 @@ def sweep_cmd(
     cfg = replace(cfg, **flags)
     kwargs: dict[str, Any] = given(runs=runs)
     eval_cfg = replace(EvalConfig(), **given(alpha=alpha, protocol=protocol))
-    from dimgen.sweep import parse_levels, run_sweep  # numpy, scipy: once the options are good
+    from dimgen.infomax.sweep import (  # numpy, scipy: once the options are good
+        parse_levels,
+        run_sweep,
+    )
 
     res = run_sweep(
         cfg,

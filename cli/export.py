@@ -17,7 +17,7 @@ def export_cmd(run: str, out: str) -> None:
     The folder loads with dimgen.Tokenizer.from_pretrained(OUT) and can be uploaded to the
     Hugging Face Hub as it is.
     """
-    from dimgen.hub import export_run  # numpy, torch: once the arguments are known good
+    from dimgen.infomax.hub import export_run  # numpy, torch: once the arguments are known good
 
     path = export_run(run, out)
     click.echo(f"wrote {path}: config.json, model.safetensors, README.md")

@@ -42,7 +42,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_SEED: int = EncoderConfig.seed
 DEFAULT_DEVICE: str = EncoderConfig.device
 
-#: The options defined here, by their flag (what tests/test_cli_options.py checks).
+#: The options defined here, by their flag (what tests/cli/test_cli_options.py checks).
 SHARED_OPTIONS = (
     "--config",
     "--set",

@@ -71,7 +71,7 @@ __all__ = [
 T = TypeVar("T")
 
 SQUASHES = ("phi", "sigmoid", "clamp")
-"""Maps of the uniform channel onto [0, 1] (see :class:`dimgen.channel.UniformChannel`)."""
+"""Maps of the uniform channel onto [0, 1] (see :class:`dimgen.infomax.channel.UniformChannel`)."""
 LEGACY_SQUASH = "phi"
 """The squash of runs written before the field existed."""
 VIEW_NORMS = ("shared", "renorm", "per-view")

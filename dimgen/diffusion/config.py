@@ -61,7 +61,7 @@ class DiffusionConfig(RunConfig):
     fid_extractor: str | None = None
     """The reference classifier file (safetensors) for FID / KID and label metrics, as for the
     GAN: used if it exists, else trained once and written there. None: the cache, one per data
-    set (:mod:`dimgen.fid_extractor`), so the GAN and the diffusion model on the same data and
+    set (:mod:`dimgen.fidelity.extractor`), so the GAN and the diffusion model on the same data and
     ``classifier_epochs`` are measured in the same feature space."""
 
 

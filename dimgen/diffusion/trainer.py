@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from ..config import replace, validate
-from ..data import Dataset
+from ..data.sources import Dataset
 from ..gan.evaluation import evaluate_gan
 from ..gan.images import save_image_grid
 from ..gan.nets import ema_update

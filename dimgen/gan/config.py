@@ -71,7 +71,7 @@ class GANConfig(RunConfig):
     fid_extractor: str | None = None
     """The reference classifier file (safetensors) for FID / KID and label metrics: used if it
     exists, else trained once and written there. None: the cache (``$DIMGEN_CACHE``,
-    :mod:`dimgen.fid_extractor`), one per data set."""
+    :mod:`dimgen.fidelity.extractor`), one per data set."""
 
 
 def _check_gan(cfg: GANConfig) -> None:

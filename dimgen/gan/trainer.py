@@ -19,11 +19,11 @@ import torch
 from torch import Tensor, nn
 
 from ..config import EncoderConfig, load_run_config, replace, validate
-from ..data import Dataset, check_finite, load_data
+from ..data.sources import Dataset, check_finite, load_data
 from ..errors import ConfigError, DataError, DimgenError
+from ..infomax.tokenizer import Tokenizer
 from ..io import atomic_copy, save_weights, write_json, write_text
 from ..metric_keys import KL_BOUND, kl_upper_bound
-from ..tokenizer import Tokenizer
 from ..training import CheckpointState, Context, Fitted, ScalarCallback, Trainer, fit, smoke
 from ..training.devices import resolve_device
 from ..training.phases import phase
@@ -95,7 +95,7 @@ def reference_classifier(
     or evaluation. Its training is an announced phase."""
     if ds.y_train is None or cfg.classifier_epochs <= 0 or cfg.eval_samples <= 0:
         return None
-    from ..fid_extractor import reference_extractor
+    from ..fidelity.extractor import reference_extractor
 
     x_all, y_all = ds.split("all")
     what = (f"reference classifier for FID and labels ({cfg.classifier_epochs} epochs; trained "

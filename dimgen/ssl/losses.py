@@ -3,10 +3,10 @@ channel on the embedding.
 
 The terms are public pure functions on (B, d) embeddings (lightly's layout); the losses are
 ``nn.Module`` s that hold the coefficients and, for ``sigma > 0``, a
-:class:`~dimgen.channel.GaussianChannel` applied to both views' embeddings before the loss
+:class:`~dimgen.infomax.channel.GaussianChannel` applied to both views' embeddings before the loss
 (batch-norm without affine, then + N(0, sigma^2 I) while training). ``sigma = 0`` switches the
 channel off: the loss is then exactly the method's plain loss. :class:`InfoMaxLoss` is dimgen's
-own objective (:class:`dimgen.objectives.NoisyInfoMax`: critic, InfoNCE bound, channel) on the
+own objective (:class:`dimgen.infomax.objectives.NoisyInfoMax`: critic, InfoNCE bound, channel) on the
 two views' embeddings; there ``sigma = 0`` keeps the batch-norm and drops the noise.
 
 References:
@@ -26,10 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..channel import GaussianChannel, NoiseChannel
-from ..critics import build_critic
 from ..errors import ConfigError, DataError
-from ..objectives import NoisyInfoMax
+from ..infomax.channel import GaussianChannel, NoiseChannel
+from ..infomax.critics import build_critic
+from ..infomax.objectives import NoisyInfoMax
 
 __all__ = [
     "InfoMaxLoss",
@@ -218,7 +218,7 @@ class _NoiselessChannel(NoiseChannel):
 class InfoMaxLoss(nn.Module):
     """Noise-injected Deep InfoMax on two views: ``forward(z_a, z_b) -> 0-d``, minus InfoNCE (nats).
 
-    The existing objective :class:`~dimgen.objectives.NoisyInfoMax` with the SSL network in
+    The existing objective :class:`~dimgen.infomax.objectives.NoisyInfoMax` with the SSL network in
     front of it (its own encoder and augmentation are identities: the trainer embeds both
     augmented views in one pass): the channel batch-normalises both (B, d) embeddings, adds
     N(0, sigma^2 I) to view a's codes only (the paper's f(X) + Z), and the critic scores
@@ -230,7 +230,7 @@ class InfoMaxLoss(nn.Module):
         sigma: channel noise std (0: batch-norm without noise, the plain deterministic InfoNCE).
         critic: ``mlp`` (the paper's 3-layer MLP on concatenated pairs) or ``separable``.
         hidden: critic hidden width.
-        bound: ``infonce`` (default), ``dv`` or ``nwj`` (:mod:`dimgen.mi`).
+        bound: ``infonce`` (default), ``dv`` or ``nwj`` (:mod:`dimgen.infomax.bounds`).
     Raises:
         ConfigError: sigma < 0, an unknown critic or bound; DataError: embeddings of the wrong
         shape.

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from ..config import to_dict, validate
-from ..data import Dataset, check_finite
+from ..data.sources import Dataset, check_finite
 from ..errors import ConfigError
 from ..io import save_npz, save_weights, write_json
 from ..training import CheckpointState, Context, Fitted, ScalarCallback, Trainer, fit
@@ -123,7 +123,7 @@ class PretrainTrainer(Trainer):
         self.loss = make_loss(cfg.method, cfg.out_dim, cfg.sigma, cfg.temperature, cfg.critic,
                               cfg.critic_hidden).to(ctx.device)  # fmt: skip
         if world > 1:
-            from ..distributed import rank_seed
+            from ..training.distributed import rank_seed
 
             torch.manual_seed(rank_seed(cfg.seed, ctx.rank))  # different channel noise per rank
         # The network, then the loss's own parameters (DIM's critic; none for SimCLR / VICReg).
@@ -253,7 +253,7 @@ def pretrain(
 def _worker(
     cfg: PretrainConfig, out: str | Path | None, progress: bool, resume: bool, data: Dataset | None
 ) -> PretrainRun | None:
-    from ..distributed import rank
+    from ..training.distributed import rank
 
     run = pretrain(cfg, out, progress=progress and rank() == 0, resume=resume, data=data)
     if rank() != 0:

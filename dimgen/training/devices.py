@@ -4,7 +4,7 @@ Three ways a training function can run (:func:`launch`): in this process alone; 
 processes a launcher such as ``torchrun`` started (``WORLD_SIZE`` set: this process joins their
 group); or as the parent of ``devices`` processes it spawns itself (one per GPU, or gloo
 processes on the CPU), each of which calls the same function inside the group.
-The process-group primitives live in :mod:`dimgen.distributed`.
+The process-group primitives live in :mod:`dimgen.training.distributed`.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor, nn
 
-from .. import distributed as ddp
 from ..errors import ConfigError
+from . import distributed as ddp
 from .checkpoint import rng_state
 
 __all__ = [
@@ -129,14 +129,14 @@ def launch(
 @contextlib.contextmanager
 def configure_threads(threads: int, device: torch.device, world: int) -> Iterator[None]:
     """Torch's CPU threads for a run (``threads``, else cores / processes on the CPU), restored
-    afterwards; on the CPU the allocator is tuned (:func:`dimgen.speed.tune_cpu_allocator`)."""
+    afterwards; on the CPU the allocator is tuned (:func:`dimgen.training.speed.tune_cpu_allocator`)."""
     before = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
     elif world > 1 and device.type == "cpu":
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
     if device.type == "cpu":
-        from ..speed import tune_cpu_allocator
+        from .speed import tune_cpu_allocator
 
         tune_cpu_allocator()
     try:

@@ -23,11 +23,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .. import distributed as ddp
 from ..config import to_dict
 from ..errors import DimgenError, RunFolderError, TrainingError
 from ..io import write_json, write_text
 from ..parsing import read_json
+from . import distributed as ddp
 from .checkpoint import CheckpointState, load_checkpoint, save_checkpoint
 from .devices import configure_threads, gather_rng_states
 from .logs import CURVES, LOG, ScalarLog, plot_curves

@@ -1,8 +1,8 @@
 """Smoke runs: ``DIMGEN_SMOKE=1`` makes every trainer a quick, clearly labelled walk-through.
 
 A smoke run exercises every phase of a command (data, training, evaluation, artefacts) with tiny
-budgets, so the README can be executed as a test in minutes on a laptop CPU. Its numbers mean
-nothing and are marked so: :func:`~dimgen.training.fit` caps the trainer's ``total`` with
+budgets, so the README and docs/ can be executed as tests in minutes on a laptop CPU. Its
+numbers mean nothing and are marked so: :func:`~dimgen.training.fit` caps the trainer's ``total`` with
 :func:`cap_units`, writes ``"smoke": {...}`` into ``run.json`` and ``metrics.json``, and puts a
 warning line at the top of ``report.md``. Trainers shrink their evaluation sizes with
 :func:`cap_size`; code outside the harness (e.g. flow fitting) uses the same two helpers.
