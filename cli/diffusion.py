@@ -48,6 +48,11 @@ def _check_diffusers() -> None:
 @click.option("--guidance-scale", type=float, help="Classifier-free guidance for sampling.")
 @seed_option()
 @device_option()
+@click.option(
+    "--devices",
+    type=int,
+    help="Data-parallel processes: one per GPU, or CPU processes (gloo). Or use torchrun.",
+)
 @set_option()
 @quiet_option()
 def train_diffusion_cmd(encoder_run: str | None, out: str | None, resume_dir: str | None,

@@ -41,6 +41,11 @@ __all__ = ["register"]
 @click.option("--batch-size", type=int, help="Real images per step.")
 @seed_option()
 @device_option()
+@click.option(
+    "--devices",
+    type=int,
+    help="Data-parallel processes: one per GPU, or CPU processes (gloo). Or use torchrun.",
+)
 @set_option()
 @click.option(
     "--fid-extractor",
