@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from typing import Any
 
 import pytest
 import torch
-from test_distributed import B, STEPS, WORLD  # the encoder's set-up: B = 8, 3 steps, 2 processes
+from test_distributed import STEPS, WORLD, B  # the encoder's set-up: B = 8, 3 steps, 2 processes
 
 from dimgen.distributed import spawn
 
@@ -246,6 +247,11 @@ def _kill_then_resume(kind: str, enc: str, killed: str, whole: str) -> dict[str,
 
     with contextlib.suppress(_Stop):
         train(cfg, killed, on_scalars=stop)
+    import torch.distributed as dist
+
+    if dist.get_rank() == 0:  # an interrupted folder left for the world-size check
+        shutil.copytree(killed, killed + "-left")
+    dist.barrier()
     resumed = train(cfg, killed, resume=True)
     straight = train(cfg, whole)
 
@@ -258,8 +264,8 @@ def _kill_then_resume(kind: str, enc: str, killed: str, whole: str) -> dict[str,
             "weights": (weights(resumed), weights(straight))}  # fmt: skip
 
 
-@pytest.mark.parametrize("kind", ["gan", "diffusion"])
-def test_two_process_run_resumes_bit_exact(kind: str, tiny_encoder_run: Path,
+@pytest.mark.parametrize("kind", ["gan", pytest.param("diffusion", marks=pytest.mark.slow)])
+def test_two_process_run_resumes_bit_exact_and_refuses_one(kind: str, tiny_encoder_run: Path,
                                            tmp_path: Path) -> None:  # fmt: skip
     if kind == "diffusion":
         pytest.importorskip("diffusers")
@@ -281,38 +287,52 @@ def test_two_process_run_resumes_bit_exact(kind: str, tiny_encoder_run: Path,
         for k in h1:
             assert h2[k] == pytest.approx(h1[k], abs=1e-5), (kind, k)
     assert json.loads((tmp_path / "whole" / "run.json").read_text())["kind"] == kind
-
-
-def test_gan_checkpoint_refuses_another_world_size(tiny_encoder_run: Path,
-                                                   tmp_path: Path) -> None:  # fmt: skip
+    # the checkpoint of 2 processes, resumed by 1: one line, before any training
     from dimgen.config import replace
     from dimgen.errors import RunFolderError
-    from dimgen.gan import train_gan
 
-    cfg = _gan_config(str(tiny_encoder_run), steps=6, checkpoint_every=2, log_every=2,
-                      devices=2)  # fmt: skip
-    out = tmp_path / "g"
-    spawn(_stop_at_four, WORLD, (cfg, str(out)), backend="gloo")
-    assert (out / "checkpoint.safetensors").is_file()
+    cfg = replace(one(str(tiny_encoder_run), steps=6, checkpoint_every=2, log_every=2), devices=1)
     with pytest.raises(RunFolderError, match=r"written by 2 process\(es\); resume it with the "
-                       r"same number \(now 1\)"):  # fmt: skip
-        train_gan(replace(cfg, devices=1), out, resume=True)
+                       r"same number \(now 1\)$"):  # fmt: skip
+        train(cfg, killed + "-left", resume=True)
 
 
-def _stop_at_four(cfg: Any, out: str) -> None:
-    from dimgen.gan import train_gan
+def _pretrain_kill_then_resume(tmp: str) -> dict[str, Any]:
+    from test_ssl_pretrain import _cfg, _shapes
+
+    from dimgen.ssl import pretrain
+
+    ds = _shapes(128)  # 96 training images: 3 steps of 32 per epoch, 16 per process
+    cfg = _cfg(method="vicreg", sigma=0.3, epochs=2, devices=2)  # checkpoints at 2 and 4
 
     def stop(done: int, _: dict[str, float]) -> None:
-        if done == 4:
+        if done == 3:
             raise _Stop
 
     with contextlib.suppress(_Stop):
-        train_gan(cfg, out, on_scalars=stop)
+        pretrain(cfg, Path(tmp) / "cut", data=ds, on_scalars=stop)
+    resumed = pretrain(cfg, Path(tmp) / "cut", data=ds, resume=True)
+    whole = pretrain(cfg, Path(tmp) / "whole", data=ds)
+    return {"resumed": resumed.history, "straight": whole.history}
 
 
+@pytest.mark.slow
+def test_two_process_pretrain_resumes_bit_exact(tmp_path: Path) -> None:
+    from dimgen.io import load_weights
+
+    results = spawn(_pretrain_kill_then_resume, WORLD, (str(tmp_path),), backend="gloo")
+    for res in results:  # every process logs the global batch's loss
+        assert res["resumed"] == res["straight"] and len(res["straight"]) == 6
+    a, _ = load_weights(tmp_path / "whole" / "model.safetensors")
+    b, _ = load_weights(tmp_path / "cut" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    metrics = json.loads((tmp_path / "whole" / "metrics.json").read_text())
+    assert metrics["processes"] == 2
+
+
+@pytest.mark.slow
 def test_train_gan_devices_flag_rank0_writes(tiny_encoder_run: Path, tmp_path: Path) -> None:
     from click.testing import CliRunner
-
     from dimgen.cli import cli
 
     out = tmp_path / "gan2"

@@ -50,6 +50,20 @@ class GANRun:
     history: list[dict[str, float]] = field(default_factory=list)
     path: Path | None = None
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable (a spawned process returns its run): the spectrally normalised
+        discriminator travels as its spec and state dict, and is rebuilt on unpickling."""
+        state = dict(self.__dict__)
+        sd = {k: v.detach().cpu() for k, v in self.discriminator.state_dict().items()}
+        state["discriminator"] = (self.gan.spec, sd)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        spec, sd = state["discriminator"]
+        discriminator = build_discriminator(spec)
+        discriminator.load_state_dict(sd)
+        self.__dict__.update({**state, "discriminator": discriminator})
+
 
 def load_encoder_run(cfg: GANConfig, device: torch.device) -> tuple[Path, EncoderConfig, Tokenizer]:
     from ..io import read_run
@@ -360,8 +374,7 @@ def _worker(
     run = train_gan(cfg, out, progress=progress and rank() == 0, resume=resume, data=data)
     if rank() != 0:
         return None
-    for module in (run.gan.generator, run.gan.tokenizer.encoder, run.gan.tokenizer.channel,
-                   run.discriminator):  # fmt: skip
+    for module in (run.gan.generator, run.gan.tokenizer.encoder, run.gan.tokenizer.channel):
         module.cpu()
     return run
 
