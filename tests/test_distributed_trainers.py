@@ -358,32 +358,36 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _torchrun(out: Path, nodes: list[list[str]]) -> None:
+def _torchrun(out: Path, enc: Path, nodes: list[list[str]]) -> None:
+    """``train-gan`` under torchrun, one launcher per "node"; exactly one process reports."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run"]
-    job = ["-m", "dimgen.cli", "encode", "--epochs", "2", "--batch-size", "64", "--quiet",
-           "--set", "max_train=256", "--set", "eval_batches=1", "--out", str(out)]  # fmt: skip
+    job = ["-m", "dimgen.cli", "train-gan", str(enc), "--steps", "4", "--batch-size", "8",
+           "--device", "cpu", "--quiet", "--out", str(out), "--set", "eval_samples=0",
+           "--set", "classifier_epochs=0", "--set", "log_every=2"]  # fmt: skip
     procs = [subprocess.Popen([*cmd, *node, *job], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True) for node in nodes]  # fmt: skip
     outputs = [p.communicate(timeout=300)[0] for p in procs]
     for p, text in zip(procs, outputs, strict=True):
         assert p.returncode == 0, text[-2000:]
+    assert "".join(outputs).count("wrote ") == 1, outputs
 
 
 @pytest.mark.slow
-def test_two_torchrun_nodes_equal_one_node_of_two(tmp_path: Path) -> None:
+def test_two_torchrun_nodes_equal_one_node_of_two(tiny_encoder_run: Path, tmp_path: Path) -> None:
     t0 = time.perf_counter()
     port = _free_port()
     rdzv = ["--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "t"]
     two = [["--nnodes", "2", "--node-rank", str(r), "--nproc-per-node", "1", *rdzv]
            for r in range(2)]  # fmt: skip
-    _torchrun(tmp_path / "nodes", two)
-    _torchrun(tmp_path / "one", [["--standalone", "--nproc-per-node", "2"]])
+    _torchrun(tmp_path / "nodes", tiny_encoder_run, two)
+    _torchrun(tmp_path / "one", tiny_encoder_run, [["--standalone", "--nproc-per-node", "2"]])
     a, b = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("nodes", "one"))
     assert a["processes"] == b["processes"] == 2
     assert a["history"] == b["history"] and len(a["history"]) == 2
     from safetensors.torch import load_file
 
-    wa, wb = (load_file(tmp_path / d / "encoder.safetensors") for d in ("nodes", "one"))
-    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    for name in ("generator.safetensors", "discriminator.safetensors"):
+        wa, wb = (load_file(tmp_path / d / name) for d in ("nodes", "one"))
+        assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa), name
     print(f"two nodes vs one node of two: identical, {time.perf_counter() - t0:.0f} s")

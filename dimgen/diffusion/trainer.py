@@ -169,6 +169,7 @@ class DiffusionTrainer(Trainer):
         cfg, tok = self.config, self.tok
         model = self._model(out)
         metrics: dict[str, Any] = {"train_seconds": fitted.train_seconds, "steps": cfg.steps,
+                                   "processes": self.world,
                                    "code_dim": tok.dim, "prior": tok.prior_name,
                                    "parameters": sum(p.numel() for p in self.net.parameters())}  # fmt: skip
         enc_metrics = read_json_or_empty(self.enc_dir / "metrics.json")

@@ -285,6 +285,7 @@ class GANTrainer(Trainer):
         cfg, tok, spec = self.config, self.tok, self.spec
         gan = GAN(self.G_ema or self.G, tok, spec, cfg, out)
         metrics: dict[str, Any] = {"train_seconds": fitted.train_seconds, "steps": self.total,
+                                   "processes": self.world,
                                    "arch": spec["arch"], "code_dim": tok.dim, "prior": tok.prior_name}  # fmt: skip
         enc_metrics = read_json_or_empty(self.enc_dir / "metrics.json")
         if "knn_acc" in enc_metrics:
