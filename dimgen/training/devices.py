@@ -26,6 +26,7 @@ __all__ = [
     "configure_threads",
     "data_parallel",
     "gather_rng_states",
+    "global_batch_statistics",
     "launch",
     "needs_spawn",
     "rank_device",
@@ -159,6 +160,20 @@ def data_parallel(model: nn.Module, device: torch.device) -> nn.Module:
     if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters:
         return DistributedDataParallel(model, device_ids=ids, forward_sync_buffers=False)
     return DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
+
+
+def global_batch_statistics(model: nn.Module, device: torch.device) -> nn.Module:
+    """``model`` with every batch-norm computing its statistics over the *global* batch.
+
+    In a process group: ``SyncBatchNorm`` on CUDA, :class:`dimgen.training.distributed.GlobalBatchNorm`
+    elsewhere (gloo on the CPU), so N processes of B/N rows normalise as one of B rows. Outside a
+    group ``model`` is returned as it is. Call it before the model is moved or copied (EMA).
+    """
+    if not ddp.is_active():
+        return model
+    if device.type == "cuda":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return ddp.convert_global_batch_norm(model)
 
 
 def gather_rng_states(device: torch.device) -> list[dict[str, Tensor]] | None:

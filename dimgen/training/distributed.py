@@ -31,15 +31,18 @@ from torch import Tensor, nn
 from ..errors import ConfigError, DimgenError
 
 __all__ = [
+    "GlobalBatchNorm",
     "agree",
     "all_gather_rows",
     "all_reduce_sum",
+    "convert_global_batch_norm",
     "everywhere",
     "global_batch_norm",
     "global_moments",
     "init_from_env",
     "is_active",
     "launched_externally",
+    "mean_over_processes",
     "raised_everywhere",
     "rank",
     "rank_seed",
@@ -138,23 +141,27 @@ def all_reduce_sum(x: Tensor) -> Tensor:
 
 
 def global_moments(h: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """(B, d) shard -> mean (d,), biased variance (d,) and count (0-d) of the *global* batch.
+    """(B, d) or (B, C, ...) shard -> per-feature (channel) mean (C,), biased variance (C,) and
+    count (0-d) of the *global* batch, over the batch and any spatial dimensions.
 
     Two differentiable all-reduces (the variance from centred squares, for accuracy), so the
     gradients of every process reach every shard, as in one process's batch-norm.
     """
-    n_local = torch.tensor([h.shape[0]], dtype=h.dtype, device=h.device)
-    s = all_reduce_sum(torch.cat([h.sum(0), n_local]))
+    dims = [0, *range(2, h.ndim)]
+    n_local = torch.tensor([h.numel() // h.shape[1]], dtype=h.dtype, device=h.device)
+    s = all_reduce_sum(torch.cat([h.sum(dims), n_local]))
     n = s[-1]
     mean = s[:-1] / n
-    centred = h - mean
-    var = all_reduce_sum((centred * centred).sum(0)) / n
+    centred = h - mean.view(1, -1, *[1] * (h.ndim - 2))
+    var = all_reduce_sum((centred * centred).sum(dims)) / n
     return mean, var, n
 
 
-def track_running_stats(bn: nn.BatchNorm1d, mean: Tensor, var: Tensor, n: Tensor | int) -> None:
+def track_running_stats(
+    bn: nn.modules.batchnorm._BatchNorm, mean: Tensor, var: Tensor, n: Tensor | int
+) -> None:
     """Update ``bn``'s running statistics from a batch's mean and biased variance, exactly as
-    ``BatchNorm1d`` does (momentum, unbiased variance), without a host sync."""
+    ``BatchNorm`` does (momentum, unbiased variance), without a host sync."""
     if not (bn.track_running_stats and bn.running_mean is not None and bn.running_var is not None):
         return
     with torch.no_grad():
@@ -179,6 +186,65 @@ def global_batch_norm(h: Tensor, bn: nn.BatchNorm1d) -> Tensor:
     out = (x - mean) * torch.rsqrt(var + bn.eps)
     track_running_stats(bn, mean, var, n)
     return out
+
+
+class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """``BatchNorm1d/2d/3d`` whose training statistics span every process's shard (any backend).
+
+    The CPU (gloo) counterpart of ``torch.nn.SyncBatchNorm``: in training mode inside a process
+    group, the per-channel mean and biased variance over (batch, spatial...) are those of the
+    global batch (:func:`global_moments`), so W processes of B/W rows normalise as one process of
+    B rows does, gradients included. Outside a group, or in eval mode, it is exactly
+    ``BatchNorm``. Same parameters and buffers (state-dict keys) as the module it replaces
+    (:func:`convert_global_batch_norm`).
+    """
+
+    def _check_input_dim(self, input: Tensor) -> None:
+        if input.dim() < 2:
+            raise ValueError(f"expected an input of 2 or more dimensions, got {input.dim()}")
+
+    def forward(self, input: Tensor) -> Tensor:
+        """(N, C, ...) -> (N, C, ...), normalised per channel C."""
+        if not (self.training and is_active()):
+            return super().forward(input)
+        self._check_input_dim(input)
+        x = input.float() if input.dtype in (torch.float16, torch.bfloat16) else input
+        mean, var, n = global_moments(x)
+        shape = [1, -1] + [1] * (x.ndim - 2)
+        out = (x - mean.view(shape)) * torch.rsqrt(var + self.eps).view(shape)
+        if self.affine:
+            out = out * self.weight.view(shape) + self.bias.view(shape)
+        track_running_stats(self, mean, var, n)
+        return out.to(input.dtype)
+
+
+def convert_global_batch_norm(module: nn.Module) -> nn.Module:
+    """``module`` with every ``BatchNorm1d/2d/3d`` replaced by a :class:`GlobalBatchNorm` that
+    holds the same parameters and buffers (in place where possible, as
+    ``SyncBatchNorm.convert_sync_batchnorm`` does); returns the converted module."""
+    out = module
+    if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(
+        module, (GlobalBatchNorm, nn.SyncBatchNorm)
+    ):
+        out = GlobalBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
+                              module.track_running_stats)  # fmt: skip
+        if module.affine:
+            out.weight, out.bias = module.weight, module.bias
+        out.running_mean, out.running_var = module.running_mean, module.running_var
+        out.num_batches_tracked = module.num_batches_tracked
+        out.train(module.training)
+    for name, child in module.named_children():
+        out.add_module(name, convert_global_batch_norm(child))
+    return out
+
+
+def mean_over_processes(x: Tensor) -> Tensor:
+    """The mean of ``x`` over processes (no gradient): e.g. a loss to log, equal everywhere."""
+    if not is_active():
+        return x
+    out = x.detach().clone()
+    dist.all_reduce(out)
+    return out / dist.get_world_size()
 
 
 # ---------------------------------------------------------------------------------------------
