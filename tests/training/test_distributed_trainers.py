@@ -24,8 +24,9 @@ from typing import Any
 
 import pytest
 import torch
-from dimgen.training.distributed import spawn
 from test_distributed import STEPS, WORLD, B  # the encoder's set-up: B = 8, 3 steps, 2 processes
+
+from dimgen.training.distributed import spawn
 
 TOL_LOSS, TOL_GRAD, TOL_WEIGHT = 1e-10, 1e-10, 1e-9
 CPU = torch.device("cpu")
@@ -77,12 +78,11 @@ def _views() -> list[tuple[torch.Tensor, ...]]:
 
 
 def _pretrain(method: str, sigma: float) -> dict[str, Any]:
-    from dimgen.training.distributed import mean_over_processes, rank, world_size
-
     from dimgen.ssl.lars import LARS, param_groups
     from dimgen.ssl.losses import make_loss
     from dimgen.ssl.models import SSLNet
     from dimgen.training.devices import data_parallel, global_batch_statistics
+    from dimgen.training.distributed import mean_over_processes, rank, world_size
 
     rows = _rows(rank(), world_size())
     torch.manual_seed(0)
@@ -151,9 +151,8 @@ def test_nt_xent_gather_is_the_plain_loss_in_one_process() -> None:
 @pytest.fixture(scope="module")
 def tiny_encoder_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A complete digits encoder run (d = 2), trained for one epoch: codes to condition on."""
-    from dimgen.infomax.trainer import train_encoder
-
     from dimgen.config import EncoderConfig
+    from dimgen.infomax.trainer import train_encoder
 
     out = tmp_path_factory.mktemp("ddp") / "enc"
     train_encoder(EncoderConfig(epochs=1, seed=0, eval_batches=1), out)
@@ -180,9 +179,8 @@ def _diffusion_config(enc: str, **kw: Any) -> Any:
 
 def _trainer_steps(kind: str, enc: str) -> dict[str, Any]:
     """Set up the real trainer (this process's rank and world), cast to float64, take STEPS."""
-    from dimgen.training.distributed import rank, world_size
-
     from dimgen.training import Context
+    from dimgen.training.distributed import rank, world_size
 
     ctx = Context(CPU, rank(), world_size())
     if kind == "gan":
