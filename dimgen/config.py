@@ -470,11 +470,14 @@ def load_run_config(path: str | Path) -> EncoderConfig:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
+    from .parsing import parse_yaml
+
     try:
-        data = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"{path}: not valid YAML ({first})") from None
+        raise ConfigError(f"{path}: cannot be read ({first})") from None
+    data = parse_yaml(text, str(path))  # bounded, no aliases, no duplicate keys
     if isinstance(data, dict):
         data = {**{k: f(data) for k, f in _RUN_LEGACY.items() if k not in data}, **data}
     return from_dict(EncoderConfig, {} if data is None else data, source=str(path))
