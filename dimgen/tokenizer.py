@@ -60,10 +60,12 @@ class Tokenizer:
                 repository that cannot be downloaded.
             DimgenError: a repository id without ``huggingface_hub`` installed.
         """
-        from .hub import is_export, resolve_pretrained
+        from .hub import check_export, resolve_pretrained
 
         folder = resolve_pretrained(path)
-        if folder.is_dir() and is_export(folder) and not (folder / "run.json").exists():
+        export_files = (folder / "config.json", folder / "model.safetensors")
+        if not (folder / "run.json").exists() and any(f.is_file() for f in export_files):
+            check_export(folder)  # all files present, weights match config.json's digest
             return cls.from_weights(folder / "model.safetensors", device, folder)
         run_dir, _ = read_run(folder, "encoder")
         return cls.from_weights(run_dir / "encoder.safetensors", device, run_dir)
