@@ -1,0 +1,255 @@
+"""Issue 22, bad input round 3: exported models are untrusted input, exports are written whole,
+image folders follow one scale rule, and nothing fails after training that could be checked
+before it. Each test fails on the code before the fix."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from dimgen.cli import cli
+from safetensors import safe_open
+from safetensors.torch import save_file
+from sklearn.datasets import load_digits
+
+from dimgen.errors import RunFolderError
+from dimgen.io import folder_lock, load_spec_module, save_weights
+from dimgen.tokenizer import Tokenizer
+
+
+def _one_line_exit_2(res) -> str:
+    assert res.exit_code == 2, res.output
+    assert "Traceback" not in res.output and "internal error" not in res.output
+    assert len(res.output.strip().splitlines()) == 1, res.output
+    return res.output
+
+
+def _export(run: Path, out: Path) -> Path:
+    res = CliRunner().invoke(cli, ["export", str(run), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    return out
+
+
+def _tamper(file: Path, change) -> str:
+    """Rewrite a safetensors file with ``change(tensors)`` applied, metadata kept; returns the
+    name of the first floating tensor (the one changed by the callers below)."""
+    with safe_open(str(file), framework="pt") as fh:
+        meta = fh.metadata()
+        tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
+    name = next(k for k, v in tensors.items() if v.is_floating_point() and v.numel() > 1)
+    tensors[name] = change(tensors[name])
+    save_file(tensors, str(file), metadata=meta)
+    return name
+
+
+# --- exported models and every weights loader --------------------------------------------------
+
+
+def _nan(t: torch.Tensor) -> torch.Tensor:
+    t = t.clone()
+    t.view(-1)[0] = float("nan")
+    return t
+
+
+def _inf(t: torch.Tensor) -> torch.Tensor:
+    t = t.clone()
+    t.view(-1)[-1] = float("inf")
+    return t
+
+
+@pytest.mark.parametrize("change", [_nan, _inf], ids=["nan", "inf"])
+def test_export_with_non_finite_weights_is_refused_naming_the_tensor(
+    digits_run: Path, tmp_path: Path, change
+) -> None:
+    out = _export(digits_run, tmp_path / "export")
+    name = _tamper(out / "model.safetensors", change)
+    # keep the digest consistent: an attacker rewrites config.json too
+    cfg = json.loads((out / "config.json").read_text())
+    cfg.pop("model_sha256", None)
+    (out / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(RunFolderError, match=f"tensor {name} holds 1 NaN or inf"):
+        Tokenizer.from_pretrained(out)
+
+
+@pytest.mark.parametrize("dtype", [torch.int8, torch.bool, torch.int64])
+def test_integer_or_bool_weights_are_refused_naming_tensor_and_dtype(
+    digits_run: Path, tmp_path: Path, dtype: torch.dtype
+) -> None:
+    file = tmp_path / "encoder.safetensors"
+    shutil.copyfile(digits_run / "encoder.safetensors", file)
+    name = _tamper(file, lambda t: (t * 100).to(dtype))  # right shape, wrong dtype
+    dname = str(dtype).replace("torch.", "")
+    with pytest.raises(RunFolderError, match=f"tensor {name} has dtype {dname}"):
+        Tokenizer.from_weights(file)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float64, torch.bfloat16])
+def test_other_float_dtypes_are_cast(digits_run: Path, tmp_path: Path, dtype) -> None:
+    file = tmp_path / "encoder.safetensors"
+    shutil.copyfile(digits_run / "encoder.safetensors", file)
+    _tamper(file, lambda t: t.to(dtype))
+    x = load_digits().images[:100] / 16.0
+    a, b = Tokenizer.from_weights(file).encode(x), Tokenizer.from_pretrained(digits_run).encode(x)
+    assert b.dtype == torch.float32 and torch.isfinite(a).all()
+    assert (a - b).abs().max() < (0.2 if dtype == torch.bfloat16 else 0.05)
+
+
+def test_the_shared_loader_guards_gan_diffusion_classifier_and_flow_files(tmp_path: Path) -> None:
+    """load_spec_module (GAN generator, diffusion net), the classifier and flow loaders go
+    through io.load_model_weights: the same refusals for each."""
+    from dimgen.fidelity import Classifier, load_classifier, save_classifier
+    from dimgen.flows.prior import _load_flow
+
+    def build(spec):
+        return torch.nn.Sequential(torch.nn.Linear(spec["n"], 3), torch.nn.BatchNorm1d(3))
+
+    net = build({"n": 4})
+    gen = tmp_path / "generator.safetensors"
+    save_weights(gen, net.state_dict(), {"kind": "generator", "spec": {"n": 4}})
+    module, _ = load_spec_module(gen, "generator", build, "a dimgen generator")
+    assert torch.equal(module[0].weight, net[0].weight)
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    state["0.weight"][1, 2] = float("nan")
+    save_weights(gen, state, {"kind": "generator", "spec": {"n": 4}})
+    with pytest.raises(RunFolderError, match=re.escape("tensor 0.weight holds 1 NaN")):
+        load_spec_module(gen, "generator", build, "a dimgen generator")
+    state = {**net.state_dict(), "1.running_var": torch.ones(3, dtype=torch.int8)}
+    save_weights(gen, state, {"kind": "generator", "spec": {"n": 4}})
+    with pytest.raises(RunFolderError, match=re.escape("tensor 1.running_var has dtype int8")):
+        load_spec_module(gen, "generator", build, "a dimgen generator")
+    state = {**net.state_dict(), "1.num_batches_tracked": torch.tensor(0.5)}  # float counter
+    save_weights(gen, state, {"kind": "generator", "spec": {"n": 4}})
+    with pytest.raises(RunFolderError, match="num_batches_tracked has dtype float32"):
+        load_spec_module(gen, "generator", build, "a dimgen generator")
+
+    clf_file = tmp_path / "classifier.safetensors"
+    clf = Classifier((1, 8, 8), 10, 4)
+    save_classifier(clf_file, clf)
+    state = {k: (v * 50).to(torch.int8) if v.is_floating_point() else v
+             for k, v in clf.state_dict().items()}  # fmt: skip
+    save_weights(clf_file, state, {"kind": "classifier",
+                                   "spec": {"in_shape": [1, 8, 8], "n_classes": 10, "width": 4}})  # fmt: skip
+    with pytest.raises(RunFolderError, match="has dtype int8"):
+        load_classifier(clf_file)
+
+    pytest.importorskip("nflows")
+    from dimgen.flows.backend import build_backend
+
+    arch = {"backend": "nflows", "dim": 2, "layers": 1, "hidden": 4, "blocks": 1, "kind": "maf"}
+    flow = build_backend(arch).double()
+    flow_file = tmp_path / "flow.safetensors"
+    state = {k: v.clone() for k, v in flow.state_dict().items()}
+    key = next(k for k, v in state.items() if v.is_floating_point() and v.numel() > 1)
+    state[key].view(-1)[0] = float("inf")
+    save_weights(flow_file, state, {"kind": "flow", "arch": arch})
+    with pytest.raises(RunFolderError, match=f"tensor {key} holds 1 NaN or inf"):
+        _load_flow(flow_file)
+
+
+def test_a_checkpoint_with_nan_weights_is_refused_on_resume(tmp_path: Path) -> None:
+    from dimgen.training.checkpoint import CheckpointState, load_checkpoint, save_checkpoint
+
+    net = torch.nn.Linear(2, 2)
+    opt = torch.optim.Adam(net.parameters())
+    state = CheckpointState(modules={"net": net}, optimizers={"opt": opt})
+    path = tmp_path / "checkpoint.safetensors"
+    save_checkpoint(path, state, kind="encoder", unit="epoch", done=1, history=[], config={})
+    load_checkpoint(path, state, kind="encoder")  # a good one loads
+    _tamper(path, _nan)
+    with pytest.raises(RunFolderError, match="NaN or inf"):
+        load_checkpoint(path, state, kind="encoder")
+
+
+def test_export_refuses_a_run_with_non_finite_weights_before_writing(
+    digits_run: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(digits_run, run)
+    _tamper(run / "encoder.safetensors", _nan)
+    from dimgen.io import refresh_digests
+
+    refresh_digests(run)
+    out = tmp_path / "export"
+    assert "NaN or inf" in _one_line_exit_2(
+        CliRunner().invoke(cli, ["export", str(run), "--out", str(out)])
+    )
+    assert not out.exists()
+
+
+# --- exports are written whole, under the folder lock, with the smoke marker --------------------
+
+
+def test_a_full_disk_during_export_leaves_nothing_and_the_rerun_works(
+    digits_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "export"
+    real = Path.write_text
+
+    def full_disk(self: Path, *args, **kwargs):
+        if self.name.startswith(".README.md."):  # atomic_path's temporary card file
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", full_disk)
+    res = CliRunner().invoke(cli, ["export", str(digits_run), "--out", str(out)])
+    assert "No space left on device" in _one_line_exit_2(res) and "rerun" in res.output
+    assert not out.exists() and list(tmp_path.iterdir()) == []  # no temporary folder either
+    with pytest.raises(RunFolderError):
+        Tokenizer.from_pretrained(out)
+    monkeypatch.setattr(Path, "write_text", real)
+    _export(digits_run, out)  # the advised rerun
+    x = load_digits().images[:20] / 16.0
+    assert torch.equal(Tokenizer.from_pretrained(out).encode(x),
+                       Tokenizer.from_pretrained(digits_run).encode(x))  # fmt: skip
+
+
+def test_an_incomplete_or_mixed_export_is_refused_in_one_line(
+    digits_run: Path, digits_uniform_run: Path, tmp_path: Path
+) -> None:
+    out = _export(digits_run, tmp_path / "export")
+    (out / "README.md").unlink()  # what the old, non-atomic export left on a full disk
+    with pytest.raises(RunFolderError, match=re.escape("incomplete export (README.md missing)")):
+        Tokenizer.from_pretrained(out)
+    res = CliRunner().invoke(cli, ["evaluate", str(out)])
+    assert res.exit_code == 2
+    out2 = _export(digits_uniform_run, tmp_path / "export2")
+    shutil.copyfile(out2 / "model.safetensors", out / "model.safetensors")  # mixed folders
+    (out / "README.md").write_text("card")
+    with pytest.raises(RunFolderError, match=re.escape("does not match the digest in config.json")):
+        Tokenizer.from_pretrained(out)
+
+
+def test_a_second_export_into_a_locked_out_is_refused(digits_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "export"
+    with folder_lock(out):  # what a running export (or training) holds
+        res = CliRunner().invoke(cli, ["export", str(digits_run), "--out", str(out)])
+        assert "in use" in _one_line_exit_2(res)
+    _export(digits_run, out)
+    assert "not empty" in _one_line_exit_2(
+        CliRunner().invoke(cli, ["export", str(digits_run), "--out", str(out)])
+    )
+
+
+def test_exporting_a_smoke_run_carries_the_marker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dimgen.config import EncoderConfig
+    from dimgen.hub import model_card
+    from dimgen.train import train_encoder
+
+    monkeypatch.setenv("DIMGEN_SMOKE", "1")
+    run = tmp_path / "run"
+    train_encoder(EncoderConfig(epochs=50, seed=0), run)
+    out = _export(run, tmp_path / "export")
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["smoke"]["trained"] == 3 and cfg["smoke"]["configured"] == 50
+    card = (out / "README.md").read_text().split("---\n")[2].lstrip()
+    assert card.startswith("> **Smoke run, not a trained model** (DIMGEN_SMOKE=1: 3 of 50 epochs)")
+    assert "> **Smoke run" not in model_card({**cfg, "smoke": None})
