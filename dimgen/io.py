@@ -472,9 +472,11 @@ def resolve_run_dir(path: str | Path) -> Path:
 def read_run(path: str | Path, kind: str | tuple[str, ...]) -> tuple[Path, dict[str, Any]]:
     """Return ``(run_dir, run.json)`` after checking the folder exists, is complete and of ``kind``.
 
-    Also refuses a folder holding a symbolic link (readers and rewriters never follow one) and
-    one whose artefacts no longer match the digests recorded in ``run.json`` (a folder mixed
-    from two runs, or changed since).
+    ``run.json`` is looked for first, so a path that is not a run folder (``/usr``) fails at
+    once; then only the artefacts recorded in it are visited: a recorded file that is a symbolic
+    link (readers and rewriters never follow one) or no longer matches its digest (a folder
+    mixed from two runs, or changed since) is refused. Folders written before digests were
+    recorded are walked whole for links.
     """
     run_dir = resolve_run_dir(path)
     kinds = (kind,) if isinstance(kind, str) else kind
@@ -483,8 +485,11 @@ def read_run(path: str | Path, kind: str | tuple[str, ...]) -> tuple[Path, dict[
         raise RunFolderError(f"run folder not found: {run_dir}")
     if not run_dir.is_dir():
         raise RunFolderError(f"{run_dir} is not a folder")
-    _refuse_links(run_dir)
-    rec_path = run_dir / "run.json"
+    rec_path = run_dir / "run.json"  # first: a path that is no run folder fails fast, unwalked
+    if rec_path.is_symlink():
+        raise RunFolderError(
+            f"{rec_path} is a symbolic link; dimgen never follows links inside a run folder"
+        )
     if not rec_path.is_file():
         raise RunFolderError(incomplete_message(run_dir, want))
     rec = read_json(rec_path)
@@ -501,7 +506,9 @@ def read_run(path: str | Path, kind: str | tuple[str, ...]) -> tuple[Path, dict[
         raise RunFolderError(f"{run_dir} is {article} {kind!r} run folder; expected {want}")
     if rec.get("complete") is not True:
         raise RunFolderError(incomplete_message(run_dir, want))
-    _check_digests(run_dir, rec.get("artefacts"))
+    if rec.get("artefacts") is None:  # folders written before digests: walk them for links
+        _refuse_links(run_dir)
+    _check_digests(run_dir, rec.get("artefacts"))  # only the recorded files (links refused)
     return run_dir, rec
 
 
