@@ -58,6 +58,7 @@ __all__ = [
     "check_fields",
     "check_run_config",
     "check_seed",
+    "check_text",
     "from_dict",
     "load_config",
     "load_run_config",
@@ -300,6 +301,8 @@ def check_fields(cfg: Any) -> None:
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
         _coerce(f.name, value, hints[f.name], strings=False)
+        if isinstance(value, str):
+            check_text(value, f.name)
         rng: Range | None = f.metadata.get("range")
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{f.name} must be a finite number, got {value}")
@@ -309,6 +312,27 @@ def check_fields(cfg: Any) -> None:
         choices = f.metadata.get("choices")
         if choices is not None and value is not None and value not in choices:
             raise ConfigError(f"{f.name} must be one of {', '.join(choices)}, got {value!r}")
+
+
+def check_text(value: str, name: str) -> str:
+    """Refuse a string that cannot be written as UTF-8, before any work starts.
+
+    A Linux path may hold bytes that are not UTF-8 (Python keeps them as lone surrogates,
+    ``'\\udcff'``); dimgen records data sources and paths in UTF-8 text files (``run.json``,
+    ``report.md``, ``config.yaml``), so such a value would only fail after training.
+
+    Raises:
+        ConfigError: naming the field and the value (escaped).
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        raise ConfigError(
+            f"{name}: '{shown}' holds bytes that are not UTF-8; dimgen records paths in UTF-8 "
+            "text files (run.json, report.md): rename the file or folder"
+        ) from None
+    return value
 
 
 MAX_COUNT = 10**7

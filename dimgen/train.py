@@ -20,9 +20,17 @@ from torch import Tensor, nn
 
 from .augment import build_augmentation
 from .channel import make_channel
-from .config import EncoderConfig, validate
+from .config import EncoderConfig, replace, validate
 from .critics import build_critic
-from .data import Dataset, TensorBatches, check_finite, load_data
+from .data import (
+    Dataset,
+    TensorBatches,
+    absolute_root,
+    absolute_source,
+    check_finite,
+    load_data,
+    source_digest,
+)
 from .errors import ConfigError, DataError
 from .nets import build_encoder
 from .objectives import NoisyInfoMax
@@ -156,6 +164,7 @@ class EncoderTrainer(Trainer):
         self.checkpoint_every = cfg.checkpoint_every
         self.threads = cfg.threads
         self.spec: dict[str, Any] = {}
+        self.data_digest: dict[str, Any] | None = None
 
     def setup(self, ctx: Context) -> CheckpointState:
         cfg, world = self.config, ctx.world
@@ -163,11 +172,16 @@ class EncoderTrainer(Trainer):
             torch.use_deterministic_algorithms(True)
         ds = self.data
         if ds is None:
+            self.data_digest = source_digest(cfg.data)  # derived runs refuse a changed source
             ds = load_data(cfg.data, cfg.data_root, cfg.test_fraction, cfg.split_seed)
         if cfg.max_train and cfg.max_train < len(ds.x_train):
             y = None if ds.y_train is None else ds.y_train[: cfg.max_train]
             ds = Dataset(ds.name, ds.x_train[: cfg.max_train], y, ds.x_test, ds.y_test)
         _check_sizes(cfg, ds, world)
+        # recorded absolute, so a derived run started from another directory finds the data
+        cfg = self.config = replace(
+            cfg, data=absolute_source(cfg.data), data_root=absolute_root(cfg.data_root)
+        )
         check_finite(ds.x_train, f"{cfg.data} (train)")
         check_finite(ds.x_test, f"{cfg.data} (test)")
         self.ds = ds
@@ -238,7 +252,10 @@ class EncoderTrainer(Trainer):
         return run
 
     def run_info(self) -> dict[str, Any]:
-        return {"spec": self.spec}
+        info: dict[str, Any] = {"spec": self.spec}
+        if self.data_digest is not None:
+            info["data_digest"] = self.data_digest
+        return info
 
 
 def train_encoder(

@@ -11,6 +11,7 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -19,7 +20,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from sklearn.datasets import load_digits
 
-from dimgen.errors import RunFolderError
+from dimgen.errors import ConfigError, DataError, RunFolderError
 from dimgen.io import folder_lock, load_spec_module, save_weights
 from dimgen.tokenizer import Tokenizer
 
@@ -253,3 +254,130 @@ def test_exporting_a_smoke_run_carries_the_marker(
     card = (out / "README.md").read_text().split("---\n")[2].lstrip()
     assert card.startswith("> **Smoke run, not a trained model** (DIMGEN_SMOKE=1: 3 of 50 epochs)")
     assert "> **Smoke run" not in model_card({**cfg, "smoke": None})
+
+
+# --- image folders: one scale rule -----------------------------------------------------------
+
+
+def test_16_bit_pngs_are_scaled_by_bit_depth_not_content(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from dimgen.folder_data import FolderSpec, read_folder
+
+    Image.fromarray(np.full((8, 8), 200, np.uint16)).save(tmp_path / "a_dark.png")  # 0.3 %
+    Image.fromarray(np.full((8, 8), 60000, np.uint16)).save(tmp_path / "b_bright.png")
+    Image.fromarray(np.full((8, 8), 0.5, np.float32)).save(tmp_path / "c_float.tiff")
+    x, _, _ = read_folder(FolderSpec(tmp_path, side=8))
+    assert x[:, 0, 0, 0].tolist() == [1, 233, 128]  # 200/65535, 60000/65535, 0.5 of 255
+    Image.fromarray(np.full((8, 8), 3.0, np.float32)).save(tmp_path / "d_float.tiff")
+    with pytest.raises(DataError, match=r"d_float.tiff: a float image; its values must lie in"):
+        read_folder(FolderSpec(tmp_path, side=8))
+
+
+# --- paths: checked before training, recorded absolute -----------------------------------------
+
+
+def test_a_non_utf8_data_path_is_refused_before_training(tmp_path: Path) -> None:
+    bad = Path(os.fsdecode(bytes(tmp_path) + b"/bad\xffdir"))
+    bad.mkdir()
+    np.savez(bad / "d.npz", x=np.zeros((40, 1, 4, 4), np.float32))
+    out = tmp_path / "run"
+    res = CliRunner().invoke(cli, ["encode", "--data", f"npz:{bad}/d.npz", "--out", str(out)])
+    assert "bad\\xffdir/d.npz' holds bytes that are not UTF-8" in _one_line_exit_2(res)
+    assert not out.exists()
+    from dimgen.config import EncoderConfig
+    from dimgen.train import train_encoder
+
+    with pytest.raises(ConfigError, match=r"data_root: .* not UTF-8"):
+        train_encoder(EncoderConfig(data_root=str(bad)))
+
+
+def test_relative_data_paths_are_recorded_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import yaml
+
+    from dimgen.config import EncoderConfig
+    from dimgen.train import train_encoder
+
+    (tmp_path / "data").mkdir()
+    x = (load_digits().images[:200] / 16.0).astype(np.float32)[:, None]
+    np.savez(tmp_path / "data" / "d.npz", x=x)
+    monkeypatch.chdir(tmp_path)
+    train_encoder(EncoderConfig(data="npz:data/d.npz", data_root="data", epochs=2), "run")
+    cfg = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert cfg["data"] == f"npz:{tmp_path / 'data' / 'd.npz'}"
+    assert cfg["data_root"] == str(tmp_path / "data")
+    from dimgen.data import absolute_source
+
+    spec = "folder:rel,dir,side=8,mode=grey"
+    assert absolute_source(spec) == f"folder:{tmp_path / 'rel,dir'},side=8,mode=grey"
+    assert absolute_source("digits") == "digits"
+
+
+# --- a folder source changed between encode and train-gan -----------------------------------
+
+
+def test_a_folder_changed_after_encode_is_refused_by_derived_runs(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from dimgen.config import EncoderConfig
+    from dimgen.gan import GANConfig, train_gan
+    from dimgen.train import train_encoder
+
+    d = load_digits()
+    root = tmp_path / "imgs"
+    for k in range(2):
+        (root / str(k)).mkdir(parents=True)
+        for i, img in enumerate(d.images[d.target == k][:40]):
+            Image.fromarray((img * 15).astype(np.uint8)).save(root / str(k) / f"{i}.png")
+    source = f"folder:{root},side=8"
+    enc = tmp_path / "enc"
+    train_encoder(EncoderConfig(data=source, epochs=2), enc)
+    assert json.loads((enc / "run.json").read_text())["data_digest"]["files"] == 80
+    shutil.copyfile(root / "0" / "0.png", root / "0" / "new.png")  # one image added
+    cfg = GANConfig(encoder_run=str(enc), steps=2, eval_samples=0, device="cpu")
+    with pytest.raises(
+        DataError, match=r"changed since the encoder run .* \(81 files now, 80 then"
+    ):
+        train_gan(cfg, tmp_path / "gan")
+    res = CliRunner().invoke(cli, ["train-gan", str(enc), "--steps", "2",
+                                   "--out", str(tmp_path / "gan")])  # fmt: skip
+    assert "81 files now" in _one_line_exit_2(res)
+    (root / "0" / "new.png").unlink()
+    os.utime(root / "1" / "3.png", ns=(1, 1))  # same files, one touched: refused too
+    with pytest.raises(DataError, match="changed since"):
+        train_gan(cfg, tmp_path / "gan")
+
+
+# --- YAML configs and folders that are no runs -------------------------------------------------
+
+
+def test_duplicate_yaml_keys_are_refused_naming_key_and_lines(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("epochs: 5\ndim: 2\nepochs: 500\n")
+    res = CliRunner().invoke(cli, ["encode", "--config", str(cfg), "--out", str(tmp_path / "r")])
+    assert "key 'epochs' appears twice (lines 1 and 3)" in _one_line_exit_2(res)
+    from dimgen.config import load_run_config
+
+    cfg.write_text("model:\n  a: 1\n  a: 2\n")
+    with pytest.raises(ConfigError, match=re.escape("key 'a' appears twice (lines 2 and 3)")):
+        load_run_config(cfg)
+
+
+def test_a_path_that_is_no_run_folder_fails_fast_without_walking_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dimgen.io import read_run
+
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "link").symlink_to("/nonexistent")  # unrelated link deep inside
+
+    def no_walk(*args, **kwargs):
+        raise AssertionError("read_run walked the tree before looking for run.json")
+
+    monkeypatch.setattr(Path, "rglob", no_walk)
+    with pytest.raises(RunFolderError, match=r"not a dimgen run folder \(no run.json\)"):
+        read_run(tmp_path, "encoder")
+    res = CliRunner().invoke(cli, ["evaluate", str(tmp_path)])
+    assert "not a dimgen run folder (no run.json)" in _one_line_exit_2(res)
