@@ -301,7 +301,8 @@ def train_encoder(
         return fit(trainer, device, out, resume=resume, progress=progress,
                    on_scalars=scalars if callbacks else None)  # fmt: skip
 
-    return launch(run, cfg.device, cfg.devices, _train_worker, (cfg, out, progress, resume, data))
+    return launch(run, cfg.device, cfg.devices, _train_worker, (cfg, out, progress, resume, data),
+                  out=out)  # fmt: skip
 
 
 def _train_worker(

@@ -381,3 +381,60 @@ def test_a_path_that_is_no_run_folder_fails_fast_without_walking_it(
         read_run(tmp_path, "encoder")
     res = CliRunner().invoke(cli, ["evaluate", str(tmp_path)])
     assert "not a dimgen run folder (no run.json)" in _one_line_exit_2(res)
+
+
+# --- a data-parallel worker killed ---------------------------------------------------------------
+
+
+def _ddp_config(**kw):
+    from dimgen.config import EncoderConfig
+
+    return EncoderConfig(epochs=3, checkpoint_every=1, max_train=256, batch_size=64,
+                         eval_batches=2, device="cpu", devices=2, **kw)  # fmt: skip
+
+
+def _kill_rank_one(out: str) -> None:
+    """Each spawned process: train; rank 1 SIGKILLs itself after its second epoch (as the OOM
+    killer would), when the first epoch's checkpoint exists."""
+    import signal
+
+    from dimgen.distributed import rank
+    from dimgen.train import train_encoder
+
+    def die(epoch: int, _: float) -> None:
+        if epoch == 1 and rank() == 1:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    train_encoder(_ddp_config(), out, on_epoch=die)
+
+
+@pytest.mark.slow
+def test_a_killed_worker_is_named_in_one_line_and_resume_works(tmp_path: Path) -> None:
+    from dimgen.distributed import spawn
+    from dimgen.errors import WorkerKilledError
+    from dimgen.train import train_encoder
+
+    out = tmp_path / "ddp"
+    msg = r"^data-parallel worker rank 1 was killed by SIGKILL \(possibly out of memory"
+    with pytest.raises(WorkerKilledError, match=msg):
+        spawn(_kill_rank_one, 2, (str(out),), backend="gloo")
+    assert (out / "checkpoint.safetensors").is_file() and not (out / "run.json").exists()
+    run = train_encoder(_ddp_config(), out, resume=True)  # the advised --resume
+    assert len(run.history) == 3 and (out / "run.json").is_file()
+
+
+def test_a_killed_worker_message_points_at_resume_of_the_out_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dimgen import distributed
+    from dimgen.errors import WorkerKilledError
+
+    def killed(*args, **kwargs):
+        raise WorkerKilledError("data-parallel worker rank 1 was killed by SIGKILL (possibly "
+                                "out of memory); continue from the last checkpoint with --resume")  # fmt: skip
+
+    monkeypatch.setattr(distributed, "spawn", killed)
+    out = tmp_path / "ddp"
+    res = CliRunner().invoke(cli, ["encode", "--devices", "2", "--epochs", "2", "--out", str(out)])
+    line = _one_line_exit_2(res)
+    assert "rank 1 was killed by SIGKILL" in line and line.rstrip().endswith(f"--resume {out}")
