@@ -172,8 +172,8 @@ class EncoderTrainer(Trainer):
             torch.use_deterministic_algorithms(True)
         ds = self.data
         if ds is None:
-            self.data_digest = source_digest(cfg.data)  # derived runs refuse a changed source
             ds = load_data(cfg.data, cfg.data_root, cfg.test_fraction, cfg.split_seed)
+            self.data_digest = source_digest(cfg.data)  # derived runs refuse a changed source
         if cfg.max_train and cfg.max_train < len(ds.x_train):
             y = None if ds.y_train is None else ds.y_train[: cfg.max_train]
             ds = Dataset(ds.name, ds.x_train[: cfg.max_train], y, ds.x_test, ds.y_test)
