@@ -52,7 +52,9 @@ def check_export(path: Path) -> None:
             "again into an empty --out"
         )
     config = read_json(path / "config.json")
-    digest = config.get("model_sha256") if isinstance(config, dict) else None
+    if not isinstance(config, dict):
+        raise RunFolderError(f"{path}/config.json is corrupt (not a JSON object); export again")
+    digest = config.get("model_sha256")
     if digest is not None and digest != _sha256(path / "model.safetensors"):
         raise RunFolderError(
             f"{path}/model.safetensors does not match the digest in config.json: the export was "
@@ -192,14 +194,14 @@ def model_card(config: dict[str, Any]) -> str:
     ]  # fmt: skip
     if "kl_upper_bound_nats" in cert:
         lines += [
-            f"- channel capacity: {cert['capacity_nats']:.4f} nats",
-            f"- MI lower bound (held-out): {cert['mi_lower_bound_nats']:.4f} "
-            f"± {cert.get('mi_lower_bound_stderr', float('nan')):.4f} nats",
-            f"- KL(noisy codes ‖ noisy prior) <= {cert['kl_upper_bound_nats']:.4f} nats "
+            f"- channel capacity: {_num(cert.get('capacity_nats'), 4)} nats",
+            f"- MI lower bound (held-out): {_num(cert.get('mi_lower_bound_nats'), 4)} "
+            f"± {_num(cert.get('mi_lower_bound_stderr'), 4)} nats",
+            f"- KL(noisy codes ‖ noisy prior) <= {_num(cert['kl_upper_bound_nats'], 4)} nats "
             "(capacity - MI; up to the MI estimate's error)",
         ]
     if "knn_acc" in cert:
-        lines.append(f"- 5-NN label accuracy of held-out codes: {cert['knn_acc']:.3f}")
+        lines.append(f"- 5-NN label accuracy of held-out codes: {_num(cert['knn_acc'], 3)}")
     lines += ["", "## Do the clean codes follow the prior?", ""]
     if v.get("evaluated"):
         verdict = "yes: no test rejects" if v["passes"] else "no: the tests reject"
@@ -211,6 +213,13 @@ def model_card(config: dict[str, Any]) -> str:
               'tok = dimgen.Tokenizer.from_pretrained("THIS_FOLDER_OR_REPO")',
               "codes = tok.encode(images)  # (n, d) under the prior", "```", ""]  # fmt: skip
     return "\n".join(lines)
+
+
+def _num(value: Any, digits: int) -> str:
+    """A metric for the card; ``n/a`` where the run recorded none (NaN is stored as null)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{value:.{digits}f}"
+    return "n/a"
 
 
 def resolve_pretrained(name: str | Path) -> Path:

@@ -525,6 +525,11 @@ def incomplete_message(run_dir: Path, want: str = "a run") -> str:
         )
     if (run_dir / "run.json").exists():
         return f"{run_dir} is an incomplete run (run.json does not mark it complete): rerun it"
+    if (run_dir / "config.json").is_file() and (run_dir / "model.safetensors").is_file():
+        return (
+            f"{run_dir} is a dimgen export (config.json, model.safetensors), not a run folder: "
+            "load it with Tokenizer.from_pretrained, or give the run it was exported from"
+        )
     return f"{run_dir} is not a dimgen run folder (no run.json); expected {want}"
 
 

@@ -63,6 +63,8 @@ class Tokenizer:
         from .hub import check_export, resolve_pretrained
 
         folder = resolve_pretrained(path)
+        if folder.is_file():  # a file of the folder (model.safetensors), as run folders allow
+            folder = folder.parent
         export_files = (folder / "config.json", folder / "model.safetensors")
         if not (folder / "run.json").exists() and any(f.is_file() for f in export_files):
             check_export(folder)  # all files present, weights match config.json's digest

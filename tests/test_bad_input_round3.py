@@ -438,3 +438,88 @@ def test_a_killed_worker_message_points_at_resume_of_the_out_folder(
     res = CliRunner().invoke(cli, ["encode", "--devices", "2", "--epochs", "2", "--out", str(out)])
     line = _one_line_exit_2(res)
     assert "rank 1 was killed by SIGKILL" in line and line.rstrip().endswith(f"--resume {out}")
+
+
+# --- ten more hostile inputs on export, folders and data-parallel runs -------------------------
+
+
+def test_hostile_export_inputs(digits_run: Path, tmp_path: Path) -> None:
+    from dimgen.io import refresh_digests
+
+    # a run whose metrics hold null (NaN is stored as null): the card says n/a (was TypeError)
+    run = tmp_path / "run"
+    shutil.copytree(digits_run, run)
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics.update(mi_lower_bound_stderr=None, knn_acc=None)
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    refresh_digests(run)
+    card = (_export(run, tmp_path / "e1") / "README.md").read_text()
+    assert "± n/a nats" in card and "accuracy of held-out codes: n/a" in card
+    # an export's config.json that is not an object: refused (was loaded)
+    out = _export(digits_run, tmp_path / "e2")
+    (out / "config.json").write_text("[1, 2]")
+    with pytest.raises(RunFolderError, match=r"config\.json is corrupt"):
+        Tokenizer.from_pretrained(out)
+    # a file of an export folder, as run folders allow (was "no run.json")
+    out = _export(digits_run, tmp_path / "e3")
+    assert Tokenizer.from_pretrained(out / "model.safetensors").dim == 2
+    # an export given where a run folder is expected: says what it is
+    res = CliRunner().invoke(cli, ["evaluate", str(out)])
+    assert "is a dimgen export (config.json, model.safetensors), not a run folder" in (
+        _one_line_exit_2(res)
+    )
+    res = CliRunner().invoke(cli, ["export", str(out), "--out", str(tmp_path / "e4")])
+    assert "is a dimgen export" in _one_line_exit_2(res)
+    # a dangling symbolic link as --out, an empty existing --out (accepted)
+    (tmp_path / "dl").symlink_to(tmp_path / "nowhere")
+    res = CliRunner().invoke(cli, ["export", str(digits_run), "--out", str(tmp_path / "dl")])
+    assert "symbolic link" in _one_line_exit_2(res)
+    (tmp_path / "empty").mkdir()
+    assert sorted(os.listdir(_export(digits_run, tmp_path / "empty"))) == [
+        "README.md", "config.json", "model.safetensors"]  # fmt: skip
+
+
+def test_two_real_export_processes_into_one_out(digits_run: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = "from dimgen.cli import main; main()"
+    cmd = [sys.executable, "-c", code, "export", str(digits_run), "--out", str(tmp_path / "o")]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for _ in range(2)]  # fmt: skip
+    outs = [(p.wait(timeout=120), p.stdout.read()) for p in procs]
+    assert sorted(rc for rc, _ in outs) == [0, 2], outs
+    loser = next(text for rc, text in outs if rc == 2)
+    assert ("in use" in loser or "not empty" in loser) and "Traceback" not in loser
+    assert sorted(os.listdir(tmp_path / "o")) == ["README.md", "config.json", "model.safetensors"]
+
+
+def test_hostile_image_folders(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from dimgen.folder_data import FolderSpec, read_folder
+
+    # a 32-bit image with negative values: refused naming the file (was clipped to black)
+    Image.fromarray(np.full((8, 8), -5, np.int32), "I").save(tmp_path / "neg.tiff")
+    with pytest.raises(DataError, match=r"neg.tiff: a 16-bit image \(mode I\).*\[-5, -5\]"):
+        read_folder(FolderSpec(tmp_path, side=8))
+    (tmp_path / "neg.tiff").unlink()
+    # a float image holding NaN: refused (was cast to 0 silently)
+    arr = np.full((8, 8), 0.5, np.float32)
+    arr[2, 2] = np.nan
+    Image.fromarray(arr).save(tmp_path / "nan.tiff")
+    with pytest.raises(DataError, match=r"nan\.tiff: a float image"):
+        read_folder(FolderSpec(tmp_path, side=8))
+
+
+def test_a_worker_stopped_by_another_signal_is_named_too() -> None:
+    import signal
+    from types import SimpleNamespace
+
+    from dimgen.distributed import _killed_worker
+
+    procs = [SimpleNamespace(exitcode=-signal.SIGTERM), SimpleNamespace(exitcode=-signal.SIGSEGV)]
+    assert _killed_worker(procs, None) == (1, "SIGSEGV")  # SIGTERM: how survivors are stopped
+    assert _killed_worker([SimpleNamespace(exitcode=1)] * 2, None) is None
+    failed = SimpleNamespace(error_index=0, exit_code=-signal.SIGKILL)
+    assert _killed_worker(procs, failed) == (0, "SIGKILL")
