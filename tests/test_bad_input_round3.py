@@ -523,3 +523,37 @@ def test_a_worker_stopped_by_another_signal_is_named_too() -> None:
     assert _killed_worker([SimpleNamespace(exitcode=1)] * 2, None) is None
     failed = SimpleNamespace(error_index=0, exit_code=-signal.SIGKILL)
     assert _killed_worker(procs, failed) == (0, "SIGKILL")
+
+
+def test_resuming_on_a_changed_folder_is_refused(tmp_path: Path) -> None:
+    """The same kind on resume: an interrupted encode whose folder changed would re-split."""
+    import contextlib
+
+    from PIL import Image
+
+    from dimgen.config import EncoderConfig
+    from dimgen.train import train_encoder
+
+    d = load_digits()
+    root = tmp_path / "imgs"
+    root.mkdir()
+    for i, img in enumerate(d.images[:60]):
+        Image.fromarray((img * 15).astype(np.uint8)).save(root / f"{i}.png")
+    cfg = EncoderConfig(data=f"folder:{root},side=8", epochs=3, checkpoint_every=1)
+
+    class Stop(Exception):
+        pass
+
+    def stop(epoch: int, _: float) -> None:
+        if epoch == 1:
+            raise Stop
+
+    out = tmp_path / "run"
+    with contextlib.suppress(Stop):
+        train_encoder(cfg, out, on_epoch=stop)
+    assert (out / "checkpoint.safetensors").is_file()
+    shutil.copyfile(root / "0.png", root / "new.png")
+    res = CliRunner().invoke(cli, ["encode", "--resume", str(out)])
+    assert "changed since the checkpoint" in _one_line_exit_2(res)
+    (root / "new.png").unlink()
+    assert len(train_encoder(cfg, out, resume=True).history) == 3  # unchanged files: resumes
