@@ -16,6 +16,7 @@ from dimgen.cli.options import (
     parse_sets,
     protocol_option,
     quiet_option,
+    refuse_non_run,
     seed_option,
     set_option,
     tensorboard_option,
@@ -98,6 +99,8 @@ def evaluate_cmd(
     if (run is None) == (codes_path is None):
         raise ConfigError("give either a run folder or --codes FILE.npz (not both)")
     replace(EvalConfig(), **overrides)  # refuse bad values before the heavy imports
+    if run is not None:
+        refuse_non_run(run, "an encoder or pretrain run")
     from dimgen.diagnostics.runs import (
         evaluate_file,
         evaluate_run,

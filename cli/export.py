@@ -18,7 +18,12 @@ def export_cmd(run: str, out: str) -> None:
     Hugging Face Hub as it is.
     """
     from dimgen.infomax.hub import export_run  # numpy, torch: once the arguments are known good
+    from dimgen.infomax.tokenizer import Tokenizer
+    from dimgen.io import read_run
 
+    run_dir, _ = read_run(run, "encoder")
+    # the one weights loader (names, shapes, dtypes, finite values): refuse before writing
+    Tokenizer.from_weights(run_dir / "encoder.safetensors", "cpu", run_dir)
     path = export_run(run, out)
     click.echo(f"wrote {path}: config.json, model.safetensors, README.md")
 

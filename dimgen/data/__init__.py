@@ -22,12 +22,16 @@ _LAZY = {
         "SCALE_TOLERANCE",
         "Dataset",
         "TensorBatches",
+        "absolute_root",
+        "absolute_source",
         "check_finite",
+        "check_source_unchanged",
         "check_labels",
         "load_data",
         "parse_source",
         "read_npz",
         "read_npz_arrays",
+        "source_digest",
         "unit_images",
     )
 }

@@ -32,6 +32,7 @@ DEFAULT_SIDE = 32
 MAX_SIDE = 512
 MAX_IMAGES = 200_000
 """Most images one folder source may hold (they are all held in memory as float32)."""
+_FLOAT_TOLERANCE = 1e-3  # dimgen.data.SCALE_TOLERANCE (not imported: data imports this module)
 _MODES = ("auto", "grey", "rgb")
 _GREY_MODES = ("1", "L", "LA", "I", "I;16", "F", "P")  # P: checked against its palette below
 
@@ -134,6 +135,29 @@ def _is_grey(img) -> bool:  # img: PIL.Image.Image
     return img.mode in _GREY_MODES
 
 
+def _to_8bit(img, path: Path):  # PIL.Image.Image -> PIL.Image.Image (mode L)
+    """A 16-bit or float grey image as 8 bits, scaled by its mode (bit depth), never by content.
+
+    ``I;16*`` and ``I`` (PNG's 16-bit grey) are divided by 65535, as a dark 16-bit image must stay
+    dark; ``F`` (float) must lie in [0, 1], the rule for float ``npz:`` arrays. Values outside the
+    mode's range are refused, naming the file (never clipped silently).
+    """
+    from PIL import Image
+
+    arr = np.asarray(img, dtype=np.float64)
+    if img.mode == "F":
+        top, lo_ok, hi_ok = 1.0, -_FLOAT_TOLERANCE, 1.0 + _FLOAT_TOLERANCE
+        what = "a float image; its values must lie in [0, 1]"
+    else:
+        top, lo_ok, hi_ok = 65535.0, 0.0, 65535.0
+        what = f"a 16-bit image (mode {img.mode}); its values must lie in [0, 65535]"
+    if arr.size:
+        lo, hi = float(np.min(arr)), float(np.max(arr))
+        if not (np.isfinite(lo) and np.isfinite(hi)) or lo < lo_ok or hi > hi_ok:
+            raise DataError(f"{path}: {what}, got [{lo:.6g}, {hi:.6g}]")
+    return Image.fromarray(np.rint(np.clip(arr / top, 0, 1) * 255.0).astype(np.uint8), "L")
+
+
 def read_folder(spec: FolderSpec) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
     """Every image of the folder as uint8 pixels, shaped (N, C, side, side).
 
@@ -161,12 +185,8 @@ def read_folder(spec: FolderSpec) -> tuple[np.ndarray, np.ndarray | None, list[s
     crop = CenterCrop(spec.side)
     out = np.empty((len(images), 1 if mode == "grey" else 3, spec.side, spec.side), np.uint8)
     for i, (img, path) in enumerate(zip(images, files, strict=True)):
-        if img.mode in ("I", "I;16", "F"):  # 16-bit / float grey: scale to 8 bits explicitly
-            arr = np.asarray(img, dtype=np.float64)
-            hi = 65535.0 if img.mode.startswith("I") and arr.max() > 255 else 255.0
-            from PIL import Image
-
-            img = Image.fromarray(np.clip(arr / hi * 255.0, 0, 255).astype(np.uint8), "L")
+        if img.mode.startswith(("I", "F")):  # 16-bit / float grey: scale to 8 bits explicitly
+            img = _to_8bit(img, path)
         arr = np.asarray(crop(resize(img.convert(pil_mode))), dtype=np.uint8)
         if arr.shape[:2] != (spec.side, spec.side):
             raise DataError(f"{path}: could not be cropped to {spec.side}x{spec.side}")

@@ -38,12 +38,16 @@ __all__ = [
     "SCALE_TOLERANCE",
     "Dataset",
     "TensorBatches",
+    "absolute_root",
+    "absolute_source",
     "check_finite",
     "check_labels",
+    "check_source_unchanged",
     "load_data",
     "parse_source",
     "read_npz",
     "read_npz_arrays",
+    "source_digest",
     "unit_images",
 ]
 
@@ -113,6 +117,83 @@ def parse_source(source: str) -> tuple[str, str | None]:
     if split and split not in ("train", "test", "all"):
         raise DataError(f"unknown split {split!r} in {source!r} (expected train, test or all)")
     return name, split or None
+
+
+def absolute_source(source: str) -> str:
+    """``source`` with the path of an ``npz:`` / ``folder:`` source made absolute (options kept).
+
+    Run folders record the absolute form, so a derived run (``train-gan``) started from another
+    directory reads the same files. Named sources are returned unchanged.
+    """
+    for prefix in ("npz:", "folder:"):
+        if source.startswith(prefix):
+            body = source[len(prefix) :]
+            parts = body.split(",") if prefix == "folder:" else [body]
+            while len(parts) > 1 and "=" in parts[-1]:  # folder options (parse_folder_source)
+                parts.pop()
+            path = ",".join(parts)
+            return prefix + str(Path(path).expanduser().resolve()) + body[len(path) :]
+    return source
+
+
+def source_digest(source: str) -> dict[str, Any] | None:
+    """A cheap fingerprint of a file source: ``{"files": n, "sha256": ...}`` over the relative
+    path, size and modification time of every file an ``npz:`` / ``folder:`` source reads (no
+    pixel is read); ``None`` for a named source (its files are fixed).
+
+    An encoder run records it; a derived run (GAN, diffusion) on the same source compares it, as
+    images added or removed would silently re-split the data (held-out images in training).
+
+    Raises:
+        DataError: the source's files cannot be listed.
+    """
+    import hashlib
+    import json
+
+    if source.startswith("npz:"):
+        root, files = None, [Path(source[4:]).expanduser()]
+    elif source.startswith("folder:"):
+        from .folder import _layout, parse_folder_source
+
+        spec = parse_folder_source(source)
+        root, files = spec.path, _layout(spec)[0]
+    else:
+        return None
+    rows = []
+    for f in files:
+        try:
+            st = f.stat()
+        except OSError as exc:
+            raise DataError(f"{f}: cannot be read ({exc.strerror or exc})") from None
+        name = f.name if root is None else f.relative_to(root).as_posix()
+        rows.append([os.fsencode(name).hex(), st.st_size, st.st_mtime_ns])
+    text = json.dumps(rows, separators=(",", ":")).encode()
+    return {"files": len(rows), "sha256": hashlib.sha256(text).hexdigest()}
+
+
+def check_source_unchanged(source: str, recorded: Any, run_dir: Path, what: str) -> None:
+    """Refuse a file source that changed since the run in ``run_dir`` recorded ``recorded``
+    (:func:`source_digest`); nothing to compare for runs written before the digest existed.
+
+    Raises:
+        DataError: one line naming the source, the run and how many files there are now.
+    """
+    if not isinstance(recorded, dict) or "sha256" not in recorded:
+        return
+    now = source_digest(source)
+    if now is None or now["sha256"] == recorded["sha256"]:
+        return
+    raise DataError(
+        f"{source} changed since the encoder run {run_dir} read it ({now['files']} files now, "
+        f"{recorded.get('files')} then; or sizes / modification times differ): its train/test "
+        f"split would differ, so {what} could train on the encoder's held-out images; restore "
+        "the files or train a new encoder"
+    )
+
+
+def absolute_root(root: str | None) -> str | None:
+    """A data root as a resolved absolute path (None stays None); see :func:`absolute_source`."""
+    return None if root is None else str(Path(root).expanduser().resolve())
 
 
 def load_data(

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from ..config import replace, validate
-from ..data.sources import Dataset
+from ..data.sources import Dataset, absolute_root, absolute_source
 from ..errors import ConfigError, DataError
 from ..gan.evaluation import evaluate_gan
 from ..gan.images import save_image_grid
@@ -76,10 +76,11 @@ class DiffusionTrainer(Trainer):
     def setup(self, ctx: Context) -> CheckpointState:
         self.show = ctx.progress
         cfg, device = self.config, ctx.device
-        enc_dir, enc_cfg, tok, ds, source, _ = load_conditioning(
+        enc_dir, enc_cfg, tok, ds, source, root = load_conditioning(
             cfg, device, self.data, "diffusion"
         )
-        self.config = cfg = replace(cfg, encoder_run=str(enc_dir.resolve()), data=source)
+        self.config = cfg = replace(cfg, encoder_run=str(enc_dir.resolve()),
+                                    data=absolute_source(source), data_root=absolute_root(root))  # fmt: skip
         self.enc_dir, self.enc_cfg, self.tok, self.ds, self.source = (
             enc_dir,
             enc_cfg,

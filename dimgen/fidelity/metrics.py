@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from ..data.sources import check_labels, unit_images
 from ..errors import ConfigError, DataError, RunFolderError
-from ..io import load_weights, save_weights
+from ..io import check_tensors, load_model_weights, save_weights
 
 __all__ = [
     "CLASSIFIER_FEATURES",
@@ -158,10 +158,16 @@ def load_classifier(
     path: str | Path, device: str | torch.device = "cpu"
 ) -> tuple[Classifier, dict[str, Any]]:
     """Rebuild a classifier saved by :func:`save_classifier`; returns (classifier, metadata)."""
-    tensors, meta = load_weights(path)
-    spec = meta.get("spec")
-    if meta.get("kind") != "classifier" or not isinstance(spec, dict):
-        raise RunFolderError(f"{path} is not a dimgen classifier")
+
+    def build(meta: dict[str, Any]) -> Classifier:
+        spec = meta.get("spec")
+        if not isinstance(spec, dict):
+            raise RunFolderError(f"{path} is not a dimgen classifier")
+        return Classifier(spec["in_shape"], spec["n_classes"], spec["width"])
+
+    # names, shapes, dtypes (nothing allocated) and finite values, as for every weights file
+    tensors, meta = load_model_weights(path, "classifier", build, "a dimgen classifier")
+    spec = meta["spec"]
     try:
         clf = Classifier(spec["in_shape"], spec["n_classes"], spec["width"])
         clf.load_state_dict(tensors)
@@ -361,6 +367,15 @@ def load_inception_state(path: str | Path) -> dict[str, Tensor]:
                 f"Inception weights {p} are not torch-fidelity's InceptionV3 "
                 f"({key} missing or not of shape {shape})"
             )
+        if not state[key].is_floating_point():
+            raise ConfigError(
+                f"Inception weights {p}: tensor {key} has dtype "
+                f"{str(state[key].dtype).replace('torch.', '')}; expected floating point"
+            )
+    try:
+        check_tensors(state, p)  # finite values, as for every weights file dimgen loads
+    except RunFolderError as exc:
+        raise ConfigError(str(exc)) from None
     return state
 
 

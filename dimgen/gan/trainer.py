@@ -19,11 +19,19 @@ import torch
 from torch import Tensor, nn
 
 from ..config import EncoderConfig, load_run_config, replace, validate
-from ..data.sources import Dataset, check_finite, load_data
+from ..data.sources import (
+    Dataset,
+    absolute_root,
+    absolute_source,
+    check_finite,
+    check_source_unchanged,
+    load_data,
+)
 from ..errors import ConfigError, DataError, DimgenError
 from ..infomax.tokenizer import Tokenizer
 from ..io import atomic_copy, save_weights, write_json, write_text
 from ..metric_keys import KL_BOUND, kl_upper_bound
+from ..parsing import read_json
 from ..training import CheckpointState, Context, Fitted, ScalarCallback, Trainer, fit, smoke
 from ..training.devices import data_parallel, global_batch_statistics, launch, needs_spawn
 from ..training.distributed import mean_over_processes
@@ -90,6 +98,9 @@ def load_conditioning(
     root = cfg.data_root or enc_cfg.data_root
     ds = data
     if ds is None:
+        if absolute_source(source) == absolute_source(enc_cfg.data):  # the encoder's own data
+            record = read_json(enc_dir / "run.json")
+            check_source_unchanged(source, record.get("data_digest"), enc_dir, what)
         ds = load_data(source, root, enc_cfg.test_fraction, enc_cfg.split_seed)
     if ds.shape != tok.in_shape:
         raise DataError(f"{source} has samples of shape {ds.shape}, but the encoder of "
@@ -154,10 +165,9 @@ class GANTrainer(Trainer):
         )
         _check_sizes(cfg, ds, source)
         # A derived run stores the absolute data root it used (readable from any folder).
-        abs_root = str(Path(root).expanduser().resolve()) if root else None
-        cfg = self.config = replace(
-            cfg, encoder_run=str(enc_dir.resolve()), data=source, data_root=abs_root
-        )
+        abs_root = absolute_root(root)
+        cfg = self.config = replace(cfg, encoder_run=str(enc_dir.resolve()),
+                                    data=absolute_source(source), data_root=abs_root)  # fmt: skip
         self.enc_dir, self.enc_cfg, self.tok, self.ds, self.source = (
             enc_dir,
             enc_cfg,

@@ -10,30 +10,74 @@ Hub repository id (``user/repo``) when the optional ``huggingface_hub`` is insta
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..errors import DimgenError, RunFolderError
-from ..io import atomic_path, read_run, write_json, write_text
+from ..errors import DimgenError, RunFolderError, WriteError
+from ..io import read_run, write_json, write_text
 
-__all__ = ["HUB_FILES", "export_run", "is_export", "resolve_pretrained"]
+__all__ = ["HUB_FILES", "check_export", "export_run", "is_export", "resolve_pretrained"]
 
 HUB_FILES = ("config.json", "model.safetensors", "README.md")
 """The files of an export folder (and all that is fetched from the Hub)."""
 
 
 def is_export(path: Path) -> bool:
-    """True when ``path`` is an export folder (``config.json`` + ``model.safetensors``)."""
+    """True when ``path`` looks like an export folder (it has a ``config.json`` and
+    ``model.safetensors``); :func:`check_export` then says whether it is complete."""
     return (path / "config.json").is_file() and (path / "model.safetensors").is_file()
+
+
+def check_export(path: Path) -> None:
+    """Refuse an export folder that is incomplete or mixed, in one line.
+
+    :func:`export_run` writes all of :data:`HUB_FILES` into a temporary sibling folder and
+    renames it into place, so a complete export has them all, and ``config.json`` records the
+    sha256 of ``model.safetensors`` (exports written before that record are accepted without).
+
+    Raises:
+        RunFolderError: a file of :data:`HUB_FILES` is missing, or the weights do not match the
+            digest in ``config.json``.
+    """
+    from ..io import _sha256
+    from ..parsing import read_json
+
+    missing = [name for name in HUB_FILES if not (path / name).is_file()]
+    if missing:
+        raise RunFolderError(
+            f"{path} is an incomplete export ({', '.join(missing)} missing): run dimgen export "
+            "again into an empty --out"
+        )
+    config = read_json(path / "config.json")
+    if not isinstance(config, dict):
+        raise RunFolderError(f"{path}/config.json is corrupt (not a JSON object); export again")
+    digest = config.get("model_sha256")
+    if digest is not None and digest != _sha256(path / "model.safetensors"):
+        raise RunFolderError(
+            f"{path}/model.safetensors does not match the digest in config.json: the export was "
+            "changed or mixed from two exports; export again"
+        )
 
 
 def export_run(run: str | Path, out: str | Path) -> Path:
     """Write the encoder of run folder ``run`` as a Hugging Face-style folder ``out``.
 
-    Returns ``out``. Raises :class:`RunFolderError` for an incomplete or foreign run folder or
-    an ``out`` that exists and is not empty.
+    The folder is written whole: into a temporary sibling folder renamed onto ``out`` once every
+    file is in place, holding the folder lock training takes (a second export into the same
+    ``out`` is refused), so a failed export (full disk, ...) leaves no folder a reader accepts and
+    the same command can simply be rerun (``dimgen export`` also loads the weights first, so bad
+    ones are refused before anything is written; readers refuse them in any case). A smoke run
+    (``DIMGEN_SMOKE=1``) keeps its marker: ``"smoke"`` in ``config.json`` and a warning atop the
+    card.
+
+    Returns ``out``. Raises :class:`RunFolderError` for an incomplete or foreign run folder, an
+    ``out`` that exists and is not empty or is in use; :class:`WriteError` if the
+    folder cannot be written (nothing is left behind).
     """
+    from ..io import _sha256, folder_lock
     from ..training.run_folder import check_new_folder
 
     run_dir, rec = read_run(run, "encoder")
@@ -52,13 +96,46 @@ def export_run(run: str | Path, out: str | Path) -> Path:
         "certificate": {k: metrics[k] for k in keys if k in metrics},
         "spec": spec,
         "verdicts": _verdicts(run_dir, str(spec.get("prior", "gaussian"))),
+        "model_sha256": _sha256(run_dir / "encoder.safetensors"),
     }
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / "model.safetensors") as tmp:
-        shutil.copyfile(run_dir / "encoder.safetensors", tmp)
-    write_json(out / "config.json", config)
-    write_text(out / "README.md", model_card(config))  # last: a folder with a card is complete
+    smoke = rec.get("smoke") or metrics.get("smoke")
+    if smoke:
+        config["smoke"] = smoke
+    with folder_lock(out):
+        check_new_folder(out)  # again, holding the lock: another export may have finished
+        tmp = None
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.export.", suffix=".tmp",
+                                        dir=out.parent))  # fmt: skip
+            shutil.copyfile(run_dir / "encoder.safetensors", tmp / "model.safetensors")
+            write_json(tmp / "config.json", config)
+            write_text(tmp / "README.md", model_card(config))
+            os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0700 would survive the rename
+            for stale in out.iterdir():  # a run stopped before its first checkpoint
+                shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+            os.replace(tmp, out)  # onto the (locked, empty) folder: all or nothing
+            tmp = None
+        except (OSError, WriteError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc).split(" (", 1)[-1].rstrip(")")
+            raise WriteError(
+                f"could not write the export {out} ({_short_reason(reason)}); nothing was left "
+                "behind: free space or fix the folder's permissions, then rerun the same command"
+            ) from None
+        finally:
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def _short_reason(reason: str) -> str:
+    return reason.split(");", 1)[0][:120]
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def read_json_or_empty(path: Path) -> dict[str, Any]:
@@ -100,22 +177,31 @@ def _verdicts(run_dir: Path, prior: str) -> dict[str, Any]:
 def model_card(config: dict[str, Any]) -> str:
     """The ``README.md`` of an export: data, prior, KL certificate, test verdicts, usage."""
     cert, v = config["certificate"], config["verdicts"]
+    smoke = config.get("smoke")
+    tags = "dimgen, deep-infomax, representation-learning" + (", smoke-test" if smoke else "")
+    warn = []
+    if smoke:
+        warn = [
+            f"> **Smoke run, not a trained model** ({smoke.get('env', 'DIMGEN_SMOKE=1')}: "
+            f"{smoke.get('trained', '?')} of {smoke.get('configured', '?')} "
+            f"{smoke.get('unit', 'epoch')}s). Every number below is a walk-through, not a result.",
+            "",
+        ]
     lines = [
-        "---", "library_name: dimgen", "tags: [dimgen, deep-infomax, representation-learning]",
-        "---", "", f"# dimgen encoder: {config['data']}, {config['prior']} prior, d = {config['dim']}",
+        "---", "library_name: dimgen", f"tags: [{tags}]", "---", "", *warn, f"# dimgen encoder: {config['data']}, {config['prior']} prior, d = {config['dim']}",
         "", "A noise-injected Deep InfoMax encoder whose codes follow the prior "
         f"({config['prior']}), trained on `{config['data']}`.", "", "## KL certificate", "",
     ]  # fmt: skip
     if "kl_upper_bound_nats" in cert:
         lines += [
-            f"- channel capacity: {cert['capacity_nats']:.4f} nats",
-            f"- MI lower bound (held-out): {cert['mi_lower_bound_nats']:.4f} "
-            f"± {cert.get('mi_lower_bound_stderr', float('nan')):.4f} nats",
-            f"- KL(noisy codes ‖ noisy prior) <= {cert['kl_upper_bound_nats']:.4f} nats "
+            f"- channel capacity: {_num(cert.get('capacity_nats'), 4)} nats",
+            f"- MI lower bound (held-out): {_num(cert.get('mi_lower_bound_nats'), 4)} "
+            f"± {_num(cert.get('mi_lower_bound_stderr'), 4)} nats",
+            f"- KL(noisy codes ‖ noisy prior) <= {_num(cert['kl_upper_bound_nats'], 4)} nats "
             "(capacity - MI; up to the MI estimate's error)",
         ]
     if "knn_acc" in cert:
-        lines.append(f"- 5-NN label accuracy of held-out codes: {cert['knn_acc']:.3f}")
+        lines.append(f"- 5-NN label accuracy of held-out codes: {_num(cert['knn_acc'], 3)}")
     lines += ["", "## Do the clean codes follow the prior?", ""]
     if v.get("evaluated"):
         verdict = "yes: no test rejects" if v["passes"] else "no: the tests reject"
@@ -127,6 +213,13 @@ def model_card(config: dict[str, Any]) -> str:
               'tok = dimgen.Tokenizer.from_pretrained("THIS_FOLDER_OR_REPO")',
               "codes = tok.encode(images)  # (n, d) under the prior", "```", ""]  # fmt: skip
     return "\n".join(lines)
+
+
+def _num(value: Any, digits: int) -> str:
+    """A metric for the card; ``n/a`` where the run recorded none (NaN is stored as null)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{value:.{digits}f}"
+    return "n/a"
 
 
 def resolve_pretrained(name: str | Path) -> Path:

@@ -27,7 +27,7 @@ from ..arrays import as_array
 from ..config import check_count, check_seed
 from ..data.sources import unit_images
 from ..errors import ConfigError, DataError, RunFolderError
-from ..io import check_state_shapes, load_weights, read_run
+from ..io import load_model_weights, read_run
 from .channel import LEGACY_SQUASH, SQUASHES, NoiseChannel, make_channel
 from .encoders import build_encoder
 
@@ -60,10 +60,14 @@ class Tokenizer:
                 repository that cannot be downloaded.
             DimgenError: a repository id without ``huggingface_hub`` installed.
         """
-        from .hub import is_export, resolve_pretrained
+        from .hub import check_export, resolve_pretrained
 
         folder = resolve_pretrained(path)
-        if folder.is_dir() and is_export(folder) and not (folder / "run.json").exists():
+        if folder.is_file():  # a file of the folder (model.safetensors), as run folders allow
+            folder = folder.parent
+        export_files = (folder / "config.json", folder / "model.safetensors")
+        if not (folder / "run.json").exists() and any(f.is_file() for f in export_files):
+            check_export(folder)  # all files present, weights match config.json's digest
             return cls.from_weights(folder / "model.safetensors", device, folder)
         run_dir, _ = read_run(folder, "encoder")
         return cls.from_weights(run_dir / "encoder.safetensors", device, run_dir)
@@ -74,24 +78,25 @@ class Tokenizer:
     ) -> Tokenizer:
         """Rebuild from an ``encoder.safetensors`` file alone (e.g. the copy a GAN run keeps)."""
         path = Path(path)
-        tensors, meta = load_weights(path)
-        spec = meta.get("spec")
-        if meta.get("kind") != "encoder" or not isinstance(spec, dict):
-            raise RunFolderError(f"{path} is not a dimgen encoder")
-        _check_spec(spec, path)
-        run_dir = run_dir if run_dir is not None else path.parent
-        # Runs written before the squash field was added were trained with phi.
-        squash = spec.get("squash", LEGACY_SQUASH)
 
-        def build() -> torch.nn.Module:
+        def build(meta: dict[str, Any]) -> torch.nn.Module:
+            spec = meta.get("spec")
+            if not isinstance(spec, dict):
+                raise RunFolderError(f"{path} is not a dimgen encoder")
+            _check_spec(spec, path)
             return torch.nn.ModuleDict({
                 "encoder": build_encoder(spec["encoder"], spec["in_shape"], spec["dim"],
                                          spec["encoder_hidden"]),
                 "channel": make_channel(spec["prior"], spec["dim"], spec["sigma"], spec["eps"],
-                                        squash),
+                                        spec.get("squash", LEGACY_SQUASH)),
             })  # fmt: skip
 
-        check_state_shapes(build, tensors, path)  # on the meta device: nothing allocated
+        # names, shapes and dtypes on the meta device (nothing allocated), finite values
+        tensors, meta = load_model_weights(path, "encoder", build, "a dimgen encoder")
+        spec = meta["spec"]
+        run_dir = run_dir if run_dir is not None else path.parent
+        # Runs written before the squash field was added were trained with phi.
+        squash = spec.get("squash", LEGACY_SQUASH)
         try:
             encoder = build_encoder(
                 spec["encoder"], spec["in_shape"], spec["dim"], spec["encoder_hidden"]

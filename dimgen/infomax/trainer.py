@@ -18,8 +18,16 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..config import EncoderConfig, validate
-from ..data.sources import Dataset, TensorBatches, check_finite, load_data
+from ..config import EncoderConfig, replace, validate
+from ..data.sources import (
+    Dataset,
+    TensorBatches,
+    absolute_root,
+    absolute_source,
+    check_finite,
+    load_data,
+    source_digest,
+)
 from ..errors import ConfigError, DataError
 from ..training import (
     CHECKPOINT,
@@ -131,6 +139,8 @@ def heldout_certificate(
             mi, _ = estimate_mi(model, x_test, batch_size, batches, seed)
         out = {"certified_mi": mi, "kl_bound": model.channel.capacity() - mi}
         codes_te = model.channel.normalise(_outputs(model.encoder, x_test[:CURVE_TEST_IMAGES]))
+        if not bool(torch.isfinite(codes_te).all()):  # diverged: the loop stops on the NaN
+            return {**out, "certified_mi": math.nan, "kl_bound": math.nan}
         if y_train is not None and y_test is not None and len(np.unique(y_train)) > 1:
             from sklearn.neighbors import KNeighborsClassifier
 
@@ -217,6 +227,7 @@ class EncoderTrainer(Trainer):
         self.checkpoint_every = cfg.checkpoint_every
         self.threads = cfg.threads
         self.spec: dict[str, Any] = {}
+        self.data_digest: dict[str, Any] | None = None
 
     def setup(self, ctx: Context) -> CheckpointState:
         cfg, world = self.config, ctx.world
@@ -225,10 +236,15 @@ class EncoderTrainer(Trainer):
         ds = self.data
         if ds is None:
             ds = load_data(cfg.data, cfg.data_root, cfg.test_fraction, cfg.split_seed)
+            self.data_digest = source_digest(cfg.data)  # derived runs refuse a changed source
         if cfg.max_train and cfg.max_train < len(ds.x_train):
             y = None if ds.y_train is None else ds.y_train[: cfg.max_train]
             ds = Dataset(ds.name, ds.x_train[: cfg.max_train], y, ds.x_test, ds.y_test)
         _check_sizes(cfg, ds, world)
+        # recorded absolute, so a derived run started from another directory finds the data
+        cfg = self.config = replace(
+            cfg, data=absolute_source(cfg.data), data_root=absolute_root(cfg.data_root)
+        )
         check_finite(ds.x_train, f"{cfg.data} (train)")
         check_finite(ds.x_test, f"{cfg.data} (test)")
         self.ds = ds
@@ -314,7 +330,10 @@ class EncoderTrainer(Trainer):
         return run
 
     def run_info(self) -> dict[str, Any]:
-        return {"spec": self.spec}
+        info: dict[str, Any] = {"spec": self.spec}
+        if self.data_digest is not None:
+            info["data_digest"] = self.data_digest
+        return info
 
 
 def train_encoder(
@@ -360,7 +379,8 @@ def train_encoder(
         return fit(trainer, device, out, resume=resume, progress=progress,
                    on_scalars=scalars if callbacks else None)  # fmt: skip
 
-    return launch(run, cfg.device, cfg.devices, _train_worker, (cfg, out, progress, resume, data))
+    return launch(run, cfg.device, cfg.devices, _train_worker, (cfg, out, progress, resume, data),
+                  out=out)  # fmt: skip
 
 
 def _train_worker(

@@ -247,7 +247,8 @@ def pretrain(
         return fit(PretrainTrainer(cfg, data), device, out, resume=resume, progress=progress,
                    on_scalars=on_scalars)  # fmt: skip
 
-    return launch(run, cfg.device, cfg.devices, _worker, (cfg, out, progress, resume, data))
+    return launch(run, cfg.device, cfg.devices, _worker, (cfg, out, progress, resume, data),
+                  out=out)  # fmt: skip
 
 
 def _worker(

@@ -13,12 +13,13 @@ import contextlib
 import inspect
 import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
 
-from ..errors import ConfigError
+from ..errors import ConfigError, WorkerKilledError
 from . import distributed as ddp
 from .checkpoint import rng_state
 
@@ -86,6 +87,7 @@ def launch(
     devices: int,
     spawn_fn: Callable[..., R | None] | None = None,
     spawn_args: tuple[Any, ...] = (),
+    out: str | Path | None = None,
 ) -> R:
     """Run ``fn(this process's device)`` alone, under a launcher, or in ``devices`` processes.
 
@@ -93,14 +95,21 @@ def launch(
     ``devices`` spawned processes (it must be picklable, and call back into the same entry
     point, which then takes the in-group path) and rank 0's result is returned. Under
     ``torchrun`` the group is joined here and left when ``fn`` returns.
-    Raises :class:`ConfigError` for impossible device / process combinations.
+    Raises :class:`ConfigError` for impossible device / process combinations, and
+    :class:`WorkerKilledError` (naming the rank, the signal and ``--resume out``) when a spawned
+    worker is killed.
     """
     external = ddp.launched_externally()
     if needs_spawn(devices):
         if spawn_fn is None:
             raise ConfigError("this trainer cannot spawn processes (devices must be 1)")
         backend = _check_spawn(device, devices)
-        return ddp.spawn(spawn_fn, devices, spawn_args, backend=backend)[0]
+        try:
+            return ddp.spawn(spawn_fn, devices, spawn_args, backend=backend)[0]
+        except WorkerKilledError as exc:
+            if out is None:
+                raise
+            raise WorkerKilledError(f"{exc} {out}") from None
     owner = False
     if ddp.is_active():  # a spawned worker, or a caller that set up its own process group
         world = ddp.world_size()

@@ -28,7 +28,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from ..errors import ConfigError, DimgenError
+from ..errors import ConfigError, DimgenError, WorkerKilledError
 
 __all__ = [
     "GlobalBatchNorm",
@@ -350,6 +350,7 @@ def spawn(
     level = spawn_log.level
     spawn_log.setLevel(logging.ERROR)  # no "Terminating process ..." lines: we report one line
     failed: BaseException | None = None
+    killed: tuple[int, str] | None = None
     try:
         with tempfile.TemporaryDirectory(prefix="dimgen-rdzv-") as tmp:
             init = f"file://{os.path.join(tmp, 'rendezvous')}"
@@ -375,8 +376,17 @@ def spawn(
                         p.terminate()
                 raise
             drain()
+            killed = _killed_worker(pc.processes, failed)
     finally:
         spawn_log.setLevel(level)
+    if killed is not None:  # the root cause: the others' errors (gloo: peer gone) follow from it
+        index, name = killed
+        hint = " (possibly out of memory: the kernel's OOM killer sends SIGKILL)"
+        raise WorkerKilledError(
+            f"data-parallel worker rank {index} was killed by {name}"
+            f"{hint if name == 'SIGKILL' else ''}; the other workers were stopped: continue "
+            "from the last checkpoint with --resume"
+        )
     if errors:
         # An error every process agreed on is the same everywhere: report it as rank 0 saw it.
         # Otherwise the first to arrive is the root cause (the others' are knock-on failures);
@@ -393,6 +403,30 @@ def spawn(
     if missing:
         raise RuntimeError(f"worker process(es) {missing} ended without a result")
     return [results[i] for i in range(nprocs)]
+
+
+def _killed_worker(processes: list[Any], failed: BaseException | None) -> tuple[int, str] | None:
+    """``(rank, signal name)`` of a worker that died by a signal, or None.
+
+    The first failure torch reports names it; failing that, the lowest rank whose exit code is a
+    signal other than the SIGTERM with which the survivors are stopped.
+    """
+    import signal
+
+    def name(num: int) -> str:
+        try:
+            return signal.Signals(num).name
+        except ValueError:
+            return f"signal {num}"
+
+    index, code = getattr(failed, "error_index", None), getattr(failed, "exit_code", None)
+    if index is not None and isinstance(code, int) and code < 0:
+        return int(index), name(-code)
+    for i, p in enumerate(processes):
+        code = p.exitcode
+        if code is not None and code < 0 and -code != signal.SIGTERM:
+            return i, name(-code)
+    return None
 
 
 def rank_seed(seed: int, rank_index: int) -> int:
