@@ -14,7 +14,8 @@ classifier's feature space (the one ``dimgen train-gan`` / ``evaluate-gan`` use)
    an encoder of the same architecture trained without the noise that matches the prior
    (sigma = 1e-3, the config's floor: capacity 13.8 nats at d = 2, far above the log B ceiling
    of InfoNCE, so the channel noise never binds), a GAN on its codes, sampled from a Gaussian
-   fitted to its training codes (mean, covariance);
+   fitted to its training codes (mean, covariance); ``rcg-conditional``, the same GAN on the
+   codes of held-out images, separates the code model's error from the GAN's;
 5. ``rcg-flow``: the same GAN, codes drawn from a flow fitted to those codes with dimgen's flow
    API (``dimgen.flows.transform_codes`` on a samples target, ``dimgen flow --to-samples``);
 6. ``noisy-codes``: a GAN conditioned on the noisy codes f(X) + Z (fresh Z ~ N(0, sigma^2 I)
@@ -72,7 +73,15 @@ from dimgen.training import Context, fit
 from dimgen.training.devices import resolve_device
 
 ROOT = Path(__file__).resolve().parents[1]
-ROUTES = ("conditional", "prior", "no-encoder", "rcg-gaussian", "rcg-flow", "noisy-codes")
+ROUTES = (
+    "conditional",
+    "prior",
+    "no-encoder",
+    "rcg-conditional",
+    "rcg-gaussian",
+    "rcg-flow",
+    "noisy-codes",
+)
 METRICS = ("fid", "precision", "recall", "confident", "class_tv", "classes")
 PRESETS = {
     ("digits", "default"): ("configs/digits-gaussian.yaml", "configs/digits-gan.yaml"),
@@ -86,8 +95,9 @@ NOISE_FREE_SIGMA = 1e-3
 CONFIDENT = 0.9
 PR_K = 3
 
-# Budget, measured (docs/generation-controls.md): CPU seconds per unit on the 2-core machine.
-MNIST_CPU_MINUTES = {"encoder": 17.2, "gan": 14.1}
+#: CPU minutes (one thread, the project's 2-core machine) of the MNIST CPU presets, measured in
+#: their config headers: configs/mnist-cpu.yaml (10 epochs) and mnist-gan-cpu.yaml (15,000 steps).
+MNIST_CPU_MINUTES = {"encoder": 17.2, "gan": 14.1, "encoder_epochs": 10, "gan_steps": 15_000}
 
 Sampler = Callable[[np.ndarray, int], tuple[Tensor, Tensor]]
 """(held-out images (n, C, H, W), seed) -> (generated images (n, C, H, W) in [0, 1], codes)."""
@@ -244,6 +254,7 @@ def build_controls(
         )
     if need_rcg:
         g_rcg = gan_on("noise-free")
+        samplers["rcg-conditional"] = lambda x, seed, g=g_rcg: g.sample_conditional(x, seed=seed)
         codes = np.load(enc_dirs["noise-free"] / "codes.npz")
         train_codes = codes["codes"][codes["split"] == "train"]
         mean, cov = rcg_moments = fit_gaussian(train_codes)
@@ -428,9 +439,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def mnist_cpu_minutes(seeds: int, epochs: int | None, steps: int | None, routes: int) -> float:
+    """Estimated CPU minutes of an MNIST CPU-preset run: two encoders and up to four GANs per
+    seed (routes 1-2 share a GAN, as do 4-5), scaled from :data:`MNIST_CPU_MINUTES`."""
+    m = MNIST_CPU_MINUTES
+    enc = m["encoder"] * (epochs or m["encoder_epochs"]) / m["encoder_epochs"]
+    gan = m["gan"] * (steps or m["gan_steps"]) / m["gan_steps"]
+    return seeds * (2 * enc + min(routes, 4) * gan)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(1)
+    if (args.data, args.preset) == ("mnist", "cpu"):
+        n_gans = len({"conditional": 0, "prior": 0, "no-encoder": 1, "rcg-conditional": 2,
+                      "rcg-gaussian": 2, "rcg-flow": 2, "noisy-codes": 3}[r] for r in args.routes.split(","))  # fmt: skip
+        est = mnist_cpu_minutes(len(args.seeds.split(",")), args.epochs, args.steps, n_gans)
+        print(f"MNIST CPU presets: about {est:.0f} CPU minutes ({est / 60:.1f} h)", file=sys.stderr)
     result = run(args)
     print(f"\n{result['data']} ({result['preset']} preset): {result['n_samples']} samples per "
           f"route, GAN {result['gan_arch']} {result['gan_steps']} steps batch "

@@ -146,11 +146,14 @@ def test_every_route_gives_images_in_range(controls) -> None:
         assert not torch.equal(sampler(x, 1)[0], images), route
 
 
-def test_conditional_route_uses_the_noisy_encoders_heldout_codes(controls) -> None:
+def test_conditional_routes_use_their_encoders_heldout_codes(controls) -> None:
     ctl, work, _ = controls
     x = _x_test(32)
     _, codes = ctl.samplers["conditional"](x, 0)
     torch.testing.assert_close(codes, Tokenizer.from_pretrained(work / "encoder-noisy").encode(x))
+    _, codes = ctl.samplers["rcg-conditional"](x, 0)
+    clean = Tokenizer.from_pretrained(work / "encoder-noise-free")
+    torch.testing.assert_close(codes, clean.encode(x))
     assert ctl.encoders["noisy"]["sigma"] == 0.2
     assert ctl.encoders["noise-free"]["sigma"] == gc.NOISE_FREE_SIGMA
 
