@@ -218,3 +218,28 @@ def test_cli_refuses_unknown_routes_and_presets(capsys) -> None:
     with pytest.raises(SystemExit):
         gc.parse_args(["--data", "digits", "--preset", "cpu"])
     assert gc.parse_args(["--data", "mnist"]).preset == "cpu"
+
+
+def test_score_of_the_heldout_images_against_themselves() -> None:
+    from dimgen.data import load_data
+    from dimgen.fid_extractor import reference_extractor
+    from dimgen.fidelity import classifier_outputs
+
+    ds = load_data("digits")
+    x_all, y_all = ds.split("all")
+    ext = reference_extractor(x_all, y_all, "digits", epochs=2)
+    ref = gc.Reference(ds.x_test[:120], ds.y_test[:120], ext.path, "dimgen-classifier-digits")
+    out = gc.score(ref.x, ref, seed=0)
+    assert out["precision"] == 1.0 and out["recall"] == 1.0
+    assert abs(out["fid"]) < 1e-3
+    _, probs = classifier_outputs(ref.clf, ref.x)
+    assert out["confident"] == pytest.approx(
+        100 * float((probs.max(1).values > 0.9).double().mean())
+    )
+    pred = probs.argmax(1).numpy()
+    p, q = (np.bincount(v, minlength=10) / 120 for v in (pred, ref.y))
+    assert out["class_tv"] == pytest.approx(0.5 * np.abs(p - q).sum())
+    assert out["classes"] == float((p > 0).sum())
+    # blank images: far from every held-out image, one predicted class
+    blank = gc.score(np.zeros_like(ref.x), ref, seed=0)
+    assert blank["precision"] == 0.0 and blank["classes"] == 1.0 and blank["fid"] > 10
