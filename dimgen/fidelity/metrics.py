@@ -35,12 +35,14 @@ __all__ = [
     "KID_CLASSIFIER",
     "Classifier",
     "class_histogram_tv",
+    "classifier_outputs",
     "conditional_consistency",
     "extractor_name",
     "fidelity_metrics",
     "find_inception_weights",
     "load_classifier",
     "load_inception_state",
+    "precision_recall",
     "predict",
     "register_classifier_extractor",
     "register_inception_extractor",
@@ -512,3 +514,63 @@ def fidelity_metrics(
         m = _fidelity(real8, fake8, INCEPTION_NAME, Path(inception_weights), cuda, True, seed)
         out.update({"fid": m["fid"], "kid": m["kid"], "kid_std": m["kid_std"]})
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# feature-space precision / recall and classifier confidence
+
+
+@torch.no_grad()
+def classifier_outputs(
+    clf: Classifier, x: Tensor | np.ndarray, batch_size: int = 1024
+) -> tuple[Tensor, Tensor]:
+    """(features (N, F), class probabilities (N, K)) of images (N, *shape), on the CPU.
+
+    Images are rounded to uint8 first (:func:`to_uint8`), as torch-fidelity sees them, so these
+    features are the ones FID / KID (``fid_dimgen_classifier``) are computed on.
+    """
+    xt = to_uint8(x).float() / 255.0
+    dev = next(clf.parameters()).device
+    feats, probs = [], []
+    for i in range(0, len(xt), batch_size):
+        h = clf.features(xt[i : i + batch_size].to(dev))
+        feats.append(h.cpu())
+        probs.append(torch.softmax(clf.out(h), 1).cpu())
+    if not feats:
+        return torch.zeros(0, 2 * clf.width), torch.zeros(0, clf.n_classes)
+    return torch.cat(feats), torch.cat(probs)
+
+
+def precision_recall(
+    real: Tensor | np.ndarray, fake: Tensor | np.ndarray, k: int = 3
+) -> dict[str, float]:
+    """Improved precision and recall of Kynkäänniemi et al. (NeurIPS 2019) in a feature space.
+
+    Each sample's manifold ball has the radius of its k-th nearest neighbour within its own set
+    (itself excluded). Precision: fraction of ``fake`` (M, F) inside some ball of ``real``
+    (N, F); recall: fraction of ``real`` inside some ball of ``fake``. Both in [0, 1]; torch-
+    fidelity's implementation (``metric_prc``), with its generated-first argument order handled
+    here.
+
+    Raises:
+        DataError: not two 2-D arrays of one feature width, non-finite values, or ``k`` not in
+            [1, min(N, M) - 1].
+    """
+    from torch_fidelity.metric_prc import calculate_precision_recall_full
+
+    r = torch.as_tensor(np.asarray(real, dtype=np.float64))
+    f = torch.as_tensor(np.asarray(fake, dtype=np.float64))
+    if r.ndim != 2 or f.ndim != 2 or r.shape[1] != f.shape[1]:
+        raise DataError(
+            "precision / recall need two (n, F) feature arrays of one width, got "
+            f"{tuple(r.shape)} and {tuple(f.shape)}"
+        )
+    if not (torch.isfinite(r).all() and torch.isfinite(f).all()):
+        raise DataError("precision / recall features contain NaN or Inf")
+    if not 1 <= k < min(len(r), len(f)):
+        raise DataError(
+            f"k must be in [1, {min(len(r), len(f)) - 1}] for {len(r)} real and {len(f)} "
+            f"generated samples, got {k}"
+        )
+    precision, recall = calculate_precision_recall_full(f, r, neighborhood=k)
+    return {"precision": float(precision), "recall": float(recall)}
