@@ -53,7 +53,6 @@ from torch import Tensor
 
 from dimgen.config import EncoderConfig, load_config, replace
 from dimgen.data import Dataset, load_data
-from dimgen.fid_extractor import reference_extractor
 from dimgen.fidelity import (
     FID_CLASSIFIER,
     class_histogram_tv,
@@ -63,12 +62,13 @@ from dimgen.fidelity import (
     load_classifier,
     precision_recall,
 )
+from dimgen.fidelity.extractor import reference_extractor
 from dimgen.flows import FlowConfig, Prior, transform_codes
 from dimgen.gan import GAN, GANConfig
 from dimgen.gan.trainer import GANTrainer
+from dimgen.infomax.tokenizer import Tokenizer
+from dimgen.infomax.trainer import train_encoder
 from dimgen.io import save_npz
-from dimgen.tokenizer import Tokenizer
-from dimgen.train import train_encoder
 from dimgen.training import Context, fit
 from dimgen.training.devices import resolve_device
 

@@ -17,9 +17,9 @@ from dimgen.config import EncoderConfig
 from dimgen.errors import DataError
 from dimgen.fidelity import precision_recall
 from dimgen.gan import GANConfig
-from dimgen.tokenizer import Tokenizer
+from dimgen.infomax.tokenizer import Tokenizer
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _load_benchmark():
@@ -222,8 +222,8 @@ def test_cli_refuses_unknown_routes_and_presets(capsys) -> None:
 
 def test_score_of_the_heldout_images_against_themselves() -> None:
     from dimgen.data import load_data
-    from dimgen.fid_extractor import reference_extractor
     from dimgen.fidelity import classifier_outputs
+    from dimgen.fidelity.extractor import reference_extractor
 
     ds = load_data("digits")
     x_all, y_all = ds.split("all")
