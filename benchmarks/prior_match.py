@@ -4,7 +4,9 @@ Trains one encoder per setting (a preset plus ``KEY=VALUE`` overrides) exactly a
 ``dimgen encode`` does, then reads each run's held-out codes the ways a user would:
 
 - the calibrated prior-match test (``dimgen.diagnostics.prior_tests``: KS per coordinate and
-  projection, mean and covariance tests, Simes-combined) at n = 2,000 and at every held-out code;
+  projection, mean and covariance tests, Simes-combined): median p over 20 random subsamples of
+  2,000 (``p_2000``), the share of them with p >= 0.01 (``pass_2000``), and p on every held-out
+  code (``p_all``);
 - the sliced Epps-Pulley distance to N(0, I) relative to a matched N(0, I) sample
   (``dimgen.infomax.sigreg.prior_match_ratio``: ~1 is as Gaussian as a Gaussian sample);
 - the same two for the *noisy* codes (f(X) + Z) / sqrt(1 + sigma^2), the variable the
@@ -40,6 +42,22 @@ def _overrides(text: str) -> dict[str, Any]:
     return out
 
 
+SUBSAMPLES = 20
+"""Random subsamples of 2,000 held-out codes per reading: one subsample's p-value is a lottery
+ticket (on the MNIST preset one read 0.028 while the median of 20 was 6.5e-4)."""
+
+
+def _p_2000(codes: np.ndarray, prior: str) -> tuple[float, float]:
+    """Median calibrated p over :data:`SUBSAMPLES` random subsamples of 2,000, and the share of
+    subsamples with p >= 0.01."""
+    from dimgen.diagnostics import prior_tests
+
+    n = min(2000, len(codes))
+    ps = np.array([prior_tests(codes[np.random.default_rng(s).permutation(len(codes))[:n]],
+                               prior).p for s in range(SUBSAMPLES)])  # fmt: skip
+    return float(np.median(ps)), float((ps >= 0.01).mean())
+
+
 def read_codes(run: Any, seed: int = 0) -> dict[str, float]:
     """The prior-match readings of a trained run's held-out codes (see the module docstring)."""
     from dimgen.diagnostics import prior_tests
@@ -47,22 +65,19 @@ def read_codes(run: Any, seed: int = 0) -> dict[str, float]:
 
     m, cfg = run.metrics, run.config
     test = run.codes[run.split == "test"].astype(np.float64)
-    rng = np.random.default_rng(seed)
-    pick = rng.permutation(len(test))[:2000]  # a random subsample: MNIST's test set is ordered
-    sub = test[pick]
     row = {
         "mi": m["mi_lower_bound_nats"],
         "capacity": m["capacity_nats"],
         "kl_bound": m["kl_upper_bound_nats"],
         "knn5": m.get("knn_acc", float("nan")),
-        "p_2000": prior_tests(sub, cfg.prior).p,
         "p_all": prior_tests(test, cfg.prior).p,
         "ratio": prior_match_ratio(torch.from_numpy(test), seed),
     }
+    row["p_2000"], row["pass_2000"] = _p_2000(test, cfg.prior)
     if cfg.prior == "gaussian":
-        noise = cfg.sigma * rng.standard_normal(test.shape)
-        noisy = (test + noise) / np.sqrt(1 + cfg.sigma**2)
-        row["noisy_p_2000"] = prior_tests(noisy[pick], "gaussian").p
+        rng = np.random.default_rng(seed)
+        noisy = (test + cfg.sigma * rng.standard_normal(test.shape)) / np.sqrt(1 + cfg.sigma**2)
+        row["noisy_p_2000"], row["noisy_pass_2000"] = _p_2000(noisy, "gaussian")
         row["noisy_p_all"] = prior_tests(noisy, "gaussian").p
         row["noisy_ratio"] = prior_match_ratio(torch.from_numpy(noisy), seed)
     return row
@@ -89,11 +104,11 @@ def main(config_path: str | None, base: str, settings: tuple[str, ...], out: str
         row.update(read_codes(run, cfg.seed))
         rows.append(row)
         print(json.dumps(row), flush=True)
-    cols = ["setting", "cpu_min", "mi", "kl_bound", "knn5", "p_2000", "p_all", "ratio",
-            "noisy_p_2000", "noisy_p_all", "noisy_ratio"]  # fmt: skip
+    cols = ["setting", "cpu_min", "mi", "kl_bound", "knn5", "p_2000", "pass_2000", "p_all",
+            "ratio", "noisy_p_2000", "noisy_pass_2000", "noisy_p_all", "noisy_ratio"]  # fmt: skip
     print("\n| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
     for r in rows:
-        cells = [r["setting"]] + [_fmt(r.get(c)) for c in cols[1:]]
+        cells = [r["setting"], *(_fmt(r.get(c)) for c in cols[1:])]
         print("| " + " | ".join(cells) + " |")
     if out:
         Path(out).write_text(json.dumps(rows, indent=1))
