@@ -64,7 +64,7 @@ def test_stopped_before_first_checkpoint_is_replaced_by_a_rerun(tmp_path: Path) 
     cut2 = tmp_path / "cut2"
     with pytest.raises(_Stop):
         fit(Toy(ToyConfig()), CPU, cut2, on_scalars=_stop_at(6))
-    with pytest.raises(RunFolderError, match="holds an interrupted run: continue it with --resume"):
+    with pytest.raises(RunFolderError, match="holds an interrupted run: continue it with `dimgen <command> --resume"):
         fit(Toy(ToyConfig()), CPU, cut2)
 
 
