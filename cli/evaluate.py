@@ -109,10 +109,7 @@ def evaluate_cmd(
     replace(EvalConfig(), **overrides)  # refuse bad values before the heavy imports
     if run is not None:
         check_run(run)
-    show = not quiet
-    if show:
-        click.echo(f"evaluate: loading {run or codes_path} (numpy, scipy, scikit-learn) ...",
-                   err=True)  # fmt: skip
+    show = not quiet  # phase lines start once the codes are read (an error stays one line)
     from dimgen.evaluation import (
         evaluate_file,
         evaluate_run,

@@ -21,12 +21,9 @@ def export_cmd(run: str, out: str, quiet: bool) -> None:
     """
     check_run(run)  # before torch: a mistyped folder, a used --out
     check_out(out, "export")
-    from dimgen.training.phases import phase
+    from dimgen.hub import export_run  # numpy, torch: once the arguments are known good
 
-    with phase("export", f"reading {run}, writing {out}", not quiet):
-        from dimgen.hub import export_run  # numpy, torch: once the arguments are known good
-
-        path = export_run(run, out)
+    path = export_run(run, out)  # seconds: nothing to show (--quiet is accepted, as everywhere)
     click.echo(f"wrote {path}: config.json, model.safetensors, README.md")
 
 

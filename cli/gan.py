@@ -33,7 +33,10 @@ def guidance_options() -> Any:
     old spelling, kept as a hidden alias."""
 
     def deco(f: Any) -> Any:
-        f = click.option("--guidance", "guidance_old", type=float, hidden=True)(f)
+        f = click.option(
+            "--guidance", "guidance_old", type=float, hidden=True,
+            help="The old name of --guidance-scale.",
+        )(f)  # fmt: skip
         return click.option(
             "--guidance-scale", "guidance", type=float,
             help="Diffusion runs: classifier-free guidance scale [default: the run's].",

@@ -163,7 +163,15 @@ BAD_ARGUMENTS = {
         "--guidance",
     ),
     "sample: negative --guidance-scale": (
-        ["sample", "{tmp}/run", "--unconditional", "--guidance-scale", "-1", "--out", "{tmp}/s.png"],
+        [
+            "sample",
+            "{tmp}/run",
+            "--unconditional",
+            "--guidance-scale",
+            "-1",
+            "--out",
+            "{tmp}/s.png",
+        ],
         "--guidance-scale must be >= 0",
     ),
     "train-gan: mistyped run folder": (

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import torch
 from click.testing import CliRunner
-
 from dimgen.cli import cli
+
 from dimgen.config import EncoderConfig
 from dimgen.errors import ConfigError, RunFolderError
 from dimgen.train import train_encoder
@@ -195,7 +195,7 @@ def test_a_mistyped_local_run_is_not_sent_to_the_hub(
         RunFolderError, match=r"no such run folder: runs/digitz; did you mean `runs/digits`\?"
     ):
         Tokenizer.from_pretrained("runs/digitz")
-    with pytest.raises(RunFolderError, match="no such run folder: ./elsewhere/x"):
+    with pytest.raises(RunFolderError, match=r"no such run folder: \./elsewhere/x"):
         Tokenizer.from_pretrained("./elsewhere/x")
     from dimgen.folders import looks_like_hub_id
 

@@ -108,17 +108,16 @@ def probe_run(
     """
     from ..training.phases import phase
 
-    with phase("probe", "[1/3] loading the run and its data", progress):
-        _, cfg, net = load_pretrained(run, device)
-        ds = load_ssl_data(cfg.data, data_root or cfg.data_root, cfg.test_fraction, cfg.seed,
-                           image_size=cfg.image_size)  # fmt: skip
+    _, cfg, net = load_pretrained(run, device)  # errors first: one line, no phase before it
+    ds = load_ssl_data(cfg.data, data_root or cfg.data_root, cfg.test_fraction, cfg.seed,
+                       image_size=cfg.image_size)  # fmt: skip
     dev = next(net.parameters()).device
     n = len(ds.x_train) + len(ds.x_test)
-    with phase("probe", f"[2/3] embedding {n} images with the frozen backbone", progress):
+    with phase("probe", f"[1/2] embedding {n} images with the frozen backbone", progress):
         f_tr, _ = embed(net, torch.from_numpy(np.ascontiguousarray(ds.x_train)).to(dev))
         f_te, _ = embed(net, torch.from_numpy(np.ascontiguousarray(ds.x_test)).to(dev))
     y_tr, y_te = np.asarray(ds.y_train), np.asarray(ds.y_test)
-    with phase("probe", "[3/3] linear and kNN probes", progress):
+    with phase("probe", "[2/2] linear and kNN probes", progress):
         out: dict[str, Any] = linear_probe(f_tr.numpy(), y_tr, f_te.numpy(), y_te,
                                            seed=cfg.seed if seed is None else seed)  # fmt: skip
         out["knn"] = knn_probe(f_tr.numpy(), y_tr, f_te.numpy(), y_te, k)
