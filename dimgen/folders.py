@@ -157,6 +157,8 @@ def interrupted_message(path: str | Path | None, kind: str | None = None) -> str
         )
     if (path / "run.json").is_file():
         return f"interrupted after {path} was complete"
+    if kind not in RESUME_COMMANDS:  # e.g. a flow: no checkpoints, a rerun replaces the folder
+        return f"interrupted: {path} is incomplete; rerun the same command to write it again"
     if (path / CHECKPOINT).is_file():
         return f"interrupted: {path} is incomplete; continue it with `{resume_command(path, kind)}`"
     if (path / "config.yaml").is_file():

@@ -234,6 +234,18 @@ def test_ctrl_c_before_the_first_checkpoint(
     assert "rerun the same command" in res.output and f"dimgen encode --resume {out}" in res.output
 
 
+def test_ctrl_c_in_a_command_without_checkpoints(tmp_path: Path) -> None:
+    from dimgen.folders import interrupted_message
+
+    (tmp_path / "config.yaml").write_text("steps: 5\n")
+    assert interrupted_message(tmp_path, "flow").endswith(
+        "rerun the same command to write it again"
+    )
+    assert "--resume" not in interrupted_message(tmp_path, "flow")
+    assert "rerun the same `dimgen sweep` command" in interrupted_message(tmp_path, "sweep")
+    assert interrupted_message(None) == "interrupted"
+
+
 _WRAPPER = """
 import json, sys
 from dimgen.cli import main
