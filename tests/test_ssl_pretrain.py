@@ -200,7 +200,7 @@ print(json.dumps({"code": code, "torch": "torch" in sys.modules}))
         (["pretrain", "--out", "{tmp}/r", "--set", "data=folder:/x,side=2"], "side must lie"),
         (["pretrain", "--out", "{tmp}/r", "--config", "{tmp}/none.yaml"], "not found"),
         (["pretrain", "--resume", "{tmp}/none"], "nothing to resume"),
-        (["probe", "{tmp}/none"], "not found"),
+        (["probe", "{tmp}/none"], "no such run folder"),
         (["probe", "{tmp}/none", "-k", "0"], "-k"),
     ],
 )
