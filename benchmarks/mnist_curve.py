@@ -45,13 +45,13 @@ def knn_probe(model: torch.nn.Module, x_ref: torch.Tensor, y_ref: np.ndarray,
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the curve as JSON here.")
 def main(config_path: str, sets: tuple[str, ...], every: int, every_steps: int,
          probe_train: int, out: str | None) -> None:  # fmt: skip
-    from dimgen.cli.encode import _parse_sets
+    from dimgen.cli.options import parse_sets
 
     from dimgen.config import load_config, replace, to_dict
     from dimgen.data import Dataset, TensorBatches, load_data
-    from dimgen.train import build_model, make_step
+    from dimgen.infomax.trainer import build_model, make_step
 
-    cfg = replace(load_config(config_path), **_parse_sets(sets))
+    cfg = replace(load_config(config_path), **parse_sets(sets))
     torch.set_num_threads(cfg.threads or torch.get_num_threads())
     ds = load_data(cfg.data, cfg.data_root, cfg.test_fraction, cfg.seed)
     if cfg.max_train and cfg.max_train < len(ds.x_train):

@@ -6,7 +6,7 @@ Trains one encoder per setting (a preset plus ``KEY=VALUE`` overrides) exactly a
 - the calibrated prior-match test (``dimgen.diagnostics.prior_tests``: KS per coordinate and
   projection, mean and covariance tests, Simes-combined) at n = 2,000 and at every held-out code;
 - the sliced Epps-Pulley distance to N(0, I) relative to a matched N(0, I) sample
-  (``dimgen.sigreg.prior_match_ratio``: ~1 is as Gaussian as a Gaussian sample);
+  (``dimgen.infomax.sigreg.prior_match_ratio``: ~1 is as Gaussian as a Gaussian sample);
 - the same two for the *noisy* codes (f(X) + Z) / sqrt(1 + sigma^2), the variable the
   certificate bounds (Gaussian prior only);
 - the certified MI lower bound and KL bound (nats), held-out 5-NN, and CPU minutes.
@@ -43,7 +43,7 @@ def _overrides(text: str) -> dict[str, Any]:
 def read_codes(run: Any, seed: int = 0) -> dict[str, float]:
     """The prior-match readings of a trained run's held-out codes (see the module docstring)."""
     from dimgen.diagnostics import prior_tests
-    from dimgen.sigreg import prior_match_ratio
+    from dimgen.infomax.sigreg import prior_match_ratio
 
     m, cfg = run.metrics, run.config
     test = run.codes[run.split == "test"].astype(np.float64)
@@ -77,7 +77,7 @@ def read_codes(run: Any, seed: int = 0) -> dict[str, float]:
 @click.option("--out", type=click.Path(dir_okay=False), help="Also write the rows as JSON.")
 def main(config_path: str | None, base: str, settings: tuple[str, ...], out: str | None) -> None:
     from dimgen.config import EncoderConfig, load_config, replace
-    from dimgen.train import train_encoder
+    from dimgen.infomax.trainer import train_encoder
 
     preset = load_config(config_path) if config_path else EncoderConfig()
     rows = []

@@ -1,4 +1,5 @@
-"""Regenerate every figure the README quotes for the digits default, and print them.
+"""Regenerate every figure the docs quote for the digits default (README, docs/encoders.md,
+docs/flows.md), and print them.
 
 What it runs (CPU, a few minutes; `nice -n 5 python benchmarks/readme_numbers.py`; `--gan`
 adds the digits GAN, a few minutes more):
@@ -14,7 +15,7 @@ adds the digits GAN, a few minutes more):
 4. with ``--gan``: ``dimgen train-gan runs/digits`` at the default ``GANConfig`` (the README's
    Generation block).
 
-Every number is printed with the README sentence it belongs to. Times are given as CPU seconds
+Every number is printed with the sentence of the docs it belongs to. Times are given as CPU seconds
 (``time.process_time``: what this process computed, all its threads; about the same on a busy
 or a quiet machine) beside wall seconds (what a user waits: up to the CPU time divided by the
 cores it could use, more under load), and the first line states the machine (CPU, cores, torch
@@ -68,7 +69,7 @@ def machine() -> str:
 
 
 def encoder(cfg: EncoderConfig, out: Path) -> tuple[dict, Timed]:
-    from dimgen.train import train_encoder
+    from dimgen.infomax.trainer import train_encoder
 
     t = Timed(train_encoder, cfg, out, progress=False)
     return t.result.metrics, t

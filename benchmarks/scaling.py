@@ -27,7 +27,7 @@ import torch
 
 from dimgen.config import load_config, replace
 from dimgen.data import TensorBatches
-from dimgen.train import build_model, make_step
+from dimgen.infomax.trainer import build_model, make_step
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,7 +53,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     if device.type == "cpu":
-        from dimgen.speed import tune_cpu_allocator
+        from dimgen.training.speed import tune_cpu_allocator
 
         tune_cpu_allocator()
     cfg = replace(load_config(args.config), device=str(device), critic_chunk=args.chunk)

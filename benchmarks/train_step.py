@@ -4,7 +4,7 @@ The reference is written here, the way a first implementation of the paper's MNI
 a torch ``DataLoader`` over a per-sample ``Dataset`` whose ``__getitem__`` adds the pixel noise,
 host-to-device copies per batch, fp32, the encoder run once per view, the critic applied to the
 explicit B x B x 2d concatenation of pairs, InfoNCE as a cross-entropy, and ``loss.item()``
-logged every step. dimgen's step is the one ``dimgen encode`` runs (`dimgen.train.make_step`):
+logged every step. dimgen's step is the one ``dimgen encode`` runs (`dimgen.infomax.trainer.make_step`):
 data resident on the device, batched augmentation, one encoder pass for both views, the fused
 split-first-layer critic, optional row chunks, bf16 autocast and ``torch.compile`` as configured.
 
@@ -37,10 +37,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dimgen.config import load_config, replace
-from dimgen.critics import ConcatCritic
 from dimgen.data import TensorBatches
-from dimgen.objectives import NoisyInfoMax
-from dimgen.train import build_model, make_step
+from dimgen.infomax.critics import ConcatCritic
+from dimgen.infomax.objectives import NoisyInfoMax
+from dimgen.infomax.trainer import build_model, make_step
 
 ROOT = Path(__file__).resolve().parents[1]
 PROTOCOL_EPOCHS, PROTOCOL_N = 2000, 60_000
@@ -224,7 +224,7 @@ def main() -> None:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)
     if device.type == "cpu":
-        from dimgen.speed import tune_cpu_allocator
+        from dimgen.training.speed import tune_cpu_allocator
 
         tuned = (
             tune_cpu_allocator()

@@ -1,15 +1,15 @@
-"""Uniform codes: the squashes of `dimgen.channel.UniformChannel` measured against the theory.
+"""Uniform codes: the squashes of `dimgen.infomax.channel.UniformChannel` measured against the theory.
 
 For every squash x eps x seed this trains a digits encoder (d = 2 by default) into a run folder,
-evaluates it with `dimgen.evaluation.evaluate_run` (the uniformity tests of `dimgen evaluate`)
+evaluates it with `dimgen.diagnostics.runs.evaluate_run` (the uniformity tests of `dimgen evaluate`)
 and measures on the held-out codes:
 
 - ``MI``: the held-out InfoNCE lower bound, against the capacity d log(1 + 1/(2 eps));
 - ``MI_ch``: the exact channel MI of the held-out codes, sum over axes of
-  I(C_i; C_i + Z_i) (`dimgen.channel.axis_channel_mi`; no critic). The continuous uniform
+  I(C_i; C_i + Z_i) (`dimgen.infomax.channel.axis_channel_mi`; no critic). The continuous uniform
   gives eps - log(2 eps) per axis, the grid log(1 + 1/(2 eps)) (the capacity);
 - ``grid``: fraction of codes within eps/2 of the grid {0, 2 eps, ..., 1}, per axis
-  (`dimgen.channel.grid_fraction`; uniform codes score 0.5), and ``grid_all``: on every axis;
+  (`dimgen.infomax.channel.grid_fraction`; uniform codes score 0.5), and ``grid_all``: on every axis;
 - ``tokens``: distinct tokens used (`Tokenizer.tokens`) out of K^d, and the entropy of the
   token histogram in nats against log K^d;
 - ``kNN``: 5-NN accuracy of the labels from the codes (`code_metrics`);
@@ -37,11 +37,11 @@ from pathlib import Path
 
 import numpy as np
 
-from dimgen.channel import axis_channel_mi, grid_fraction
 from dimgen.config import EncoderConfig
-from dimgen.evaluation import evaluate_run
-from dimgen.tokenizer import Tokenizer
-from dimgen.train import train_encoder
+from dimgen.diagnostics.runs import evaluate_run
+from dimgen.infomax.channel import axis_channel_mi, grid_fraction
+from dimgen.infomax.tokenizer import Tokenizer
+from dimgen.infomax.trainer import train_encoder
 
 COLUMNS = ("MI", "cap", "MI_ch", "grid_x", "grid_y", "grid_all", "tokens", "tok_H", "kNN",
            "prior_p", "pass")  # fmt: skip
@@ -85,7 +85,7 @@ def measure(cfg: EncoderConfig, out: Path, gan: bool = False) -> dict[str, float
 
 
 def _grid(eps: float) -> np.ndarray:
-    from dimgen.channel import grid_points
+    from dimgen.infomax.channel import grid_points
 
     return grid_points(eps)
 

@@ -62,7 +62,7 @@ def _should_report(exc: BaseException) -> bool:
     rank = os.environ.get("RANK", "0")
     if rank in ("", "0"):
         return True
-    from dimgen.distributed import raised_everywhere
+    from dimgen.training.distributed import raised_everywhere
 
     return not raised_everywhere(exc)
 

@@ -52,6 +52,11 @@ def _check_diffusers() -> None:
 @click.option("--guidance-scale", type=float, help="Classifier-free guidance for sampling.")
 @seed_option()
 @device_option()
+@click.option(
+    "--devices",
+    type=int,
+    help="Data-parallel processes: one per GPU, or CPU processes (gloo). Or use torchrun.",
+)
 @set_option()
 @quiet_option()
 def train_diffusion_cmd(encoder_run: str | None, out: str | None, resume_dir: str | None,
@@ -95,6 +100,8 @@ def train_diffusion_cmd(encoder_run: str | None, out: str | None, resume_dir: st
 
     writing(target, "diffusion")
     run = train_diffusion(cfg, target, progress=not quiet, resume=resume)
+    if run.path is None:  # a data-parallel process other than rank 0 (torchrun): rank 0 reports
+        return
     m = run.metrics
     parts = [f"wrote {run.path}: {m['steps']} steps in {m['train_seconds']:.0f} s"]
     if "conditional_consistency" in m:

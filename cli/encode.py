@@ -103,7 +103,9 @@ def encode(config_path: str | None, encoder_run: str | None, resume_dir: str | N
         cfg = replace(cfg, **flags)
         check_out(out, "encoder")  # before torch: a used --out is refused in a second
         target, resume = out, False
-    from dimgen.train import train_encoder  # torch: only once the arguments are known to be good
+    from dimgen.infomax.trainer import (
+        train_encoder,  # torch: only once the arguments are known to be good
+    )
 
     writing(target, "encoder")
     run = train_encoder(cfg, target, progress=not quiet, resume=resume)
@@ -131,8 +133,8 @@ def _encode_only(encoder_run: str, data: object, data_root: object, out: str | N
     import numpy as np
 
     from dimgen.data import load_data, parse_source, read_npz
+    from dimgen.infomax.tokenizer import Tokenizer
     from dimgen.io import save_npz
-    from dimgen.tokenizer import Tokenizer
 
     tok = Tokenizer.from_pretrained(encoder_run)
     name, which = parse_source(str(data))

@@ -17,6 +17,7 @@ from dimgen.cli.options import (
     parse_sets,
     protocol_option,
     quiet_option,
+    refuse_non_run,
     seed_option,
     set_option,
     smoke_note,
@@ -109,8 +110,9 @@ def evaluate_cmd(
     replace(EvalConfig(), **overrides)  # refuse bad values before the heavy imports
     if run is not None:
         check_run(run)
+        refuse_non_run(run, "an encoder or pretrain run")
     show = not quiet  # phase lines start once the codes are read (an error stays one line)
-    from dimgen.evaluation import (
+    from dimgen.diagnostics.runs import (
         evaluate_file,
         evaluate_run,
         load_codes,
@@ -206,7 +208,10 @@ def sweep_cmd(
     cfg = replace(cfg, **flags)
     kwargs: dict[str, Any] = given(runs=runs)
     eval_cfg = replace(EvalConfig(), **given(alpha=alpha, protocol=protocol))
-    from dimgen.sweep import parse_levels, run_sweep  # numpy, scipy: once the options are good
+    from dimgen.infomax.sweep import (  # numpy, scipy: once the options are good
+        parse_levels,
+        run_sweep,
+    )
 
     writing(out, "sweep")
     res = run_sweep(

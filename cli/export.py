@@ -21,9 +21,14 @@ def export_cmd(run: str, out: str, quiet: bool) -> None:
     """
     check_run(run)  # before torch: a mistyped folder, a used --out
     check_out(out, "export")
-    from dimgen.hub import export_run  # numpy, torch: once the arguments are known good
+    from dimgen.infomax.hub import export_run  # numpy, torch: once the arguments are known good
+    from dimgen.infomax.tokenizer import Tokenizer
+    from dimgen.io import read_run
 
-    path = export_run(run, out)  # seconds: nothing to show (--quiet is accepted, as everywhere)
+    run_dir, _ = read_run(run, "encoder")
+    # the one weights loader (names, shapes, dtypes, finite values): refuse before writing
+    Tokenizer.from_weights(run_dir / "encoder.safetensors", "cpu", run_dir)
+    path = export_run(run, out)
     click.echo(f"wrote {path}: config.json, model.safetensors, README.md")
 
 

@@ -71,6 +71,11 @@ def _guidance(new: float | None, old: float | None) -> float | None:
 @click.option("--batch-size", type=int, help="Real images per step.")
 @seed_option()
 @device_option()
+@click.option(
+    "--devices",
+    type=int,
+    help="Data-parallel processes: one per GPU, or CPU processes (gloo). Or use torchrun.",
+)
 @set_option()
 @click.option(
     "--fid-extractor",
@@ -129,6 +134,8 @@ def train_gan_cmd(encoder_run: str | None, out: str | None, resume_dir: str | No
 
         writing(out, "gan")
         run = train_gan(cfg, out, progress=not quiet)
+    if run.path is None:  # a data-parallel process other than rank 0 (torchrun): rank 0 reports
+        return
     m = run.metrics
     parts = [f"wrote {run.path}: {m['steps']} steps in {m['train_seconds']:.0f} s"]
     if "conditional_consistency" in m:

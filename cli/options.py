@@ -33,6 +33,7 @@ __all__ = [
     "parse_sets",
     "protocol_option",
     "quiet_option",
+    "refuse_non_run",
     "seed_option",
     "set_option",
     "show_config_defaults",
@@ -47,7 +48,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_SEED: int = EncoderConfig.seed
 DEFAULT_DEVICE: str = EncoderConfig.device
 
-#: The options defined here, by their flag (what tests/test_cli_options.py checks).
+#: The options defined here, by their flag (what tests/cli/test_cli_options.py checks).
 SHARED_OPTIONS = (
     "--config",
     "--set",
@@ -235,3 +236,21 @@ def parse_sets(sets: tuple[str, ...]) -> dict[str, Any]:
             raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
         out[key.strip().replace("-", "_")] = parse_yaml(value, f"--set {key.strip()}")
     return out
+
+
+def refuse_non_run(path: str, want: str) -> None:
+    """Refuse at once, before the heavy imports, a path that is no run folder at all (``/usr``):
+    no ``run.json``, ``config.yaml`` or checkpoint. Anything else is left to
+    :func:`dimgen.io.read_run` (which also looks for ``run.json`` first)."""
+    from pathlib import Path
+
+    from dimgen.errors import RunFolderError
+
+    folder = Path(path)
+    if folder.is_file():
+        folder = folder.parent
+    if not folder.is_dir():
+        return  # read_run names a missing path
+    marks = ("run.json", "config.yaml", "checkpoint.safetensors", "config.json")
+    if not any((folder / m).exists() for m in marks):
+        raise RunFolderError(f"{folder} is not a dimgen run folder (no run.json); expected {want}")

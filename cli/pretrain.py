@@ -79,6 +79,8 @@ def pretrain_cmd(out: str | None, resume_dir: str | None, config_path: str | Non
 
     writing(target, "pretrain")
     run = pretrain(cfg, target, progress=not quiet, resume=resume)
+    if run.path is None:  # a data-parallel process other than rank 0 (torchrun): rank 0 reports
+        return
     m = run.metrics
     click.echo(f"wrote {target}: {m['method']} sigma {m['sigma']}, {m['steps']} steps in "
                f"{m['train_seconds']:.0f} s, final loss {m['final_loss']:.4g} ({m['data']})"

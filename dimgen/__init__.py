@@ -15,11 +15,11 @@ __version__ = "0.1.0"
 _LAZY = {
     "EncoderConfig": ".config",
     "load_config": ".config",
-    "train_encoder": ".train",
-    "EncoderRun": ".train",
-    "Tokenizer": ".tokenizer",
-    "GaussianChannel": ".channel",
-    "UniformChannel": ".channel",
+    "train_encoder": ".infomax.trainer",
+    "EncoderRun": ".infomax.trainer",
+    "Tokenizer": ".infomax.tokenizer",
+    "GaussianChannel": ".infomax.channel",
+    "UniformChannel": ".infomax.channel",
     "DimgenError": ".errors",
     "FlowConfig": ".flows",
     "load_prior": ".flows",
@@ -30,8 +30,8 @@ _LAZY = {
     "evaluate": ".diagnostics",
     "Evaluation": ".diagnostics",
     "EvalConfig": ".diagnostics",
-    "evaluate_run": ".evaluation",
-    "run_sweep": ".sweep",
+    "evaluate_run": ".diagnostics.runs",
+    "run_sweep": ".infomax.sweep",
 }
 
 __all__ = [*_LAZY, "__version__"]

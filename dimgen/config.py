@@ -58,6 +58,7 @@ __all__ = [
     "check_fields",
     "check_run_config",
     "check_seed",
+    "check_text",
     "from_dict",
     "load_config",
     "load_run_config",
@@ -71,7 +72,7 @@ __all__ = [
 T = TypeVar("T")
 
 SQUASHES = ("phi", "sigmoid", "clamp")
-"""Maps of the uniform channel onto [0, 1] (see :class:`dimgen.channel.UniformChannel`)."""
+"""Maps of the uniform channel onto [0, 1] (see :class:`dimgen.infomax.channel.UniformChannel`)."""
 LEGACY_SQUASH = "phi"
 """The squash of runs written before the field existed."""
 VIEW_NORMS = ("shared", "renorm", "per-view")
@@ -319,6 +320,8 @@ def check_fields(cfg: Any) -> None:
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
         _coerce(f.name, value, hints[f.name], strings=False)
+        if isinstance(value, str):
+            check_text(value, f.name)
         rng: Range | None = f.metadata.get("range")
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{f.name} must be a finite number, got {value}")
@@ -328,6 +331,27 @@ def check_fields(cfg: Any) -> None:
         choices = f.metadata.get("choices")
         if choices is not None and value is not None and value not in choices:
             raise ConfigError(f"{f.name} must be one of {', '.join(choices)}, got {value!r}")
+
+
+def check_text(value: str, name: str) -> str:
+    """Refuse a string that cannot be written as UTF-8, before any work starts.
+
+    A Linux path may hold bytes that are not UTF-8 (Python keeps them as lone surrogates,
+    ``'\\udcff'``); dimgen records data sources and paths in UTF-8 text files (``run.json``,
+    ``report.md``, ``config.yaml``), so such a value would only fail after training.
+
+    Raises:
+        ConfigError: naming the field and the value (escaped).
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        raise ConfigError(
+            f"{name}: '{shown}' holds bytes that are not UTF-8; dimgen records paths in UTF-8 "
+            "text files (run.json, report.md): rename the file or folder"
+        ) from None
+    return value
 
 
 MAX_COUNT = 10**7
@@ -497,11 +521,14 @@ def load_run_config(path: str | Path) -> EncoderConfig:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
+    from .parsing import parse_yaml
+
     try:
-        data = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"{path}: not valid YAML ({first})") from None
+        raise ConfigError(f"{path}: cannot be read ({first})") from None
+    data = parse_yaml(text, str(path))  # bounded, no aliases, no duplicate keys
     if isinstance(data, dict):
         data = {**{k: f(data) for k, f in _RUN_LEGACY.items() if k not in data}, **data}
     return from_dict(EncoderConfig, {} if data is None else data, source=str(path))

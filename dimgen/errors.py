@@ -8,6 +8,7 @@ __all__ = [
     "DimgenError",
     "RunFolderError",
     "TrainingError",
+    "WorkerKilledError",
     "WriteError",
 ]
 
@@ -36,6 +37,11 @@ class RunFolderError(DimgenError):
 
 class TrainingError(DimgenError):
     """Training failed in a way the user can act on (e.g. the loss diverged)."""
+
+
+class WorkerKilledError(TrainingError):
+    """A data-parallel worker process was killed by a signal (the OOM killer's SIGKILL, ...);
+    the run stopped and continues from its last checkpoint with ``--resume``."""
 
 
 class WriteError(DimgenError):

@@ -2,7 +2,7 @@
 run argument before any heavy import, so a refusal comes back in well under two seconds.
 
 Shared by the library (:func:`dimgen.training.check_new_folder`, :func:`dimgen.io.read_run`,
-:func:`dimgen.hub.resolve_pretrained`) and the CLI, so both say the same thing: whether a used
+:func:`dimgen.infomax.hub.resolve_pretrained`) and the CLI, so both say the same thing: whether a used
 ``--out`` holds a complete run, an interrupted one (and the full command that continues it) or
 someone else's files, with a free name to use instead; and whether a missing run argument is
 a mistyped local folder or a Hugging Face Hub id.

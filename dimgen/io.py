@@ -29,6 +29,7 @@ from .parsing import MAX_DEPTH, MAX_TEXT_BYTES, parse_json, parse_yaml, read_jso
 from .parsing import short_error as _short
 
 __all__ = [
+    "FLOAT_DTYPES",
     "FORMAT_VERSION",
     "MAX_DEPTH",
     "MAX_TEXT_BYTES",
@@ -37,10 +38,12 @@ __all__ = [
     "atomic_copy",
     "atomic_path",
     "check_state_shapes",
+    "check_tensors",
     "clean_temps",
     "folder_lock",
     "incomplete_message",
     "inside",
+    "load_model_weights",
     "load_spec_module",
     "load_weights",
     "parse_json",
@@ -133,8 +136,19 @@ def save_weights(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict[
             raise WriteError(_write_failure(Path(path), exc)) from None
 
 
-def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Load a safetensors file written by :func:`save_weights`; refuse anything else."""
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+"""Floating dtypes a weights file may store where the model holds floats (cast on load)."""
+
+
+def load_weights(
+    path: str | Path, *, finite: bool = True
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Load a safetensors file written by :func:`save_weights`; refuse anything else.
+
+    With ``finite`` (the default) a floating tensor holding NaN or inf is refused, naming it
+    (:func:`check_tensors`): such weights would silently turn every output into NaN. Model
+    loaders go through :func:`load_model_weights`, which also checks names, shapes and dtypes.
+    """
     from safetensors import safe_open
 
     path = Path(path)
@@ -151,7 +165,79 @@ def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
     meta = parse_json(raw, f"{path}'s dimgen metadata")
     if not isinstance(meta, dict):
         raise RunFolderError(f"{path} has corrupt dimgen metadata")
+    if finite:
+        check_tensors(tensors, path)
     return tensors, meta
+
+
+def check_tensors(
+    tensors: dict[str, torch.Tensor],
+    path: str | Path,
+    want: dict[str, torch.Tensor] | None = None,
+) -> dict[str, torch.Tensor]:
+    """The one check of loaded weights: finite values and, given ``want``, matching dtypes.
+
+    Every floating tensor must be finite. With ``want`` (a model's state dict, e.g. built on the
+    meta device), a tensor the model holds as floating point must be stored as one of
+    :data:`FLOAT_DTYPES` and is cast to the model's dtype; an integer or bool tensor there (int8
+    codes of the right shape would otherwise be cast to floats around 1e2..1e4) is refused, as
+    is a float or bool where the model keeps integers (e.g. batch-norm counters). Returns the
+    tensors, cast. Names and shapes are checked by :func:`check_state_shapes`.
+
+    Raises:
+        RunFolderError: naming the file, the tensor and (for dtypes) the dtype found.
+    """
+    out = dict(tensors)
+    for k, v in tensors.items():
+        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            bad = int((~torch.isfinite(v)).sum())
+            raise RunFolderError(
+                f"{path}: tensor {k} holds {bad} NaN or inf value(s); the weights are corrupt "
+                "(retrain, or export again from a good run)"
+            )
+        if want is None or k not in want:
+            continue
+        target = want[k].dtype
+        if target.is_floating_point:
+            ok = v.dtype in FLOAT_DTYPES
+            need = "floating point (float16, bfloat16, float32 or float64)"
+        elif target == torch.bool:
+            ok, need = v.dtype == torch.bool, "bool"
+        else:
+            ok = not v.is_floating_point() and not v.is_complex() and v.dtype != torch.bool
+            need = "an integer dtype"
+        if not ok:
+            raise RunFolderError(
+                f"{path}: tensor {k} has dtype {str(v.dtype).replace('torch.', '')}; "
+                f"the model needs {need}"
+            )
+        if v.dtype != target:
+            out[k] = v.to(target)
+    return out
+
+
+def load_model_weights(
+    path: str | Path, kind: str, build: Any, what: str, prefix: str = ""
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The one loader of model weights: ``(tensors, metadata)`` ready for ``load_state_dict``.
+
+    Every weights file a run kind loads (encoder, GAN, diffusion, flow, classifier, pretrain,
+    export) comes through here: :func:`load_weights` (valid safetensors with dimgen metadata,
+    finite floats), the metadata's ``kind``, then ``build(metadata)`` on the meta device
+    (nothing allocated) for names, shapes and dtypes (:func:`check_state_shapes`); floating
+    tensors are cast to the model's dtypes. With ``prefix``, only the tensors named
+    ``prefix...`` make the model (returned without the prefix); the others are only checked
+    for finite values.
+
+    Raises:
+        RunFolderError: naming the file and ``what`` it should be, the tensor and its dtype.
+    """
+    tensors, meta = load_weights(path)
+    if meta.get("kind") != kind:
+        raise RunFolderError(f"{path} is not {what}")
+    if prefix:
+        tensors = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+    return check_state_shapes(lambda: build(meta), tensors, path), meta
 
 
 def write_run(
@@ -319,11 +405,14 @@ def load_spec_module(path: str | Path, kind: str, build: Any, what: str) -> tupl
     (:func:`check_state_shapes`), so a crafted file allocates nothing. Raises
     :class:`RunFolderError` (naming the file and ``what`` it should be) on any mismatch.
     """
-    tensors, meta = load_weights(path)
-    spec = meta.get("spec")
-    if meta.get("kind") != kind or not isinstance(spec, dict):
-        raise RunFolderError(f"{path} is not {what}")
-    check_state_shapes(lambda: build(spec), tensors, path)  # nothing allocated
+
+    def build_meta(meta: dict[str, Any]) -> Any:
+        if not isinstance(meta.get("spec"), dict):
+            raise RunFolderError(f"{path} is not {what}")
+        return build(meta["spec"])
+
+    tensors, meta = load_model_weights(path, kind, build_meta, what)
+    spec = meta["spec"]
     try:
         module = build(spec)
         module.load_state_dict(tensors)
@@ -334,13 +423,16 @@ def load_spec_module(path: str | Path, kind: str, build: Any, what: str) -> tupl
     return module, spec
 
 
-def check_state_shapes(build: Any, tensors: dict[str, torch.Tensor], path: str | Path) -> None:
+def check_state_shapes(
+    build: Any, tensors: dict[str, torch.Tensor], path: str | Path
+) -> dict[str, torch.Tensor]:
     """Check a file's tensors against the model its metadata declares, without allocating it.
 
     ``build()`` constructs the model; it runs on PyTorch's ``meta`` device (shapes only, no
     memory, no compute), so a 220-byte file declaring a 1x2048x2048 input costs nothing. Raises
-    :class:`RunFolderError` if the declared architecture cannot be built or its parameter names
-    and shapes differ from the tensors in the file.
+    :class:`RunFolderError` if the declared architecture cannot be built or its parameter names,
+    shapes or dtypes differ from the tensors in the file (:func:`check_tensors`). Returns the
+    tensors, floating ones cast to the model's dtypes.
     """
     errors = (KeyError, RuntimeError, TypeError, ValueError, OverflowError, MemoryError)
     try:
@@ -351,7 +443,8 @@ def check_state_shapes(build: Any, tensors: dict[str, torch.Tensor], path: str |
             if "meta" not in str(exc):
                 raise
             model = build()  # a constructor that reads values (e.g. .item()) needs real tensors
-        want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        state = model.state_dict()
+        want = {k: tuple(v.shape) for k, v in state.items()}
     except errors as exc:
         raise RunFolderError(f"{path}: invalid declared architecture ({_short(exc)})") from None
     have = {k: tuple(v.shape) for k, v in tensors.items()}
@@ -365,6 +458,7 @@ def check_state_shapes(build: Any, tensors: dict[str, torch.Tensor], path: str |
             raise RunFolderError(
                 f"{path}: tensor {k} has shape {have[k]}, the declared architecture needs {shape}"
             )
+    return check_tensors(tensors, path, state)
 
 
 def resolve_run_dir(path: str | Path) -> Path:
@@ -378,9 +472,11 @@ def resolve_run_dir(path: str | Path) -> Path:
 def read_run(path: str | Path, kind: str | tuple[str, ...]) -> tuple[Path, dict[str, Any]]:
     """Return ``(run_dir, run.json)`` after checking the folder exists, is complete and of ``kind``.
 
-    Also refuses a folder holding a symbolic link (readers and rewriters never follow one) and
-    one whose artefacts no longer match the digests recorded in ``run.json`` (a folder mixed
-    from two runs, or changed since).
+    ``run.json`` is looked for first, so a path that is not a run folder (``/usr``) fails at
+    once; then only the artefacts recorded in it are visited: a recorded file that is a symbolic
+    link (readers and rewriters never follow one) or no longer matches its digest (a folder
+    mixed from two runs, or changed since) is refused. Folders written before digests were
+    recorded are walked whole for links.
     """
     run_dir = resolve_run_dir(path)
     kinds = (kind,) if isinstance(kind, str) else kind
@@ -391,8 +487,11 @@ def read_run(path: str | Path, kind: str | tuple[str, ...]) -> tuple[Path, dict[
         raise RunFolderError(missing_run_message(str(path)))
     if not run_dir.is_dir():
         raise RunFolderError(f"{run_dir} is not a folder")
-    _refuse_links(run_dir)
-    rec_path = run_dir / "run.json"
+    rec_path = run_dir / "run.json"  # first: a path that is no run folder fails fast, unwalked
+    if rec_path.is_symlink():
+        raise RunFolderError(
+            f"{rec_path} is a symbolic link; dimgen never follows links inside a run folder"
+        )
     if not rec_path.is_file():
         raise RunFolderError(incomplete_message(run_dir, want))
     rec = read_json(rec_path)
@@ -409,7 +508,9 @@ def read_run(path: str | Path, kind: str | tuple[str, ...]) -> tuple[Path, dict[
         raise RunFolderError(f"{run_dir} is {article} {kind!r} run folder; expected {want}")
     if rec.get("complete") is not True:
         raise RunFolderError(incomplete_message(run_dir, want))
-    _check_digests(run_dir, rec.get("artefacts"))
+    if rec.get("artefacts") is None:  # folders written before digests: walk them for links
+        _refuse_links(run_dir)
+    _check_digests(run_dir, rec.get("artefacts"))  # only the recorded files (links refused)
     return run_dir, rec
 
 
@@ -431,6 +532,11 @@ def incomplete_message(run_dir: Path, want: str = "a run") -> str:
         )
     if (run_dir / "run.json").exists():
         return f"{run_dir} is an incomplete run (run.json does not mark it complete): rerun it"
+    if (run_dir / "config.json").is_file() and (run_dir / "model.safetensors").is_file():
+        return (
+            f"{run_dir} is a dimgen export (config.json, model.safetensors), not a run folder: "
+            "load it with Tokenizer.from_pretrained, or give the run it was exported from"
+        )
     return f"{run_dir} is not a dimgen run folder (no run.json); expected {want}"
 
 

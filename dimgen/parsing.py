@@ -96,9 +96,38 @@ def parse_yaml(text: str, what: str, error: type[DimgenError] = ConfigError) -> 
             depth += isinstance(tok, opens) - isinstance(tok, closes)
             if depth > MAX_DEPTH:
                 raise error(f"{what} is nested more than {MAX_DEPTH} levels deep: refused")
-        return yaml.safe_load(text)
+        return _load_unique(text, what, error)
     except (yaml.YAMLError, RecursionError) as exc:
         raise error(f"{what}: not valid YAML ({short_error(exc)})") from None
+
+
+def _load_unique(text: str, what: str, error: type[DimgenError]) -> Any:
+    """``yaml.safe_load`` that refuses a mapping with a repeated key (PyYAML keeps the last)."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        pass
+
+    def construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in seen:
+                    raise error(
+                        f"{what}: key {key!r} appears twice (lines {seen[key]} and {line}); "
+                        "remove one"
+                    )
+                seen[key] = line
+            except TypeError:  # an unhashable key: the base constructor reports it
+                break
+        return loader.construct_mapping(node, deep=deep)
+
+    UniqueKeyLoader.add_constructor(
+        yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping
+    )
+    return yaml.load(text, Loader=UniqueKeyLoader)  # a SafeLoader subclass: no object tags
 
 
 def short_error(exc: BaseException) -> str:

@@ -39,7 +39,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def digits_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A complete encoder run folder on digits (d=2, Gaussian), trained briefly; shared, read-only."""
     from dimgen.config import EncoderConfig
-    from dimgen.train import train_encoder
+    from dimgen.infomax.trainer import train_encoder
 
     out = tmp_path_factory.mktemp("runs") / "digits"
     train_encoder(EncoderConfig(epochs=60, seed=0), out)
@@ -50,7 +50,7 @@ def digits_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def digits_uniform_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A complete uniform-prior encoder run on digits (d=2, eps=0.1), trained briefly."""
     from dimgen.config import EncoderConfig
-    from dimgen.train import train_encoder
+    from dimgen.infomax.trainer import train_encoder
 
     out = tmp_path_factory.mktemp("runs") / "digits-uniform"
     train_encoder(EncoderConfig(epochs=60, seed=0, prior="uniform", eps=0.1), out)

@@ -1,6 +1,6 @@
 """Property-based fuzzing of every loader: the only outcomes are success or a one-line dimgen error.
 
-The case counts here are the ones quoted in the README's reliability table.
+The case counts here are the ones quoted in the reliability table of docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from hypothesis.extra import numpy as hnp
 from dimgen.config import EncoderConfig, from_dict, load_config
 from dimgen.data import load_data
 from dimgen.errors import ConfigError, DataError, DimgenError, RunFolderError
+from dimgen.infomax.tokenizer import Tokenizer
 from dimgen.io import load_weights, save_weights, write_run
-from dimgen.tokenizer import Tokenizer
 
 FIELDS = sorted(EncoderConfig.__dataclass_fields__)
 

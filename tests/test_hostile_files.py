@@ -358,7 +358,7 @@ def test_full_disk_in_the_cli_is_one_line(tmp_path: Path, monkeypatch: pytest.Mo
 
 def test_report_says_which_p_values_are_approximate() -> None:
     import dimgen
-    from dimgen.evaluation import evaluation_markdown
+    from dimgen.diagnostics.runs import evaluation_markdown
 
     codes = np.random.default_rng(0).standard_normal((400, 2))
     text = evaluation_markdown(dimgen.evaluate(codes, probes=False), images=False)

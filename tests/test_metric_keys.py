@@ -50,7 +50,7 @@ def test_every_run_kind_names_the_kl_bound_alike(digits_run: Path, tmp_path: Pat
         assert m[KL_BOUND] == pytest.approx(bound), kind
         assert not any("kl_bound" in k for k in m if k != "kl_bound_applies_to"), kind
     # one "chance": the encoder report, `dimgen evaluate` and the GAN report agree
-    from dimgen.evaluation import evaluate_run
+    from dimgen.diagnostics.runs import evaluate_run
 
     ev = evaluate_run(digits_run, write=False, plots=False)
     assert ev.probes is not None
@@ -66,7 +66,7 @@ def test_every_run_kind_names_the_kl_bound_alike(digits_run: Path, tmp_path: Pat
 
 def test_smoke_runs_are_capped_and_marked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from dimgen.config import EncoderConfig
-    from dimgen.train import train_encoder
+    from dimgen.infomax.trainer import train_encoder
 
     monkeypatch.setenv("DIMGEN_SMOKE", "1")
     run = train_encoder(EncoderConfig(epochs=50, eval_batches=20), tmp_path / "enc")

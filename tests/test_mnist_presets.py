@@ -20,7 +20,7 @@ def test_encoder_preset_loads_and_is_the_d2_gaussian_cpu_set_up() -> None:
     cfg = load_config(CONFIGS / "mnist-cpu.yaml", EncoderConfig)
     assert (cfg.data, cfg.prior, cfg.dim, cfg.encoder) == ("mnist", "gaussian", 2, "conv")
     assert cfg.sigma == 0.1 and cfg.threads == 1 and not cfg.amp
-    # ~20 minutes at ~0.21 CPU-s per step (README): 60,000 / batch steps per epoch
+    # ~20 minutes at ~0.21 CPU-s per step (docs/mnist.md): 60,000 / batch steps per epoch
     steps = cfg.epochs * (60_000 // cfg.batch_size)
     assert 3000 <= steps <= 6000
     # it says that it departs from the paper where it does

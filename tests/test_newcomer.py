@@ -18,7 +18,7 @@ from dimgen.cli import cli
 
 from dimgen.config import EncoderConfig
 from dimgen.errors import ConfigError, RunFolderError
-from dimgen.train import train_encoder
+from dimgen.infomax.trainer import train_encoder
 
 # --- smoke runs: steps and data are capped, not epochs; every artefact says so -----------------
 
@@ -51,7 +51,7 @@ def test_smoke_caps_nothing_when_off(tmp_path: Path, monkeypatch: pytest.MonkeyP
 def test_smoke_sweep_marks_every_artefact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """report.md, sweep.csv, sweep_summary.csv, run.json and the figure's title all say smoke."""
     import dimgen.plots
-    from dimgen.sweep import run_sweep
+    from dimgen.infomax.sweep import run_sweep
 
     titles: list[str] = []
     real = dimgen.plots.plot_sweep
@@ -179,8 +179,8 @@ def test_a_mistyped_local_run_is_not_sent_to_the_hub(
     digits_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`runs/digitz` beside a `runs/` folder was reported as a Hub download failure."""
-    from dimgen import hub
-    from dimgen.tokenizer import Tokenizer
+    from dimgen.infomax import hub
+    from dimgen.infomax.tokenizer import Tokenizer
 
     runs = tmp_path / "runs"
     runs.mkdir()
@@ -203,7 +203,7 @@ def test_a_mistyped_local_run_is_not_sent_to_the_hub(
 
 
 def _hit_ctrl_c(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, with_checkpoint: bool) -> Any:
-    import dimgen.train
+    import dimgen.infomax.trainer as trainer_module
 
     out = tmp_path / "r"
 
@@ -214,7 +214,7 @@ def _hit_ctrl_c(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, with_checkpoint
             (Path(target) / "checkpoint.safetensors").write_bytes(b"x")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(dimgen.train, "train_encoder", interrupted)
+    monkeypatch.setattr(trainer_module, "train_encoder", interrupted)
     return out, CliRunner().invoke(cli, ["encode", "--out", str(out)])
 
 

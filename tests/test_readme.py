@@ -1,10 +1,14 @@
-"""The README as a test: extract its ```sh / ```python blocks and run them in order.
+"""The README and every page of docs/ as tests: extract their ```sh / ```python blocks and run them.
 
-Rules (stated in the README's *Set-up* section):
+Rules (stated in docs/install.md, *The documentation is a test*):
+
+- the README is walked top to bottom in a fresh folder; each ``docs/*.md`` page is walked on its
+  own, top to bottom, in a fresh folder where the README's set-up command has run (so
+  ``runs/digits`` exists, as it does for a reader who followed the set-up);
 
 - every ```sh block runs as one ``bash -e`` script, every ```python block as its own fresh
-  ``python`` process (so each Python block must be self-contained), in one shared folder, in the
-  order of the README;
+  ``python`` process (so each Python block must be self-contained), in one shared folder per walk,
+  in the order of the page;
 - a line whose comment is exactly ``# GPU`` is skipped and counted; ``# MNIST`` lines run only
   when ``$DIMGEN_DATA`` holds MNIST (``MNIST/raw``), ``# CIFAR`` lines only when it holds the
   CIFAR-10 test copy (``CIFAR10/cifar10_test.npz``), else they are skipped and counted;
@@ -113,9 +117,14 @@ def prepare(block: Block, mnist: bool, walk: Walk, cifar: bool = False) -> str:
 
 
 def run_block(
-    block: Block, code: str, cwd: Path, env: dict[str, str], timeout: float = 1200
+    block: Block,
+    code: str,
+    cwd: Path,
+    env: dict[str, str],
+    timeout: float = 1200,
+    name: str = "README",
 ) -> None:
-    """Run one prepared block in ``cwd``; raise ``AssertionError`` naming the README line."""
+    """Run one prepared block in ``cwd``; raise ``AssertionError`` naming the page and line."""
     if block.lang == "sh":
         cmd = ["bash", "-e", "-o", "pipefail", "-c", code]
     else:
@@ -124,12 +133,12 @@ def run_block(
     if proc.returncode != 0:
         tail = (proc.stdout[-2000:] + "\n" + proc.stderr[-3000:]).strip()
         raise AssertionError(
-            f"README block at line {block.line} ({block.lang}) failed with exit code "
+            f"{name} block at line {block.line} ({block.lang}) failed with exit code "
             f"{proc.returncode}:\n{code}\n--- output ---\n{tail}"
         )
 
 
-def walk(text: str, cwd: Path, env: dict[str, str] | None = None) -> Walk:
+def walk(text: str, cwd: Path, env: dict[str, str] | None = None, name: str = "README") -> Walk:
     """Run every block of ``text`` in order in ``cwd`` (a smoke run); stop at the first failure."""
     env = dict(os.environ if env is None else env)
     env["DIMGEN_SMOKE"] = "1"
@@ -143,14 +152,36 @@ def walk(text: str, cwd: Path, env: dict[str, str] | None = None) -> Walk:
         if not code.strip():
             continue
         t0 = time.perf_counter()
-        run_block(block, code, cwd, env)
+        run_block(block, code, cwd, env, name=name)
         result.seconds[block.line] = time.perf_counter() - t0
         result.ran += 1
     return result
 
 
+def setup_commands(text: str) -> list[str]:
+    """The ``dimgen`` commands that end the set-up chains of ``text`` (``... && dimgen encode ...
+    # setup``): what a reader has run before opening any page of docs/."""
+    out = []
+    for block in extract(text):
+        if block.lang != "sh":
+            continue
+        for line in _logical(block.lines):
+            m = TAG.search(line)
+            tail = line[: m.start()].rpartition("&& dimgen ") if m else ("", "", "")
+            if m and m.group(1) == "setup" and tail[1]:
+                out.append("dimgen " + tail[2].strip())
+    return out
+
+
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
+#: The documentation pages, each walked on its own after the README's set-up.
+PAGES = sorted((REPO / "docs").glob("*.md"))
+DOCS = [README, *PAGES]
+
+
+def _name(path: Path) -> str:
+    return str(path.relative_to(REPO))
 
 
 def _fresh_checkout(dest: Path) -> None:
@@ -169,30 +200,91 @@ def _fresh_checkout(dest: Path) -> None:
         shutil.copyfile(REPO / name, dest / name)
 
 
-def test_readme_blocks_are_well_formed() -> None:
-    """Every block the walk would run parses: Python compiles, shell passes ``bash -n``."""
-    blocks = extract(README.read_text())
-    assert sum(b.lang == "sh" for b in blocks) >= 5
-    assert sum(b.lang == "python" for b in blocks) >= 4
-    for block in blocks:
-        code = prepare(block, mnist=True, walk=Walk())
+def unignored(work: Path, before: set[Path]) -> list[str]:
+    """Files a walk wrote in ``work`` (not in ``before``) that the repository's ``.gitignore``
+    does not cover: a reader running the same commands in a clone would see them as changes."""
+    new = sorted(
+        str(f.relative_to(work)) for f in work.rglob("*") if f.is_file() and f not in before
+    )
+    if not new:
+        return []
+    proc = subprocess.run(["git", "check-ignore", "--no-index", "--stdin"], cwd=REPO,
+                          input="\n".join(new), capture_output=True, text=True)  # fmt: skip
+    if proc.returncode not in (0, 1):
+        return []  # not a git checkout: nothing to compare with
+    return sorted(set(new) - set(proc.stdout.splitlines()))
+
+
+def test_the_docs_have_pages_and_blocks() -> None:
+    """The README keeps its set-up and a quick tour; the pages hold the rest (else the walks
+    below would pass on nothing)."""
+    readme = extract(README.read_text())
+    assert setup_commands(README.read_text()) == ["dimgen encode --out runs/digits"]
+    assert sum(b.lang == "sh" for b in readme) >= 2 and sum(b.lang == "python" for b in readme) >= 1
+    assert len(README.read_text().splitlines()) <= 300
+    blocks = [b for page in PAGES for b in extract(page.read_text())]
+    assert len(PAGES) >= 10
+    assert sum(b.lang == "sh" for b in blocks) >= 10
+    assert sum(b.lang == "python" for b in blocks) >= 5
+
+
+@pytest.mark.parametrize("page", DOCS, ids=_name)
+def test_doc_blocks_are_well_formed(page: Path) -> None:
+    """Every block a walk would run parses: Python compiles, shell passes ``bash -n``."""
+    for block in extract(page.read_text()):
+        code = prepare(block, mnist=True, walk=Walk(), cifar=True)
         if block.lang == "python":
-            compile(code, f"README.md:{block.line}", "exec")
+            compile(code, f"{_name(page)}:{block.line}", "exec")
         else:
             proc = subprocess.run(["bash", "-n", "-c", code], capture_output=True, text=True)
-            assert proc.returncode == 0, f"README.md:{block.line}: {proc.stderr}"
+            assert proc.returncode == 0, f"{_name(page)}:{block.line}: {proc.stderr}"
 
 
-def test_readme_marks_gpu_and_mnist_lines() -> None:
-    """The README's GPU lines are marked (so the walk skips them) and none is left unmarked."""
+def test_docs_mark_gpu_and_mnist_lines() -> None:
+    """GPU and MNIST lines are marked (so the walks skip them) and none is left unmarked."""
     walk_ = Walk()
-    for block in extract(README.read_text()):
-        code = prepare(block, mnist=False, walk=walk_)
-        for line in code.splitlines():
-            assert "mnist" not in line.split("#")[0].lower() or "--help" in line, (
-                f"README.md:{block.line}: an MNIST line without a # MNIST or # GPU mark: {line}"
-            )
+    for page in DOCS:
+        for block in extract(page.read_text()):
+            code = prepare(block, mnist=False, walk=walk_)
+            for line in code.splitlines():
+                assert "mnist" not in line.split("#")[0].lower() or "--help" in line, (
+                    f"{_name(page)}:{block.line}: an MNIST line without a # MNIST or # GPU mark: "
+                    f"{line}"
+                )
     assert walk_.skipped.get("GPU", 0) >= 3
+
+
+LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
+
+
+@pytest.mark.parametrize("page", DOCS, ids=_name)
+def test_doc_links_and_figures_resolve(page: Path) -> None:
+    """Every relative link and figure of a page names a file of the repository (and an anchor
+    that one of its headings makes)."""
+    for target in LINK.findall(page.read_text()):
+        if re.match(r"[a-z]+:", target):
+            continue  # http:, https:, mailto:
+        path, _, anchor = target.partition("#")
+        dest = (page.parent / path).resolve() if path else page
+        assert dest.is_file(), f"{_name(page)}: link to a missing file: {target}"
+        if anchor and dest.suffix == ".md":
+            assert anchor in _anchors(dest.read_text()), f"{_name(page)}: no heading for {target}"
+
+
+def _anchors(text: str) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens."""
+    out = set()
+    for line in text.splitlines():
+        if line.startswith("#"):
+            title = line.lstrip("#").strip().lower()
+            out.add(re.sub(r"[^\w\- ]", "", title).replace(" ", "-"))
+    return out
+
+
+def test_every_page_is_linked_from_the_readme() -> None:
+    text = README.read_text()
+    missing = [p.name for p in PAGES if f"](docs/{p.name})" not in text]
+    assert not missing, f"docs pages the README does not link: {missing}"
 
 
 SAMPLE = """
@@ -249,9 +341,36 @@ def test_walk_fails_on_a_broken_block(tmp_path: Path, broken: str) -> None:
 def test_readme_runs_as_written(tmp_path: Path) -> None:
     """The whole README, top to bottom, in a fresh folder, with ``DIMGEN_SMOKE=1``."""
     _fresh_checkout(tmp_path)
+    before = {f for f in tmp_path.rglob("*") if f.is_file()}
     result = walk(README.read_text(), tmp_path)
+    written = unignored(tmp_path, before)
+    assert not written, f"the README writes files .gitignore does not cover: {written[:10]}"
     print(f"README walk: {result.ran} blocks, skipped {result.skipped}, seconds by line:")
     print({line: round(t, 1) for line, t in result.seconds.items()})
-    assert result.ran >= 10
+    assert result.ran >= 2
     run = (tmp_path / "runs" / "digits" / "run.json").read_text()
     assert '"smoke"' in run  # every run of the walk is marked as a smoke run
+
+
+@pytest.fixture(scope="module")
+def set_up(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh checkout where the README's set-up command has run (a smoke run)."""
+    folder = tmp_path_factory.mktemp("set-up")
+    _fresh_checkout(folder)
+    code = "\n".join(setup_commands(README.read_text())) + "\n"
+    walk(f"```sh\n{code}```\n", folder, name="README set-up")
+    return folder
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", [p for p in PAGES if extract(p.read_text())], ids=_name)
+def test_doc_page_runs_as_written(page: Path, set_up: Path, tmp_path: Path) -> None:
+    """One page of docs/, top to bottom, in a fresh copy of the set-up folder."""
+    work = tmp_path / "work"
+    shutil.copytree(set_up, work, symlinks=True)
+    before = {f for f in work.rglob("*") if f.is_file()}
+    result = walk(page.read_text(), work, name=_name(page))
+    written = unignored(work, before)
+    assert not written, f"{_name(page)} writes files .gitignore does not cover: {written[:10]}"
+    print(f"{_name(page)}: {result.ran} blocks, skipped {result.skipped}, seconds by line:")
+    print({line: round(t, 1) for line, t in result.seconds.items()})

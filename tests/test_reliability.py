@@ -14,9 +14,9 @@ from dimgen.cli import cli
 
 from dimgen.config import EncoderConfig
 from dimgen.errors import DimgenError, RunFolderError, TrainingError
+from dimgen.infomax.tokenizer import Tokenizer
+from dimgen.infomax.trainer import train_encoder
 from dimgen.io import FORMAT_VERSION, read_run, write_run
-from dimgen.tokenizer import Tokenizer
-from dimgen.train import train_encoder
 
 
 class _Evil:
@@ -111,7 +111,7 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> 
                 for p in holder["model"].parameters():
                     p.fill_(float("nan"))
 
-    import dimgen.train as tr
+    import dimgen.infomax.trainer as tr
 
     real_build = tr.build_model
 

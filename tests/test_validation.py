@@ -261,7 +261,7 @@ def _tiny_npz(path: Path, n: int, split: list[str] | None = None) -> str:
 def test_a_data_set_too_small_for_its_held_out_split_is_refused_before_training(
     tmp_path: Path,
 ) -> None:
-    from dimgen.train import train_encoder
+    from dimgen.infomax.trainer import train_encoder
 
     data = _tiny_npz(tmp_path / "five.npz", 5)  # test_fraction 0.2: one held-out sample
     with pytest.raises(DataError, match=r"1 held-out sample.*MI estimate needs at least 2"):
@@ -270,7 +270,7 @@ def test_a_data_set_too_small_for_its_held_out_split_is_refused_before_training(
 
 
 def test_an_empty_training_split_is_refused_before_training(tmp_path: Path) -> None:
-    from dimgen.train import train_encoder
+    from dimgen.infomax.trainer import train_encoder
 
     cfg = replace(EncoderConfig(), test_fraction=0.999999, epochs=1)
     with pytest.raises(DataError, match=r"0 training sample.*test_fraction 0\.999999"):
@@ -280,7 +280,7 @@ def test_an_empty_training_split_is_refused_before_training(tmp_path: Path) -> N
 
 @pytest.fixture(scope="module")
 def quick_encoder_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from dimgen.train import train_encoder
+    from dimgen.infomax.trainer import train_encoder
 
     out = tmp_path_factory.mktemp("runs") / "enc"
     train_encoder(EncoderConfig(epochs=2, seed=0), out)
@@ -335,7 +335,7 @@ def test_the_smallest_evaluation_allowed_completes(quick_encoder_run: Path, tmp_
 def test_train_encoder_refuses_wrong_types_before_anything(
     make: Any, needle: str, tmp_path: Path
 ) -> None:
-    from dimgen.train import train_encoder
+    from dimgen.infomax.trainer import train_encoder
 
     with pytest.raises(ConfigError, match=needle):
         train_encoder(make(), tmp_path / "run")
@@ -345,7 +345,7 @@ def test_train_encoder_refuses_wrong_types_before_anything(
 def test_other_entry_points_refuse_a_dict_or_wrong_types(tmp_path: Path) -> None:
     from dimgen.flows import transform_codes
     from dimgen.gan import GANConfig, train_gan
-    from dimgen.sweep import run_sweep
+    from dimgen.infomax.sweep import run_sweep
 
     with pytest.raises(ConfigError, match="GANConfig, got dict"):
         train_gan({"encoder_run": "x"}, tmp_path / "g")  # type: ignore[arg-type]
@@ -380,7 +380,7 @@ def test_evaluate_refuses_ragged_input(kwargs: dict[str, Any], needle: str) -> N
 
 
 def test_tokenizer_refuses_ragged_input_and_bad_counts(quick_encoder_run: Path) -> None:
-    from dimgen.tokenizer import Tokenizer
+    from dimgen.infomax.tokenizer import Tokenizer
 
     tok = Tokenizer.from_pretrained(quick_encoder_run)
     ragged = [[0.0] * 64, [0.0] * 63]

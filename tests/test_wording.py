@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from dimgen.errors import RunFolderError
+from dimgen.infomax.runs import encoder_report
 from dimgen.io import read_run, write_run
-from dimgen.runs import encoder_report
 
 
 def test_run_folder_kind_takes_the_right_article(tmp_path: Path) -> None:

@@ -39,7 +39,7 @@ from uniform). Here:
    independence and positive dependence. The overall p-value is ``simes([p_norm, p_prior])`` =
    ``min(2 min, max)``.
 
-Measured rejection rates on samples from the prior are in the README and the tests.
+Measured rejection rates on samples from the prior are in docs/evaluation.md and the tests.
 
 References:
     Butakov et al. (2025), Efficient Distribution Matching of Representations via

@@ -5,6 +5,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import sys
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -22,14 +25,18 @@ from .settings import EvalConfig
 __all__ = ["evaluate"]
 
 
-def _phase(what: str, show: bool, index: int, count: int) -> Any:
-    """A phase line (:func:`dimgen.training.phases.phase`) when ``show``; torch is imported
-    only then."""
+@contextlib.contextmanager
+def _phase(what: str, show: bool, index: int, count: int) -> Iterator[None]:
+    """``evaluate: [i/n] what ...`` then ``... done (T s)`` on stderr when ``show``: the format
+    of :func:`dimgen.training.phases.phase`, which the layering keeps out of reach here."""
     if not show:
-        return contextlib.nullcontext()
-    from ..training.phases import phase
-
-    return phase("evaluate", what, show, index, count)
+        yield
+        return
+    label = f"evaluate: [{index}/{count}] {what}"
+    print(f"{label} ...", file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
+    yield
+    print(f"{label} done ({time.perf_counter() - t0:.1f} s)", file=sys.stderr, flush=True)
 
 
 def evaluate(

@@ -58,15 +58,23 @@ class DiffusionConfig(RunConfig):
     eval_samples: int = bounded(500, 0, 10**6)
     """Held-out images (and as many unconditional samples) evaluated at the end (0: skip; else
     at least ``MIN_EVAL_SAMPLES``)."""
+    devices: int = bounded(1, 1, 1024)
+    """Data-parallel processes to spawn: one per GPU, or gloo processes on the CPU (DDP). The
+    global batch stays ``batch_size``. Under ``torchrun`` the launcher decides: leave it at 1."""
     fid_extractor: str | None = None
     """The reference classifier file (safetensors) for FID / KID and label metrics, as for the
     GAN: used if it exists, else trained once and written there. None: the cache, one per data
-    set (:mod:`dimgen.fid_extractor`), so the GAN and the diffusion model on the same data and
+    set (:mod:`dimgen.fidelity.extractor`), so the GAN and the diffusion model on the same data and
     ``classifier_epochs`` are measured in the same feature space."""
 
 
 def _check(cfg: DiffusionConfig) -> None:
     """Cross-field rules; types, finiteness and ranges are checked from the field declarations."""
+    if cfg.batch_size % cfg.devices:
+        raise ConfigError(
+            f"batch_size {cfg.batch_size} must be divisible by devices {cfg.devices} "
+            "(each process takes an equal shard of every batch)"
+        )
     if cfg.width % cfg.norm_groups:
         raise ConfigError(
             f"width ({cfg.width}) must be a multiple of norm_groups ({cfg.norm_groups})"

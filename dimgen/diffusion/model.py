@@ -18,7 +18,8 @@ from torch import Tensor
 from ..config import load_config
 from ..errors import DataError
 from ..gan.model import child_seeds
-from ..generators import SpecGenerator
+from ..generators.protocol import SpecGenerator
+from ..infomax.tokenizer import Tokenizer
 from ..integrations.diffusers import (
     CodeConditionedUNet,
     CodeEmbedding,
@@ -27,7 +28,6 @@ from ..integrations.diffusers import (
     sample_with_scheduler,
 )
 from ..io import load_spec_module, read_run
-from ..tokenizer import Tokenizer
 from .config import DiffusionConfig
 
 __all__ = ["DiffusionModel", "build_net", "diffusion_spec"]

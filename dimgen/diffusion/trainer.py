@@ -21,7 +21,8 @@ import torch
 from torch import Tensor, nn
 
 from ..config import replace, validate
-from ..data import Dataset
+from ..data.sources import Dataset, absolute_root, absolute_source
+from ..errors import ConfigError, DataError
 from ..gan.evaluation import evaluate_gan
 from ..gan.images import save_image_grid
 from ..gan.nets import ema_update
@@ -34,7 +35,8 @@ from ..gan.trainer import (
 from ..integrations.diffusers import make_scheduler
 from ..io import atomic_copy, save_weights, write_json, write_text
 from ..training import CheckpointState, Context, Fitted, ScalarCallback, Trainer, fit, smoke
-from ..training.devices import resolve_device
+from ..training.devices import data_parallel, launch, needs_spawn
+from ..training.distributed import mean_over_processes
 from ..training.phases import phase
 from .config import DiffusionConfig
 from .model import DiffusionModel, build_net, diffusion_spec
@@ -74,10 +76,11 @@ class DiffusionTrainer(Trainer):
     def setup(self, ctx: Context) -> CheckpointState:
         self.show = ctx.progress
         cfg, device = self.config, ctx.device
-        enc_dir, enc_cfg, tok, ds, source, _ = load_conditioning(
+        enc_dir, enc_cfg, tok, ds, source, root = load_conditioning(
             cfg, device, self.data, "diffusion"
         )
-        self.config = cfg = replace(cfg, encoder_run=str(enc_dir.resolve()), data=source)
+        self.config = cfg = replace(cfg, encoder_run=str(enc_dir.resolve()),
+                                    data=absolute_source(source), data_root=absolute_root(root))  # fmt: skip
         self.enc_dir, self.enc_cfg, self.tok, self.ds, self.source = (
             enc_dir,
             enc_cfg,
@@ -97,12 +100,22 @@ class DiffusionTrainer(Trainer):
         self.gen = torch.Generator().manual_seed(cfg.seed)
         # After the UNet is built (an unfit shape fails before anything trains) and initialised;
         # later draws come from self.gen only, so whether it was trained or found changes nothing.
-        self.extractor = reference_classifier(cfg, ds, source, device, self.label, self.show)
+        # Rank 0 alone evaluates: the other processes neither train nor read the classifier.
+        self.extractor = (
+            reference_classifier(cfg, ds, source, device, self.label, self.show)
+            if ctx.rank == 0 else None
+        )  # fmt: skip
         x = torch.from_numpy(np.ascontiguousarray(ds.x_train))
         self.x_train = (2 * x - 1).to(device)  # [0, 1] -> [-1, 1], (N, C, H, W)
         with phase(self.label, f"codes of {len(ds.x_train)} training images", self.show):
             self.c_train = tok.encode(ds.x_train).to(device)  # frozen encoder: (N, d)
         self.batch = min(cfg.batch_size, len(self.x_train))
+        self.batch -= self.batch % ctx.world  # every process an equal shard of the global batch
+        if self.batch < ctx.world:
+            raise DataError(
+                f"{source}: {len(self.x_train)} training image(s) for {ctx.world} processes"
+            )
+        self.rank, self.world = ctx.rank, ctx.world
         n_cond = min(32, len(ds.x_test))
         self.grid_codes = torch.cat([tok.encode(ds.x_test[:n_cond]),
                                      tok.sample_prior(32, seed=cfg.seed + 2)])  # fmt: skip
@@ -113,22 +126,31 @@ class DiffusionTrainer(Trainer):
 
     def begin(self, ctx: Context) -> None:
         self.net.train()
+        self.train_net = data_parallel(self.net, ctx.device)  # DDP: gradients averaged
 
     def step(self, index: int) -> dict[str, Tensor]:
         cfg, g, b, dev = self.config, self.gen, self.batch, self.device
+        # Every draw is made for the whole global batch from the generator all processes share
+        # (in the 1-process order); each process keeps its rows, so N processes train on the
+        # 1-process batch.
+        part = b // self.world
+        rows = slice(self.rank * part, (self.rank + 1) * part)
         idx = torch.randint(len(self.x_train), (b,), generator=g)
-        x0, c = self.x_train[idx.to(dev)], self.c_train[idx.to(dev)]
-        eps = torch.randn(x0.shape, generator=g).to(dev)
-        t = torch.randint(cfg.num_train_timesteps, (b,), generator=g).to(dev)
-        drop = (torch.rand(b, generator=g) < cfg.p_uncond).to(dev)
+        eps = torch.randn((b, *self.x_train.shape[1:]), generator=g)[rows]
+        t = torch.randint(cfg.num_train_timesteps, (b,), generator=g)[rows].to(dev)
+        drop = (torch.rand(b, generator=g) < cfg.p_uncond)[rows].to(dev)
+        idx = idx[rows].to(dev)
+        x0, c = self.x_train[idx], self.c_train[idx]
+        eps = eps.to(dev, x0.dtype)
         x_t = self.noise.add_noise(x0, eps, t)
-        loss = torch.nn.functional.mse_loss(self.net(x_t, t, c, drop), eps)
+        loss = torch.nn.functional.mse_loss(self.train_net(x_t, t, c, drop), eps)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
         if self.ema is not None:
             ema_update(self.ema, self.net, min(cfg.ema_decay, (1 + index) / (10 + index)))
-        return {"loss": loss.detach()}
+        # The global batch's loss (the mean of the shards' means), the same on every process.
+        return {"loss": mean_over_processes(loss.detach())}
 
     def _model(self, out: Path | None = None) -> DiffusionModel:
         net = self.ema if self.ema is not None else self.net
@@ -148,6 +170,7 @@ class DiffusionTrainer(Trainer):
         cfg, tok = self.config, self.tok
         model = self._model(out)
         metrics: dict[str, Any] = {"train_seconds": fitted.train_seconds, "steps": self.total,
+                                   "processes": self.world,
                                    "code_dim": tok.dim, "prior": tok.prior_name,
                                    "parameters": sum(p.numel() for p in self.net.parameters())}  # fmt: skip
         enc_metrics = read_json_or_empty(self.enc_dir / "metrics.json")
@@ -212,11 +235,39 @@ def train_diffusion(
     Raises :class:`~dimgen.errors.ConfigError` (also when ``dimgen[diffusers]`` is missing),
     :class:`~dimgen.errors.DataError` and :class:`~dimgen.errors.RunFolderError` before
     training, :class:`~dimgen.errors.TrainingError` if the loss or weights become non-finite.
+
+    With ``config.devices = N > 1`` N processes are spawned (one per GPU, or gloo on the CPU);
+    under ``torchrun`` the launcher's processes are joined. Each takes 1/N of every global batch
+    (DDP): the updates are those of one process; rank 0 evaluates and writes the folder. A
+    checkpoint resumes with the same number of processes only.
     """
     cfg = validate(config)
     from ..integrations.diffusers import require_diffusers
 
     require_diffusers()
-    trainer = DiffusionTrainer(cfg, data)
-    return fit(trainer, resolve_device(cfg.device), out, resume=resume, progress=progress,
-               on_scalars=on_scalars)  # fmt: skip
+    if on_scalars is not None and needs_spawn(cfg.devices):
+        raise ConfigError("on_scalars cannot cross into spawned processes (devices > 1)")
+
+    def run(device: torch.device) -> DiffusionRun:
+        return fit(DiffusionTrainer(cfg, data), device, out, resume=resume, progress=progress,
+                   on_scalars=on_scalars)  # fmt: skip
+
+    return launch(run, cfg.device, cfg.devices, _worker, (cfg, out, progress, resume, data))
+
+
+def _worker(
+    cfg: DiffusionConfig,
+    out: str | Path | None,
+    progress: bool,
+    resume: bool,
+    data: Dataset | None,
+) -> DiffusionRun | None:
+    """One spawned process of :func:`train_diffusion`; rank 0's result (on the CPU) goes back."""
+    from ..training.distributed import rank
+
+    run = train_diffusion(cfg, out, progress=progress and rank() == 0, resume=resume, data=data)
+    if rank() != 0:
+        return None
+    for module in (run.model.net, run.model.tokenizer.encoder, run.model.tokenizer.channel):
+        module.cpu()
+    return run

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from ..errors import DataError, RunFolderError
-from ..io import check_state_shapes, inside, load_weights, read_run
+from ..io import inside, load_model_weights, read_run
 from .targets import Target, make_target, source_law
 from .transforms import Bijection, Composite, Identity, as_codes, prior_map
 
@@ -156,11 +156,14 @@ def load_prior(path: str | Path) -> Prior:
 def _load_flow(path: Path) -> Bijection:
     from .backend import build_backend
 
-    tensors, meta = load_weights(path)
-    arch = meta.get("arch")
-    if meta.get("kind") != "flow" or not isinstance(arch, dict):
-        raise RunFolderError(f"{path} is not a dimgen flow")
-    check_state_shapes(lambda: build_backend(arch), tensors, path)  # nothing allocated
+    def build(meta: dict[str, Any]) -> Bijection:
+        if not isinstance(meta.get("arch"), dict):
+            raise RunFolderError(f"{path} is not a dimgen flow")
+        return build_backend(meta["arch"]).double()
+
+    # names, shapes, dtypes (nothing allocated) and finite values, as for every weights file
+    tensors, meta = load_model_weights(path, "flow", build, "a dimgen flow")
+    arch = meta["arch"]
     try:
         flow = build_backend(arch).double()
         flow.load_state_dict(tensors)

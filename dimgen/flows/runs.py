@@ -54,7 +54,7 @@ class FlowRun:
 
 def read_codes(run_dir: Path) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """(codes (n, d) float64, labels or None, split) from ``<run>/codes.npz``."""
-    from ..npzfile import read_codes as read_codes_file
+    from ..data.npz import read_codes as read_codes_file
 
     codes, labels, split = read_codes_file(run_dir / "codes.npz", error=RunFolderError)
     return codes, labels, split if split is not None else np.array(["all"] * len(codes))

@@ -351,7 +351,7 @@ def make_target(spec: str, dim: int) -> Target:
 
 def load_target_samples(path: str | Path, dim: int) -> SampleTarget:
     """Read target samples from an ``.npz`` (array ``x`` or ``samples``, shape (n, d))."""
-    from ..npzfile import read_npz_members
+    from ..data.npz import read_npz_members
 
     path = Path(path)
     arrays = read_npz_members(path, ("x", "samples"), what="target samples")  # bounded

@@ -68,13 +68,21 @@ class GANConfig(RunConfig):
     eval_samples: int = bounded(2000, 0, 10**6)
     """Held-out images (and as many unconditional samples) evaluated at the end (0: skip; else
     at least ``MIN_EVAL_SAMPLES``)."""
+    devices: int = bounded(1, 1, 1024)
+    """Data-parallel processes to spawn: one per GPU, or gloo processes on the CPU (DDP). The
+    global batch stays ``batch_size``. Under ``torchrun`` the launcher decides: leave it at 1."""
     fid_extractor: str | None = None
     """The reference classifier file (safetensors) for FID / KID and label metrics: used if it
     exists, else trained once and written there. None: the cache (``$DIMGEN_CACHE``,
-    :mod:`dimgen.fid_extractor`), one per data set."""
+    :mod:`dimgen.fidelity.extractor`), one per data set."""
 
 
 def _check_gan(cfg: GANConfig) -> None:
+    if cfg.batch_size % cfg.devices:
+        raise ConfigError(
+            f"batch_size {cfg.batch_size} must be divisible by devices {cfg.devices} "
+            "(each process takes an equal shard of every batch)"
+        )
     if 0 < cfg.eval_samples < MIN_EVAL_SAMPLES:
         raise ConfigError(
             f"eval_samples must be 0 (no evaluation) or >= {MIN_EVAL_SAMPLES} (FID / KID need "

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data import Dataset, load_data
+from ..data.sources import Dataset, load_data
 from ..errors import ConfigError, DataError
-from ..generators import Generator
+from ..generators.protocol import Generator
 from ..training.devices import resolve_device
 from ..training.phases import phase
 from .config import MIN_EVAL_SAMPLES
@@ -44,7 +44,7 @@ def evaluate_gan(
     local Inception weights also ``fid_*`` / ``kid_*``. ``show``: announce the two samplings
     (the slow part for a diffusion model) and their times on stderr.
     """
-    from ..fidelity import (
+    from ..fidelity.metrics import (
         class_histogram_tv,
         conditional_consistency,
         extractor_name,
@@ -133,7 +133,7 @@ def evaluate_run(
     """The library side of ``dimgen evaluate-gan``: :func:`evaluate_gan` on a generator run
     folder (GAN or diffusion; ``guidance_scale`` overrides a diffusion run's); ``show``: its
     phases on stderr."""
-    from ..generator_runs import load_generator
+    from ..generators.runs import load_generator
 
     dev = resolve_device(device)
     gan = load_generator(run, device=dev, ema=ema)

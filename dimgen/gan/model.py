@@ -11,9 +11,9 @@ from torch import Tensor, nn
 
 from ..config import check_count, check_seed, load_config
 from ..errors import DataError, RunFolderError
-from ..generators import SpecGenerator
+from ..generators.protocol import SpecGenerator
+from ..infomax.tokenizer import Tokenizer
 from ..io import load_spec_module, read_run
-from ..tokenizer import Tokenizer
 from .config import GANConfig
 from .nets import build_generator
 

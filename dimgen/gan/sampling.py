@@ -11,9 +11,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..data import load_data, parse_source
+from ..data.sources import load_data, parse_source
 from ..errors import ConfigError, DataError
-from ..generators import Generator
+from ..generators.protocol import Generator
 from .evaluation import set_guidance
 
 __all__ = ["Samples", "load_images", "prior_codes_from_flow", "read_codes", "sample"]
@@ -63,7 +63,7 @@ def load_images(
 
 def read_codes(path: str | Path) -> np.ndarray:
     """The ``codes`` array (n, d) of an ``.npz`` (e.g. written by ``dimgen encode --encoder``)."""
-    from ..npzfile import read_codes as read_codes_file
+    from ..data.npz import read_codes as read_codes_file
 
     return read_codes_file(path)[0].astype(np.float32)
 
@@ -113,7 +113,7 @@ def sample(
     if n is not None and n < 1:
         raise DataError(f"n must be >= 1, got {n}")
     if isinstance(run, (str, Path)):
-        from ..generator_runs import load_generator
+        from ..generators.runs import load_generator
 
         gan = load_generator(run, ema=ema)
     else:

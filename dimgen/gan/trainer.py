@@ -19,13 +19,22 @@ import torch
 from torch import Tensor, nn
 
 from ..config import EncoderConfig, load_run_config, replace, validate
-from ..data import Dataset, check_finite, load_data
+from ..data.sources import (
+    Dataset,
+    absolute_root,
+    absolute_source,
+    check_finite,
+    check_source_unchanged,
+    load_data,
+)
 from ..errors import ConfigError, DataError, DimgenError
+from ..infomax.tokenizer import Tokenizer
 from ..io import atomic_copy, save_weights, write_json, write_text
 from ..metric_keys import KL_BOUND, kl_upper_bound
-from ..tokenizer import Tokenizer
+from ..parsing import read_json
 from ..training import CheckpointState, Context, Fitted, ScalarCallback, Trainer, fit, smoke
-from ..training.devices import resolve_device
+from ..training.devices import data_parallel, global_batch_statistics, launch, needs_spawn
+from ..training.distributed import mean_over_processes
 from ..training.phases import phase
 from .config import MIN_EVAL_SAMPLES, GANConfig
 from .evaluation import evaluate_gan
@@ -48,6 +57,20 @@ class GANRun:
     metrics: dict[str, Any]
     history: list[dict[str, float]] = field(default_factory=list)
     path: Path | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable (a spawned process returns its run): the spectrally normalised
+        discriminator travels as its spec and state dict, and is rebuilt on unpickling."""
+        state = dict(self.__dict__)
+        sd = {k: v.detach().cpu() for k, v in self.discriminator.state_dict().items()}
+        state["discriminator"] = (self.gan.spec, sd)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        spec, sd = state["discriminator"]
+        discriminator = build_discriminator(spec)
+        discriminator.load_state_dict(sd)
+        self.__dict__.update({**state, "discriminator": discriminator})
 
 
 def load_encoder_run(cfg: GANConfig, device: torch.device) -> tuple[Path, EncoderConfig, Tokenizer]:
@@ -75,6 +98,9 @@ def load_conditioning(
     root = cfg.data_root or enc_cfg.data_root
     ds = data
     if ds is None:
+        if absolute_source(source) == absolute_source(enc_cfg.data):  # the encoder's own data
+            record = read_json(enc_dir / "run.json")
+            check_source_unchanged(source, record.get("data_digest"), enc_dir, what)
         ds = load_data(source, root, enc_cfg.test_fraction, enc_cfg.split_seed)
     ds = smoke.cap_data(ds)  # DIMGEN_SMOKE: the first 1,024 / 512 samples only
     if ds.shape != tok.in_shape:
@@ -96,7 +122,7 @@ def reference_classifier(
     or evaluation. Its training is an announced phase."""
     if ds.y_train is None or cfg.classifier_epochs <= 0 or cfg.eval_samples <= 0:
         return None
-    from ..fid_extractor import reference_extractor
+    from ..fidelity.extractor import reference_extractor
 
     x_all, y_all = ds.split("all")
     epochs = smoke.cap_size(cfg.classifier_epochs, 1)  # a smoke run's own (cached) classifier
@@ -141,10 +167,9 @@ class GANTrainer(Trainer):
         )
         _check_sizes(cfg, ds, source)
         # A derived run stores the absolute data root it used (readable from any folder).
-        abs_root = str(Path(root).expanduser().resolve()) if root else None
-        cfg = self.config = replace(
-            cfg, encoder_run=str(enc_dir.resolve()), data=source, data_root=abs_root
-        )
+        abs_root = absolute_root(root)
+        cfg = self.config = replace(cfg, encoder_run=str(enc_dir.resolve()),
+                                    data=absolute_source(source), data_root=abs_root)  # fmt: skip
         self.enc_dir, self.enc_cfg, self.tok, self.ds, self.source = (
             enc_dir,
             enc_cfg,
@@ -155,15 +180,19 @@ class GANTrainer(Trainer):
         self.spec = spec = gan_spec(cfg, ds.shape, tok.dim)
         self.device = device
         # Before the seeding below, so whether it was trained or found does not change the
-        # GAN's random streams.
-        self.extractor = reference_classifier(cfg, ds, source, device, self.label, self.show)
+        # GAN's random streams. Rank 0 alone evaluates: the others neither train nor read it.
+        self.extractor = (
+            reference_classifier(cfg, ds, source, device, self.label, self.show)
+            if ctx.rank == 0 else None
+        )  # fmt: skip
 
         torch.manual_seed(cfg.seed)
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.x_train = torch.from_numpy(np.ascontiguousarray(ds.x_train)).to(device)
         self.c_train = tok.encode(ds.x_train).to(device)  # frozen encoder, inference mode: (N, d)
-        self.G = build_generator(spec).to(device)
-        self.D = build_discriminator(spec).to(device)
+        # Data parallel: batch-norm statistics over the global batch (a no-op in one process).
+        self.G = global_batch_statistics(build_generator(spec), device).to(device)
+        self.D = global_batch_statistics(build_discriminator(spec), device).to(device)
         self.G_ema = copy.deepcopy(self.G).eval() if cfg.ema_decay > 0 else None
         betas = (cfg.beta1, cfg.beta2)
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr_g, betas=betas)
@@ -178,6 +207,12 @@ class GANTrainer(Trainer):
         grid_z = torch.randn(len(grid_codes), cfg.noise_dim, generator=g_fixed)
         self.grid_codes, self.grid_z = grid_codes.to(device), grid_z.to(device)
         self.batch = min(cfg.batch_size, len(self.x_train))
+        self.batch -= self.batch % ctx.world  # every process an equal shard of the global batch
+        if self.batch < ctx.world:
+            raise DataError(
+                f"{source}: {len(self.x_train)} training image(s) for {ctx.world} processes"
+            )
+        self.rank, self.world = ctx.rank, ctx.world
 
         modules = {"generator": self.G, "discriminator": self.D}
         if self.G_ema is not None:
@@ -188,15 +223,32 @@ class GANTrainer(Trainer):
     def begin(self, ctx: Context) -> None:
         self.G.train()
         self.D.train()
+        # DDP averages the gradients of each update over processes (G and D as they are in
+        # one process); in the generator update D is called unwrapped, so its unused gradients
+        # are not synchronised (the next discriminator update discards them).
+        self.G_train = data_parallel(self.G, ctx.device)
+        self.D_train = data_parallel(self.D, ctx.device)
+
+    def _draw(self) -> tuple[Tensor, Tensor]:
+        """This process's rows of a global batch: (indices, G's noise).
+
+        Both are drawn for the whole global batch from streams every process shares (the
+        batch generator, the global RNG seeded alike), so N processes see the 1-process batch.
+        """
+        cfg, device, b = self.config, self.device, self.batch
+        part = b // self.world
+        rows = slice(self.rank * part, (self.rank + 1) * part)
+        idx = torch.randint(len(self.x_train), (b,), generator=self.gen)[rows].to(device)
+        z = torch.randn(b, cfg.noise_dim, device=device, dtype=self.x_train.dtype)[rows]
+        return idx, z
 
     def step(self, index: int) -> dict[str, Tensor]:
-        cfg, G, D, device = self.config, self.G, self.D, self.device
-        n, b = len(self.x_train), self.batch
+        cfg, G, D = self.config, self.G, self.D_train
         for _ in range(cfg.d_steps):
-            idx = torch.randint(n, (b,), generator=self.gen).to(device)
+            idx, z = self._draw()
             x, c = self.x_train[idx], self.c_train[idx]
             with torch.no_grad():
-                fake = G(torch.randn(b, cfg.noise_dim, device=device), c)
+                fake = G(z, c)
             if cfg.r1_gamma > 0:
                 x = x.detach().requires_grad_(True)
             real_s = D(x, c)
@@ -206,15 +258,18 @@ class GANTrainer(Trainer):
             self.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             self.opt_d.step()
-        idx = torch.randint(n, (b,), generator=self.gen).to(device)
+        idx, z = self._draw()
         c = self.c_train[idx]
-        loss_g = g_loss(D(G(torch.randn(b, cfg.noise_dim, device=device), c), c), cfg.loss)
+        loss_g = g_loss(self.D(self.G_train(z, c), c), cfg.loss)
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_g.step()
+        self.opt_d.zero_grad(set_to_none=True)  # D's gradients of this update are not used
         if self.G_ema is not None:
             ema_update(self.G_ema, G, min(cfg.ema_decay, (1 + index) / (10 + index)))
-        return {"d_loss": loss_d.detach(), "g_loss": loss_g.detach()}
+        # The global batch's losses (means of the shards' means), the same on every process.
+        losses = mean_over_processes(torch.stack([loss_d.detach(), loss_g.detach()]))
+        return {"d_loss": losses[0], "g_loss": losses[1]}
 
     def postfix(self, scalars: dict[str, float]) -> dict[str, str]:
         return {"d": f"{scalars['d_loss']:.3f}", "g": f"{scalars['g_loss']:.3f}"}
@@ -242,6 +297,7 @@ class GANTrainer(Trainer):
         cfg, tok, spec = self.config, self.tok, self.spec
         gan = GAN(self.G_ema or self.G, tok, spec, cfg, out)
         metrics: dict[str, Any] = {"train_seconds": fitted.train_seconds, "steps": self.total,
+                                   "processes": self.world,
                                    "arch": spec["arch"], "code_dim": tok.dim, "prior": tok.prior_name}  # fmt: skip
         enc_metrics = read_json_or_empty(self.enc_dir / "metrics.json")
         if "knn_acc" in enc_metrics:
@@ -307,11 +363,36 @@ def train_gan(
     :class:`~dimgen.errors.RunFolderError` before training, and
     :class:`~dimgen.errors.TrainingError` if the losses or weights become non-finite.
     ``on_scalars(steps_done, {"d_loss": ..., "g_loss": ...})`` receives every window's means.
+
+    With ``config.devices = N > 1`` N processes are spawned (one per GPU, or gloo on the CPU);
+    under ``torchrun`` the launcher's processes are joined. Each takes 1/N of every global batch
+    (DDP, batch-norm statistics over the global batch): the updates are those of one process;
+    rank 0 evaluates and writes the folder. A checkpoint resumes with the same number of
+    processes only.
     """
     cfg = validate(config, GANConfig)
-    trainer = GANTrainer(cfg, data)
-    return fit(trainer, resolve_device(cfg.device), out, resume=resume, progress=progress,
-               on_scalars=on_scalars)  # fmt: skip
+    if on_scalars is not None and needs_spawn(cfg.devices):
+        raise ConfigError("on_scalars cannot cross into spawned processes (devices > 1)")
+
+    def run(device: torch.device) -> GANRun:
+        return fit(GANTrainer(cfg, data), device, out, resume=resume, progress=progress,
+                   on_scalars=on_scalars)  # fmt: skip
+
+    return launch(run, cfg.device, cfg.devices, _worker, (cfg, out, progress, resume, data))
+
+
+def _worker(
+    cfg: GANConfig, out: str | Path | None, progress: bool, resume: bool, data: Dataset | None
+) -> GANRun | None:
+    """One spawned process of :func:`train_gan`; rank 0's result (on the CPU) goes back."""
+    from ..training.distributed import rank
+
+    run = train_gan(cfg, out, progress=progress and rank() == 0, resume=resume, data=data)
+    if rank() != 0:
+        return None
+    for module in (run.gan.generator, run.gan.tokenizer.encoder, run.gan.tokenizer.channel):
+        module.cpu()
+    return run
 
 
 def _check_sizes(cfg: GANConfig, ds: Dataset, source: str) -> None:

@@ -1,6 +1,6 @@
 """dimgen codes as the conditioning of a Hugging Face ``diffusers`` UNet, in two ways.
 
-A :class:`~dimgen.tokenizer.Tokenizer` maps an image to a code c (n, d) that follows a known
+A :class:`~dimgen.infomax.tokenizer.Tokenizer` maps an image to a code c (n, d) that follows a known
 prior (N(0, I) or U[0, 1]^d). Either
 
 * :class:`CodeEmbedding` turns codes into the vector a ``UNet2DModel(class_embed_type="identity")``

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..config import RunConfig, bounded, one_of, register_validator
+from ..data.folder import DEFAULT_SIDE, parse_folder_source  # torch-free
 from ..errors import ConfigError, DataError
-from ..folder_data import DEFAULT_SIDE, parse_folder_source  # torch-free
 
 __all__ = ["METHODS", "SSL_SOURCES", "PretrainConfig"]
 

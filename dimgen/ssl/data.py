@@ -1,5 +1,5 @@
 """Image data for SSL pre-training and probing: CIFAR through torchvision, the lossy CIFAR-10
-test copy, an npz file or a folder of images (:mod:`dimgen.folder_data`); always
+test copy, an npz file or a folder of images (:mod:`dimgen.data.folder`); always
 (N, 3, H, W) float32 in [0, 1], with integer labels where the source has them."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import Dataset, load_data
+from ..data.folder import DEFAULT_SIDE, parse_folder_source
+from ..data.sources import Dataset, load_data
 from ..errors import DataError
-from ..folder_data import DEFAULT_SIDE, parse_folder_source
 
 __all__ = ["LOSSY_CIFAR10", "describe_split", "load_ssl_data"]
 

@@ -3,10 +3,10 @@ channel on the embedding.
 
 The terms are public pure functions on (B, d) embeddings (lightly's layout); the losses are
 ``nn.Module`` s that hold the coefficients and, for ``sigma > 0``, a
-:class:`~dimgen.channel.GaussianChannel` applied to both views' embeddings before the loss
+:class:`~dimgen.infomax.channel.GaussianChannel` applied to both views' embeddings before the loss
 (batch-norm without affine, then + N(0, sigma^2 I) while training). ``sigma = 0`` switches the
 channel off: the loss is then exactly the method's plain loss. :class:`InfoMaxLoss` is dimgen's
-own objective (:class:`dimgen.objectives.NoisyInfoMax`: critic, InfoNCE bound, channel) on the
+own objective (:class:`dimgen.infomax.objectives.NoisyInfoMax`: critic, InfoNCE bound, channel) on the
 two views' embeddings; there ``sigma = 0`` keeps the batch-norm and drops the noise.
 
 References:
@@ -26,10 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..channel import GaussianChannel, NoiseChannel
-from ..critics import build_critic
 from ..errors import ConfigError, DataError
-from ..objectives import NoisyInfoMax
+from ..infomax.channel import GaussianChannel, NoiseChannel
+from ..infomax.critics import build_critic
+from ..infomax.objectives import NoisyInfoMax
 
 __all__ = [
     "InfoMaxLoss",
@@ -53,20 +53,37 @@ def _check_pair(z_a: Tensor, z_b: Tensor, what: str) -> None:
         raise DataError(f"{what} needs a batch of at least 2, got {z_a.shape[0]}")
 
 
-def nt_xent(z_a: Tensor, z_b: Tensor, temperature: float = 0.5) -> Tensor:
+def nt_xent(z_a: Tensor, z_b: Tensor, temperature: float = 0.5, *, gather: bool = False) -> Tensor:
     """NT-Xent (normalised temperature-scaled cross entropy), SimCLR eq. (1), in nats.
 
     Args:
         z_a, z_b: (B, d) embeddings of the two views; row i of each is the positive pair.
+        gather: inside a process group, take the negatives from every process's rows
+            (:func:`dimgen.training.distributed.all_gather_rows`, with gradient) and score this
+            process's 2B anchors against all 2WB candidates; the mean of the processes' losses
+            is then the loss of the global batch, as in lightly's and solo-learn's
+            ``gather``. Without a group it changes nothing.
     Returns:
-        0-d tensor: mean over the 2B anchors of
+        0-d tensor: mean over the 2B (local) anchors of
         ``-log exp(s(i, p(i)) / t) / sum_{k != i} exp(s(i, k) / t)``, s the cosine similarity.
     """
+    from ..training.distributed import all_gather_rows, is_active, rank
+
     b = z_a.shape[0]
-    z = F.normalize(torch.cat([z_a, z_b]), dim=1)  # (2B, d)
-    logits = z @ z.T / temperature  # (2B, 2B)
-    logits = logits.masked_fill(torch.eye(2 * b, dtype=torch.bool, device=z.device), -math.inf)
-    targets = torch.cat([torch.arange(b, 2 * b), torch.arange(b)]).to(z.device)
+    q_a, q_b = F.normalize(z_a, dim=1), F.normalize(z_b, dim=1)
+    q = torch.cat([q_a, q_b])  # (2B, d): this process's anchors
+    if gather and is_active():
+        k_a, k_b = all_gather_rows(q_a), all_gather_rows(q_b)  # (WB, d) each, rank order
+        offset, n = rank() * b, k_a.shape[0]
+    else:
+        k_a, k_b, offset, n = q_a, q_b, 0, b
+    logits = q @ torch.cat([k_a, k_b]).T / temperature  # (2B, 2n): candidates a then b
+    own = torch.arange(offset, offset + b, device=q.device)
+    self_idx = torch.cat([own, own + n])  # each anchor's own column
+    rows = torch.arange(2 * b, device=q.device)
+    logits = logits.index_put((rows, self_idx), torch.tensor(-math.inf, dtype=logits.dtype,
+                                                              device=q.device))  # fmt: skip
+    targets = torch.cat([own + n, own])  # a_i's positive is b_i and vice versa
     return F.cross_entropy(logits, targets)
 
 
@@ -97,12 +114,35 @@ def _channel(dim: int, sigma: float) -> GaussianChannel | None:
 
 
 class _ChannelLoss(nn.Module):
-    """Shared: the optional channel on both views' (B, d) embeddings."""
+    """Shared: the optional channel on both views' (B, d) embeddings, and data parallelism.
+
+    With ``data_parallel`` set (by the trainer) inside a process group, each process holds a
+    shard of the global batch: the channel normalises with global statistics and the loss takes
+    its batch-level terms (negatives, variance, covariance) over the gathered global batch, so
+    the mean of the processes' losses is the loss of the global batch.
+    """
 
     def __init__(self, dim: int, sigma: float) -> None:
         super().__init__()
         self.dim, self.sigma = dim, float(sigma)
         self.channel = _channel(dim, sigma)
+        self._data_parallel = False
+
+    @property
+    def data_parallel(self) -> bool:
+        """Whether statistics and negatives span every process of the process group."""
+        return self._data_parallel
+
+    @data_parallel.setter
+    def data_parallel(self, value: bool) -> None:
+        self._data_parallel = bool(value)
+        if self.channel is not None:
+            self.channel.data_parallel = bool(value)
+
+    def _sharded(self) -> bool:
+        from ..training.distributed import is_active
+
+        return self.training and self._data_parallel and is_active()
 
     def codes(self, z: Tensor, noise: Tensor | None = None) -> Tensor:
         """(B, d) embedding -> (B, d) channel output (identity when sigma = 0)."""
@@ -155,7 +195,7 @@ class NTXentLoss(_ChannelLoss):
     ) -> Tensor:
         """(B, d), (B, d) -> 0-d NT-Xent; ``noise`` replaces the channel's draws (tests)."""
         c_a, c_b = self.views(z_a, z_b, noise)
-        return nt_xent(c_a, c_b, self.temperature)
+        return nt_xent(c_a, c_b, self.temperature, gather=self._sharded())
 
 
 class VICRegLoss(_ChannelLoss):
@@ -193,8 +233,13 @@ class VICRegLoss(_ChannelLoss):
         """(B, d), (B, d) -> 0-d VICReg loss; ``noise`` replaces the channel's draws (tests)."""
         c_a, c_b = self.views(z_a, z_b, noise)
         lam, mu, nu = self.weights
+        invariance = invariance_loss(c_a, c_b)  # a mean over rows: the shards' mean is global
+        if self._sharded():  # variance and covariance of the global batch (every process's rows)
+            from ..training.distributed import all_gather_rows
+
+            c_a, c_b = all_gather_rows(c_a), all_gather_rows(c_b)
         return (
-            lam * invariance_loss(c_a, c_b)
+            lam * invariance
             + mu * 0.5 * (variance_loss(c_a) + variance_loss(c_b))
             + nu * (covariance_loss(c_a) + covariance_loss(c_b))
         )
@@ -218,7 +263,7 @@ class _NoiselessChannel(NoiseChannel):
 class InfoMaxLoss(nn.Module):
     """Noise-injected Deep InfoMax on two views: ``forward(z_a, z_b) -> 0-d``, minus InfoNCE (nats).
 
-    The existing objective :class:`~dimgen.objectives.NoisyInfoMax` with the SSL network in
+    The existing objective :class:`~dimgen.infomax.objectives.NoisyInfoMax` with the SSL network in
     front of it (its own encoder and augmentation are identities: the trainer embeds both
     augmented views in one pass): the channel batch-normalises both (B, d) embeddings, adds
     N(0, sigma^2 I) to view a's codes only (the paper's f(X) + Z), and the critic scores
@@ -230,7 +275,7 @@ class InfoMaxLoss(nn.Module):
         sigma: channel noise std (0: batch-norm without noise, the plain deterministic InfoNCE).
         critic: ``mlp`` (the paper's 3-layer MLP on concatenated pairs) or ``separable``.
         hidden: critic hidden width.
-        bound: ``infonce`` (default), ``dv`` or ``nwj`` (:mod:`dimgen.mi`).
+        bound: ``infonce`` (default), ``dv`` or ``nwj`` (:mod:`dimgen.infomax.bounds`).
     Raises:
         ConfigError: sigma < 0, an unknown critic or bound; DataError: embeddings of the wrong
         shape.
@@ -259,6 +304,16 @@ class InfoMaxLoss(nn.Module):
     def channel(self) -> NoiseChannel:
         """The channel (batch-norm + noise); its statistics normalise the inference codes."""
         return self.objective.channel
+
+    @property
+    def data_parallel(self) -> bool:
+        """Whether the channel's statistics and the critic's negatives span every process
+        (:class:`~dimgen.infomax.objectives.NoisyInfoMax`'s sharded bound)."""
+        return self.objective.data_parallel
+
+    @data_parallel.setter
+    def data_parallel(self, value: bool) -> None:
+        self.objective.data_parallel = bool(value)
 
     def forward(
         self, z_a: Tensor, z_b: Tensor, noise: tuple[Tensor, Tensor] | None = None

@@ -16,7 +16,7 @@ import torch
 
 from ..config import from_dict
 from ..errors import DataError, RunFolderError
-from ..io import load_weights, read_run
+from ..io import load_model_weights, read_run
 from .config import PretrainConfig
 from .data import describe_split, load_ssl_data
 from .models import SSLNet
@@ -80,13 +80,19 @@ def load_pretrained(
     weights do not match its config.
     """
     run_dir, _ = read_run(run, "pretrain")
-    tensors, meta = load_weights(run_dir / WEIGHTS)
-    if meta.get("kind") != "pretrain" or not isinstance(meta.get("config"), dict):
-        raise RunFolderError(f"{run_dir / WEIGHTS} is not a pretrain model")
-    cfg = from_dict(PretrainConfig, meta["config"], source=str(run_dir / WEIGHTS))
+    path = run_dir / WEIGHTS
+
+    def build(meta: dict[str, Any]) -> torch.nn.Module:
+        if not isinstance(meta.get("config"), dict):
+            raise RunFolderError(f"{path} is not a pretrain model")
+        return build_net(from_dict(PretrainConfig, meta["config"], source=str(path)))
+
+    # the network's names, shapes, dtypes and finite values, as for every weights file
+    tensors, meta = load_model_weights(path, "pretrain", build, "a pretrain model", "net.")
+    cfg = from_dict(PretrainConfig, meta["config"], source=str(path))
     net = build_net(cfg)
     try:
-        net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+        net.load_state_dict(tensors)
     except RuntimeError as exc:
         raise RunFolderError(
             f"{run_dir / WEIGHTS} does not match its config ({str(exc)[:120]})"

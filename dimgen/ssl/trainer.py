@@ -20,11 +20,12 @@ import torch
 from torch import Tensor, nn
 
 from ..config import to_dict, validate
-from ..data import Dataset, check_finite
+from ..data.sources import Dataset, check_finite
 from ..errors import ConfigError
 from ..io import save_npz, save_weights, write_json
 from ..training import CheckpointState, Context, Fitted, ScalarCallback, Trainer, fit, smoke
-from ..training.devices import data_parallel, launch, needs_spawn
+from ..training.devices import data_parallel, global_batch_statistics, launch, needs_spawn
+from ..training.distributed import mean_over_processes
 from .augment import SSLAugment
 from .config import PretrainConfig
 from .data import describe_split, load_ssl_data
@@ -115,16 +116,13 @@ class PretrainTrainer(Trainer):
         self.warmup = round(cfg.warmup_epochs * self.per_epoch)
 
         torch.manual_seed(cfg.seed)
-        net = build_net(cfg)
-        if world > 1 and ctx.device.type == "cuda":
-            # Batch statistics over the global batch (torch's SyncBatchNorm is GPU-only; gloo
-            # processes on the CPU keep per-process statistics, as lightly's CPU path does).
-            net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
-        self.net = net.to(ctx.device)
+        # Batch statistics over the global batch: SyncBatchNorm on CUDA, GlobalBatchNorm (gloo)
+        # on the CPU; the same state-dict keys either way.
+        self.net = global_batch_statistics(build_net(cfg), ctx.device).to(ctx.device)
         self.loss = make_loss(cfg.method, cfg.out_dim, cfg.sigma, cfg.temperature, cfg.critic,
                               cfg.critic_hidden).to(ctx.device)  # fmt: skip
         if world > 1:
-            from ..distributed import rank_seed
+            from ..training.distributed import rank_seed
 
             torch.manual_seed(rank_seed(cfg.seed, ctx.rank))  # different channel noise per rank
         # The network, then the loss's own parameters (DIM's critic; none for SimCLR / VICReg).
@@ -136,8 +134,9 @@ class PretrainTrainer(Trainer):
         return CheckpointState({"net": self.net, "loss": self.loss}, {"opt": self.opt})
 
     def begin(self, ctx: Context) -> None:
-        if ctx.world > 1 and self.loss.channel is not None:
-            self.loss.channel.data_parallel = True
+        # Negatives, VICReg's variance / covariance and the channel's statistics over the
+        # global batch (every process's shard), with gradients.
+        self.loss.data_parallel = ctx.world > 1
         self.train_net = data_parallel(self.net, ctx.device)
         self.train_net.train()
         self.loss.train()
@@ -172,11 +171,11 @@ class PretrainTrainer(Trainer):
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
-        return {"loss": loss.detach()}
+        # The global batch's loss (the mean of the shards' losses), the same on every process.
+        return {"loss": mean_over_processes(loss.detach())}
 
     def end(self) -> None:
-        if self.loss.channel is not None:
-            self.loss.channel.data_parallel = False
+        self.loss.data_parallel = False
         self.net.eval()
         self.loss.eval()
 
@@ -235,8 +234,9 @@ def pretrain(
 
     The folder holds config.yaml, model.safetensors (backbone, projector, channel statistics),
     codes.npz (probe-split embeddings after the channel), metrics.json and run.json. With
-    ``config.devices = N > 1``, N processes are spawned (SyncBatchNorm, DDP); under torchrun the
-    launcher's processes are joined.
+    ``config.devices = N > 1``, N processes are spawned (DDP; batch-norm statistics, negatives,
+    VICReg's variance and covariance and the channel's statistics over the global batch); under
+    torchrun the launcher's processes are joined.
 
     Raises:
         ConfigError, DataError, RunFolderError: before training starts;
@@ -250,13 +250,14 @@ def pretrain(
         return fit(PretrainTrainer(cfg, data), device, out, resume=resume, progress=progress,
                    on_scalars=on_scalars)  # fmt: skip
 
-    return launch(run, cfg.device, cfg.devices, _worker, (cfg, out, progress, resume, data))
+    return launch(run, cfg.device, cfg.devices, _worker, (cfg, out, progress, resume, data),
+                  out=out)  # fmt: skip
 
 
 def _worker(
     cfg: PretrainConfig, out: str | Path | None, progress: bool, resume: bool, data: Dataset | None
 ) -> PretrainRun | None:
-    from ..distributed import rank
+    from ..training.distributed import rank
 
     run = pretrain(cfg, out, progress=progress and rank() == 0, resume=resume, data=data)
     if rank() != 0:

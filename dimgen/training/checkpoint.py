@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import RunFolderError
-from ..io import load_weights, save_weights
+from ..io import check_tensors, load_weights, save_weights
 
 __all__ = ["CHECKPOINT", "CheckpointState", "load_checkpoint", "rng_state", "save_checkpoint"]
 
@@ -152,7 +152,7 @@ def load_checkpoint(
     modules and optimisers of ``state``.
     """
     path = Path(path)
-    tensors, meta = load_weights(path)
+    tensors, meta = load_weights(path, finite=False)  # RNG states and loop extras are raw
     if meta.get("kind") != f"{kind}-checkpoint":
         raise RunFolderError(
             f"{path} is not a{'n' if kind[0] in 'aeiou' else ''} {kind} checkpoint"
@@ -164,8 +164,12 @@ def load_checkpoint(
             f"(now {world})"
         )
     try:
-        for name, module in state.modules.items():
-            module.load_state_dict(_sub(tensors, f"{name}."))
+        for name, module in state.modules.items():  # finite, dtypes as every weights file
+            module.load_state_dict(check_tensors(_sub(tensors, f"{name}."), path,
+                                                 module.state_dict()))  # fmt: skip
+        check_tensors(
+            {k: v for k, v in tensors.items() if not k.startswith(("rng.", "extra."))}, path
+        )
         for name, opt in state.optimizers.items():
             _opt_load(opt, _sub(tensors, f"{name}."), meta["optimizers"][name])
         for name, sched in state.schedulers.items():

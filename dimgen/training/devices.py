@@ -4,7 +4,7 @@ Three ways a training function can run (:func:`launch`): in this process alone; 
 processes a launcher such as ``torchrun`` started (``WORLD_SIZE`` set: this process joins their
 group); or as the parent of ``devices`` processes it spawns itself (one per GPU, or gloo
 processes on the CPU), each of which calls the same function inside the group.
-The process-group primitives live in :mod:`dimgen.distributed`.
+The process-group primitives live in :mod:`dimgen.training.distributed`.
 """
 
 from __future__ import annotations
@@ -13,19 +13,21 @@ import contextlib
 import inspect
 import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
 
-from .. import distributed as ddp
-from ..errors import ConfigError
+from ..errors import ConfigError, WorkerKilledError
+from . import distributed as ddp
 from .checkpoint import rng_state
 
 __all__ = [
     "configure_threads",
     "data_parallel",
     "gather_rng_states",
+    "global_batch_statistics",
     "launch",
     "needs_spawn",
     "rank_device",
@@ -85,6 +87,7 @@ def launch(
     devices: int,
     spawn_fn: Callable[..., R | None] | None = None,
     spawn_args: tuple[Any, ...] = (),
+    out: str | Path | None = None,
 ) -> R:
     """Run ``fn(this process's device)`` alone, under a launcher, or in ``devices`` processes.
 
@@ -92,14 +95,21 @@ def launch(
     ``devices`` spawned processes (it must be picklable, and call back into the same entry
     point, which then takes the in-group path) and rank 0's result is returned. Under
     ``torchrun`` the group is joined here and left when ``fn`` returns.
-    Raises :class:`ConfigError` for impossible device / process combinations.
+    Raises :class:`ConfigError` for impossible device / process combinations, and
+    :class:`WorkerKilledError` (naming the rank, the signal and ``--resume out``) when a spawned
+    worker is killed.
     """
     external = ddp.launched_externally()
     if needs_spawn(devices):
         if spawn_fn is None:
             raise ConfigError("this trainer cannot spawn processes (devices must be 1)")
         backend = _check_spawn(device, devices)
-        return ddp.spawn(spawn_fn, devices, spawn_args, backend=backend)[0]
+        try:
+            return ddp.spawn(spawn_fn, devices, spawn_args, backend=backend)[0]
+        except WorkerKilledError as exc:
+            if out is None:
+                raise
+            raise WorkerKilledError(f"{exc} {out}") from None
     owner = False
     if ddp.is_active():  # a spawned worker, or a caller that set up its own process group
         world = ddp.world_size()
@@ -129,14 +139,14 @@ def launch(
 @contextlib.contextmanager
 def configure_threads(threads: int, device: torch.device, world: int) -> Iterator[None]:
     """Torch's CPU threads for a run (``threads``, else cores / processes on the CPU), restored
-    afterwards; on the CPU the allocator is tuned (:func:`dimgen.speed.tune_cpu_allocator`)."""
+    afterwards; on the CPU the allocator is tuned (:func:`dimgen.training.speed.tune_cpu_allocator`)."""
     before = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
     elif world > 1 and device.type == "cpu":
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
     if device.type == "cpu":
-        from ..speed import tune_cpu_allocator
+        from .speed import tune_cpu_allocator
 
         tune_cpu_allocator()
     try:
@@ -159,6 +169,20 @@ def data_parallel(model: nn.Module, device: torch.device) -> nn.Module:
     if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters:
         return DistributedDataParallel(model, device_ids=ids, forward_sync_buffers=False)
     return DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
+
+
+def global_batch_statistics(model: nn.Module, device: torch.device) -> nn.Module:
+    """``model`` with every batch-norm computing its statistics over the *global* batch.
+
+    In a process group: ``SyncBatchNorm`` on CUDA, :class:`dimgen.training.distributed.GlobalBatchNorm`
+    elsewhere (gloo on the CPU), so N processes of B/N rows normalise as one of B rows. Outside a
+    group ``model`` is returned as it is. Call it before the model is moved or copied (EMA).
+    """
+    if not ddp.is_active():
+        return model
+    if device.type == "cuda":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return ddp.convert_global_batch_norm(model)
 
 
 def gather_rng_states(device: torch.device) -> list[dict[str, Tensor]] | None:

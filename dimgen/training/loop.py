@@ -23,11 +23,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .. import distributed as ddp
 from ..config import to_dict
-from ..errors import DimgenError, RunFolderError, TrainingError
+from ..errors import DataError, DimgenError, RunFolderError, TrainingError
 from ..io import write_json, write_text
 from ..parsing import read_json
+from . import distributed as ddp
 from .checkpoint import CheckpointState, load_checkpoint, save_checkpoint
 from .devices import configure_threads, gather_rng_states
 from .logs import CURVES, LOG, ScalarLog, plot_curves
@@ -96,6 +96,7 @@ def fit(
                     folder.checkpoint, state, kind=trainer.kind, rank=rank, world=world,
                     device=device,
                 )  # fmt: skip
+                _check_resumed_source(trainer, extra, folder)
             elif folder is not None and rank == 0:
                 folder.start(trainer.config, trainer.subfolders)
             if folder is not None and rank == 0:  # rank 0 only; a resume drops rows after start
@@ -262,5 +263,29 @@ def _checkpoint(
         save_checkpoint(
             folder.checkpoint, state, kind=trainer.kind, unit=trainer.unit, done=done,
             history=history, config=to_dict(trainer.config),
-            extra={f"window.{k}": v for k, v in window.items()}, rank_states=states,
+            extra={**{f"window.{k}": v for k, v in window.items()}, **_digest_extra(trainer)},
+            rank_states=states,
         )  # fmt: skip
+
+
+def _digest_extra(trainer: Trainer) -> dict[str, Tensor]:
+    """The trainer's data-source digest (:func:`dimgen.data.source_digest`) as a checkpoint
+    tensor, so a resume on changed files is refused; empty for sources without one."""
+    digest = getattr(trainer, "data_digest", None)
+    if not isinstance(digest, dict) or not isinstance(digest.get("sha256"), str):
+        return {}
+    return {"data_digest": torch.tensor(list(bytes.fromhex(digest["sha256"])), dtype=torch.uint8)}
+
+
+def _check_resumed_source(trainer: Trainer, extra: dict[str, Tensor], folder: Any) -> None:
+    """Refuse to resume on a file source that changed since the checkpoint: the data would be
+    re-split (held-out samples in training). Checkpoints without a digest are not checked."""
+    saved, now = extra.get("data_digest"), _digest_extra(trainer).get("data_digest")
+    if saved is None or now is None or torch.equal(saved.to(torch.uint8), now):
+        return
+    source = getattr(trainer.config, "data", "the data source")
+    raise DataError(
+        f"{source} changed since the checkpoint of {folder.path} was written (files added, "
+        "removed or modified): resuming would re-split the data; restore the files or start a "
+        "new run"
+    )

@@ -1,7 +1,8 @@
 """Smoke runs: ``DIMGEN_SMOKE=1`` makes every trainer a quick, clearly labelled walk-through.
 
 A smoke run exercises every phase of a command (data, training, evaluation, artefacts) with tiny
-budgets, so the README can be executed as a test in minutes on a laptop CPU, on any data (MNIST
+budgets, so the README and docs/ can be executed as tests in minutes on a laptop CPU, on any
+data (MNIST
 included). It caps *work*, not epochs, so its length does not grow with the data set:
 
 - training data: the first :data:`MAX_TRAIN` training and :data:`MAX_TEST` held-out samples

@@ -1,0 +1,473 @@
+"""Generation from the prior, with controls: does sampling codes from N(0, I) work as well as
+conditioning on real images, and better than the routes that need no certified prior?
+
+Every route uses one GAN architecture, one number of generator steps and one batch size (the GAN
+config's), and is scored on as many samples as there are held-out images, in the reference
+classifier's feature space (the one ``dimgen train-gan`` / ``evaluate-gan`` use):
+
+1. ``conditional``: GAN on the codes of a noise-injected encoder (the config's sigma), each
+   sample G(z, code(x)) for a held-out image x;
+2. ``prior``: the same GAN, codes drawn from the prior N(0, I) (dimgen's promise);
+3. ``no-encoder``: an unconditional GAN, same networks, latent N(0, I) of size noise_dim + d
+   (the code input is held at 0 in training and sampling, so D sees no code);
+4. ``rcg-gaussian``: the RCG route (Li et al., 2024, "Return of Unconditional Generation"):
+   an encoder of the same architecture trained without the noise that matches the prior
+   (sigma = 1e-3, the config's floor: capacity 13.8 nats at d = 2, far above the log B ceiling
+   of InfoNCE, so the channel noise never binds), a GAN on its codes, sampled from a Gaussian
+   fitted to its training codes (mean, covariance); ``rcg-conditional``, the same GAN on the
+   codes of held-out images, separates the code model's error from the GAN's;
+5. ``rcg-flow``: the same GAN, codes drawn from a flow fitted to those codes with dimgen's flow
+   API (``dimgen.flows.transform_codes`` on a samples target, ``dimgen flow --to-samples``);
+6. ``noisy-codes``: a GAN conditioned on the noisy codes f(X) + Z (fresh Z ~ N(0, sigma^2 I)
+   every batch), which is what the certificate bounds, sampled from N(0, (1 + sigma^2) I).
+
+Metrics per route: ``FID`` (torch-fidelity, the reference classifier's features, against the
+held-out images), ``precision`` / ``recall`` (Kynkäänniemi et al. 2019, k = 3, same features,
+:func:`dimgen.fidelity.precision_recall`), ``confident`` (% of samples the classifier gives a
+max probability > 0.9), ``class_tv`` (total variation between the predicted class histogram and
+the held-out labels'), ``classes`` (classes predicted at least once, of 10). A ``real`` row
+scores as many training images the same way (the floor of every metric at this n).
+
+Usage (one thread; the MNIST presets take hours of CPU, see docs/generation-controls.md):
+    OMP_NUM_THREADS=1 python benchmarks/generation_controls.py --seeds 0,1,2 --out gc.json
+    python benchmarks/generation_controls.py --data mnist --preset cpu --seeds 0,1,2  # MNIST
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from dimgen.config import EncoderConfig, load_config, replace
+from dimgen.data import Dataset, load_data
+from dimgen.fidelity import (
+    FID_CLASSIFIER,
+    class_histogram_tv,
+    classifier_outputs,
+    extractor_name,
+    fidelity_metrics,
+    load_classifier,
+    precision_recall,
+)
+from dimgen.fidelity.extractor import reference_extractor
+from dimgen.flows import FlowConfig, Prior, transform_codes
+from dimgen.gan import GAN, GANConfig
+from dimgen.gan.trainer import GANTrainer
+from dimgen.infomax.tokenizer import Tokenizer
+from dimgen.infomax.trainer import train_encoder
+from dimgen.io import save_npz
+from dimgen.training import Context, fit
+from dimgen.training.devices import resolve_device
+
+ROOT = Path(__file__).resolve().parents[1]
+ROUTES = (
+    "conditional",
+    "prior",
+    "no-encoder",
+    "rcg-conditional",
+    "rcg-gaussian",
+    "rcg-flow",
+    "noisy-codes",
+)
+METRICS = ("fid", "precision", "recall", "confident", "class_tv", "classes")
+PRESETS = {
+    ("digits", "default"): ("configs/digits-gaussian.yaml", "configs/digits-gan.yaml"),
+    ("mnist", "cpu"): ("configs/mnist-cpu.yaml", "configs/mnist-gan-cpu.yaml"),
+    ("mnist", "gpu"): ("configs/mnist-gaussian.yaml", "configs/mnist-gan.yaml"),
+}
+#: The noise-free encoder's sigma: the config's floor (sigma = 0 is refused, its capacity is
+#: infinite). At d = 2 the capacity is 13.8 nats, above log B for any batch below 10^6, the most
+#: InfoNCE can certify, so the noise cannot shape the codes.
+NOISE_FREE_SIGMA = 1e-3
+CONFIDENT = 0.9
+PR_K = 3
+
+#: CPU minutes (one thread, the project's 2-core machine) of the MNIST CPU presets, measured in
+#: their config headers: configs/mnist-cpu.yaml (10 epochs) and mnist-gan-cpu.yaml (15,000 steps).
+MNIST_CPU_MINUTES = {"encoder": 17.2, "gan": 14.1, "encoder_epochs": 10, "gan_steps": 15_000}
+
+Sampler = Callable[[np.ndarray, int], tuple[Tensor, Tensor]]
+"""(held-out images (n, C, H, W), seed) -> (generated images (n, C, H, W) in [0, 1], codes)."""
+
+
+# -- GANs on codes other than the encoder's inference codes -----------------------------------
+
+
+class _NoisyCodes:
+    """Stands in for the trainer's code table: ``codes[idx]`` is f(x_idx) + fresh N(0, sigma^2)."""
+
+    def __init__(self, codes: Tensor, sigma: float, seed: int) -> None:
+        self.codes, self.sigma = codes, float(sigma)
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def __getitem__(self, idx: Tensor) -> Tensor:
+        c = self.codes[idx]
+        z = torch.randn(c.shape, generator=self.gen).to(c.device)
+        return c + self.sigma * z
+
+
+class ControlTrainer(GANTrainer):
+    """``dimgen.gan``'s trainer with the code table swapped after its own setup, nothing else.
+
+    ``codes``: ``clean`` (the encoder's codes, as ``train_gan``), ``none`` (every code 0: an
+    unconditional GAN; give it noise_dim + d noise inputs) or ``noisy`` (f(x) + N(0, sigma^2 I),
+    redrawn at every use, the channel output the certificate bounds).
+    """
+
+    def __init__(self, cfg: GANConfig, codes: str = "clean", sigma: float = 0.0) -> None:
+        if codes not in ("clean", "none", "noisy"):
+            raise ValueError(f"codes must be clean, none or noisy, got {codes!r}")
+        super().__init__(cfg)
+        self.codes, self.sigma = codes, sigma
+
+    def setup(self, ctx: Context) -> Any:
+        state = super().setup(ctx)
+        if self.codes == "none":
+            self.c_train = torch.zeros_like(self.c_train)
+            self.grid_codes = torch.zeros_like(self.grid_codes)
+        elif self.codes == "noisy":
+            self.c_train = _NoisyCodes(self.c_train, self.sigma, self.config.seed + 7)
+        return state
+
+
+def train_control_gan(cfg: GANConfig, codes: str = "clean", sigma: float = 0.0) -> GAN:
+    """Train one GAN of the benchmark in memory (no run folder); its EMA generator."""
+    from dimgen.config import validate
+
+    cfg = validate(cfg, GANConfig)
+    return fit(ControlTrainer(cfg, codes, sigma), resolve_device(cfg.device), None).gan
+
+
+# -- code samplers ----------------------------------------------------------------------------
+
+
+def fit_gaussian(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean (d,) and covariance (d, d) (unbiased) of codes (n, d): RCG's simplest code model."""
+    codes = np.asarray(codes, dtype=np.float64)
+    return codes.mean(0), np.atleast_2d(np.cov(codes, rowvar=False))
+
+
+def gaussian_codes(mean: np.ndarray, cov: np.ndarray, n: int, seed: int) -> Tensor:
+    """``n`` draws (n, d) float32 from N(mean, cov), through its Cholesky factor."""
+    chol = np.linalg.cholesky(cov + 1e-9 * np.eye(len(mean)))
+    z = np.random.default_rng(seed).standard_normal((n, len(mean)))
+    return torch.from_numpy(mean + z @ chol.T).float()
+
+
+def fit_flow_prior(
+    run_dir: Path, train_codes: np.ndarray, work: Path, steps: int, seed: int
+) -> Prior:
+    """A flow T with T#N(0, I) fitted to ``train_codes`` (n, d) by maximum likelihood: the
+    library side of ``dimgen flow RUN --to-samples codes.npz`` (default RQS flow)."""
+    path = work / "rcg-train-codes.npz"
+    save_npz(path, x=np.asarray(train_codes, dtype=np.float64))
+    run = transform_codes(run_dir, to_samples=path, config=FlowConfig(steps=steps, seed=seed))
+    return run.prior
+
+
+def flow_codes(prior: Prior, n: int, seed: int) -> Tensor:
+    """``n`` codes (n, d) float32 drawn from the flow: N(0, I) draws pushed through T."""
+    return prior.sample(n, seed=seed).float()
+
+
+# -- one seed ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Controls:
+    """The trained parts of one seed and a sampler per route."""
+
+    samplers: dict[str, Sampler]
+    encoders: dict[str, dict[str, Any]]
+    rcg_moments: tuple[np.ndarray, np.ndarray]
+    gan_seconds: dict[str, float]
+
+
+def _generate(gan: GAN, codes: Tensor, seed: int) -> tuple[Tensor, Tensor]:
+    return gan.generate(codes, seed=seed), codes
+
+
+def build_controls(
+    enc_cfg: EncoderConfig,
+    gan_cfg: GANConfig,
+    work: Path,
+    *,
+    routes: tuple[str, ...] = ROUTES,
+    flow_steps: int = 400,
+    data: Dataset | None = None,
+) -> Controls:
+    """Train the encoders and GANs of one seed (``enc_cfg.seed`` / ``gan_cfg.seed``) in ``work``
+    and return a sampler per route in ``routes``."""
+    need_noisy = any(r in routes for r in ("conditional", "prior", "no-encoder", "noisy-codes"))
+    need_rcg = any(r.startswith("rcg") for r in routes)
+    encoders: dict[str, dict[str, Any]] = {}
+    enc_dirs: dict[str, Path] = {}
+    for name, sigma, needed in (("noisy", enc_cfg.sigma, need_noisy),
+                                ("noise-free", NOISE_FREE_SIGMA, need_rcg)):  # fmt: skip
+        if not needed:
+            continue
+        out = work / f"encoder-{name}"
+        t0 = time.process_time()
+        run = train_encoder(replace(enc_cfg, sigma=sigma), out)
+        m = run.metrics
+        encoders[name] = {"sigma": sigma, "cpu_seconds": time.process_time() - t0,
+                          "knn_acc": m.get("knn_acc"), "mi_nats": m["mi_lower_bound_nats"],
+                          "capacity_nats": m["capacity_nats"]}  # fmt: skip
+        enc_dirs[name] = out
+    samplers: dict[str, Sampler] = {}
+    seconds: dict[str, float] = {}
+    rcg_moments = (np.zeros(0), np.zeros((0, 0)))
+
+    def gan_on(encoder: str, codes: str = "clean", **changes: Any) -> GAN:
+        t0 = time.process_time()
+        cfg = replace(gan_cfg, encoder_run=str(enc_dirs[encoder]), **changes)
+        gan = train_control_gan(cfg, codes, enc_cfg.sigma)
+        seconds[f"{encoder}/{codes}"] = time.process_time() - t0
+        return gan
+
+    s = gan_cfg.seed
+    if "conditional" in routes or "prior" in routes:
+        g = gan_on("noisy")
+        samplers["conditional"] = lambda x, seed, g=g: g.sample_conditional(x, seed=seed)
+        samplers["prior"] = lambda x, seed, g=g: g.sample_unconditional(len(x), seed=seed)
+    if "no-encoder" in routes:
+        d = Tokenizer.from_pretrained(enc_dirs["noisy"]).dim
+        g0 = gan_on("noisy", "none", noise_dim=gan_cfg.noise_dim + d)
+        samplers["no-encoder"] = lambda x, seed, g=g0, d=d: _generate(
+            g, torch.zeros(len(x), d), seed
+        )
+    if need_rcg:
+        g_rcg = gan_on("noise-free")
+        samplers["rcg-conditional"] = lambda x, seed, g=g_rcg: g.sample_conditional(x, seed=seed)
+        codes = np.load(enc_dirs["noise-free"] / "codes.npz")
+        train_codes = codes["codes"][codes["split"] == "train"]
+        mean, cov = rcg_moments = fit_gaussian(train_codes)
+        samplers["rcg-gaussian"] = lambda x, seed, g=g_rcg: _generate(
+            g, gaussian_codes(mean, cov, len(x), seed + 11), seed
+        )
+        if "rcg-flow" in routes:
+            t0 = time.process_time()
+            prior = fit_flow_prior(enc_dirs["noise-free"], train_codes, work, flow_steps, s)
+            seconds["flow"] = time.process_time() - t0
+            samplers["rcg-flow"] = lambda x, seed, g=g_rcg: _generate(
+                g, flow_codes(prior, len(x), seed + 13), seed
+            )
+    if "noisy-codes" in routes:
+        gn = gan_on("noisy", "noisy")
+        scale = math.sqrt(1.0 + enc_cfg.sigma**2)
+        samplers["noisy-codes"] = lambda x, seed, g=gn: _generate(
+            g, scale * torch.randn(len(x), g.code_dim, generator=torch.Generator().manual_seed(seed + 17)), seed
+        )  # fmt: skip
+    return Controls({r: samplers[r] for r in routes}, encoders, rcg_moments, seconds)
+
+
+# -- metrics ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Reference:
+    """The held-out images, their labels and the reference classifier they are scored with."""
+
+    x: np.ndarray
+    y: np.ndarray | None
+    clf_path: Path
+    name: str
+
+    def __post_init__(self) -> None:
+        self.clf, _ = load_classifier(self.clf_path)
+        self.features, _ = classifier_outputs(self.clf, self.x)
+
+
+def score(images: Tensor | np.ndarray, ref: Reference, seed: int) -> dict[str, float]:
+    """The benchmark's metrics of ``images`` against the held-out images of ``ref``."""
+    feats, probs = classifier_outputs(ref.clf, images)
+    fid = fidelity_metrics(ref.x, images, ref.clf_path, ref.name, seed=seed)[FID_CLASSIFIER]
+    out = {"fid": fid, **precision_recall(ref.features, feats, PR_K)}
+    out["confident"] = 100.0 * float((probs.max(1).values > CONFIDENT).float().mean())
+    if ref.y is not None:
+        h = class_histogram_tv(probs.argmax(1).numpy(), ref.y, ref.clf.n_classes)
+        out["class_tv"], out["classes"] = h["tv"], float(h["coverage"])
+    return out
+
+
+# -- the benchmark ----------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    enc_path, gan_path = PRESETS[(args.data, args.preset)]
+    enc_cfg = load_config(ROOT / (args.encoder_config or enc_path), EncoderConfig)
+    gan_cfg = load_config(ROOT / (args.gan_config or gan_path), GANConfig)
+    enc_cfg = replace(enc_cfg, data=args.data, data_root=args.data_root, epochs=args.epochs,
+                      device=args.device, threads=1)  # fmt: skip
+    gan_cfg = replace(gan_cfg, steps=args.steps, batch_size=args.batch_size, device=args.device,
+                      eval_samples=0, sample_every=0, checkpoint_every=0, threads=1)  # fmt: skip
+    ds = load_data(enc_cfg.data, enc_cfg.data_root, enc_cfg.test_fraction, enc_cfg.split_seed)
+    x_all, y_all = ds.split("all")
+    # the data set's cached reference classifier, the one train-gan with this config measures with
+    ext = reference_extractor(x_all, y_all, enc_cfg.data, epochs=gan_cfg.classifier_epochs)
+    rng = np.random.default_rng(0)
+    n = min(args.n, len(ds.x_test))
+    sel = np.sort(rng.choice(len(ds.x_test), n, replace=False))
+    ref = Reference(ds.x_test[sel], None if ds.y_test is None else ds.y_test[sel], ext.path,
+                    extractor_name(enc_cfg.data))  # fmt: skip
+    x_real = ds.x_train[np.sort(rng.choice(len(ds.x_train), n, replace=False))]
+    routes = tuple(r for r in ROUTES if r in args.routes.split(","))
+    rows: list[dict[str, Any]] = [{"route": "real", "seed": None, **score(x_real, ref, 0)}]
+    per_seed: list[dict[str, Any]] = []
+    t_start = time.process_time()
+    for seed in (int(s) for s in args.seeds.split(",")):
+        t0 = time.process_time()
+        with tempfile.TemporaryDirectory(prefix="gencontrols-") as tmp:
+            ctl = build_controls(replace(enc_cfg, seed=seed), replace(gan_cfg, seed=seed),
+                                 Path(tmp), routes=routes, flow_steps=args.flow_steps)  # fmt: skip
+            for route, sampler in ctl.samplers.items():
+                images, _ = sampler(ref.x, 1000 + seed)
+                rows.append({"route": route, "seed": seed, **score(images, ref, seed)})
+                print(_row_line(rows[-1]), file=sys.stderr, flush=True)
+        per_seed.append({"seed": seed, "encoders": ctl.encoders, "gan_cpu_seconds": ctl.gan_seconds,
+                         "cpu_seconds": time.process_time() - t0})  # fmt: skip
+    summary = summarise(rows, routes)
+    return {
+        "data": args.data, "preset": args.preset, "n_samples": n, "seeds": args.seeds,
+        "gan_steps": gan_cfg.steps, "gan_batch": gan_cfg.batch_size, "gan_arch": gan_cfg.arch,
+        "encoder_epochs": enc_cfg.epochs, "sigma": enc_cfg.sigma, "dim": enc_cfg.dim,
+        "noise_free_sigma": NOISE_FREE_SIGMA, "flow_steps": args.flow_steps, "pr_k": PR_K,
+        "confident_threshold": CONFIDENT, "reference_classifier_accuracy": ext.accuracy,
+        "summary": summary, "rows": rows, "per_seed": per_seed,
+        "cpu_seconds": time.process_time() - t_start, "machine": platform.platform(),
+        "torch_threads": torch.get_num_threads(), "command": " ".join(sys.argv),
+    }  # fmt: skip
+
+
+def summarise(rows: list[dict[str, Any]], routes: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """Per route and metric: mean and sample std (ddof 1) over seeds, and the seed count."""
+    out: dict[str, dict[str, Any]] = {}
+    for route in ("real", *routes):
+        sel = [r for r in rows if r["route"] == route]
+        out[route] = {"n_seeds": len(sel)}
+        for m in METRICS:
+            v = np.array([r[m] for r in sel if m in r], dtype=float)
+            if len(v):
+                out[route][m] = [float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0]
+    return out
+
+
+def _row_line(r: dict[str, Any]) -> str:
+    vals = " ".join(f"{m}={r[m]:.3f}" for m in METRICS if m in r)
+    return f"[seed {r['seed']}] {r['route']}: {vals}"
+
+
+def table(result: dict[str, Any]) -> str:
+    """The markdown table: mean ± std over seeds per route."""
+    fmt = {"fid": "{:.1f}", "precision": "{:.3f}", "recall": "{:.3f}", "confident": "{:.1f}",
+           "class_tv": "{:.3f}", "classes": "{:.1f}"}  # fmt: skip
+    head = ("route", "FID", "precision", "recall", "confident %", "class TV", "classes")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for route, s in result["summary"].items():
+        cells = [route]
+        for m in METRICS:
+            if m not in s:
+                cells.append("-")
+            elif route == "real" or s["n_seeds"] < 2:
+                cells.append(fmt[m].format(s[m][0]))
+            else:
+                cells.append(f"{fmt[m].format(s[m][0])} ± {fmt[m].format(s[m][1])}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def encoder_table(result: dict[str, Any]) -> str:
+    """The encoders behind the routes, mean over seeds: 5-NN accuracy, MI bound, CPU time."""
+    lines = [
+        "| encoder | sigma | 5-NN | MI bound (nats) | capacity | CPU s |",
+        "|---|---|---|---|---|---|",
+    ]
+    names = sorted({k for p in result["per_seed"] for k in p["encoders"]}, reverse=True)
+    for name in names:
+        e = [p["encoders"][name] for p in result["per_seed"] if name in p["encoders"]]
+        knn = np.mean([v["knn_acc"] for v in e if v["knn_acc"] is not None] or [np.nan])
+        lines.append(f"| {name} | {e[0]['sigma']:g} | {knn:.3f} | "
+                     f"{np.mean([v['mi_nats'] for v in e]):.3f} | {e[0]['capacity_nats']:.2f} | "
+                     f"{np.mean([v['cpu_seconds'] for v in e]):.1f} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("--data", choices=("digits", "mnist"), default="digits")
+    p.add_argument("--preset", choices=("default", "cpu", "gpu"), default=None,
+                   help="config pair: digits default; mnist cpu (configs/mnist-cpu.yaml + "
+                   "mnist-gan-cpu.yaml) or gpu")  # fmt: skip
+    p.add_argument("--encoder-config", help="encoder config (overrides the preset's)")
+    p.add_argument("--gan-config", help="GAN config (overrides the preset's)")
+    p.add_argument("--data-root", help="folder for torchvision data (default $DIMGEN_DATA)")
+    p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
+    p.add_argument("--steps", type=int, help="GAN generator steps, every route (default: preset)")
+    p.add_argument("--batch-size", type=int, help="GAN batch, every route (default: preset)")
+    p.add_argument("--epochs", type=int, help="encoder epochs, both encoders (default: preset)")
+    p.add_argument("-n", "--n", type=int, default=2000,
+                   help="samples per route, at most the held-out images (default 2000)")  # fmt: skip
+    p.add_argument("--flow-steps", type=int, default=400, help="flow training steps (400)")
+    p.add_argument("--routes", default=",".join(ROUTES), help="comma-separated subset of routes")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", help="write the result as JSON here")
+    args = p.parse_args(argv)
+    args.preset = args.preset or ("default" if args.data == "digits" else "cpu")
+    if (args.data, args.preset) not in PRESETS:
+        p.error(f"no preset {args.preset!r} for {args.data}: choose from "
+                f"{', '.join(pr for d, pr in PRESETS if d == args.data)}")  # fmt: skip
+    bad = set(args.routes.split(",")) - set(ROUTES)
+    if bad:
+        p.error(f"unknown route(s) {', '.join(sorted(bad))}; known: {', '.join(ROUTES)}")
+    return args
+
+
+def mnist_cpu_minutes(seeds: int, epochs: int | None, steps: int | None, routes: int) -> float:
+    """Estimated CPU minutes of an MNIST CPU-preset run: two encoders and up to four GANs per
+    seed (routes 1-2 share a GAN, as do 4-5), scaled from :data:`MNIST_CPU_MINUTES`."""
+    m = MNIST_CPU_MINUTES
+    enc = m["encoder"] * (epochs or m["encoder_epochs"]) / m["encoder_epochs"]
+    gan = m["gan"] * (steps or m["gan_steps"]) / m["gan_steps"]
+    return seeds * (2 * enc + min(routes, 4) * gan)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    torch.set_num_threads(1)
+    if (args.data, args.preset) == ("mnist", "cpu"):
+        n_gans = len({"conditional": 0, "prior": 0, "no-encoder": 1, "rcg-conditional": 2,
+                      "rcg-gaussian": 2, "rcg-flow": 2, "noisy-codes": 3}[r] for r in args.routes.split(","))  # fmt: skip
+        est = mnist_cpu_minutes(len(args.seeds.split(",")), args.epochs, args.steps, n_gans)
+        print(f"MNIST CPU presets: about {est:.0f} CPU minutes ({est / 60:.1f} h)", file=sys.stderr)
+    result = run(args)
+    print(f"\n{result['data']} ({result['preset']} preset): {result['n_samples']} samples per "
+          f"route, GAN {result['gan_arch']} {result['gan_steps']} steps batch "
+          f"{result['gan_batch']}, seeds {result['seeds']}; {result['cpu_seconds'] / 60:.1f} "
+          "CPU min\n")  # fmt: skip
+    print(table(result))
+    print()
+    print(encoder_table(result))
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+        print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

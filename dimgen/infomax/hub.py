@@ -1,0 +1,257 @@
+"""Hugging Face-style export of an encoder run, and loading from such a folder or the Hub.
+
+An export folder holds ``config.json`` (the model spec that rebuilds the encoder, the data, the
+prior and the KL certificate), ``model.safetensors`` (the encoder weights, never pickle) and a
+``README.md`` model card. :meth:`dimgen.Tokenizer.from_pretrained` reads it, a run folder, or a
+Hub repository id (``user/repo``) when the optional ``huggingface_hub`` is installed
+(``pip install 'dimgen[hub]'``); only those three files are downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ..errors import DimgenError, RunFolderError, WriteError
+from ..folders import looks_like_hub_id, missing_run_message
+from ..io import read_run, write_json, write_text
+
+__all__ = ["HUB_FILES", "check_export", "export_run", "is_export", "resolve_pretrained"]
+
+HUB_FILES = ("config.json", "model.safetensors", "README.md")
+"""The files of an export folder (and all that is fetched from the Hub)."""
+
+
+def is_export(path: Path) -> bool:
+    """True when ``path`` looks like an export folder (it has a ``config.json`` and
+    ``model.safetensors``); :func:`check_export` then says whether it is complete."""
+    return (path / "config.json").is_file() and (path / "model.safetensors").is_file()
+
+
+def check_export(path: Path) -> None:
+    """Refuse an export folder that is incomplete or mixed, in one line.
+
+    :func:`export_run` writes all of :data:`HUB_FILES` into a temporary sibling folder and
+    renames it into place, so a complete export has them all, and ``config.json`` records the
+    sha256 of ``model.safetensors`` (exports written before that record are accepted without).
+
+    Raises:
+        RunFolderError: a file of :data:`HUB_FILES` is missing, or the weights do not match the
+            digest in ``config.json``.
+    """
+    from ..io import _sha256
+    from ..parsing import read_json
+
+    missing = [name for name in HUB_FILES if not (path / name).is_file()]
+    if missing:
+        raise RunFolderError(
+            f"{path} is an incomplete export ({', '.join(missing)} missing): run dimgen export "
+            "again into an empty --out"
+        )
+    config = read_json(path / "config.json")
+    if not isinstance(config, dict):
+        raise RunFolderError(f"{path}/config.json is corrupt (not a JSON object); export again")
+    digest = config.get("model_sha256")
+    if digest is not None and digest != _sha256(path / "model.safetensors"):
+        raise RunFolderError(
+            f"{path}/model.safetensors does not match the digest in config.json: the export was "
+            "changed or mixed from two exports; export again"
+        )
+
+
+def export_run(run: str | Path, out: str | Path) -> Path:
+    """Write the encoder of run folder ``run`` as a Hugging Face-style folder ``out``.
+
+    The folder is written whole: into a temporary sibling folder renamed onto ``out`` once every
+    file is in place, holding the folder lock training takes (a second export into the same
+    ``out`` is refused), so a failed export (full disk, ...) leaves no folder a reader accepts and
+    the same command can simply be rerun (``dimgen export`` also loads the weights first, so bad
+    ones are refused before anything is written; readers refuse them in any case). A smoke run
+    (``DIMGEN_SMOKE=1``) keeps its marker: ``"smoke"`` in ``config.json`` and a warning atop the
+    card.
+
+    Returns ``out``. Raises :class:`RunFolderError` for an incomplete or foreign run folder, an
+    ``out`` that exists and is not empty or is in use; :class:`WriteError` if the
+    folder cannot be written (nothing is left behind).
+    """
+    from ..io import _sha256, folder_lock
+    from ..training.run_folder import check_new_folder
+
+    run_dir, rec = read_run(run, "encoder")
+    out = Path(out)
+    check_new_folder(out)
+    metrics = read_json_or_empty(run_dir / "metrics.json")
+    spec = rec.get("spec") or {}
+    keys = ("capacity_nats", "mi_lower_bound_nats", "mi_lower_bound_stderr",
+            "kl_upper_bound_nats", "knn_acc", "n_train", "n_test")  # fmt: skip
+    config = {
+        "library_name": "dimgen",
+        "kind": "encoder",
+        "data": _config_data(run_dir),
+        "prior": spec.get("prior"),
+        "dim": spec.get("dim"),
+        "certificate": {k: metrics[k] for k in keys if k in metrics},
+        "spec": spec,
+        "verdicts": _verdicts(run_dir, str(spec.get("prior", "gaussian"))),
+        "model_sha256": _sha256(run_dir / "encoder.safetensors"),
+    }
+    smoke = rec.get("smoke") or metrics.get("smoke")
+    if smoke:
+        config["smoke"] = smoke
+    with folder_lock(out):
+        check_new_folder(out)  # again, holding the lock: another export may have finished
+        tmp = None
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.export.", suffix=".tmp",
+                                        dir=out.parent))  # fmt: skip
+            shutil.copyfile(run_dir / "encoder.safetensors", tmp / "model.safetensors")
+            write_json(tmp / "config.json", config)
+            write_text(tmp / "README.md", model_card(config))
+            os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0700 would survive the rename
+            for stale in out.iterdir():  # a run stopped before its first checkpoint
+                shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+            os.replace(tmp, out)  # onto the (locked, empty) folder: all or nothing
+            tmp = None
+        except (OSError, WriteError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc).split(" (", 1)[-1].rstrip(")")
+            raise WriteError(
+                f"could not write the export {out} ({_short_reason(reason)}); nothing was left "
+                "behind: free space or fix the folder's permissions, then rerun the same command"
+            ) from None
+        finally:
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def _short_reason(reason: str) -> str:
+    return reason.split(");", 1)[0][:120]
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def read_json_or_empty(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _config_data(run_dir: Path) -> str:
+    from ..parsing import parse_yaml
+
+    try:
+        cfg = parse_yaml((run_dir / "config.yaml").read_text(), "config.yaml")
+    except (OSError, DimgenError):
+        return "unknown"
+    return str(cfg.get("data", "unknown")) if isinstance(cfg, dict) else "unknown"
+
+
+def _verdicts(run_dir: Path, prior: str) -> dict[str, Any]:
+    """The prior-match tests of :func:`dimgen.evaluate` on the run's held-out codes."""
+    import numpy as np
+
+    from ..diagnostics import evaluate
+
+    try:
+        with np.load(run_dir / "codes.npz", allow_pickle=False) as f:
+            codes, split = f["codes"], f["split"].astype(str)
+    except (OSError, KeyError, ValueError):
+        return {"evaluated": False}
+    held = codes[split == "test"]
+    if len(held) < 20:
+        return {"evaluated": False}
+    ev = evaluate(held, labels=None, prior=prior)
+    return {"evaluated": True, "n": len(held), "passes": bool(ev.passes), "p": float(ev.p)}
+
+
+def model_card(config: dict[str, Any]) -> str:
+    """The ``README.md`` of an export: data, prior, KL certificate, test verdicts, usage."""
+    cert, v = config["certificate"], config["verdicts"]
+    smoke = config.get("smoke")
+    tags = "dimgen, deep-infomax, representation-learning" + (", smoke-test" if smoke else "")
+    warn = []
+    if smoke:
+        warn = [
+            f"> **Smoke run, not a trained model** ({smoke.get('env', 'DIMGEN_SMOKE=1')}: "
+            f"{smoke.get('trained', '?')} of {smoke.get('configured', '?')} "
+            f"{smoke.get('unit', 'epoch')}s). Every number below is a walk-through, not a result.",
+            "",
+        ]
+    lines = [
+        "---", "library_name: dimgen", f"tags: [{tags}]", "---", "", *warn, f"# dimgen encoder: {config['data']}, {config['prior']} prior, d = {config['dim']}",
+        "", "A noise-injected Deep InfoMax encoder whose codes follow the prior "
+        f"({config['prior']}), trained on `{config['data']}`.", "", "## KL certificate", "",
+    ]  # fmt: skip
+    if "kl_upper_bound_nats" in cert:
+        lines += [
+            f"- channel capacity: {_num(cert.get('capacity_nats'), 4)} nats",
+            f"- MI lower bound (held-out): {_num(cert.get('mi_lower_bound_nats'), 4)} "
+            f"± {_num(cert.get('mi_lower_bound_stderr'), 4)} nats",
+            f"- KL(noisy codes ‖ noisy prior) <= {_num(cert['kl_upper_bound_nats'], 4)} nats "
+            "(capacity - MI; up to the MI estimate's error)",
+        ]
+    if "knn_acc" in cert:
+        lines.append(f"- 5-NN label accuracy of held-out codes: {_num(cert['knn_acc'], 3)}")
+    lines += ["", "## Do the clean codes follow the prior?", ""]
+    if v.get("evaluated"):
+        verdict = "yes: no test rejects" if v["passes"] else "no: the tests reject"
+        lines.append(f"{verdict} (combined p = {v['p']:.3g} on {v['n']} held-out codes, "
+                     "`dimgen evaluate`).")  # fmt: skip
+    else:
+        lines.append("Not evaluated (too few held-out codes); run `dimgen evaluate`.")
+    lines += ["", "## Use", "", "```python", "import dimgen", "",
+              'tok = dimgen.Tokenizer.from_pretrained("THIS_FOLDER_OR_REPO")',
+              "codes = tok.encode(images)  # (n, d) under the prior", "```", ""]  # fmt: skip
+    return "\n".join(lines)
+
+
+def _num(value: Any, digits: int) -> str:
+    """A metric for the card; ``n/a`` where the run recorded none (NaN is stored as null)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{value:.{digits}f}"
+    return "n/a"
+
+
+def resolve_pretrained(name: str | Path) -> Path:
+    """A local folder as is; otherwise a Hub repository id, downloaded with huggingface_hub.
+
+    Only a name that can only be a ``user/repo`` id goes to the Hub
+    (:func:`dimgen.folders.looks_like_hub_id`); a path-like name that does not exist (e.g.
+    ``runs/digitz`` beside a ``runs/`` folder) is reported as "no such run folder".
+
+    Raises:
+        RunFolderError: not a local folder and not a valid ``user/repo`` id, or the download
+            failed.
+        DimgenError: a repository id without huggingface_hub installed.
+    """
+    path = Path(name).expanduser()
+    if path.exists():
+        return path
+    text = str(name)
+    if not looks_like_hub_id(text):  # a path-like name: a mistyped local folder, not a Hub id
+        raise RunFolderError(missing_run_message(text))
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        raise DimgenError(
+            f"{text} is not a local folder; to load it from the Hugging Face Hub install "
+            "huggingface_hub (pip install 'dimgen[hub]')"
+        ) from None
+    try:
+        return Path(snapshot_download(text, allow_patterns=list(HUB_FILES)))
+    except Exception as exc:  # network, unknown repo, bad id: one line
+        msg = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise RunFolderError(
+            f"{text}: no such run folder here, and could not be loaded from the Hub ({msg})"
+        ) from None

@@ -1,0 +1,278 @@
+"""`Tokenizer`: a trained encoder as a reusable map from inputs to prior-distributed codes.
+
+With a uniform prior U[0,1]^d and channel noise U[-eps, eps], the paper shows the capacity is
+reached by codes on the discrete grid {0, 2 eps, 4 eps, ..., 1} per axis: :meth:`Tokenizer.tokens`
+maps inputs to integer indices on that grid and :meth:`Tokenizer.from_tokens` maps them back, so
+the codes can serve as discrete tokens for other generators.
+
+Example:
+    >>> tok = Tokenizer.from_pretrained("runs/digits")     # doctest: +SKIP
+    >>> codes = tok.encode(images)                         # (n, d) under tok.prior
+    >>> z = tok.sample_prior(64, seed=0)                   # codes for unconditional generation
+    >>> ids = tok.tokens(images)                           # uniform prior: (n, d) int64 in [0, K)
+    >>> grid_codes = tok.from_tokens(ids)                  # (n, d) codes on the grid
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.distributions import Distribution
+
+from ..arrays import as_array
+from ..config import check_count, check_seed
+from ..data.sources import unit_images
+from ..errors import ConfigError, DataError, RunFolderError
+from ..io import load_model_weights, read_run
+from .channel import LEGACY_SQUASH, SQUASHES, NoiseChannel, make_channel
+from .encoders import build_encoder
+
+__all__ = ["Tokenizer"]
+
+
+class Tokenizer:
+    """Frozen encoder + normalisation (no channel noise) loaded from an encoder run folder."""
+
+    def __init__(
+        self,
+        encoder: torch.nn.Module,
+        channel: NoiseChannel,
+        spec: dict[str, Any],
+        path: Path | None = None,
+    ) -> None:
+        self.encoder = encoder.eval()
+        self.channel = channel.eval()
+        self.spec = spec
+        self.path = path
+        self.in_shape = tuple(spec["in_shape"])
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu") -> Tokenizer:
+        """Rebuild the encoder of a ``dimgen encode`` run folder, a ``dimgen export`` folder, or
+        a Hugging Face Hub repository id (``user/repo``; needs ``huggingface_hub``).
+
+        Raises:
+            RunFolderError: missing, incomplete or foreign folder, weights that do not match, a
+                repository that cannot be downloaded.
+            DimgenError: a repository id without ``huggingface_hub`` installed.
+        """
+        from .hub import check_export, resolve_pretrained
+
+        folder = resolve_pretrained(path)
+        if folder.is_file():  # a file of the folder (model.safetensors), as run folders allow
+            folder = folder.parent
+        export_files = (folder / "config.json", folder / "model.safetensors")
+        if not (folder / "run.json").exists() and any(f.is_file() for f in export_files):
+            check_export(folder)  # all files present, weights match config.json's digest
+            return cls.from_weights(folder / "model.safetensors", device, folder)
+        run_dir, _ = read_run(folder, "encoder")
+        return cls.from_weights(run_dir / "encoder.safetensors", device, run_dir)
+
+    @classmethod
+    def from_weights(
+        cls, path: str | Path, device: str | torch.device = "cpu", run_dir: Path | None = None
+    ) -> Tokenizer:
+        """Rebuild from an ``encoder.safetensors`` file alone (e.g. the copy a GAN run keeps)."""
+        path = Path(path)
+
+        def build(meta: dict[str, Any]) -> torch.nn.Module:
+            spec = meta.get("spec")
+            if not isinstance(spec, dict):
+                raise RunFolderError(f"{path} is not a dimgen encoder")
+            _check_spec(spec, path)
+            return torch.nn.ModuleDict({
+                "encoder": build_encoder(spec["encoder"], spec["in_shape"], spec["dim"],
+                                         spec["encoder_hidden"]),
+                "channel": make_channel(spec["prior"], spec["dim"], spec["sigma"], spec["eps"],
+                                        spec.get("squash", LEGACY_SQUASH)),
+            })  # fmt: skip
+
+        # names, shapes and dtypes on the meta device (nothing allocated), finite values
+        tensors, meta = load_model_weights(path, "encoder", build, "a dimgen encoder")
+        spec = meta["spec"]
+        run_dir = run_dir if run_dir is not None else path.parent
+        # Runs written before the squash field was added were trained with phi.
+        squash = spec.get("squash", LEGACY_SQUASH)
+        try:
+            encoder = build_encoder(
+                spec["encoder"], spec["in_shape"], spec["dim"], spec["encoder_hidden"]
+            )
+            channel = make_channel(spec["prior"], spec["dim"], spec["sigma"], spec["eps"], squash)
+            encoder.load_state_dict(
+                {k[8:]: v for k, v in tensors.items() if k.startswith("encoder.")}
+            )
+            channel.load_state_dict(
+                {k[8:]: v for k, v in tensors.items() if k.startswith("channel.")}
+            )
+        except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+            raise RunFolderError(
+                f"{run_dir}: encoder weights do not match their metadata ({str(exc)[:120]})"
+            ) from None
+        return cls(encoder.to(device), channel.to(device), spec, run_dir)
+
+    @property
+    def dim(self) -> int:
+        """Code dimension d."""
+        return int(self.spec["dim"])
+
+    @property
+    def prior(self) -> Distribution:
+        """The codes' prior as a ``torch.distributions`` object (on the CPU)."""
+        return make_channel(
+            self.spec["prior"], self.dim, self.spec["sigma"], self.spec["eps"]
+        ).prior
+
+    @property
+    def prior_name(self) -> str:
+        return str(self.spec["prior"])
+
+    @property
+    def device(self) -> torch.device:
+        return self.channel.norm.running_mean.device
+
+    def _prepare(self, x: Any) -> Tensor:
+        # the one scale rule (dimgen.data): uint8 / 255, float [0, 1]; ragged lists refused there
+        arr = unit_images(x, "inputs")
+        want = self.in_shape
+        if arr.shape == want:  # a single sample ((N, H, W) grey images are handled below)
+            arr = arr[None]
+        elif len(want) == 3 and want[0] == 1 and arr.shape == want[1:]:  # one (H, W) grey image
+            arr = arr[None, None]
+        if arr.shape[1:] != want:
+            if len(want) == 3 and want[0] == 1 and arr.shape[1:] == want[1:]:
+                arr = arr[:, None]  # (N, H, W) grey images
+            elif len(want) == 3 and arr.ndim == 4 and arr.shape[1:] == (*want[1:], want[0]):
+                arr = arr.transpose(0, 3, 1, 2)  # channels-last
+            elif arr.ndim == 2 and arr.shape[1] == int(np.prod(want)):
+                arr = arr.reshape(len(arr), *want)  # flattened
+            else:
+                raise DataError(
+                    f"inputs have shape {tuple(arr.shape[1:])} per sample; this encoder expects {want}"
+                )
+        if not np.isfinite(arr).all():
+            bad = np.flatnonzero(~np.isfinite(arr.reshape(len(arr), -1)).all(1))
+            raise DataError(f"inputs contain NaN or Inf (rows {', '.join(map(str, bad[:10]))})")
+        return torch.from_numpy(np.ascontiguousarray(arr))
+
+    @torch.no_grad()
+    def encode(self, x: Any, batch_size: int = 2048) -> Tensor:
+        """Inputs (n, *in_shape) -> (n, d) codes under the prior (CPU).
+
+        Images follow :func:`dimgen.data.unit_images`: uint8 (divided by 255) or float in [0, 1];
+        other dtypes or float outside [0, 1] raise :class:`DataError` (as every entry point does).
+        """
+        batch_size = check_count(batch_size, "batch_size")
+        xt = self._prepare(x)
+        out = [
+            self.channel.normalise(self.encoder(xt[i : i + batch_size].to(self.device))).cpu()
+            for i in range(0, len(xt), batch_size)
+        ]
+        return torch.cat(out) if out else torch.zeros(0, self.dim)
+
+    def sample_prior(self, n: int, seed: int | None = None) -> Tensor:
+        """``n`` codes drawn from the prior, (n, d): the input for unconditional generation.
+
+        Raises:
+            DataError: ``n`` is not an integer >= 1.
+            ConfigError: ``seed`` is not None or an integer in [0, 2^64 - 1].
+        """
+        n, seed = check_count(n), check_seed(seed)
+        g = torch.Generator().manual_seed(seed) if seed is not None else None
+        if self.prior_name == "gaussian":
+            return torch.randn(n, self.dim, generator=g)
+        return torch.rand(n, self.dim, generator=g)
+
+    # -- discrete tokens (uniform prior) ---------------------------------------------------------
+    def _require_uniform(self) -> float:
+        if self.prior_name != "uniform":
+            raise ConfigError(
+                f"discrete tokens need a uniform-prior encoder; this one has a {self.prior_name} "
+                "prior (train with --prior uniform)"
+            )
+        return float(self.spec["eps"])
+
+    @property
+    def grid_step(self) -> float:
+        """Spacing 2 eps of the token grid (uniform prior only)."""
+        return 2.0 * self._require_uniform()
+
+    @property
+    def grid_size(self) -> int:
+        """K, the number of grid points per axis (uniform prior only).
+
+        The points are ``k * 2 eps`` for k = 0..K-1: the most points spaced 2 eps apart that fit in
+        [0, 1], so noisy codes of neighbouring points never overlap. When 1/(2 eps) is an integer
+        (up to 1e-6), K = 1/(2 eps) + 1 and the grid is {0, 2 eps, ..., 1} as in the paper;
+        otherwise K = floor(1/(2 eps)) + 1, the last point lies below 1 and codes above it map
+        to the last token.
+        """
+        ratio = 1.0 / self.grid_step
+        near = round(ratio)
+        whole = near if abs(ratio - near) < 1e-6 else int(np.floor(ratio))
+        return whole + 1
+
+    def quantize(self, codes: Any) -> Tensor:
+        """(n, d) codes in [0, 1] -> (n, d) int64 token ids: the nearest grid point, clipped."""
+        arr = as_array(codes, "codes")
+        if arr.dtype == bool or not np.issubdtype(arr.dtype, np.number):
+            raise DataError(f"codes must be numeric, got dtype {arr.dtype}")
+        c = torch.as_tensor(arr.astype(np.float64))
+        if c.ndim != 2 or c.shape[1] != self.dim:
+            raise DataError(f"codes must have shape (n, {self.dim}), got {tuple(c.shape)}")
+        if not torch.isfinite(c).all():
+            raise DataError("codes contain NaN or Inf")
+        k = self.grid_size
+        return torch.round(c / self.grid_step).clamp(0, k - 1).long()
+
+    def tokens(self, x: Any, batch_size: int = 2048) -> Tensor:
+        """Inputs -> (n, d) int64 token ids in [0, K): the nearest grid point of each code axis."""
+        self._require_uniform()
+        return self.quantize(self.encode(x, batch_size))
+
+    def from_tokens(self, ids: Any) -> Tensor:
+        """(n, d) integer token ids in [0, K) -> (n, d) float32 codes on the grid (inverse of tokens)."""
+        k = self.grid_size
+        arr = as_array(ids, "token ids")
+        if not np.issubdtype(arr.dtype, np.integer):
+            raise DataError(f"token ids must be integers, got dtype {arr.dtype}")
+        if arr.ndim != 2 or arr.shape[1] != self.dim:
+            raise DataError(f"token ids must have shape (n, {self.dim}), got {arr.shape}")
+        if arr.size and (arr.min() < 0 or arr.max() >= k):
+            raise DataError(f"token ids must lie in [0, {k - 1}], got [{arr.min()}, {arr.max()}]")
+        step = self.grid_step
+        # Exactly 1.0 at the top of a whole grid: divide rather than multiply by a rounded step.
+        whole = abs(1.0 / step - (k - 1)) < 1e-6
+        grid = arr / (k - 1) if whole else arr * step
+        return torch.from_numpy(np.clip(grid, 0.0, 1.0).astype(np.float32))
+
+
+def _check_spec(spec: dict[str, Any], path: Path) -> None:
+    """Refuse metadata that could not have been written by dimgen before building anything."""
+
+    def bad(what: str) -> RunFolderError:
+        return RunFolderError(f"{path}: invalid encoder metadata ({what})")
+
+    shape = spec.get("in_shape")
+    if not (
+        isinstance(shape, list)
+        and 1 <= len(shape) <= 3
+        and all(type(v) is int and 0 < v <= 4096 for v in shape)
+    ):
+        raise bad(f"in_shape {shape!r}")
+    for key in ("dim", "encoder_hidden"):
+        v = spec.get(key)
+        if type(v) is not int or not 0 < v <= 65536:
+            raise bad(f"{key} {v!r}")
+    if spec.get("encoder") not in ("conv", "mlp"):
+        raise bad(f"encoder {spec.get('encoder')!r}")
+    if spec.get("prior") not in ("gaussian", "uniform"):
+        raise bad(f"prior {spec.get('prior')!r}")
+    for key in ("sigma", "eps"):
+        if type(spec.get(key)) not in (int, float):
+            raise bad(f"{key} {spec.get(key)!r}")
+    if spec.get("squash", LEGACY_SQUASH) not in SQUASHES:
+        raise bad(f"squash {spec.get('squash')!r}")

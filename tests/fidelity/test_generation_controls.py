@@ -1,0 +1,245 @@
+"""``benchmarks/generation_controls.py`` and the metrics it adds to :mod:`dimgen.fidelity`:
+precision / recall on hand-computed cases, and each route's sampler drawing the codes it claims
+(prior moments, fitted moments, noisy prior, zero codes, held-out codes) on a tiny budget."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dimgen.config import EncoderConfig
+from dimgen.errors import DataError
+from dimgen.fidelity import precision_recall
+from dimgen.gan import GANConfig
+from dimgen.infomax.tokenizer import Tokenizer
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _load_benchmark():
+    spec = importlib.util.spec_from_file_location(
+        "generation_controls", REPO / "benchmarks" / "generation_controls.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # its dataclasses look their module up there
+    spec.loader.exec_module(mod)
+    return mod
+
+
+gc = _load_benchmark()
+
+
+# -- precision / recall (Kynkäänniemi et al. 2019) --------------------------------------------
+
+
+def test_precision_recall_hand_computed_1d() -> None:
+    # k = 1. Real radii (1st neighbour): 0->1, 1->1, 2->1, 3->1. Fakes: 0.5 in the ball of 0,
+    # 10 in none (nearest real 3 at distance 7), 2.2 in the ball of 2: precision 2/3.
+    # Fake radii: 0.5->1.7, 10->7.8, 2.2->1.7; every real lies in the ball of 0.5 or 2.2: recall 1.
+    real = np.array([[0.0], [1.0], [2.0], [3.0]])
+    fake = np.array([[0.5], [10.0], [2.2]])
+    out = precision_recall(real, fake, k=1)
+    assert out["precision"] == pytest.approx(2 / 3, abs=1e-6)
+    assert out["recall"] == pytest.approx(1.0)
+
+
+def test_precision_recall_collapsed_generator_and_argument_order() -> None:
+    # A generator collapsed on one region: every fake is realistic (precision 1) but only the
+    # real point 0 lies in a fake ball (fake radii 0.1 at k = 1): recall 1/4.
+    real = np.array([[0.0], [1.0], [2.0], [10.0]])
+    fake = np.array([[0.1], [0.2], [0.3]])
+    out = precision_recall(real, fake, k=1)
+    assert out == pytest.approx({"precision": 1.0, "recall": 0.25})
+    # swapping the sets swaps the two numbers: the real / generated order is handled right
+    assert precision_recall(fake, real, k=1) == pytest.approx({"precision": 0.25, "recall": 1.0})
+
+
+def test_precision_recall_2d_k2() -> None:
+    # Unit square corners as real points; k = 2: each corner's 2nd neighbour is at distance 1.
+    real = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    # Fakes: (0.5, 0.5) is 0.71 from every corner (inside); (3, 3) is 2.83 and (2, 2) 1.41 from
+    # the nearest corner (outside): precision 1/3. Fake radii at k = 2 (2nd of the other two):
+    # centre 3.54, (3, 3) 3.54, (2, 2) 2.12; every corner is within 3.54 of the centre: recall 1.
+    fake = np.array([[0.5, 0.5], [3.0, 3.0], [2.0, 2.0]])
+    out = precision_recall(real, fake, k=2)
+    assert out["precision"] == pytest.approx(1 / 3)
+    assert out["recall"] == pytest.approx(1.0)
+    same = precision_recall(real, real.copy(), k=2)
+    assert same == pytest.approx({"precision": 1.0, "recall": 1.0})
+
+
+@pytest.mark.parametrize(
+    "real, fake, k, match",
+    [
+        (np.zeros((5, 2)), np.zeros((5, 3)), 1, "one width"),
+        (np.zeros((5, 2)), np.zeros((3, 2)), 3, "k must be"),
+        (np.zeros((5, 2)), np.zeros((5, 2)), 0, "k must be"),
+        (np.full((5, 2), np.nan), np.zeros((5, 2)), 1, "NaN"),
+    ],
+)
+def test_precision_recall_refuses_bad_input(real, fake, k, match) -> None:
+    with pytest.raises(DataError, match=match):
+        precision_recall(real, fake, k=k)
+
+
+# -- code samplers ----------------------------------------------------------------------------
+
+
+def test_fitted_gaussian_route_reproduces_moments() -> None:
+    rng = np.random.default_rng(0)
+    codes = rng.standard_normal((5000, 2)) @ np.array([[1.5, 0.0], [0.9, 0.4]]) + [2.0, -1.0]
+    mean, cov = gc.fit_gaussian(codes)
+    np.testing.assert_allclose(mean, codes.mean(0))
+    np.testing.assert_allclose(cov, np.cov(codes.T))
+    draws = gc.gaussian_codes(mean, cov, 40_000, seed=1).double().numpy()
+    np.testing.assert_allclose(draws.mean(0), mean, atol=0.03)
+    np.testing.assert_allclose(np.cov(draws.T), cov, atol=0.05)
+    assert torch.equal(gc.gaussian_codes(mean, cov, 5, 3), gc.gaussian_codes(mean, cov, 5, 3))
+
+
+def test_noisy_code_table_redraws_noise_at_every_use() -> None:
+    base = torch.arange(6.0).reshape(3, 2)
+    table = gc._NoisyCodes(base, 0.5, seed=0)
+    idx = torch.zeros(20_000, dtype=torch.long)
+    a, b = table[idx], table[idx]
+    assert not torch.equal(a, b)
+    assert float((a - base[0]).mean()) == pytest.approx(0.0, abs=0.02)
+    assert float((a - base[0]).std()) == pytest.approx(0.5, abs=0.02)
+
+
+# -- the route builders on a tiny budget ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def controls(tmp_path_factory: pytest.TempPathFactory):
+    work = tmp_path_factory.mktemp("gencontrols")
+    enc = EncoderConfig(epochs=2, seed=0, threads=1)
+    gan = GANConfig(steps=10, eval_samples=0, sample_every=0, checkpoint_every=0,
+                    classifier_epochs=0, threads=1, seed=0)  # fmt: skip
+    return gc.build_controls(enc, gan, work, flow_steps=150), work, enc.sigma
+
+
+def _x_test(n: int) -> np.ndarray:
+    from dimgen.data import load_data
+
+    x = load_data("digits").x_test
+    return x[np.arange(n) % len(x)]
+
+
+def test_every_route_gives_images_in_range(controls) -> None:
+    ctl, _, _ = controls
+    assert set(ctl.samplers) == set(gc.ROUTES)
+    x = _x_test(16)
+    for route, sampler in ctl.samplers.items():
+        images, codes = sampler(x, 0)
+        assert images.shape == (16, 1, 8, 8), route
+        assert float(images.min()) >= 0.0 and float(images.max()) <= 1.0, route
+        assert codes.shape == (16, 2), route
+        # same seed, same samples; another seed, other samples
+        assert torch.equal(sampler(x, 0)[0], images), route
+        assert not torch.equal(sampler(x, 1)[0], images), route
+
+
+def test_conditional_routes_use_their_encoders_heldout_codes(controls) -> None:
+    ctl, work, _ = controls
+    x = _x_test(32)
+    _, codes = ctl.samplers["conditional"](x, 0)
+    torch.testing.assert_close(codes, Tokenizer.from_pretrained(work / "encoder-noisy").encode(x))
+    _, codes = ctl.samplers["rcg-conditional"](x, 0)
+    clean = Tokenizer.from_pretrained(work / "encoder-noise-free")
+    torch.testing.assert_close(codes, clean.encode(x))
+    assert ctl.encoders["noisy"]["sigma"] == 0.2
+    assert ctl.encoders["noise-free"]["sigma"] == gc.NOISE_FREE_SIGMA
+
+
+def test_prior_and_noisy_routes_draw_their_priors(controls) -> None:
+    ctl, _, sigma = controls
+    x = _x_test(20_000)
+    for route, var in (("prior", 1.0), ("noisy-codes", 1.0 + sigma**2)):
+        codes = ctl.samplers[route](x, 0)[1].double().numpy()
+        np.testing.assert_allclose(codes.mean(0), 0.0, atol=0.03)
+        np.testing.assert_allclose(np.cov(codes.T), var * np.eye(2), atol=0.04)
+    # N(0, 1.04 I) against N(0, I): the noisy route's variance is measurably larger
+    v_noisy = ctl.samplers["noisy-codes"](x, 0)[1].var(0).mean()
+    v_prior = ctl.samplers["prior"](x, 0)[1].var(0).mean()
+    assert float(v_noisy / v_prior) == pytest.approx(1 + sigma**2, abs=0.02)
+
+
+def test_no_encoder_route_has_zero_codes_and_a_wider_latent(controls) -> None:
+    ctl, _, _ = controls
+    images, codes = ctl.samplers["no-encoder"](_x_test(64), 0)
+    assert torch.count_nonzero(codes) == 0
+    assert float(images.std(0).mean()) > 1e-3  # the noise alone varies the samples
+    g = ctl.samplers["no-encoder"].__defaults__[0]
+    assert g.noise_dim == GANConfig().noise_dim + 2
+
+
+def test_rcg_routes_follow_the_noise_free_codes(controls) -> None:
+    ctl, work, _ = controls
+    data = np.load(work / "encoder-noise-free" / "codes.npz")
+    train = data["codes"][data["split"] == "train"].astype(np.float64)
+    mean, cov = ctl.rcg_moments
+    np.testing.assert_allclose(mean, train.mean(0), atol=1e-6)
+    np.testing.assert_allclose(cov, np.cov(train.T), atol=1e-6)
+    x = _x_test(20_000)
+    g = ctl.samplers["rcg-gaussian"](x, 0)[1].double().numpy()
+    np.testing.assert_allclose(g.mean(0), mean, atol=0.03)
+    np.testing.assert_allclose(np.cov(g.T), cov, atol=0.05)
+    # the flow is a fitted model of the same codes: moments close, not exact
+    f = ctl.samplers["rcg-flow"](x, 0)[1].double().numpy()
+    np.testing.assert_allclose(f.mean(0), mean, atol=0.15)
+    np.testing.assert_allclose(np.cov(f.T), cov, atol=0.25)
+    assert not np.allclose(f[:100], g[:100])
+
+
+def test_summary_is_mean_and_sample_std_over_seeds() -> None:
+    rows = [{"route": "prior", "seed": s, "fid": v, "classes": 10.0}
+            for s, v in enumerate((1.0, 2.0, 6.0))]  # fmt: skip
+    rows.append({"route": "real", "seed": None, "fid": 0.5})
+    s = gc.summarise(rows, ("prior",))
+    assert s["prior"]["n_seeds"] == 3
+    assert s["prior"]["fid"] == pytest.approx([3.0, math.sqrt(7.0)])
+    assert s["prior"]["classes"] == pytest.approx([10.0, 0.0])
+    assert s["real"]["fid"] == [0.5, 0.0]
+    assert "| prior | 3.0 ± 2.6 |" in gc.table({"summary": s})
+
+
+def test_cli_refuses_unknown_routes_and_presets(capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        gc.parse_args(["--routes", "prior,vae"])
+    assert exc.value.code == 2
+    assert "unknown route(s) vae" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        gc.parse_args(["--data", "digits", "--preset", "cpu"])
+    assert gc.parse_args(["--data", "mnist"]).preset == "cpu"
+
+
+def test_score_of_the_heldout_images_against_themselves() -> None:
+    from dimgen.data import load_data
+    from dimgen.fidelity import classifier_outputs
+    from dimgen.fidelity.extractor import reference_extractor
+
+    ds = load_data("digits")
+    x_all, y_all = ds.split("all")
+    ext = reference_extractor(x_all, y_all, "digits", epochs=2)
+    ref = gc.Reference(ds.x_test[:120], ds.y_test[:120], ext.path, "dimgen-classifier-digits")
+    out = gc.score(ref.x, ref, seed=0)
+    assert out["precision"] == 1.0 and out["recall"] == 1.0
+    assert abs(out["fid"]) < 1e-3
+    _, probs = classifier_outputs(ref.clf, ref.x)
+    assert out["confident"] == pytest.approx(
+        100 * float((probs.max(1).values > 0.9).double().mean())
+    )
+    pred = probs.argmax(1).numpy()
+    p, q = (np.bincount(v, minlength=10) / 120 for v in (pred, ref.y))
+    assert out["class_tv"] == pytest.approx(0.5 * np.abs(p - q).sum())
+    assert out["classes"] == float((p > 0).sum())
+    # blank images: far from every held-out image, one predicted class
+    blank = gc.score(np.zeros_like(ref.x), ref, seed=0)
+    assert blank["precision"] == 0.0 and blank["classes"] == 1.0 and blank["fid"] > 10
