@@ -283,13 +283,16 @@ def main(out_dir: str, smoke: bool, data_root: str | None) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
     steps = []
+    click.echo(f"[1/3] train step: {len(budget.step_args)} timings ...", err=True)
     for i, args in enumerate(budget.step_args):
         cmd = [sys.executable, str(ROOT / "benchmarks" / "train_step.py"), "--device",
                budget.device, "--config", str(ROOT / "configs" / "mnist-gaussian.yaml"), *args]  # fmt: skip
         steps.append(parse_train_step(_run(cmd, out / f"train_step-{i}.log")))
     click.echo(f"[1/3] train step done ({time.perf_counter() - t_start:.0f} s)", err=True)
+    click.echo("[2/3] encoders ...", err=True)
     encoder = _encoder_part(budget, data, root if data == "mnist" else None, out)
     click.echo(f"[2/3] encoders done ({time.perf_counter() - t_start:.0f} s)", err=True)
+    click.echo("[3/3] GAN ...", err=True)
     gan = _gan_part(budget, data, root if data == "mnist" else None, Path(encoder[-1]["run"]), out)
     click.echo(f"[3/3] GAN done ({time.perf_counter() - t_start:.0f} s)", err=True)
     report = {

@@ -34,8 +34,11 @@ class DimgenGroup(click.Group):
             ctx.exit(2)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
+        except KeyboardInterrupt:  # name the folder being written and how to continue it
+            from dimgen.folders import interrupted_message
+
+            path, kind = ctx.meta.get("dimgen.writing", (None, None))
+            click.echo(interrupted_message(path, kind), err=True)
             ctx.exit(130)
         except BrokenPipeError:  # the reader of stdout left (`dimgen ... | head`): no bug
             # Python's recipe (docs of signal, "Note on SIGPIPE"): point stdout at devnull so

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import click
 from dimgen.cli.options import (
+    check_out,
+    check_run,
     config_option,
     data_option,
     data_root_option,
@@ -14,6 +16,8 @@ from dimgen.cli.options import (
     quiet_option,
     seed_option,
     set_option,
+    smoke_note,
+    writing,
 )
 
 __all__ = ["register"]
@@ -33,7 +37,7 @@ def _check_diffusers() -> None:
 
 @click.command("train-diffusion")
 @click.argument("encoder_run", type=click.Path(), required=False)
-@out_option()
+@out_option("The diffusion run folder to create (required unless --resume).")
 @click.option(
     "--resume",
     "resume_dir",
@@ -41,7 +45,7 @@ def _check_diffusers() -> None:
     help="Continue an interrupted diffusion run folder.",
 )
 @config_option()
-@data_option()
+@data_option("the encoder run's data")
 @data_root_option()
 @click.option("--steps", type=int, help="Optimiser steps.")
 @click.option("--batch-size", type=int, help="Images per optimiser step.")
@@ -87,11 +91,14 @@ def train_diffusion_cmd(encoder_run: str | None, out: str | None, resume_dir: st
             raise ConfigError(f"config file not found: {config_path}")
         cfg = load_config(config_path, DiffusionConfig) if config_path else DiffusionConfig()
         cfg = replace(replace(cfg, **parse_sets(sets)), encoder_run=encoder_run, **flags)
+        check_run(encoder_run)  # before torch: a mistyped folder, a used --out
+        check_out(out, "diffusion")
         target, resume = Path(out), False
     validate(cfg)
     _check_diffusers()
     from dimgen.diffusion import train_diffusion  # torch: once the arguments are known good
 
+    writing(target, "diffusion")
     run = train_diffusion(cfg, target, progress=not quiet, resume=resume)
     if run.path is None:  # a data-parallel process other than rank 0 (torchrun): rank 0 reports
         return
@@ -100,7 +107,7 @@ def train_diffusion_cmd(encoder_run: str | None, out: str | None, resume_dir: st
     if "conditional_consistency" in m:
         parts.append(f"conditional consistency {m['conditional_consistency']:.1f}%")
         parts.append(f"unconditional class TV {m['class_tv_unconditional']:.3f}")
-    click.echo(", ".join(parts))
+    click.echo(", ".join(parts) + smoke_note())
 
 
 def register(group: click.Group) -> None:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 from dimgen.cli.options import (
+    check_out,
+    check_run,
     config_option,
     data_option,
     data_root_option,
@@ -15,7 +17,9 @@ from dimgen.cli.options import (
     quiet_option,
     seed_option,
     set_option,
+    smoke_note,
     tensorboard_option,
+    writing,
 )
 
 __all__ = ["register"]
@@ -51,20 +55,25 @@ __all__ = ["register"]
     "--encoder",
     "encoder_run",
     type=click.Path(),
-    help="Encode --data with this trained run instead of training.",
+    help="Encode --data with this trained encoder (a run or export folder, or a Hub id "
+    "user/repo) instead of training.",
 )
 @click.option(
     "--resume", "resume_dir", type=click.Path(), help="Continue an interrupted run folder."
 )
 @tensorboard_option()
-@out_option()
+@out_option(
+    "The run folder to create (required unless --resume); with --encoder, the .npz of codes "
+    "to write."
+)
 @quiet_option()
 def encode(config_path: str | None, encoder_run: str | None, resume_dir: str | None, out: str | None,
            quiet: bool, sets: tuple[str, ...], **flags: object) -> None:  # fmt: skip
     """Train an encoder whose codes follow a Gaussian or uniform prior, and write a run folder.
 
-    --out is the run folder to create. With --encoder RUN, encode --data with an already trained
-    encoder and write the codes to --out, an .npz file.
+    --out (required unless --resume) is the run folder to create. With --resume RUN, continue an
+    interrupted run from its last checkpoint. With --encoder RUN, encode --data with an already
+    trained encoder and write the codes to --out, an .npz file.
     """
     from dimgen.config import EncoderConfig, load_config, load_run_config, replace
     from dimgen.errors import ConfigError
@@ -88,15 +97,17 @@ def encode(config_path: str | None, encoder_run: str | None, resume_dir: str | N
         target, resume = run_dir, True
     else:
         if out is None:
-            raise ConfigError("--out is required (the run folder to create)")
+            raise ConfigError("--out is required (the run folder to create), unless --resume RUN")
         cfg = load_config(config_path) if config_path else EncoderConfig()
         cfg = replace(cfg, **parse_sets(sets))
         cfg = replace(cfg, **flags)
+        check_out(out, "encoder")  # before torch: a used --out is refused in a second
         target, resume = out, False
     from dimgen.infomax.trainer import (
         train_encoder,  # torch: only once the arguments are known to be good
     )
 
+    writing(target, "encoder")
     run = train_encoder(cfg, target, progress=not quiet, resume=resume)
     if run.path is None and not run.metrics:  # a data-parallel worker other than rank 0
         return
@@ -105,6 +116,7 @@ def encode(config_path: str | None, encoder_run: str | None, resume_dir: str | N
         f"wrote {run.path}: capacity {m['capacity_nats']:.3f} nats, MI >= {m['mi_lower_bound_nats']:.3f}, "
         f"KL <= {m['kl_upper_bound_nats']:.3f}"
         + (f", kNN acc {m['knn_acc']:.3f}" if "knn_acc" in m else "")
+        + smoke_note()
     )
 
 
@@ -117,6 +129,7 @@ def _encode_only(encoder_run: str, data: object, data_root: object, out: str | N
         raise ConfigError("--encoder needs --data (what to encode)")
     if Path(out).suffix != ".npz":
         raise ConfigError(f"--out must end in .npz when encoding with --encoder, got {out}")
+    check_run(encoder_run, hub=True)  # a mistyped local folder is not sent to the Hub
     import numpy as np
 
     from dimgen.data import load_data, parse_source, read_npz

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 from dimgen.cli.options import (
+    check_run,
     config_option,
     data_option,
     data_root_option,
@@ -19,7 +20,9 @@ from dimgen.cli.options import (
     refuse_non_run,
     seed_option,
     set_option,
+    smoke_note,
     tensorboard_option,
+    writing,
 )
 
 __all__ = ["register"]
@@ -38,7 +41,11 @@ __all__ = ["register"]
     type=click.Choice(["gaussian", "uniform"]),
     help="Prior of --codes [default: gaussian]; a run folder names its own.",
 )
-@out_option(file_okay=False)
+@out_option(
+    "Folder to write evaluation.json, report.md and plots to instead of RUN (default: into RUN, "
+    "except with --json; nothing for --codes).",
+    file_okay=False,
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object only.")
 @click.option("--alpha", type=float, help="Significance level of the verdicts [default: 0.05].")
 @seed_option()
@@ -67,6 +74,7 @@ __all__ = ["register"]
 )
 @click.option("--no-plots", is_flag=True, help="Skip qq.png and codes.png.")
 @click.option("--no-probes", is_flag=True, help="Skip the downstream classifiers.")
+@quiet_option()
 def evaluate_cmd(
     run: str | None,
     codes_path: str | None,
@@ -75,6 +83,7 @@ def evaluate_cmd(
     as_json: bool,
     no_plots: bool,
     no_probes: bool,
+    quiet: bool,
     **opts: Any,
 ) -> None:
     """Test whether codes follow their prior and measure what they keep about the labels.
@@ -100,7 +109,9 @@ def evaluate_cmd(
         raise ConfigError("give either a run folder or --codes FILE.npz (not both)")
     replace(EvalConfig(), **overrides)  # refuse bad values before the heavy imports
     if run is not None:
+        check_run(run)
         refuse_non_run(run, "an encoder or pretrain run")
+    show = not quiet  # phase lines start once the codes are read (an error stays one line)
     from dimgen.diagnostics.runs import (
         evaluate_file,
         evaluate_run,
@@ -116,6 +127,7 @@ def evaluate_cmd(
             write=out is None and not as_json,
             plots=plots,
             probes=probes,
+            progress=show,
             **overrides,
         )
         target = Path(run) if out is None else Path(out)  # --json alone writes nothing
@@ -124,9 +136,8 @@ def evaluate_cmd(
             write_outputs(ev, Path(out), codes, labels, split, plots=plots)
     else:
         assert codes_path is not None
-        ev = evaluate_file(
-            codes_path, prior or "gaussian", out=out, plots=plots, probes=probes, **overrides
-        )
+        ev = evaluate_file(codes_path, prior or "gaussian", out=out, plots=plots, probes=probes,
+                           progress=show, **overrides)  # fmt: skip
         target = None if out is None else Path(out)
     if as_json:
         click.echo(json.dumps(ev.to_dict(), allow_nan=False))
@@ -153,7 +164,11 @@ def _run_dir(run: str) -> Path:
 @click.option(
     "--runs", type=int, help="Encoders per noise level (seeds seed, seed+1, ...) [default: 5]."
 )
-@out_option(required=True, file_okay=False)
+@out_option(
+    "The sweep folder to create, or to continue (the same command again).",
+    required=True,
+    file_okay=False,
+)
 @click.option("--prior", type=click.Choice(["gaussian", "uniform"]), help="Prior of the codes.")
 @data_option()
 @data_root_option()
@@ -198,6 +213,7 @@ def sweep_cmd(
         run_sweep,
     )
 
+    writing(out, "sweep")
     res = run_sweep(
         cfg,
         None if sigmas is None else parse_levels(sigmas, "--sigmas"),
@@ -210,7 +226,7 @@ def sweep_cmd(
     )
     click.echo(
         f"wrote {res.path}: {len(res.rows)} runs over {len(res.summary)} {res.param} levels; "
-        "sweep.csv, sweep_summary.csv, sweep.png, report.md"
+        "sweep.csv, sweep_summary.csv, sweep.png, report.md" + smoke_note()
     )
 
 

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import click
 from dimgen.cli.options import (
+    check_out,
+    check_run,
     config_option,
     out_option,
     parse_sets,
     quiet_option,
     seed_option,
     set_option,
+    smoke_note,
+    writing,
 )
 
 from dimgen.flows.config import METHODS
@@ -30,7 +34,7 @@ _TARGETS = (
     type=click.Path(dir_okay=False),
     help="Target given as samples: .npz with array 'x' (or 'samples') of shape (n, d).",
 )
-@out_option(required=True)
+@out_option("The flow run folder to create.", required=True)
 @config_option()
 @click.option(
     "--method",
@@ -68,15 +72,18 @@ def flow(run: str, to: str | None, to_samples: str | None, out: str | None,
         raise ConfigError("--out is required (the flow run folder to create)")
     cfg = load_config(config_path, FlowConfig) if config_path else FlowConfig()
     cfg = replace(replace(cfg, **parse_sets(sets)), **flags)
+    check_run(run)  # before torch: a mistyped folder, a used --out
+    check_out(out, "flow")
     from dimgen.flows.runs import transform_codes  # torch: once the arguments are known good
 
+    writing(out, "flow")
     res = transform_codes(run, to, to_samples=to_samples, config=cfg, out=out, progress=not quiet)
     m = res.metrics
     how = "exact map" if m["method"] == "exact" else f"{m['method']} flow"
     click.echo(
         f"wrote {out}: {how} {m['source_prior']} -> {m['target']} (d = {m['dim']}); "
         f"KL bound {m['kl_upper_bound_nats']:.3f} nats [bound on the noisy codes, {m['kl_bound_applies_to']}], "
-        f"kNN KL(T#codes || target) {m['kl_estimate_knn_nats']:.3f} nats [estimate]"
+        f"kNN KL(T#codes || target) {m['kl_estimate_knn_nats']:.3f} nats [estimate]" + smoke_note()
     )
     if m["method"] != "exact":
         click.echo(

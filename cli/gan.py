@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 from dimgen.cli.options import (
     DEFAULT_SEED,
+    check_out,
+    check_run,
     config_option,
     data_option,
     data_root_option,
@@ -17,20 +20,47 @@ from dimgen.cli.options import (
     quiet_option,
     seed_option,
     set_option,
+    smoke_note,
     tensorboard_option,
+    writing,
 )
 
 __all__ = ["register"]
 
 
+def guidance_options() -> Any:
+    """``--guidance-scale`` (as in ``train-diffusion`` and diffusers), and ``--guidance``, the
+    old spelling, kept as a hidden alias."""
+
+    def deco(f: Any) -> Any:
+        f = click.option(
+            "--guidance", "guidance_old", type=float, hidden=True,
+            help="The old name of --guidance-scale.",
+        )(f)  # fmt: skip
+        return click.option(
+            "--guidance-scale", "guidance", type=float,
+            help="Diffusion runs: classifier-free guidance scale [default: the run's].",
+        )(f)  # fmt: skip
+
+    return deco
+
+
+def _guidance(new: float | None, old: float | None) -> float | None:
+    from dimgen.errors import ConfigError
+
+    if new is not None and old is not None:
+        raise ConfigError("give --guidance-scale only (--guidance is its old name)")
+    return new if new is not None else old
+
+
 @click.command("train-gan")
 @click.argument("encoder_run", type=click.Path(), required=False)
-@out_option()
+@out_option("The GAN run folder to create (required unless --resume).")
 @click.option(
     "--resume", "resume_dir", type=click.Path(), help="Continue an interrupted GAN run folder."
 )
 @config_option()
-@data_option()
+@data_option("the encoder run's data")
 @data_root_option()
 @click.option(
     "--arch",
@@ -80,6 +110,7 @@ def train_gan_cmd(encoder_run: str | None, out: str | None, resume_dir: str | No
         cfg = load_config(run_dir / "config.yaml", GANConfig)
         from dimgen.gan import train_gan  # torch: once the arguments are known good
 
+        writing(run_dir, "gan")
         run = train_gan(
             cfg,
             run_dir,
@@ -97,8 +128,11 @@ def train_gan_cmd(encoder_run: str | None, out: str | None, resume_dir: str | No
         cfg = load_config(config_path, GANConfig) if config_path else GANConfig()
         cfg = replace(cfg, **sets_given)
         cfg = replace(cfg, encoder_run=encoder_run, **flags)
+        check_run(encoder_run)  # before torch: a mistyped folder, a used --out
+        check_out(out, "gan")
         from dimgen.gan import train_gan  # torch: once the arguments are known good
 
+        writing(out, "gan")
         run = train_gan(cfg, out, progress=not quiet)
     if run.path is None:  # a data-parallel process other than rank 0 (torchrun): rank 0 reports
         return
@@ -107,7 +141,7 @@ def train_gan_cmd(encoder_run: str | None, out: str | None, resume_dir: str | No
     if "conditional_consistency" in m:
         parts.append(f"conditional consistency {m['conditional_consistency']:.1f}%")
         parts.append(f"unconditional class TV {m['class_tv_unconditional']:.3f}")
-    click.echo(", ".join(parts))
+    click.echo(", ".join(parts) + smoke_note())
 
 
 @click.command("sample")
@@ -128,16 +162,21 @@ def train_gan_cmd(encoder_run: str | None, out: str | None, resume_dir: str | No
     type=click.Path(),
     help="With --unconditional: draw codes from this flow-defined prior (dimgen.flows).",
 )
-@click.option("-n", "n", type=int, help="Number of samples [default: 64; with --codes: all].")
+@click.option(
+    "-n", "--num-samples", "n", type=int, help="Number of samples [default: 64; with --codes: all]."
+)
 @seed_option()
-@out_option(required=True)
+@out_option("The PNG grid to write; an .npz of the images and codes is written beside it.",
+            required=True)  # fmt: skip
 @click.option("--nrow", type=int, default=8, show_default=True, help="Images per grid row.")
 @data_root_option()
 @click.option("--no-ema", is_flag=True, help="Use the raw generator instead of its EMA.")
-@click.option("--guidance", type=float, help="Diffusion runs: classifier-free guidance scale.")
+@guidance_options()
+@quiet_option()
 def sample_cmd(run: str, unconditional: bool, from_images: str | None, codes_path: str | None,
                prior_path: str | None, n: int | None, seed: int | None, out: str, nrow: int,
-               data_root: str | None, no_ema: bool, guidance: float | None) -> None:  # fmt: skip
+               data_root: str | None, no_ema: bool, guidance: float | None,
+               guidance_old: float | None, quiet: bool) -> None:  # fmt: skip
     """Generate images with a trained generator RUN (GAN or diffusion): from the prior, from
     real images, or given codes.
 
@@ -145,6 +184,7 @@ def sample_cmd(run: str, unconditional: bool, from_images: str | None, codes_pat
     """
     from dimgen.errors import ConfigError, DataError
 
+    guidance = _guidance(guidance, guidance_old)
     modes = [unconditional, from_images is not None, codes_path is not None]
     if sum(modes) != 1:
         raise ConfigError("give exactly one of --unconditional, --from-images SOURCE, --codes NPZ")
@@ -155,13 +195,14 @@ def sample_cmd(run: str, unconditional: bool, from_images: str | None, codes_pat
     if nrow < 1:
         raise ConfigError(f"--nrow must be >= 1, got {nrow}")
     if guidance is not None and not (guidance >= 0 and guidance != float("inf")):
-        raise ConfigError(f"--guidance must be >= 0, got {guidance}")
+        raise ConfigError(f"--guidance-scale must be >= 0, got {guidance}")
+    check_run(run)  # before torch: a mistyped folder
     seed = DEFAULT_SEED if seed is None else seed
     from dimgen.gan import sample, write_samples  # torch: once the arguments are known good
 
     s = sample(run, unconditional=unconditional, from_images=from_images, codes=codes_path,
                prior=prior_path, n=n, seed=seed, data_root=data_root, ema=not no_ema,
-               guidance_scale=guidance)  # fmt: skip
+               guidance_scale=guidance, progress=not quiet)  # fmt: skip
     png, npz = write_samples(
         out, s.images, s.codes, real=s.real, labels=s.labels, seed=seed, nrow=nrow
     )
@@ -172,6 +213,7 @@ def sample_cmd(run: str, unconditional: bool, from_images: str | None, codes_pat
 @click.argument("run", type=click.Path())
 @click.option(
     "-n",
+    "--num-images",
     "n",
     type=int,
     help="Held-out images (and unconditional samples) [default: the run's eval_samples].",
@@ -185,14 +227,15 @@ def sample_cmd(run: str, unconditional: bool, from_images: str | None, codes_pat
 )
 @device_option()
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
-@click.option("--guidance", type=float, help="Diffusion runs: classifier-free guidance scale.")
-@out_option()
+@guidance_options()
+@out_option("Also write the metrics to this JSON file.")
 @quiet_option()
 def evaluate_gan_cmd(run: str, n: int | None, seed: int | None, data_root: str | None,
                      inception_weights: str | None, device: str | None, as_json: bool,
-                     guidance: float | None, out: str | None, quiet: bool) -> None:  # fmt: skip
+                     guidance: float | None, guidance_old: float | None, out: str | None,
+                     quiet: bool) -> None:  # fmt: skip
     """FID/KID, conditional consistency and class balance of a generator RUN (GAN or diffusion),
-    conditional vs unconditional (also: ``dimgen evaluate-generator``).
+    conditional vs unconditional (`evaluate-gan` and `evaluate-generator` are one command).
 
     --out: also write the metrics to this JSON file. Each sampling phase and its time goes to
     stderr (not with --quiet), so stdout stays one JSON object with --json.
@@ -200,12 +243,15 @@ def evaluate_gan_cmd(run: str, n: int | None, seed: int | None, data_root: str |
     from dimgen.errors import DataError
     from dimgen.gan.config import MIN_EVAL_SAMPLES  # torch-free
 
+    guidance = _guidance(guidance, guidance_old)
+
     if n is not None and n < MIN_EVAL_SAMPLES:
         raise DataError(
             f"-n must be >= {MIN_EVAL_SAMPLES} (FID / KID need that many images), got {n}"
         )
     if guidance is not None and not (guidance >= 0 and guidance != float("inf")):
-        raise DataError(f"--guidance must be >= 0, got {guidance}")
+        raise DataError(f"--guidance-scale must be >= 0, got {guidance}")
+    check_run(run)  # before torch: a mistyped folder
     from dimgen.fidelity import find_inception_weights
     from dimgen.gan import evaluate_run
     from dimgen.io import write_json

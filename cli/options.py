@@ -11,6 +11,7 @@ detect are reported before any heavy import.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -21,6 +22,8 @@ __all__ = [
     "DEFAULT_DEVICE",
     "DEFAULT_SEED",
     "SHARED_OPTIONS",
+    "check_out",
+    "check_run",
     "config_option",
     "data_option",
     "data_root_option",
@@ -34,7 +37,9 @@ __all__ = [
     "seed_option",
     "set_option",
     "show_config_defaults",
+    "smoke_note",
     "tensorboard_option",
+    "writing",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -117,29 +122,59 @@ def device_option() -> Callable[[F], F]:
     )
 
 
-def out_option(*, required: bool = False, file_okay: bool = True) -> Callable[[F], F]:
-    """``--out PATH``: what the command writes; each command's description says what that is."""
-    return click.option(
-        "--out",
-        type=click.Path(file_okay=file_okay),
-        required=required,
-        help="Where to write the result (a run folder or a file: see the description above).",
-    )
+def out_option(help: str, *, required: bool = False, file_okay: bool = True) -> Callable[[F], F]:
+    """``--out PATH``: what the command writes, said by each command (``help``)."""
+    return click.option("--out", type=click.Path(file_okay=file_okay), required=required, help=help)
 
 
 def quiet_option() -> Callable[[F], F]:
     """``--quiet``: no progress display."""
-    return click.option("--quiet", is_flag=True, help="No progress bars or per-run lines.")
+    return click.option("--quiet", is_flag=True, help="No progress bars or phase lines on stderr.")
 
 
-def data_option() -> Callable[[F], F]:
-    """``--data SOURCE``: which data set."""
+def writing(path: str | Path, kind: str) -> None:
+    """Record that the command now writes run ``path`` of ``kind``, so Ctrl-C can name the folder
+    and the command that continues it (:func:`dimgen.folders.interrupted_message`)."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        ctx.meta["dimgen.writing"] = (str(path), kind)
+
+
+def check_out(out: str | Path, kind: str) -> None:
+    """Refuse, before torch is imported, an ``--out`` that cannot take a new run of ``kind``:
+    a complete run, someone else's files, an interrupted run (with its ``--resume`` command);
+    each with a free name to use instead (:func:`dimgen.folders.out_problem`)."""
+    from dimgen.folders import check_new_out
+
+    check_new_out(out, kind)
+
+
+def check_run(run: str, *, hub: bool = False) -> None:
+    """Refuse, before torch is imported, a RUN argument that is no local folder: "no such run
+    folder" (with the nearest names); with ``hub``, a ``user/repo`` id is left to the Hub."""
+    from dimgen.errors import RunFolderError
+    from dimgen.folders import looks_like_hub_id, missing_run_message
+
+    if Path(run).expanduser().exists() or (hub and looks_like_hub_id(run)):
+        return
+    raise RunFolderError(missing_run_message(run))
+
+
+def smoke_note() -> str:
+    """`` [smoke run: not results]`` after a command's summary line under ``DIMGEN_SMOKE``."""
+    from dimgen.training import smoke
+
+    return " [smoke run (DIMGEN_SMOKE): not results]" if smoke.active() else ""
+
+
+def data_option(default: str = EncoderConfig.data) -> Callable[[F], F]:
+    """``--data SOURCE``: which data set (``default``: what the help says is used without it)."""
     return click.option(
         "--data",
         metavar="SOURCE",
         help="digits | mnist | fashion-mnist | cifar10 | npz:PATH | "
         "folder:PATH[,side=N][,mode=grey|rgb] (your images).  "
-        f"[default: {EncoderConfig.data}; a derived run: its encoder run's data]",
+        f"[default: {default}]",
     )
 
 

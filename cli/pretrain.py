@@ -7,6 +7,8 @@ import json
 
 import click
 from dimgen.cli.options import (
+    check_out,
+    check_run,
     config_option,
     data_root_option,
     device_option,
@@ -16,13 +18,15 @@ from dimgen.cli.options import (
     quiet_option,
     seed_option,
     set_option,
+    smoke_note,
+    writing,
 )
 
 __all__ = ["register"]
 
 
 @click.command("pretrain")
-@out_option()
+@out_option("The run folder to create (required unless --resume).")
 @click.option("--resume", "resume_dir", type=click.Path(), help="Continue an interrupted run.")
 @config_option()
 @data_root_option()
@@ -70,16 +74,17 @@ def pretrain_cmd(out: str | None, resume_dir: str | None, config_path: str | Non
         cfg = replace(cfg, **parse_sets(sets))
         cfg = replace(cfg, **given(**flags))
         target, resume = Path(out), False
-        if target.exists() and any(target.iterdir()):
-            raise ConfigError(f"{target} exists and is not empty; choose a new --out or --resume")
+        check_out(target, "pretrain")  # before torch: a used --out is refused in a second
     from dimgen.ssl.trainer import pretrain  # torch: once the arguments are known good
 
+    writing(target, "pretrain")
     run = pretrain(cfg, target, progress=not quiet, resume=resume)
     if run.path is None:  # a data-parallel process other than rank 0 (torchrun): rank 0 reports
         return
     m = run.metrics
     click.echo(f"wrote {target}: {m['method']} sigma {m['sigma']}, {m['steps']} steps in "
-               f"{m['train_seconds']:.0f} s, final loss {m['final_loss']:.4g} ({m['data']})")  # fmt: skip
+               f"{m['train_seconds']:.0f} s, final loss {m['final_loss']:.4g} ({m['data']})"
+               + smoke_note())  # fmt: skip
 
 
 @click.command("probe")
@@ -91,9 +96,10 @@ def pretrain_cmd(out: str | None, resume_dir: str | None, config_path: str | Non
 @device_option()
 @seed_option()
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
-@out_option()
+@out_option("Also write the result to this JSON file.")
+@quiet_option()
 def probe_cmd(run: str, k: int, data_root: str | None, device: str | None, seed: int | None,
-              as_json: bool, out: str | None) -> None:  # fmt: skip
+              as_json: bool, out: str | None, quiet: bool) -> None:  # fmt: skip
     """Linear probe (top-1, top-5) and kNN accuracy on the frozen backbone of a pretrain RUN.
 
     The probe trains on the run's labelled pre-training split and scores its probe split.
@@ -105,12 +111,14 @@ def probe_cmd(run: str, k: int, data_root: str | None, device: str | None, seed:
 
     if k < 1:
         raise ConfigError(f"-k must be >= 1, got {k}")
+    check_run(run)
     if not Path(run).is_dir():
-        raise RunFolderError(f"run folder not found: {run}")
+        raise RunFolderError(f"{run} is not a run folder")
     from dimgen.io import write_json
     from dimgen.ssl.probe import probe_run  # torch: once the arguments are known good
 
-    res = probe_run(run, data_root=data_root, device=device or "cpu", k=k, seed=seed)
+    res = probe_run(run, data_root=data_root, device=device or "cpu", k=k, seed=seed,
+                    progress=not quiet)  # fmt: skip
     if out is not None:
         write_json(out, res)
     if as_json:

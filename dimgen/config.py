@@ -460,13 +460,21 @@ def from_dict(cls: type[T], data: dict[str, Any], source: str = "config") -> T:
         raise ConfigError(
             f"{source}: expected a mapping of keys to values, got {type(data).__name__}"
         )
-    hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(repr(k) for k in data if k not in names)
     if unknown:
+        import difflib
+
+        near = {str(k): difflib.get_close_matches(str(k), sorted(names), n=1, cutoff=0.6)
+                for k in data if k not in names}  # fmt: skip
+        hints = [f"`{m[0]}` for {k!r}" for k, m in near.items() if m]
+        if hints:  # the nearest key, as click does for a mistyped option
+            raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; did you mean "
+                              f"{', '.join(hints)}?")  # fmt: skip
         raise ConfigError(
             f"{source}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(names))})"
         )
+    hints = typing.get_type_hints(cls)
     values = {k: _coerce(f"{source}: {k}", v, hints[k]) for k, v in data.items()}
     return validate(cls(**values), cls)
 

@@ -482,7 +482,9 @@ def read_run(path: str | Path, kind: str | tuple[str, ...]) -> tuple[Path, dict[
     kinds = (kind,) if isinstance(kind, str) else kind
     want = " or ".join(kinds)
     if not run_dir.exists():
-        raise RunFolderError(f"run folder not found: {run_dir}")
+        from .folders import missing_run_message
+
+        raise RunFolderError(missing_run_message(str(path)))
     if not run_dir.is_dir():
         raise RunFolderError(f"{run_dir} is not a folder")
     rec_path = run_dir / "run.json"  # first: a path that is no run folder fails fast, unwalked
@@ -514,14 +516,19 @@ def read_run(path: str | Path, kind: str | tuple[str, ...]) -> tuple[Path, dict[
 
 def incomplete_message(run_dir: Path, want: str = "a run") -> str:
     """What to do with a folder without a (complete) ``run.json``: resume, or rerun to replace."""
+    from .folders import RESUME_COMMANDS, resume_command
+
+    kind = want if want in RESUME_COMMANDS else None
     if (run_dir / "checkpoint.safetensors").exists():  # training.checkpoint.CHECKPOINT
         return (
-            f"{run_dir} is an incomplete run with a checkpoint: continue it with --resume {run_dir}"
+            f"{run_dir} is an incomplete run with a checkpoint: continue it with "
+            f"`{resume_command(run_dir, kind)}`"
         )
     if (run_dir / "config.yaml").exists():
         return (
             f"{run_dir} is an incomplete run stopped before its first checkpoint: rerun the same "
-            f"command to replace it, or --resume {run_dir} to start it again from its config"
+            f"command to replace it, or `{resume_command(run_dir, kind)}` to start it again "
+            "from its config"
         )
     if (run_dir / "run.json").exists():
         return f"{run_dir} is an incomplete run (run.json does not mark it complete): rerun it"

@@ -347,7 +347,7 @@ def test_full_disk_in_the_cli_is_one_line(tmp_path: Path, monkeypatch: pytest.Mo
 
     monkeypatch.setattr(dio.tempfile, "mkstemp", full)
     res = CliRunner().invoke(cli, ["evaluate", "--codes", str(tmp_path / "c.npz"), "--no-plots",
-                                   "--no-probes", "--out", str(tmp_path / "ev")])  # fmt: skip
+                                   "--no-probes", "--out", str(tmp_path / "ev"), "--quiet"])  # fmt: skip
     line = _one_line_exit_2(res)
     assert "evaluation.json" in line and "No space left on device" in line
 

@@ -21,7 +21,7 @@ ROOTS = {"dimgen": REPO / "dimgen", "dimgen.cli": REPO / "cli"}
 
 #: Shared infrastructure at the root of the package: errors, bounded parsing, files, configs.
 INFRA = frozenset(
-    {"__init__", "errors", "parsing", "io", "arrays", "config", "metric_keys", "plots"}
+    {"__init__", "errors", "parsing", "io", "arrays", "config", "metric_keys", "plots", "folders"}
 )
 
 #: Which parts of dimgen each part may import (besides itself). A part is a root module or a

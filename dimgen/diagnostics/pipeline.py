@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+import sys
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -21,6 +25,20 @@ from .settings import EvalConfig
 __all__ = ["evaluate"]
 
 
+@contextlib.contextmanager
+def _phase(what: str, show: bool, index: int, count: int) -> Iterator[None]:
+    """``evaluate: [i/n] what ...`` then ``... done (T s)`` on stderr when ``show``: the format
+    of :func:`dimgen.training.phases.phase`, which the layering keeps out of reach here."""
+    if not show:
+        yield
+        return
+    label = f"evaluate: [{index}/{count}] {what}"
+    print(f"{label} ...", file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
+    yield
+    print(f"{label} done ({time.perf_counter() - t0:.1f} s)", file=sys.stderr, flush=True)
+
+
 def evaluate(
     codes: Any,
     labels: Any = None,
@@ -30,6 +48,7 @@ def evaluate(
     training: dict[str, Any] | TrainingBounds | None = None,
     probes: bool = True,
     config: EvalConfig | None = None,
+    progress: bool = False,
     **overrides: Any,
 ) -> Evaluation:
     """Test whether codes follow ``prior`` and measure what they keep about ``labels``.
@@ -47,6 +66,7 @@ def evaluate(
         training: an encoder run's metrics (or :class:`TrainingBounds`) to report beside.
         probes: set False to skip the classifiers (faster).
         config: :class:`EvalConfig`; ``overrides`` replace single fields (``alpha=0.01``).
+        progress: one line per phase (tests, paper protocol, probes) on stderr, with its time.
 
     Returns:
         :class:`Evaluation`.
@@ -83,10 +103,12 @@ def evaluate(
             f"need at least d + 2 = {d + 2} codes, got {len(xt)}"
         )
     z = to_gaussian(xt) if prior == "uniform" else xt
-    norm = normality_tests(z, cfg)
-    pm = prior_tests(xt, prior, cfg)
+    with _phase(f"normality and prior-match tests on {len(xt)} codes", progress, 1, 3):
+        norm = normality_tests(z, cfg)
+        pm = prior_tests(xt, prior, cfg)
     p_all = simes([norm.p, pm.p])
-    paper = paper_protocol(xt, prior, cfg)
+    with _phase(f"paper protocol ({cfg.paper_resamples} subsamples)", progress, 2, 3):
+        paper = paper_protocol(xt, prior, cfg)
     if prior == "uniform":
         notes.append("normality tests ran on Phi^-1(codes) (probability-integral transform)")
     if norm.henze_zirkler_p is None:
@@ -102,10 +124,12 @@ def evaluate(
         classes = np.unique(y)
         n_cls = len(classes)
         log_k = math.log(n_cls) if n_cls > 1 else None
-        sil = silhouette(xt, y[test_rows], max_n=cfg.silhouette_max_n, seed=cfg.seed)
-        if probes and n_cls > 1:
-            probe_res = _run_probes(x, y, s, cfg, notes)
-        elif n_cls < 2:
+        what = "silhouette and probes (kNN, Gaussian NB, MLP, linear)" if probes else "silhouette"
+        with _phase(what, progress, 3, 3):
+            sil = silhouette(xt, y[test_rows], max_n=cfg.silhouette_max_n, seed=cfg.seed)
+            if probes and n_cls > 1:
+                probe_res = _run_probes(x, y, s, cfg, notes)
+        if n_cls < 2:
             notes.append("labels have a single class: probes and silhouette skipped")
     bounds = (
         training

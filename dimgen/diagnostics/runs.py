@@ -45,6 +45,7 @@ def evaluate_run(
     plots: bool = True,
     probes: bool = True,
     config: EvalConfig | None = None,
+    progress: bool = False,
     **overrides: Any,
 ) -> Evaluation:
     """Evaluate the codes of a complete encoder run folder (held-out part) and write the results.
@@ -59,6 +60,7 @@ def evaluate_run(
         plots: also draw ``qq.png`` and ``codes.png`` (only with ``write``).
         probes: train the downstream classifiers.
         config: :class:`EvalConfig`; ``overrides`` replace single fields.
+        progress: one line per phase on stderr (``dimgen evaluate`` without ``--quiet``).
     """
 
     from ..io import read_run
@@ -80,6 +82,7 @@ def evaluate_run(
         training=metrics,
         probes=probes,
         config=config,
+        progress=progress,
         **overrides,
     )
     if write:
@@ -99,11 +102,14 @@ def evaluate_file(
     plots: bool = True,
     probes: bool = True,
     config: EvalConfig | None = None,
+    progress: bool = False,
     **overrides: Any,
 ) -> Evaluation:
-    """Evaluate any codes ``.npz`` (``codes``, optional ``labels``, ``split``); write to ``out``."""
+    """Evaluate any codes ``.npz`` (``codes``, optional ``labels``, ``split``); write to ``out``.
+    ``progress``: one line per phase on stderr."""
     codes, labels, split = load_codes(path)
-    ev = evaluate(codes, labels, prior, split=split, probes=probes, config=config, **overrides)
+    ev = evaluate(codes, labels, prior, split=split, probes=probes, config=config,
+                  progress=progress, **overrides)  # fmt: skip
     if out is not None:
         write_outputs(ev, Path(out), codes, labels, split, plots=plots)
     return ev

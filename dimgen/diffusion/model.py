@@ -82,6 +82,7 @@ class DiffusionModel(SpecGenerator):
         self.scheduler = self.config.scheduler
         self.sample_steps = self.config.sample_steps
         self.guidance_scale = self.config.guidance_scale
+        self.progress = False  # a tqdm bar over the denoising steps of generate() (stderr)
 
     @classmethod
     def from_pretrained(
@@ -109,19 +110,25 @@ class DiffusionModel(SpecGenerator):
     @torch.no_grad()
     def generate(self, codes: Any, seed: int | None = None, batch_size: int = 500) -> Tensor:
         """(n, d) codes -> (n, C, H, W) images in [0, 1]; ``seed`` fixes the noise."""
+        from tqdm.auto import tqdm
+
         c = self.check_codes(codes)
         g = torch.Generator().manual_seed(seed) if seed is not None else None
-        out = [
-            sample_with_scheduler(
-                self.net,
-                self.make_scheduler(),
-                c[i : i + batch_size],
-                num_inference_steps=self.sample_steps,
-                guidance_scale=self.guidance_scale,
-                generator=g,
-            )
-            for i in range(0, len(c), batch_size)
-        ]
+        starts = range(0, len(c), batch_size)
+        with tqdm(total=len(starts) * self.sample_steps, desc=f"sampling {len(c)} images",
+                  unit="step", leave=False, disable=not self.progress) as bar:  # fmt: skip
+            out = [
+                sample_with_scheduler(
+                    self.net,
+                    self.make_scheduler(),
+                    c[i : i + batch_size],
+                    num_inference_steps=self.sample_steps,
+                    guidance_scale=self.guidance_scale,
+                    generator=g,
+                    on_step=bar.update,
+                )
+                for i in starts
+            ]
         return ((torch.cat(out) + 1) / 2).clamp(0, 1)
 
     def sample_unconditional(self, n: int, seed: int | None = None) -> tuple[Tensor, Tensor]:

@@ -169,7 +169,7 @@ class DiffusionTrainer(Trainer):
     def finish(self, fitted: Fitted, out: Path | None) -> DiffusionRun:
         cfg, tok = self.config, self.tok
         model = self._model(out)
-        metrics: dict[str, Any] = {"train_seconds": fitted.train_seconds, "steps": cfg.steps,
+        metrics: dict[str, Any] = {"train_seconds": fitted.train_seconds, "steps": self.total,
                                    "processes": self.world,
                                    "code_dim": tok.dim, "prior": tok.prior_name,
                                    "parameters": sum(p.numel() for p in self.net.parameters())}  # fmt: skip
@@ -220,12 +220,15 @@ def train_diffusion(
     config: DiffusionConfig,
     out: str | Path | None = None,
     *,
-    progress: bool = False,
+    progress: bool = True,
     resume: bool = False,
     data: Dataset | None = None,
     on_scalars: ScalarCallback | None = None,
 ) -> DiffusionRun:
     """Train a ``diffusers`` UNet on the codes of ``config.encoder_run``; a run folder at ``out``.
+
+    ``progress`` (default True, as the CLI): a tqdm bar and one line per phase on stderr;
+    ``progress=False``: silent.
 
     The folder holds config.yaml, a copy of the encoder, model[_ema].safetensors, the full
     checkpoint, samples/*.png, a copy of the data set's reference classifier (FID space), metrics.json, report.md and run.json.

@@ -85,6 +85,7 @@ def reference_extractor(
     epochs: int = 20,
     path: str | Path | None = None,
     device: str | torch.device = "cpu",
+    progress: bool = False,
 ) -> Extractor:
     """The data set's reference classifier: load it from ``path`` / the cache, or train it once.
 
@@ -97,6 +98,7 @@ def reference_extractor(
         path: ``--fid-extractor PATH``: use this file if it exists (it must fit the images),
             else train and write it there. None: the cache folder.
         device: where to train.
+        progress: a tqdm bar over its training steps on stderr, when it is trained.
 
     Returns:
         The :class:`Extractor` (path, sha256 of the file, held-out accuracy).
@@ -144,7 +146,9 @@ def reference_extractor(
     perm = order[np.random.default_rng(REFERENCE_SEED).permutation(len(order))]
     n_test = max(1, round(REFERENCE_TEST_FRACTION * len(perm)))
     te, tr = perm[:n_test], perm[n_test:]
-    clf = train_classifier(x[tr], y[tr], epochs=epochs, seed=REFERENCE_SEED, device=device)
+    clf = train_classifier(
+        x[tr], y[tr], epochs=epochs, seed=REFERENCE_SEED, device=device, progress=progress
+    )
     accuracy = float((predict(clf, x[te]) == y[te]).mean())
     meta: dict[str, Any] = {"data": data, "epochs": epochs, "seed": REFERENCE_SEED, "key": key,
                             "data_sha256": fingerprint, "accuracy": accuracy,

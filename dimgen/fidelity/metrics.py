@@ -117,8 +117,11 @@ def train_classifier(
     lr: float = 1e-3,
     seed: int = 0,
     device: str | torch.device = "cpu",
+    progress: bool = False,
 ) -> Classifier:
     """Fit a :class:`Classifier` on images ``x`` (N, *shape) with integer labels ``y`` (N,).
+
+    ``progress``: a tqdm bar over the optimiser steps on stderr (minutes on MNIST on a CPU).
 
     Images follow :func:`dimgen.data.unit_images`; labels :func:`dimgen.data.check_labels`.
 
@@ -139,14 +142,20 @@ def train_classifier(
     yt = torch.from_numpy(labels).to(device)
     b = min(batch_size, len(xt))
     clf.train()
-    for _ in range(epochs):
-        perm = torch.randperm(len(xt), generator=g).to(device)
-        for i in range(0, len(xt) - b + 1, b):
-            idx = perm[i : i + b]
-            loss = nn.functional.cross_entropy(clf(xt[idx]), yt[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+    from tqdm.auto import tqdm
+
+    per_epoch = len(range(0, len(xt) - b + 1, b))
+    with tqdm(total=epochs * per_epoch, desc="classifier", unit="step", leave=False,
+              disable=not progress) as bar:  # fmt: skip
+        for _ in range(epochs):
+            perm = torch.randperm(len(xt), generator=g).to(device)
+            for i in range(0, len(xt) - b + 1, b):
+                idx = perm[i : i + b]
+                loss = nn.functional.cross_entropy(clf(xt[idx]), yt[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                bar.update()
     return clf.eval()
 
 

@@ -113,14 +113,15 @@ def transform_codes(
     to_samples: str | Path | None = None,
     config: FlowConfig | None = None,
     out: str | Path | None = None,
-    progress: bool = False,
+    progress: bool = True,
 ) -> FlowRun:
     """Map the codes of encoder run ``source`` to the prior ``to`` (or to ``to_samples``).
 
     Exact elementwise map for i.i.d. 1-D laws (no training), a trained MAF/RQS flow otherwise;
     reports the carried KL bound beside kNN and likelihood estimates; writes a flow run folder
     to ``out`` if given (``codes.npz``, ``flow.safetensors``, ``metrics.json``, ``report.md``).
-    ``progress`` shows a bar over the flow's training steps (stderr).
+    ``progress`` (default True, as the CLI) shows a bar over the flow's training steps
+    (stderr); ``progress=False`` is silent.
 
     Example:
         >>> run = transform_codes("runs/digits", "mixture:8", out="runs/digits-mix")  # doctest: +SKIP

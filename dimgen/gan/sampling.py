@@ -91,9 +91,12 @@ def sample(
     data_root: str | None = None,
     ema: bool = True,
     guidance_scale: float | None = None,
+    progress: bool = True,
 ) -> Samples:
     """The library side of ``dimgen sample`` on any generator run (GAN or diffusion): exactly
     one of the three modes. ``guidance_scale`` overrides a diffusion run's own (GAN: an error).
+    ``progress`` (default True, as the CLI): a bar over a diffusion run's denoising steps on
+    stderr; ``progress=False``: silent.
 
     - ``unconditional``: ``n`` (default 64) codes from the encoder's prior, or from the
       flow-defined prior at ``prior``;
@@ -116,6 +119,8 @@ def sample(
     else:
         gan = run
     set_guidance(gan, guidance_scale)
+    if hasattr(gan, "progress"):  # a diffusion model: minutes of denoising on a CPU
+        gan.progress = progress
     if unconditional:
         count = 64 if n is None else n
         if prior is None:

@@ -102,6 +102,7 @@ def load_conditioning(
             record = read_json(enc_dir / "run.json")
             check_source_unchanged(source, record.get("data_digest"), enc_dir, what)
         ds = load_data(source, root, enc_cfg.test_fraction, enc_cfg.split_seed)
+    ds = smoke.cap_data(ds)  # DIMGEN_SMOKE: the first 1,024 / 512 samples only
     if ds.shape != tok.in_shape:
         raise DataError(f"{source} has samples of shape {ds.shape}, but the encoder of "
                         f"{enc_dir} expects {tok.in_shape}")  # fmt: skip
@@ -124,11 +125,12 @@ def reference_classifier(
     from ..fidelity.extractor import reference_extractor
 
     x_all, y_all = ds.split("all")
-    what = (f"reference classifier for FID and labels ({cfg.classifier_epochs} epochs; trained "
-            "once per data set, then cached)")  # fmt: skip
+    epochs = smoke.cap_size(cfg.classifier_epochs, 1)  # a smoke run's own (cached) classifier
+    what = (f"reference classifier for FID and labels ({epochs} epochs on {len(x_all)} images; "
+            "trained once per data set, then cached)")  # fmt: skip
     with phase(label, what, show):
-        return reference_extractor(x_all, y_all, source, epochs=cfg.classifier_epochs,
-                                   path=cfg.fid_extractor, device=device)  # fmt: skip
+        return reference_extractor(x_all, y_all, source, epochs=epochs, path=cfg.fid_extractor,
+                                   device=device, progress=show)  # fmt: skip
 
 
 @torch.no_grad()
@@ -344,12 +346,15 @@ def train_gan(
     config: GANConfig,
     out: str | Path | None = None,
     *,
-    progress: bool = False,
+    progress: bool = True,
     resume: bool = False,
     data: Dataset | None = None,
     on_scalars: ScalarCallback | None = None,
 ) -> GANRun:
     """Train G(noise, code) on the codes of ``config.encoder_run``; write a run folder to ``out``.
+
+    ``progress`` (default True, as the CLI): a tqdm bar and one line per phase on stderr;
+    ``progress=False``: silent.
 
     The run folder holds config.yaml, a copy of the encoder (encoder.safetensors, so the folder
     is self-contained), generator[_ema].safetensors, discriminator.safetensors, a full

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import torch
 
-from ..io import read_run
+from ..errors import RunFolderError
+from ..io import read_run, resolve_run_dir
 from .protocol import GENERATOR_KINDS, Generator
 
 __all__ = ["load_generator"]
@@ -20,6 +21,14 @@ def load_generator(
     Raises :class:`~dimgen.errors.RunFolderError` for a missing, incomplete or foreign folder
     and :class:`~dimgen.errors.ConfigError` when a diffusion run needs ``dimgen[diffusers]``.
     """
+    from ..folders import _kind
+
+    if _kind(resolve_run_dir(path)) == "encoder":
+        raise RunFolderError(
+            f"{path} is an encoder run, not a generator: train one on its codes first "
+            f"(`dimgen train-gan {path} --out runs/gan` or `dimgen train-diffusion {path} --out "
+            "runs/diffusion`), then sample from that run"
+        )
     _, record = read_run(path, GENERATOR_KINDS)
     if record.get("kind") == "diffusion":
         from ..diffusion.model import DiffusionModel

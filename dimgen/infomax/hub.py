@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DimgenError, RunFolderError, WriteError
+from ..folders import looks_like_hub_id, missing_run_message
 from ..io import read_run, write_json, write_text
 
 __all__ = ["HUB_FILES", "check_export", "export_run", "is_export", "resolve_pretrained"]
@@ -225,6 +226,10 @@ def _num(value: Any, digits: int) -> str:
 def resolve_pretrained(name: str | Path) -> Path:
     """A local folder as is; otherwise a Hub repository id, downloaded with huggingface_hub.
 
+    Only a name that can only be a ``user/repo`` id goes to the Hub
+    (:func:`dimgen.folders.looks_like_hub_id`); a path-like name that does not exist (e.g.
+    ``runs/digitz`` beside a ``runs/`` folder) is reported as "no such run folder".
+
     Raises:
         RunFolderError: not a local folder and not a valid ``user/repo`` id, or the download
             failed.
@@ -234,9 +239,8 @@ def resolve_pretrained(name: str | Path) -> Path:
     if path.exists():
         return path
     text = str(name)
-    parts = text.split("/")
-    if len(parts) != 2 or not all(parts) or text.startswith((".", "/", "~")):
-        raise RunFolderError(f"run folder not found: {path}")
+    if not looks_like_hub_id(text):  # a path-like name: a mistyped local folder, not a Hub id
+        raise RunFolderError(missing_run_message(text))
     try:
         from huggingface_hub import snapshot_download
     except ImportError:
@@ -248,4 +252,6 @@ def resolve_pretrained(name: str | Path) -> Path:
         return Path(snapshot_download(text, allow_patterns=list(HUB_FILES)))
     except Exception as exc:  # network, unknown repo, bad id: one line
         msg = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-        raise RunFolderError(f"{text}: could not be loaded from the Hub ({msg})") from None
+        raise RunFolderError(
+            f"{text}: no such run folder here, and could not be loaded from the Hub ({msg})"
+        ) from None

@@ -146,7 +146,7 @@ def run_sweep(
     *,
     epses: Sequence[float] | None = None,
     eval_config: EvalConfig | None = None,
-    progress: bool = False,
+    progress: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> SweepResult:
     """Train and evaluate ``runs`` encoders per noise level; write the sweep folder.
@@ -158,7 +158,9 @@ def run_sweep(
         out: the sweep folder.
         epses: uniform channel half-widths (for ``config.prior == "uniform"``).
         eval_config: settings of the evaluation of every run.
-        progress: show training progress bars.
+        progress: show training progress bars and phases on stderr (default True, as the CLI).
+            A smoke run (``DIMGEN_SMOKE``) trains at most 2 runs per level, each capped, and
+            marks every artefact (CSVs, report, figure title, ``run.json``).
         log: called with one line per finished run.
 
     Example:
@@ -172,7 +174,7 @@ def run_sweep(
 
     cfg = validate(config, EncoderConfig)
     param, levels = _levels(cfg, sigmas, epses)
-    runs = validate(SweepConfig(runs=runs), SweepConfig).runs
+    runs = configured = validate(SweepConfig(runs=runs), SweepConfig).runs
     runs = smoke.cap_size(runs, 2)  # DIMGEN_SMOKE: 2 runs per level (each marked as smoke)
     out = Path(out)
     _check_out(out)
@@ -191,7 +193,7 @@ def run_sweep(
                 train_encoder(run_cfg, run_dir, progress=progress, resume=True)
             else:
                 train_encoder(run_cfg, run_dir, progress=progress)
-            ev = evaluate_run(run_dir, plots=False, config=eval_config)
+            ev = evaluate_run(run_dir, plots=False, config=eval_config, progress=progress)
             n_classes = ev.n_classes or n_classes
             row = {
                 "param": param,
@@ -202,13 +204,20 @@ def run_sweep(
                 "path": str(run_dir.relative_to(out)),
             }
             row.update(_flat(ev))
+            if smoke.active():
+                row["smoke"] = 1
             rows.append(row)
             if log is not None:
                 log(_run_line(row))
     summary = _summarise(rows, levels)
+    if smoke.active():
+        for entry in summary:
+            entry["smoke"] = 1
     _write_csv(out / "sweep.csv", rows)
     _write_csv(out / "sweep_summary.csv", summary)
     title = f"{cfg.data}, {cfg.prior} prior, d = {cfg.dim}, {runs} run(s) per level"
+    if smoke.active():
+        title = f"SMOKE RUN (not results): {title}"
     ecfg = eval_config or EvalConfig()
     alpha = ecfg.alpha
     plot_sweep(
@@ -223,6 +232,12 @@ def run_sweep(
     from ..io import write_text
 
     report = sweep_report(cfg, param, runs, summary, n_classes, alpha, rows=rows)
+    extra: dict[str, Any] = {}
+    if smoke.active():
+        extra["smoke"] = mark = smoke.marker("run", configured, runs)
+        report = (f"> **Smoke run** ({mark['env']}): {runs} of {configured} runs per level, "
+                  "each capped (training steps, data, evaluation); these numbers are not "
+                  "results.\n\n" + report)  # fmt: skip
     write_text(out / "report.md", report)
     write_run(
         out,
@@ -231,6 +246,7 @@ def run_sweep(
         levels=[float(v) for v in levels],
         runs=runs,
         base_config=to_dict(cfg),
+        **extra,
     )
     return SweepResult(out, param, rows, summary, n_classes)
 

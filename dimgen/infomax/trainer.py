@@ -240,6 +240,7 @@ class EncoderTrainer(Trainer):
         if cfg.max_train and cfg.max_train < len(ds.x_train):
             y = None if ds.y_train is None else ds.y_train[: cfg.max_train]
             ds = Dataset(ds.name, ds.x_train[: cfg.max_train], y, ds.x_test, ds.y_test)
+        ds = smoke.cap_data(ds)  # DIMGEN_SMOKE: the first 1,024 / 512 samples only
         _check_sizes(cfg, ds, world)
         # recorded absolute, so a derived run started from another directory finds the data
         cfg = self.config = replace(
@@ -264,6 +265,9 @@ class EncoderTrainer(Trainer):
         self.loader = TensorBatches(
             self.x_train, batch_size=batch, generator=self.gen, shard=(ctx.rank, world)
         )
+        # DIMGEN_SMOKE: at most 30 optimiser steps in all, whatever the epochs and the data.
+        self.per_epoch = smoke.cap_batches(len(self.loader), smoke.cap_units(cfg.epochs, "epoch"))
+        self.substeps = self.per_epoch
         return CheckpointState({"model": self.model}, {"opt": self.opt},
                                generators={"batches": self.gen})  # fmt: skip
 
@@ -277,14 +281,17 @@ class EncoderTrainer(Trainer):
 
     def step(self, index: int) -> dict[str, Tensor]:
         total = torch.zeros((), device=self.ctx.device)
-        for (xb,) in self.loader:
+        for i, (xb,) in enumerate(self.loader):
+            if i == self.per_epoch:  # a smoke run's capped epoch
+                break
             total += self._step(xb)
+            self.tick()
         if self.ctx.world > 1:
             import torch.distributed as dist
 
             dist.all_reduce(total)
             total /= self.ctx.world
-        out = {"bound": total.double() / len(self.loader)}  # the epoch's mean, as float(total) / n
+        out = {"bound": total.double() / self.per_epoch}  # the epoch's mean, as float(total) / n
         every = self.config.curve_every
         if every and ((index + 1) % every == 0 or index + 1 == self.total):
             # Every process computes the same numbers (same weights, fixed seed): no collective.
@@ -316,8 +323,8 @@ class EncoderTrainer(Trainer):
         run.metrics["train_seconds"] = fitted.train_seconds
         run.metrics["processes"] = self.ctx.world
         # An epoch is floor(n_train / batch) steps: the last partial batch is dropped.
-        run.metrics["steps_per_epoch"] = len(self.loader)
-        run.metrics["steps"] = len(self.loader) * self.total
+        run.metrics["steps_per_epoch"] = self.per_epoch
+        run.metrics["steps"] = self.per_epoch * self.total
         run.metrics["seed"] = self.config.seed
         curve = [{k: float(v) for k, v in h.items()} for h in fitted.history if "certified_mi" in h]
         if curve:  # the held-out certificate over training (log.csv has the same rows)
@@ -340,7 +347,7 @@ def train_encoder(
     config: EncoderConfig,
     out: str | Path | None = None,
     *,
-    progress: bool = False,
+    progress: bool = True,
     resume: bool = False,
     data: Dataset | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
@@ -351,7 +358,9 @@ def train_encoder(
     Data-parallel training: with ``config.devices = N > 1`` this spawns N processes (one per GPU,
     or gloo processes on the CPU) and returns rank 0's run; under ``torchrun`` (``WORLD_SIZE`` set)
     or inside an initialised process group every process calls this and shares the work. Rank 0
-    evaluates and writes the run folder. ``on_epoch(epoch, bound)`` is called after every epoch
+    evaluates and writes the run folder. ``progress`` (default True, as the CLI): a tqdm bar
+    and one line per evaluation phase on stderr; ``progress=False`` is silent (``--quiet``).
+    ``on_epoch(epoch, bound)`` is called after every epoch
     (0-based epoch, training bound in nats); ``on_scalars(epochs_done, {"bound": ...})`` is the
     harness's generic form of the same (e.g. for a log writer).
 

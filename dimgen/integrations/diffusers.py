@@ -399,8 +399,11 @@ def sample_with_scheduler(
     guidance_scale: float = 1.0,
     n: int | None = None,
     generator: torch.Generator | None = None,
+    on_step: Any = None,
 ) -> Tensor:
     """Run ``scheduler`` (any ``diffusers`` scheduler) from noise with the guided network.
+
+    ``on_step()``, if given, is called after each denoising step (e.g. a progress bar's update).
 
     ``codes`` (n, d) condition each sample (None: ``n`` samples with the null code). The initial
     noise is drawn on the CPU from ``generator``, so a seed gives the same images on any device.
@@ -422,5 +425,7 @@ def sample_with_scheduler(
     for t in scheduler.timesteps:
         eps = model.guided(x, t.to(device), c, guidance_scale)
         x = scheduler.step(eps, t, x, generator=generator).prev_sample
+        if on_step is not None:
+            on_step()
     model.train(was)
     return x.cpu()

@@ -102,25 +102,31 @@ def load_pretrained(
 
 def probe_run(
     run: str | Path, *, data_root: str | None = None, device: str = "cpu", k: int = 20,
-    seed: int | None = None,
+    seed: int | None = None, progress: bool = True,
 ) -> dict[str, Any]:  # fmt: skip
     """Linear (top-1, top-5) and kNN probes on the frozen backbone of a pretrain ``run``.
 
     The run's own data and split are reloaded (labelled pre-training split -> probe split).
     Returns a flat dict: ``top1``, ``top5``, ``knn`` (%), ``knn_k`` (the neighbours used:
     ``k``, at most the training images), ``train_images``, ``probe_images``, ``data`` (how the
-    numbers must be labelled).
+    numbers must be labelled). ``progress`` (default True, as the CLI): one line per phase on
+    stderr; ``progress=False``: silent.
     """
-    _, cfg, net = load_pretrained(run, device)
+    from ..training.phases import phase
+
+    _, cfg, net = load_pretrained(run, device)  # errors first: one line, no phase before it
     ds = load_ssl_data(cfg.data, data_root or cfg.data_root, cfg.test_fraction, cfg.seed,
                        image_size=cfg.image_size)  # fmt: skip
     dev = next(net.parameters()).device
-    f_tr, _ = embed(net, torch.from_numpy(np.ascontiguousarray(ds.x_train)).to(dev))
-    f_te, _ = embed(net, torch.from_numpy(np.ascontiguousarray(ds.x_test)).to(dev))
+    n = len(ds.x_train) + len(ds.x_test)
+    with phase("probe", f"[1/2] embedding {n} images with the frozen backbone", progress):
+        f_tr, _ = embed(net, torch.from_numpy(np.ascontiguousarray(ds.x_train)).to(dev))
+        f_te, _ = embed(net, torch.from_numpy(np.ascontiguousarray(ds.x_test)).to(dev))
     y_tr, y_te = np.asarray(ds.y_train), np.asarray(ds.y_test)
-    out: dict[str, Any] = linear_probe(f_tr.numpy(), y_tr, f_te.numpy(), y_te,
-                                       seed=cfg.seed if seed is None else seed)  # fmt: skip
-    out["knn"] = knn_probe(f_tr.numpy(), y_tr, f_te.numpy(), y_te, k)
+    with phase("probe", "[2/2] linear and kNN probes", progress):
+        out: dict[str, Any] = linear_probe(f_tr.numpy(), y_tr, f_te.numpy(), y_te,
+                                           seed=cfg.seed if seed is None else seed)  # fmt: skip
+        out["knn"] = knn_probe(f_tr.numpy(), y_tr, f_te.numpy(), y_te, k)
     out["knn_k"] = min(k, len(f_tr))  # the neighbours the vote used (k, at most every image)
     out.update(train_images=len(ds.x_train), probe_images=len(ds.x_test),
                data=describe_split(cfg.data, ds, cfg.test_fraction, cfg.seed))  # fmt: skip

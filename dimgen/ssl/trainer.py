@@ -23,7 +23,7 @@ from ..config import to_dict, validate
 from ..data.sources import Dataset, check_finite
 from ..errors import ConfigError
 from ..io import save_npz, save_weights, write_json
-from ..training import CheckpointState, Context, Fitted, ScalarCallback, Trainer, fit
+from ..training import CheckpointState, Context, Fitted, ScalarCallback, Trainer, fit, smoke
 from ..training.devices import data_parallel, global_batch_statistics, launch, needs_spawn
 from ..training.distributed import mean_over_processes
 from .augment import SSLAugment
@@ -100,6 +100,7 @@ class PretrainTrainer(Trainer):
             self.split += f"; pre-trained on the first {cfg.max_train} images of its first part"
             y = None if ds.y_train is None else ds.y_train[: cfg.max_train]
             ds = Dataset(ds.name, ds.x_train[: cfg.max_train], y, ds.x_test, ds.y_test)
+        ds = smoke.cap_data(ds)  # DIMGEN_SMOKE: the first 1,024 / 512 samples only
         check_finite(ds.x_train, f"{cfg.data} (train)")
         if len(ds.shape) != 3 or ds.shape[0] != 3:
             raise ConfigError(
@@ -222,12 +223,14 @@ def pretrain(
     config: PretrainConfig,
     out: str | Path | None = None,
     *,
-    progress: bool = False,
+    progress: bool = True,
     resume: bool = False,
     data: Dataset | None = None,
     on_scalars: ScalarCallback | None = None,
 ) -> PretrainRun:
     """Pre-train ``config.method`` with the noise channel; write a run folder to ``out``.
+
+    ``progress`` (default True, as the CLI): a tqdm bar on stderr; ``progress=False``: silent.
 
     The folder holds config.yaml, model.safetensors (backbone, projector, channel statistics),
     codes.npz (probe-split embeddings after the channel), metrics.json and run.json. With

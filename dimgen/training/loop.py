@@ -66,7 +66,7 @@ def fit(
     rank, world = ddp.rank(), ddp.world_size()
     if resume and out is None:
         raise RunFolderError("nothing to resume: no run folder given")
-    folder = RunFolder(out) if out is not None else None
+    folder = RunFolder(out, trainer.kind) if out is not None else None
     ctx = Context(device, rank, world, resume, progress and rank == 0)
     with configure_threads(trainer.threads, device, world), contextlib.ExitStack() as stack:
         # Every check that can fail on one process is agreed on by all, so none is left waiting.
@@ -139,19 +139,52 @@ def _run(
     on_scalars: ScalarCallback | None,
     log: ScalarLog | None = None,
 ) -> Fitted:
-    unit, total, every = trainer.unit, trainer.total, trainer.log_every
+    unit, total = trainer.unit, trainer.total
     trainer.begin(ctx)
-    units: Any = range(start, total)
+    # A unit of several optimiser steps (an epoch) moves the bar per step (Trainer.tick), so a
+    # long epoch is not a silent one; the postfix says which unit it is in.
+    sub = max(1, trainer.substeps)
+    bar: Any = None
     if progress and ctx.rank == 0:
         from tqdm.auto import tqdm
 
-        units = tqdm(units, total=total, initial=start, desc=trainer.label, unit=unit, leave=False)
+        bar = tqdm(total=total * sub, initial=start * sub, desc=trainer.label,
+                   unit=unit if sub == 1 else "step", leave=False)  # fmt: skip
+        if sub > 1:
+            trainer._bar = bar
     t0 = time.perf_counter()
-    for index in units:
+    try:
+        _units(trainer, ctx, state, folder, start, history, window, on_scalars, log, bar, sub)
+    finally:
+        trainer._bar = None
+        if bar is not None:
+            bar.close()
+    seconds = time.perf_counter() - t0
+    trainer.end()
+    return Fitted(history, seconds, ctx)
+
+
+def _units(
+    trainer: Trainer,
+    ctx: Context,
+    state: CheckpointState,
+    folder: RunFolder | None,
+    start: int,
+    history: list[Any],
+    window: dict[str, Tensor],
+    on_scalars: ScalarCallback | None,
+    log: ScalarLog | None,
+    bar: Any,
+    sub: int,
+) -> None:
+    unit, total, every = trainer.unit, trainer.total, trainer.log_every
+    for index in range(start, total):
         for name, value in trainer.step(index).items():
             value = value.detach()
             window[name] = window[name] + value if name in window else value
         done = index + 1
+        if bar is not None:
+            bar.update(done * sub - bar.n)  # the rest of the unit (all of it when sub == 1)
         if done % every == 0 or done == total:
             names = list(window)
             count = (done - 1) % every + 1
@@ -165,8 +198,9 @@ def _run(
                     f"{done}{_kept(folder)}"
                 ))  # fmt: skip
             history.append({unit: done, **scalars})
-            if hasattr(units, "set_postfix"):
-                units.set_postfix(trainer.postfix(scalars))
+            if bar is not None:
+                where = {unit: f"{done}/{total}"} if sub > 1 else {}
+                bar.set_postfix({**where, **trainer.postfix(scalars)}, refresh=False)
             if log is not None:
                 log.write(done, scalars)
             if on_scalars is not None:
@@ -177,9 +211,6 @@ def _run(
         every_ckpt = trainer.checkpoint_every
         if folder is not None and every_ckpt and done % every_ckpt == 0 and done < total:
             _checkpoint(trainer, state, folder, done, history, window, ctx)
-    seconds = time.perf_counter() - t0
-    trainer.end()
-    return Fitted(history, seconds, ctx)
 
 
 def _mark_smoke(path: Path, mark: dict[str, Any]) -> None:
@@ -191,7 +222,10 @@ def _mark_smoke(path: Path, mark: dict[str, Any]) -> None:
             write_json(metrics, {"smoke": mark, **data})
     if report.is_file():
         line = (f"> **Smoke run** ({mark['env']}): {mark['trained']} of {mark['configured']} "
-                f"{mark['unit']}{'' if mark['configured'] == 1 else 's'} and reduced evaluations; these numbers are not results.\n\n")  # fmt: skip
+                f"{mark['unit']}{'' if mark['configured'] == 1 else 's'} (at most "
+                f"{mark['max_steps']} optimiser steps), at most {mark['max_train']:,} training and "
+                f"{mark['max_test']:,} held-out samples, reduced evaluations; these numbers "
+                "are not results.\n\n")  # fmt: skip
         write_text(report, line + report.read_text())
 
 

@@ -30,44 +30,23 @@ from typing import Any
 
 from ..config import save_config
 from ..errors import RunFolderError, WriteError
+from ..folders import _stuck, check_new_out
 from ..io import clean_temps, folder_lock, write_run
 from .checkpoint import CHECKPOINT
 
 __all__ = ["RunFolder", "check_new_folder"]
 
 
-def _stuck(path: Path) -> bool:
-    """A run stopped after ``config.yaml`` and before its first checkpoint (and not complete)."""
-    return (
-        (path / "config.yaml").is_file()
-        and not (path / CHECKPOINT).exists()
-        and not (path / "run.json").exists()
-    )
-
-
-def _used(path: Path) -> bool:
-    return any(not p.name.endswith(".tmp") for p in path.iterdir())
-
-
-def check_new_folder(path: Path) -> None:
-    """Raise :class:`RunFolderError` unless ``path`` can take a new run.
+def check_new_folder(path: Path, kind: str | None = None) -> None:
+    """Raise :class:`RunFolderError` unless ``path`` can take a new run (of ``kind``).
 
     Accepted: an absent or empty folder, or one stopped before its first checkpoint (replaced).
     Refused: a symbolic link (dangling or not), a file, an interrupted run with a checkpoint
-    (the message says ``--resume``), a complete run or any other non-empty folder.
+    (the message gives the full ``--resume`` command), a complete run or any other non-empty
+    folder; every refusal suggests a free name (:func:`dimgen.folders.out_problem`, torch-free,
+    which the CLI calls before importing torch).
     """
-    if path.is_symlink():
-        raise RunFolderError(f"output {path} is a symbolic link; give a real folder")
-    if path.exists() and not path.is_dir():
-        raise RunFolderError(f"output {path} exists and is a file, not a folder")
-    if not path.exists() or not _used(path) or _stuck(path):
-        return
-    if (path / CHECKPOINT).exists() and not (path / "run.json").exists():
-        raise RunFolderError(
-            f"output folder {path} holds an interrupted run: continue it with --resume {path} "
-            "(resume=True in Python), or choose another --out"
-        )
-    raise RunFolderError(f"output folder {path} exists and is not empty")
+    check_new_out(path, kind)
 
 
 class RunFolder:
@@ -81,8 +60,9 @@ class RunFolder:
         ...     folder.complete("encoder", spec=spec)
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, kind: str | None = None) -> None:
         self.path = Path(path)
+        self.kind = kind  # the run kind: names the command in a "--resume" hint
 
     @property
     def checkpoint(self) -> Path:
@@ -116,7 +96,7 @@ class RunFolder:
                     f"nothing to resume: no {CHECKPOINT} and no config.yaml in {self.path}"
                 )
         else:
-            check_new_folder(self.path)
+            check_new_folder(self.path, self.kind)
         clean_temps(self.path)
         return resume and self.checkpoint.is_file()
 

@@ -73,6 +73,16 @@ class Trainer(ABC):
     log_every: int = 1
     checkpoint_every: int = 0
     threads: int = 0
+    substeps: int = 0
+    """Optimiser steps in one unit, when a unit is an epoch (set in :meth:`setup`; 0 or 1: a
+    unit is one step). The progress bar then counts steps: call :meth:`tick` after each."""
+    _bar: Any = None
+
+    def tick(self, n: int = 1) -> None:
+        """``n`` of the :attr:`substeps` of the current unit are done: move the progress bar
+        (the loop's, while progress is shown; nothing otherwise)."""
+        if self._bar is not None:
+            self._bar.update(n)
 
     @abstractmethod
     def setup(self, ctx: Context) -> CheckpointState:

@@ -87,7 +87,7 @@ def test_bad_inputs_give_one_line(src, tmp_path, make_encoder_run) -> None:
     assert res.exit_code == 2
     assert "target samples have dimension 5, but the codes have dimension 2" in res.output
     res = _run("flow", tmp_path / "missing", "--to", "uniform", "--out", tmp_path / "b")
-    assert res.exit_code == 2 and "error: run folder not found" in res.output
+    assert res.exit_code == 2 and "error: no such run folder" in res.output
     res = _run("flow", src, "--to", "uniform")
     assert res.exit_code == 2 and "Missing option '--out'" in res.output
     outside = make_encoder_run(np.full((40, 2), 1.5), "uniform")

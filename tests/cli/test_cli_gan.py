@@ -118,7 +118,7 @@ def test_evaluate_gan_json(digits_gan_run: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "match"),
     [
-        (["sample", "{enc}", "--unconditional", "--out", "{tmp}/x.png"], "expected gan"),
+        (["sample", "{enc}", "--unconditional", "--out", "{tmp}/x.png"], "not a generator"),
         (["sample", "{gan}", "--unconditional", "-n", "0", "--out", "{tmp}/x.png"], "-n must be >= 1"),
         (["sample", "{gan}", "--unconditional", "-n", "-2", "--out", "{tmp}/x.png"], "-n must be >= 1"),
         (["sample", "{gan}", "--unconditional", "--codes", "a.npz", "--out", "{tmp}/x.png"], "exactly one"),
@@ -129,7 +129,7 @@ def test_evaluate_gan_json(digits_gan_run: Path, tmp_path: Path) -> None:
         (["sample", "{gan}", "--from-images", "imagenet", "--out", "{tmp}/x.png"], "unknown data source"),
         (["sample", "{tmp}", "--unconditional", "--out", "{tmp}/x.png"], "not a dimgen run folder"),
         (["train-gan", "{gan}", "--out", "{tmp}/g"], "expected encoder"),
-        (["evaluate-gan", "{enc}"], "expected gan"),
+        (["evaluate-gan", "{enc}"], "not a generator"),
         (["evaluate-gan", "{gan}", "-n", "0"], "-n must be >= 10"),
         (["evaluate-gan", "{gan}", "-n", "5"], "FID / KID need that many"),  # as eval_samples
         (["evaluate-gan", "{gan}", "--inception-weights", "{tmp}/none.pth"], "Inception weights not found"),

@@ -37,7 +37,7 @@ def test_help_shows_help_defaults_and_required(name: str) -> None:
         name in CONFIGS
     ) else {}  # fmt: skip
     for param in command.params:
-        if not isinstance(param, click.Option):
+        if not isinstance(param, click.Option) or param.hidden:  # e.g. an old name kept as alias
             continue
         record = param.get_help_record(ctx)
         assert record is not None and param.help, f"{name} {param.opts[0]}: no help text"

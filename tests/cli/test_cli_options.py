@@ -45,6 +45,11 @@ def test_every_command_is_checked() -> None:
         assert _shared_params(cli.commands[name]), f"{name} has none of the shared options"
 
 
+#: Shared options whose help is the command's own: --out (a run folder, a PNG, a JSON file,
+#: an export folder ...) and --data (whose default is the encoder run's data for a generator).
+PER_COMMAND_HELP = ("--out", "--data")
+
+
 @pytest.mark.parametrize("flag", SHARED_OPTIONS)
 def test_shared_options_have_one_help_text_and_default(flag: str) -> None:
     seen: dict[str, tuple[object, ...]] = {}
@@ -55,6 +60,9 @@ def test_shared_options_have_one_help_text_and_default(flag: str) -> None:
         parsed = command.make_context(name, [], resilient_parsing=True).params[param.name or ""]
         seen[name] = (param.help or "", parsed, param.name or "", _help(command, param))
     assert seen, f"no command has {flag}"
+    if flag in PER_COMMAND_HELP:  # one option, but each command says what it writes / reads
+        assert all(v[0] and v[1] is None for v in seen.values()), seen
+        return
     shown = {v[3].removesuffix("  [required]") for v in seen.values()}  # as --help prints it
     assert len(shown) == 1, f"{flag} is shown differently: {shown}"
     seen = {k: v[:3] for k, v in seen.items()}
@@ -75,7 +83,7 @@ def test_the_shown_defaults_are_the_config_defaults() -> None:
     params = _shared_params(cmd)
     assert f"[default: {EncoderConfig().seed}]" in _help(cmd, params["--seed"])
     assert f"[default: {EncoderConfig().device}]" in _help(cmd, params["--device"])
-    assert f"[default: {EncoderConfig().data};" in _help(cmd, params["--data"])
+    assert f"[default: {EncoderConfig().data}]" in _help(cmd, params["--data"])
 
 
 def test_parse_sets() -> None:
@@ -154,6 +162,35 @@ BAD_ARGUMENTS = {
         ["sample", "{tmp}/run", "--unconditional", "--guidance", "-1", "--out", "{tmp}/s.png"],
         "--guidance",
     ),
+    "sample: negative --guidance-scale": (
+        [
+            "sample",
+            "{tmp}/run",
+            "--unconditional",
+            "--guidance-scale",
+            "-1",
+            "--out",
+            "{tmp}/s.png",
+        ],
+        "--guidance-scale must be >= 0",
+    ),
+    "train-gan: mistyped run folder": (
+        ["train-gan", "{tmp}/digitz", "--out", "{tmp}/g"],
+        "no such run folder",
+    ),
+    "encode --encoder: mistyped run folder": (
+        ["encode", "--encoder", "{tmp}/runs/digitz", "--data", "digits", "--out", "{tmp}/c.npz"],
+        "no such run folder",
+    ),
+    "sample: mistyped run folder": (
+        ["sample", "{tmp}/digitz", "--unconditional", "--out", "{tmp}/s.png"],
+        "no such run folder",
+    ),
+    "evaluate: mistyped run folder": (["evaluate", "{tmp}/digitz"], "no such run folder"),
+    "misspelt key: the nearest": (
+        ["encode", "--out", "{tmp}/r", "--set", "sigmaa=1"],
+        "did you mean `sigma` for 'sigmaa'?",
+    ),
 }
 
 
@@ -219,7 +256,7 @@ def test_a_closed_stdout_pipe_is_not_an_internal_error(tmp_path: Path) -> None:
     import numpy as np
 
     np.savez(tmp_path / "c.npz", codes=np.random.default_rng(0).standard_normal((200, 2)))
-    args = ["evaluate", "--codes", str(tmp_path / "c.npz"), "--no-plots", "--no-probes"]
+    args = ["evaluate", "--codes", str(tmp_path / "c.npz"), "--no-plots", "--no-probes", "--quiet"]
     proc = subprocess.Popen(
         [sys.executable, "-m", "dimgen.cli", *args],
         stdout=subprocess.PIPE,

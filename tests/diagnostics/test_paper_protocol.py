@@ -103,14 +103,14 @@ def test_cli_evaluate_leads_with_the_paper_protocol(tmp_path: Path) -> None:
         cli, ["evaluate", "--codes", str(tmp_path / "c.npz"), "--protocol", "paper"]
     )
     assert res.exit_code == 0, res.output
-    first = res.output.splitlines()[1]
+    first = res.stdout.splitlines()[1]
     assert first.startswith("paper protocol (mean p over 100 subsamples of 100 codes")
     res = runner.invoke(
         cli,
         ["evaluate", "--codes", str(tmp_path / "c.npz"), "--json", "--paper-resamples", "9"],
     )
     assert res.exit_code == 0, res.output
-    out = json.loads(res.output)
+    out = json.loads(res.stdout)  # stdout: the JSON alone (phases go to stderr)
     assert out["paper"]["n_resamples"] == 9 and 0 <= out["paper"]["shapiro_p"] <= 1
     res = runner.invoke(
         cli, ["evaluate", "--codes", str(tmp_path / "c.npz"), "--paper-subsample", "5"]

@@ -144,7 +144,7 @@ def test_bad_input_one_line_exit_2(digits_run: Path, tmp_path: Path) -> None:
         (("sample", tmp_path / "plain", "--unconditional", "--guidance", -1, "--out",
           tmp_path / "a.png"), "--guidance"),
         (("sample", digits_run, "--unconditional", "--out", tmp_path / "b.png"),
-         "'encoder' run folder; expected gan or diffusion"),
+         "is an encoder run, not a generator"),
         (("train-diffusion", digits_run, "--out", tmp_path / "d", "--set", "levels=5"), "halved"),
         (("train-diffusion", tmp_path / "plain", "--out", tmp_path / "e"), "not a dimgen run"),
         (("train-diffusion", digits_run, "--out", tmp_path / "f", "--set", "p_uncond=2"),

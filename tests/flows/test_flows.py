@@ -440,7 +440,7 @@ def test_load_prior_of_an_encoder_run_is_its_own_prior(make_encoder_run, tmp_pat
         z.float(), torch.randn(5, 2, generator=torch.Generator().manual_seed(3))
     )
     torch.testing.assert_close(prior.to_source(z), z.float())
-    with pytest.raises(RunFolderError, match="not found"):
+    with pytest.raises(RunFolderError, match="no such run folder"):
         load_prior(tmp_path / "nothing")
 
 

@@ -68,7 +68,7 @@ def test_repo_ids_go_through_huggingface_hub(
 
 
 def test_not_a_folder_nor_a_repo_id(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(RunFolderError, match="run folder not found"):
+    with pytest.raises(RunFolderError, match="no such run folder"):
         Tokenizer.from_pretrained(tmp_path / "nope")
     import builtins
 

@@ -146,7 +146,7 @@ def test_cli_pretrain_then_probe_on_the_lossy_cifar_copy(tmp_path: Path) -> None
     assert "vicreg sigma 0.3, 2 steps" in res.output and "split 9500/500" in res.output
     res = CliRunner().invoke(cli, ["probe", str(run), "-k", "5", "--json"])
     assert res.exit_code == 0, res.output
-    out = json.loads(res.output)
+    out = json.loads(res.stdout)  # stdout: the JSON alone (phases go to stderr)
     assert out["data"] == "CIFAR-10 test set, lossy copy, split 9500/500 (seed 0)"
     assert out["probe_images"] == 500 and 10 < out["top1"] <= 100 and out["top5"] > out["top1"]
     res = CliRunner().invoke(cli, [*args, "--set", "width=4"])  # the folder is in use
@@ -200,7 +200,7 @@ print(json.dumps({"code": code, "torch": "torch" in sys.modules}))
         (["pretrain", "--out", "{tmp}/r", "--set", "data=folder:/x,side=2"], "side must lie"),
         (["pretrain", "--out", "{tmp}/r", "--config", "{tmp}/none.yaml"], "not found"),
         (["pretrain", "--resume", "{tmp}/none"], "nothing to resume"),
-        (["probe", "{tmp}/none"], "not found"),
+        (["probe", "{tmp}/none"], "no such run folder"),
         (["probe", "{tmp}/none", "-k", "0"], "-k"),
     ],
 )
@@ -262,7 +262,7 @@ def test_pretrain_on_a_folder_probe_needs_its_classes(tmp_path: Path) -> None:
         assert ("labels" in codes.files) == (name == "labelled")
     res = runner.invoke(cli, ["probe", str(tmp_path / "run-labelled"), "--json"])
     assert res.exit_code == 0, res.output
-    out = json.loads(res.output)
+    out = json.loads(res.stdout)  # stdout: the JSON alone (phases go to stderr)
     assert out["probe_images"] == 12 and out["train_images"] == 36 and 0 <= out["top1"] <= 100
     assert out["knn_k"] == 20
     # more neighbours than training images: the kNN vote uses all 36, and says so (said k=50)
