@@ -19,7 +19,16 @@ from typing import Any
 from ..errors import DimgenError, RunFolderError, WriteError
 from ..io import read_run, write_json, write_text
 
-__all__ = ["HUB_FILES", "check_export", "export_run", "is_export", "resolve_pretrained"]
+__all__ = [
+    "HUB_FILES",
+    "check_export",
+    "export_config",
+    "export_pipeline",
+    "export_run",
+    "is_export",
+    "resolve_pretrained",
+    "write_folder",
+]
 
 HUB_FILES = ("config.json", "model.safetensors", "README.md")
 """The files of an export folder (and all that is fetched from the Hub)."""
@@ -77,12 +86,26 @@ def export_run(run: str | Path, out: str | Path) -> Path:
     ``out`` that exists and is not empty or is in use; :class:`WriteError` if the
     folder cannot be written (nothing is left behind).
     """
-    from ..io import _sha256, folder_lock
+    from ..io import _sha256
+
     from ..training.run_folder import check_new_folder
 
     run_dir, rec = read_run(run, "encoder")
-    out = Path(out)
-    check_new_folder(out)
+    check_new_folder(Path(out))  # before the verdicts' tests run
+    config = export_config(run_dir, rec)
+    config["model_sha256"] = _sha256(run_dir / "encoder.safetensors")
+
+    def fill(tmp: Path) -> None:
+        shutil.copyfile(run_dir / "encoder.safetensors", tmp / "model.safetensors")
+        write_json(tmp / "config.json", config)
+        write_text(tmp / "README.md", model_card(config))
+
+    return write_folder(out, fill)
+
+
+def export_config(run_dir: Path, rec: dict[str, Any]) -> dict[str, Any]:
+    """The ``config.json`` of an encoder export (without the weights' digest): data, prior,
+    dimension, KL certificate, spec, the prior-match verdicts and the smoke marker if any."""
     metrics = read_json_or_empty(run_dir / "metrics.json")
     spec = rec.get("spec") or {}
     keys = ("capacity_nats", "mi_lower_bound_nats", "mi_lower_bound_stderr",
@@ -96,11 +119,27 @@ def export_run(run: str | Path, out: str | Path) -> Path:
         "certificate": {k: metrics[k] for k in keys if k in metrics},
         "spec": spec,
         "verdicts": _verdicts(run_dir, str(spec.get("prior", "gaussian"))),
-        "model_sha256": _sha256(run_dir / "encoder.safetensors"),
     }
     smoke = rec.get("smoke") or metrics.get("smoke")
     if smoke:
         config["smoke"] = smoke
+    return config
+
+
+def write_folder(out: str | Path, fill: Any) -> Path:
+    """Write folder ``out`` whole: ``fill(tmp)`` writes every file into a temporary sibling
+    folder, renamed onto ``out`` once complete, holding ``out``'s folder lock (a second writer
+    is refused). ``out`` must be absent or empty (or a run stopped before its first checkpoint).
+
+    Raises:
+        RunFolderError: ``out`` exists and is not empty, or is in use.
+        WriteError: the folder cannot be written (nothing is left behind).
+    """
+    from ..io import folder_lock
+    from ..training.run_folder import check_new_folder
+
+    out = Path(out)
+    check_new_folder(out)
     with folder_lock(out):
         check_new_folder(out)  # again, holding the lock: another export may have finished
         tmp = None
@@ -108,9 +147,7 @@ def export_run(run: str | Path, out: str | Path) -> Path:
             out.parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.export.", suffix=".tmp",
                                         dir=out.parent))  # fmt: skip
-            shutil.copyfile(run_dir / "encoder.safetensors", tmp / "model.safetensors")
-            write_json(tmp / "config.json", config)
-            write_text(tmp / "README.md", model_card(config))
+            fill(tmp)
             os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0700 would survive the rename
             for stale in out.iterdir():  # a run stopped before its first checkpoint
                 shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
@@ -126,6 +163,62 @@ def export_run(run: str | Path, out: str | Path) -> Path:
             if tmp is not None:
                 shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def export_pipeline(run: str | Path, out: str | Path, encoder: bool = True) -> Path:
+    """Write diffusion run ``run`` as a ``diffusers`` pipeline folder ``out``
+    (:class:`dimgen.integrations.pipeline.CodePipeline`: ``save_pretrained``'s layout, weights
+    as safetensors, the EMA weights where the run kept them, and a ``README.md`` card).
+
+    Written whole, as :func:`export_run` (:func:`write_folder`). ``encoder``: include the
+    frozen encoder (needed for ``pipe(images=...)``).
+
+    Raises:
+        RunFolderError: an incomplete or foreign run folder, or an ``out`` in use / not empty.
+        WriteError: the folder cannot be written.
+    """
+    from ..diffusion.model import DiffusionModel
+    from ..integrations.pipeline import CodePipeline
+
+    from ..training.run_folder import check_new_folder
+
+    run_dir, rec = read_run(run, "diffusion")
+    check_new_folder(Path(out))
+    model = DiffusionModel.from_pretrained(run_dir)  # every weights check, before writing
+    pipe = CodePipeline.from_model(model, encoder=encoder)
+    card = pipeline_card(run_dir, rec, model)
+
+    def fill(tmp: Path) -> None:
+        pipe.save_pretrained(tmp, safe_serialization=True)
+        write_text(tmp / "README.md", card)
+
+    return write_folder(out, fill)
+
+
+def pipeline_card(run_dir: Path, rec: dict[str, Any], model: Any) -> str:
+    """The ``README.md`` of a pipeline export: data, prior, sampler, the encoder's certificate."""
+    metrics = read_json_or_empty(run_dir / "metrics.json")
+    smoke = rec.get("smoke") or metrics.get("smoke")
+    spec, cfg = model.spec, model.config
+    tags = "dimgen, diffusers, deep-infomax, code-conditioned" + (", smoke-test" if smoke else "")
+    lines = ["---", "library_name: diffusers", f"tags: [{tags}]", "---", ""]
+    if smoke:
+        lines += ["> **Smoke run, not a trained model** (DIMGEN_SMOKE=1).", ""]
+    lines += [
+        f"# dimgen code-conditioned diffusion: {rec.get('data', 'unknown')}, {spec['prior']} "
+        f"prior, d = {spec['code_dim']}", "",
+        "A `diffusers` UNet2DModel denoising under the codes of a noise-injected Deep InfoMax "
+        "encoder; codes drawn from the prior give unconditional samples with no second model.",
+        "", f"- sampler: {cfg.scheduler}, {cfg.sample_steps} steps, guidance scale "
+        f"{cfg.guidance_scale}", f"- trained {cfg.steps} steps; encoder 5-NN accuracy: "
+        f"{_num(metrics.get('encoder_knn_acc'), 3)}",
+        "", "## Use", "", "```python", "import torch",
+        "from dimgen.integrations.pipeline import CodePipeline", "",
+        'pipe = CodePipeline.from_pretrained("THIS_FOLDER_OR_REPO")',
+        "images = pipe(num_images=16, generator=torch.Generator().manual_seed(0)).images",
+        "```", "",
+    ]  # fmt: skip
+    return "\n".join(lines)
 
 
 def _short_reason(reason: str) -> str:
@@ -222,8 +315,14 @@ def _num(value: Any, digits: int) -> str:
     return "n/a"
 
 
-def resolve_pretrained(name: str | Path) -> Path:
+def resolve_pretrained(
+    name: str | Path, allow_patterns: list[str] | None = None, **hub: Any
+) -> Path:
     """A local folder as is; otherwise a Hub repository id, downloaded with huggingface_hub.
+
+    Only ``allow_patterns`` (default: :data:`HUB_FILES`) are downloaded; ``hub`` holds
+    ``snapshot_download``'s ``revision``, ``cache_dir``, ``token``, ``local_files_only`` and
+    ``force_download`` (left out when unset, so the defaults are huggingface_hub's).
 
     Raises:
         RunFolderError: not a local folder and not a valid ``user/repo`` id, or the download
@@ -245,7 +344,9 @@ def resolve_pretrained(name: str | Path) -> Path:
             "huggingface_hub (pip install 'dimgen[hub]')"
         ) from None
     try:
-        return Path(snapshot_download(text, allow_patterns=list(HUB_FILES)))
+        extra = {k: v for k, v in hub.items() if v not in (None, False)}
+        patterns = list(HUB_FILES) if allow_patterns is None else allow_patterns
+        return Path(snapshot_download(text, allow_patterns=patterns, **extra))
     except Exception as exc:  # network, unknown repo, bad id: one line
         msg = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
         raise RunFolderError(f"{text}: could not be loaded from the Hub ({msg})") from None
