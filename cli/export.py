@@ -20,13 +20,13 @@ def export_cmd(run: str, out: str, no_encoder: bool) -> None:
     An encoder run: config.json, model.safetensors and a README.md model card; it loads with
     dimgen.Tokenizer.from_pretrained(OUT). A diffusion run: a diffusers pipeline folder
     (model_index.json, unet/, scheduler/, code_embedding/, prior/, encoder/, README.md); it loads
-    with dimgen.integrations.pipeline.CodePipeline.from_pretrained(OUT).
+    with dimgen.diffusion.pipeline.CodePipeline.from_pretrained(OUT).
     """
     from dimgen.io import read_run
 
     run_dir, rec = read_run(run, ("encoder", "diffusion"))
     if rec.get("kind") == "diffusion":
-        from dimgen.infomax.hub import export_pipeline
+        from dimgen.diffusion.export import export_pipeline
 
         path = export_pipeline(run_dir, out, encoder=not no_encoder)
         click.echo(f"wrote {path}: a diffusers pipeline (model_index.json, README.md, "

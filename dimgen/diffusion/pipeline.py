@@ -26,14 +26,18 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from ..errors import ConfigError, DataError, DimgenError, RunFolderError
-from .diffusers import CodeConditionedUNet, CodeEmbedding, require_diffusers, sample_with_scheduler
+from ..integrations.diffusers import (
+    CodeConditionedUNet,
+    CodeEmbedding,
+    require_diffusers,
+    sample_with_scheduler,
+)
 
 require_diffusers()
 
@@ -157,7 +161,7 @@ class CodePipeline(DiffusionPipeline):
     classifier-free guidance (0: the null code alone, 1: the code alone, > 1: stronger).
     """
 
-    _optional_components = ["encoder"]
+    _optional_components: ClassVar[list[str]] = ["encoder"]
     model_cpu_offload_seq = "encoder->code_embedding->unet"
 
     def __init__(
@@ -246,9 +250,15 @@ class CodePipeline(DiffusionPipeline):
             raise ConfigError(f"output_type must be pil, np or pt, got {output_type!r}")
         if generator is not None and seed is not None:
             raise ConfigError("give a generator or a seed, not both")
-        steps = self.config.num_inference_steps if num_inference_steps is None else num_inference_steps
+        steps = (
+            self.config.num_inference_steps if num_inference_steps is None else num_inference_steps
+        )
         scale = self.config.guidance_scale if guidance_scale is None else guidance_scale
-        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
+        if (
+            isinstance(scale, bool)
+            or not isinstance(scale, (int, float))
+            or not math.isfinite(scale)
+        ):
             raise ConfigError(f"guidance_scale must be a finite number, got {scale!r}")
         if type(steps) is not int or steps < 1:
             raise ConfigError(f"num_inference_steps must be an integer >= 1, got {steps!r}")
@@ -459,10 +469,11 @@ def _load_component(sub: Path, cls_name: str) -> torch.nn.Module:
         except DimgenError:
             raise
         except Exception as exc:  # diffusers raises many types for an unfit config
-            raise ValueError(str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__) from None
+            raise ValueError(
+                str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+            ) from None
 
     tensors = check_state_shapes(build, tensors, path)  # RunFolderError, nothing allocated
     model = build()
     model.load_state_dict(tensors)
     return model
-
