@@ -20,11 +20,14 @@ from ..errors import DimgenError, RunFolderError, WriteError
 from ..io import read_run, write_json, write_text
 
 __all__ = [
+    "CARD_TEMPLATE",
     "HUB_FILES",
+    "card_body",
     "check_export",
     "export_config",
     "export_run",
     "is_export",
+    "model_card",
     "resolve_pretrained",
     "write_folder",
 ]
@@ -209,11 +212,69 @@ def _verdicts(run_dir: Path, prior: str) -> dict[str, Any]:
     return {"evaluated": True, "n": len(held), "passes": bool(ev.passes), "p": float(ev.p)}
 
 
+CARD_TEMPLATE = """---
+{{ card_data }}
+---
+
+{{ body }}
+"""
+"""The model card template (``huggingface_hub.ModelCard.from_template``): the YAML metadata
+(library, tags, ``model-index`` results) and the text :func:`card_body` writes."""
+
+CARD_TAGS = ("dimgen", "deep-infomax", "representation-learning")
+
+
+def card_results(config: dict[str, Any]) -> list[tuple[str, str, float]]:
+    """``(metric type, name, value)`` of the certificate and the prior-match verdict: the
+    card's ``model-index`` results (values the run did not record are left out)."""
+    cert, v = config.get("certificate") or {}, config.get("verdicts") or {}
+    names = {
+        "capacity_nats": "channel capacity (nats)",
+        "mi_lower_bound_nats": "held-out MI lower bound (nats)",
+        "kl_upper_bound_nats": "KL(noisy codes || noisy prior) upper bound (nats)",
+        "knn_acc": "5-NN label accuracy of held-out codes",
+    }
+    out = [(k, name, float(cert[k])) for k, name in names.items()
+           if isinstance(cert.get(k), (int, float)) and not isinstance(cert.get(k), bool)]  # fmt: skip
+    if v.get("evaluated"):
+        out.append(("prior_match_p", "prior-match tests: combined p (dimgen evaluate)", v["p"]))
+    return out
+
+
 def model_card(config: dict[str, Any]) -> str:
-    """The ``README.md`` of an export: data, prior, KL certificate, test verdicts, usage."""
+    """The ``README.md`` of an export: metadata (``library_name``, tags, ``model-index``-style
+    results) from :data:`CARD_TEMPLATE` via ``huggingface_hub.ModelCard`` when installed (a
+    plain header otherwise), then data, prior, KL certificate, test verdicts, usage."""
+    smoke = config.get("smoke")
+    tags = [*CARD_TAGS, *(["smoke-test"] if smoke else [])]
+    v = config.get("verdicts") or {}
+    if v.get("evaluated"):
+        tags.append("prior-match-pass" if v.get("passes") else "prior-match-reject")
+    try:
+        from huggingface_hub import EvalResult, ModelCard, ModelCardData
+    except ImportError:
+        header = f"---\nlibrary_name: dimgen\ntags: [{', '.join(tags)}]\n---\n\n"
+        return header + card_body(config)
+    data = str(config.get("data", "unknown"))
+    results = [
+        EvalResult(task_type="feature-extraction", dataset_type=data, dataset_name=data,
+                   metric_type=k, metric_name=name, metric_value=value)
+        for k, name, value in card_results(config)
+    ]  # fmt: skip
+    card_data = ModelCardData(
+        library_name="dimgen",
+        tags=tags,
+        model_name=f"dimgen encoder ({data}, {config.get('prior')} prior, d = {config.get('dim')})",
+        eval_results=results or None,
+    )
+    card = ModelCard.from_template(card_data, template_str=CARD_TEMPLATE, body=card_body(config))
+    return str(card)
+
+
+def card_body(config: dict[str, Any]) -> str:
+    """The text of the model card under its metadata."""
     cert, v = config["certificate"], config["verdicts"]
     smoke = config.get("smoke")
-    tags = "dimgen, deep-infomax, representation-learning" + (", smoke-test" if smoke else "")
     warn = []
     if smoke:
         warn = [
@@ -223,7 +284,7 @@ def model_card(config: dict[str, Any]) -> str:
             "",
         ]
     lines = [
-        "---", "library_name: dimgen", f"tags: [{tags}]", "---", "", *warn, f"# dimgen encoder: {config['data']}, {config['prior']} prior, d = {config['dim']}",
+        *warn, f"# dimgen encoder: {config['data']}, {config['prior']} prior, d = {config['dim']}",
         "", "A noise-injected Deep InfoMax encoder whose codes follow the prior "
         f"({config['prior']}), trained on `{config['data']}`.", "", "## KL certificate", "",
     ]  # fmt: skip
