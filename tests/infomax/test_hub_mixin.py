@@ -118,3 +118,25 @@ def test_todays_exports_load_and_bad_weights_are_refused(digits_run: Path, tmp_p
     (bad / "config.json").write_text(json.dumps(cfg_bad))
     with pytest.raises(RunFolderError, match="not a valid safetensors file"):
         Tokenizer.from_pretrained(bad)
+
+
+def test_without_huggingface_hub_save_works_and_push_says_what_to_install(
+    digits_run: Path, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['huggingface_hub'] = None\n"
+        "from dimgen.infomax.tokenizer import Tokenizer\n"
+        "from dimgen.errors import DimgenError\n"
+        f"tok = Tokenizer.from_pretrained({str(digits_run)!r})\n"
+        f"tok.save_pretrained({str(tmp_path / 's')!r})\n"
+        f"assert Tokenizer.from_pretrained({str(tmp_path / 's')!r}).dim == 2\n"
+        "try:\n    tok.push_to_hub('a/b')\nexcept DimgenError as e:\n    print(e)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-1000:]
+    assert "pip install 'dimgen[hub]'" in res.stdout
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == sorted(HUB_FILES)
+    assert (tmp_path / "s" / "README.md").read_text().startswith("---\nlibrary_name: dimgen")
