@@ -8,7 +8,8 @@ the encoder's prior give unconditional generation with no extra network.
 
 One job per module: :mod:`.config` (``DiffusionConfig``), :mod:`.model` (the trained
 ``DiffusionModel``, a :class:`dimgen.generators.Generator`), :mod:`.trainer`
-(``train_diffusion`` on :mod:`dimgen.training`), :mod:`.report`. Needs ``dimgen[diffusers]``.
+(``train_diffusion`` on :mod:`dimgen.training`), :mod:`.report`, :mod:`.pipeline`
+(``CodePipeline``: the run as a ``diffusers`` pipeline) and :mod:`.export` (``dimgen export``). Needs ``dimgen[diffusers]``.
 Names are imported lazily, so ``dimgen.diffusion.config`` needs no torch (fast CLI checks).
 
 Example:
@@ -23,11 +24,13 @@ from importlib import import_module
 from typing import Any
 
 _LAZY = {
+    "CodePipeline": ".pipeline",
     "DiffusionConfig": ".config",
     "DiffusionModel": ".model",
     "build_net": ".model",
     "diffusion_spec": ".model",
     "diffusion_report": ".report",
+    "export_pipeline": ".export",
     "DiffusionRun": ".trainer",
     "DiffusionTrainer": ".trainer",
     "train_diffusion": ".trainer",

@@ -20,7 +20,18 @@ from ..errors import DimgenError, RunFolderError, WriteError
 from ..folders import looks_like_hub_id, missing_run_message
 from ..io import read_run, write_json, write_text
 
-__all__ = ["HUB_FILES", "check_export", "export_run", "is_export", "resolve_pretrained"]
+__all__ = [
+    "CARD_TEMPLATE",
+    "HUB_FILES",
+    "card_body",
+    "check_export",
+    "export_config",
+    "export_run",
+    "is_export",
+    "model_card",
+    "resolve_pretrained",
+    "write_folder",
+]
 
 HUB_FILES = ("config.json", "model.safetensors", "README.md")
 """The files of an export folder (and all that is fetched from the Hub)."""
@@ -78,12 +89,25 @@ def export_run(run: str | Path, out: str | Path) -> Path:
     ``out`` that exists and is not empty or is in use; :class:`WriteError` if the
     folder cannot be written (nothing is left behind).
     """
-    from ..io import _sha256, folder_lock
+    from ..io import _sha256
     from ..training.run_folder import check_new_folder
 
     run_dir, rec = read_run(run, "encoder")
-    out = Path(out)
-    check_new_folder(out)
+    check_new_folder(Path(out))  # before the verdicts' tests run
+    config = export_config(run_dir, rec)
+    config["model_sha256"] = _sha256(run_dir / "encoder.safetensors")
+
+    def fill(tmp: Path) -> None:
+        shutil.copyfile(run_dir / "encoder.safetensors", tmp / "model.safetensors")
+        write_json(tmp / "config.json", config)
+        write_text(tmp / "README.md", model_card(config))
+
+    return write_folder(out, fill)
+
+
+def export_config(run_dir: Path, rec: dict[str, Any]) -> dict[str, Any]:
+    """The ``config.json`` of an encoder export (without the weights' digest): data, prior,
+    dimension, KL certificate, spec, the prior-match verdicts and the smoke marker if any."""
     metrics = read_json_or_empty(run_dir / "metrics.json")
     spec = rec.get("spec") or {}
     keys = ("capacity_nats", "mi_lower_bound_nats", "mi_lower_bound_stderr",
@@ -97,11 +121,27 @@ def export_run(run: str | Path, out: str | Path) -> Path:
         "certificate": {k: metrics[k] for k in keys if k in metrics},
         "spec": spec,
         "verdicts": _verdicts(run_dir, str(spec.get("prior", "gaussian"))),
-        "model_sha256": _sha256(run_dir / "encoder.safetensors"),
     }
     smoke = rec.get("smoke") or metrics.get("smoke")
     if smoke:
         config["smoke"] = smoke
+    return config
+
+
+def write_folder(out: str | Path, fill: Any) -> Path:
+    """Write folder ``out`` whole: ``fill(tmp)`` writes every file into a temporary sibling
+    folder, renamed onto ``out`` once complete, holding ``out``'s folder lock (a second writer
+    is refused). ``out`` must be absent or empty (or a run stopped before its first checkpoint).
+
+    Raises:
+        RunFolderError: ``out`` exists and is not empty, or is in use.
+        WriteError: the folder cannot be written (nothing is left behind).
+    """
+    from ..io import folder_lock
+    from ..training.run_folder import check_new_folder
+
+    out = Path(out)
+    check_new_folder(out)
     with folder_lock(out):
         check_new_folder(out)  # again, holding the lock: another export may have finished
         tmp = None
@@ -109,9 +149,7 @@ def export_run(run: str | Path, out: str | Path) -> Path:
             out.parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.export.", suffix=".tmp",
                                         dir=out.parent))  # fmt: skip
-            shutil.copyfile(run_dir / "encoder.safetensors", tmp / "model.safetensors")
-            write_json(tmp / "config.json", config)
-            write_text(tmp / "README.md", model_card(config))
+            fill(tmp)
             os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0700 would survive the rename
             for stale in out.iterdir():  # a run stopped before its first checkpoint
                 shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
@@ -175,11 +213,69 @@ def _verdicts(run_dir: Path, prior: str) -> dict[str, Any]:
     return {"evaluated": True, "n": len(held), "passes": bool(ev.passes), "p": float(ev.p)}
 
 
+CARD_TEMPLATE = """---
+{{ card_data }}
+---
+
+{{ body }}
+"""
+"""The model card template (``huggingface_hub.ModelCard.from_template``): the YAML metadata
+(library, tags, ``model-index`` results) and the text :func:`card_body` writes."""
+
+CARD_TAGS = ("dimgen", "deep-infomax", "representation-learning")
+
+
+def card_results(config: dict[str, Any]) -> list[tuple[str, str, float]]:
+    """``(metric type, name, value)`` of the certificate and the prior-match verdict: the
+    card's ``model-index`` results (values the run did not record are left out)."""
+    cert, v = config.get("certificate") or {}, config.get("verdicts") or {}
+    names = {
+        "capacity_nats": "channel capacity (nats)",
+        "mi_lower_bound_nats": "held-out MI lower bound (nats)",
+        "kl_upper_bound_nats": "KL(noisy codes || noisy prior) upper bound (nats)",
+        "knn_acc": "5-NN label accuracy of held-out codes",
+    }
+    out = [(k, name, float(cert[k])) for k, name in names.items()
+           if isinstance(cert.get(k), (int, float)) and not isinstance(cert.get(k), bool)]  # fmt: skip
+    if v.get("evaluated"):
+        out.append(("prior_match_p", "prior-match tests: combined p (dimgen evaluate)", v["p"]))
+    return out
+
+
 def model_card(config: dict[str, Any]) -> str:
-    """The ``README.md`` of an export: data, prior, KL certificate, test verdicts, usage."""
+    """The ``README.md`` of an export: metadata (``library_name``, tags, ``model-index``-style
+    results) from :data:`CARD_TEMPLATE` via ``huggingface_hub.ModelCard`` when installed (a
+    plain header otherwise), then data, prior, KL certificate, test verdicts, usage."""
+    smoke = config.get("smoke")
+    tags = [*CARD_TAGS, *(["smoke-test"] if smoke else [])]
+    v = config.get("verdicts") or {}
+    if v.get("evaluated"):
+        tags.append("prior-match-pass" if v.get("passes") else "prior-match-reject")
+    try:
+        from huggingface_hub import EvalResult, ModelCard, ModelCardData
+    except ImportError:
+        header = f"---\nlibrary_name: dimgen\ntags: [{', '.join(tags)}]\n---\n\n"
+        return header + card_body(config)
+    data = str(config.get("data", "unknown"))
+    results = [
+        EvalResult(task_type="feature-extraction", dataset_type=data, dataset_name=data,
+                   metric_type=k, metric_name=name, metric_value=value)
+        for k, name, value in card_results(config)
+    ]  # fmt: skip
+    card_data = ModelCardData(
+        library_name="dimgen",
+        tags=tags,
+        model_name=f"dimgen encoder ({data}, {config.get('prior')} prior, d = {config.get('dim')})",
+        eval_results=results or None,
+    )
+    card = ModelCard.from_template(card_data, template_str=CARD_TEMPLATE, body=card_body(config))
+    return str(card)
+
+
+def card_body(config: dict[str, Any]) -> str:
+    """The text of the model card under its metadata."""
     cert, v = config["certificate"], config["verdicts"]
     smoke = config.get("smoke")
-    tags = "dimgen, deep-infomax, representation-learning" + (", smoke-test" if smoke else "")
     warn = []
     if smoke:
         warn = [
@@ -189,7 +285,7 @@ def model_card(config: dict[str, Any]) -> str:
             "",
         ]
     lines = [
-        "---", "library_name: dimgen", f"tags: [{tags}]", "---", "", *warn, f"# dimgen encoder: {config['data']}, {config['prior']} prior, d = {config['dim']}",
+        *warn, f"# dimgen encoder: {config['data']}, {config['prior']} prior, d = {config['dim']}",
         "", "A noise-injected Deep InfoMax encoder whose codes follow the prior "
         f"({config['prior']}), trained on `{config['data']}`.", "", "## KL certificate", "",
     ]  # fmt: skip
@@ -223,12 +319,17 @@ def _num(value: Any, digits: int) -> str:
     return "n/a"
 
 
-def resolve_pretrained(name: str | Path) -> Path:
+def resolve_pretrained(
+    name: str | Path, allow_patterns: list[str] | None = None, **hub: Any
+) -> Path:
     """A local folder as is; otherwise a Hub repository id, downloaded with huggingface_hub.
 
     Only a name that can only be a ``user/repo`` id goes to the Hub
     (:func:`dimgen.folders.looks_like_hub_id`); a path-like name that does not exist (e.g.
     ``runs/digitz`` beside a ``runs/`` folder) is reported as "no such run folder".
+    Only ``allow_patterns`` (default: :data:`HUB_FILES`) are downloaded; ``hub`` holds
+    ``snapshot_download``'s ``revision``, ``cache_dir``, ``token``, ``local_files_only`` and
+    ``force_download`` (left out when unset, so the defaults are huggingface_hub's).
 
     Raises:
         RunFolderError: not a local folder and not a valid ``user/repo`` id, or the download
@@ -249,7 +350,9 @@ def resolve_pretrained(name: str | Path) -> Path:
             "huggingface_hub (pip install 'dimgen[hub]')"
         ) from None
     try:
-        return Path(snapshot_download(text, allow_patterns=list(HUB_FILES)))
+        extra = {k: v for k, v in hub.items() if v not in (None, False)}
+        patterns = list(HUB_FILES) if allow_patterns is None else allow_patterns
+        return Path(snapshot_download(text, allow_patterns=patterns, **extra))
     except Exception as exc:  # network, unknown repo, bad id: one line
         msg = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
         raise RunFolderError(

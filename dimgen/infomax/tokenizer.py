@@ -26,16 +26,45 @@ from torch.distributions import Distribution
 from ..arrays import as_array
 from ..config import check_count, check_seed
 from ..data.sources import unit_images
-from ..errors import ConfigError, DataError, RunFolderError
+from ..errors import ConfigError, DataError, DimgenError, RunFolderError
 from ..io import load_model_weights, read_run
 from .channel import LEGACY_SQUASH, SQUASHES, NoiseChannel, make_channel
 from .encoders import build_encoder
+from .hub import CARD_TAGS
 
 __all__ = ["Tokenizer"]
 
+try:  # the Hub's own mixin: save_pretrained / from_pretrained / push_to_hub conventions
+    from huggingface_hub import ModelHubMixin as _HubMixin
+except ImportError:  # optional (dimgen[hub]): local save_pretrained still works
 
-class Tokenizer:
-    """Frozen encoder + normalisation (no channel noise) loaded from an encoder run folder."""
+    class _HubMixin:  # type: ignore[no-redef]
+        """Stand-in for ``huggingface_hub.ModelHubMixin`` when it is not installed."""
+
+        def __init_subclass__(cls, **kwargs: Any) -> None:
+            super().__init_subclass__()
+
+        def save_pretrained(self, save_directory: str | Path, **kwargs: Any) -> None:
+            if kwargs.get("push_to_hub"):
+                self.push_to_hub()
+            folder = Path(save_directory)
+            folder.mkdir(parents=True, exist_ok=True)
+            self._save_pretrained(folder)  # type: ignore[attr-defined]
+            if not (folder / "README.md").exists():
+                (folder / "README.md").write_text(str(self.generate_model_card()))  # type: ignore[attr-defined]
+
+        def push_to_hub(self, *args: Any, **kwargs: Any) -> str:
+            raise DimgenError("push_to_hub needs huggingface_hub: pip install 'dimgen[hub]'")
+
+
+class Tokenizer(_HubMixin, library_name="dimgen", tags=list(CARD_TAGS)):
+    """Frozen encoder + normalisation (no channel noise) loaded from an encoder run folder.
+
+    Follows ``huggingface_hub``'s ``ModelHubMixin``: :meth:`save_pretrained` writes the folder
+    ``dimgen export`` writes (``config.json``, ``model.safetensors``, a ``README.md`` model card
+    with the certificate, data, prior and test verdicts as metadata), :meth:`from_pretrained`
+    loads it, a run folder or a Hub repository, and ``push_to_hub("user/repo")`` uploads it.
+    """
 
     def __init__(
         self,
@@ -51,18 +80,55 @@ class Tokenizer:
         self.in_shape = tuple(spec["in_shape"])
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu") -> Tokenizer:
-        """Rebuild the encoder of a ``dimgen encode`` run folder, a ``dimgen export`` folder, or
-        a Hugging Face Hub repository id (``user/repo``; needs ``huggingface_hub``).
+    def from_pretrained(  # type: ignore[override]
+        cls,
+        pretrained_model_name_or_path: str | Path,
+        device: str | torch.device = "cpu",
+        *,
+        force_download: bool = False,
+        token: str | bool | None = None,
+        cache_dir: str | Path | None = None,
+        local_files_only: bool = False,
+        revision: str | None = None,
+    ) -> Tokenizer:
+        """Rebuild the encoder of a ``dimgen encode`` run folder, a ``dimgen export`` /
+        :meth:`save_pretrained` folder, or a Hugging Face Hub repository id (``user/repo``;
+        needs ``huggingface_hub``; only ``config.json``, ``model.safetensors`` and ``README.md``
+        are downloaded). The keyword arguments are ``ModelHubMixin.from_pretrained``'s.
+
+        Loading is safetensors only (never a pickle), with names, shapes, dtypes and finite
+        values checked (:func:`dimgen.io.load_model_weights`).
 
         Raises:
             RunFolderError: missing, incomplete or foreign folder, weights that do not match, a
                 repository that cannot be downloaded.
             DimgenError: a repository id without ``huggingface_hub`` installed.
         """
+        return cls._from_pretrained(
+            model_id=str(pretrained_model_name_or_path), revision=revision, cache_dir=cache_dir,
+            force_download=force_download, local_files_only=local_files_only, token=token,
+            device=device,
+        )  # fmt: skip
+
+    @classmethod
+    def _from_pretrained(  # type: ignore[override]
+        cls,
+        *,
+        model_id: str,
+        revision: str | None = None,
+        cache_dir: str | Path | None = None,
+        force_download: bool = False,
+        local_files_only: bool = False,
+        token: str | bool | None = None,
+        device: str | torch.device = "cpu",
+        **model_kwargs: Any,
+    ) -> Tokenizer:
+        """``ModelHubMixin``'s loading hook: resolve ``model_id`` (folder or repository), load."""
         from .hub import check_export, resolve_pretrained
 
-        folder = resolve_pretrained(path)
+        folder = resolve_pretrained(model_id, revision=revision, cache_dir=cache_dir,
+                                    force_download=force_download,
+                                    local_files_only=local_files_only, token=token)  # fmt: skip
         if folder.is_file():  # a file of the folder (model.safetensors), as run folders allow
             folder = folder.parent
         export_files = (folder / "config.json", folder / "model.safetensors")
@@ -113,6 +179,56 @@ class Tokenizer:
                 f"{run_dir}: encoder weights do not match their metadata ({str(exc)[:120]})"
             ) from None
         return cls(encoder.to(device), channel.to(device), spec, run_dir)
+
+    # -- the Hub's mixin ---------------------------------------------------------------------
+    def hub_config(self) -> dict[str, Any]:
+        """The ``config.json`` of :meth:`save_pretrained` (without the weights' digest): that of
+        the export it was loaded from, or of its encoder run (certificate, data, verdicts), or,
+        for bare weights, the spec with nothing measured."""
+        from ..parsing import read_json
+        from .hub import export_config, is_export
+
+        folder = self.path
+        if folder is not None and is_export(folder) and not (folder / "run.json").exists():
+            config = read_json(folder / "config.json")
+            if isinstance(config, dict):
+                return {k: v for k, v in config.items() if k != "model_sha256"}
+        if folder is not None and (folder / "run.json").is_file():
+            try:
+                run_dir, rec = read_run(folder, "encoder")
+                return export_config(run_dir, rec)
+            except DimgenError:
+                pass
+        spec = self.spec
+        return {"library_name": "dimgen", "kind": "encoder", "data": "unknown",
+                "prior": spec.get("prior"), "dim": spec.get("dim"), "certificate": {},
+                "spec": spec, "verdicts": {"evaluated": False}}  # fmt: skip
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        """``ModelHubMixin``'s saving hook: ``model.safetensors`` (the encoder, as a run keeps
+        it) and ``config.json`` (:meth:`hub_config` with the weights' sha256); the mixin adds
+        the ``README.md`` card (:meth:`generate_model_card`)."""
+        from ..io import _sha256, save_weights, write_json
+
+        folder = Path(save_directory)
+        tensors = {**{f"encoder.{k}": v for k, v in self.encoder.state_dict().items()},
+                   **{f"channel.{k}": v for k, v in self.channel.state_dict().items()}}  # fmt: skip
+        save_weights(folder / "model.safetensors", tensors, {"kind": "encoder", "spec": self.spec})
+        config = {**self.hub_config(), "model_sha256": _sha256(folder / "model.safetensors")}
+        write_json(folder / "config.json", config)
+
+    def generate_model_card(self, *args: Any, **kwargs: Any) -> Any:
+        """The model card (:func:`dimgen.infomax.hub.model_card`: the card template with the
+        certificate, data, prior and test verdicts as metadata) as a ``huggingface_hub``
+        ``ModelCard`` (plain text without huggingface_hub)."""
+        from .hub import model_card
+
+        text = model_card(self.hub_config())
+        try:
+            from huggingface_hub import ModelCard
+        except ImportError:
+            return text
+        return ModelCard(text)
 
     @property
     def dim(self) -> int:

@@ -45,7 +45,9 @@ def test_stopped_before_first_checkpoint_resumes_from_start(tmp_path: Path) -> N
     with pytest.raises(_Stop):
         fit(Toy(ToyConfig()), CPU, cut, on_scalars=_stop_at(3))
     assert (cut / "config.yaml").is_file() and not (cut / "checkpoint.safetensors").exists()
-    with pytest.raises(RunFolderError, match="rerun the same command to replace it, or `dimgen <command> --resume"):
+    with pytest.raises(
+        RunFolderError, match="rerun the same command to replace it, or `dimgen <command> --resume"
+    ):
         read_run(cut, "toy")
     (cut / ".checkpoint.safetensors.abc.tmp").write_bytes(b"torn")
     whole_w, whole_h = fit(Toy(ToyConfig()), CPU, tmp_path / "whole")
@@ -64,7 +66,10 @@ def test_stopped_before_first_checkpoint_is_replaced_by_a_rerun(tmp_path: Path) 
     cut2 = tmp_path / "cut2"
     with pytest.raises(_Stop):
         fit(Toy(ToyConfig()), CPU, cut2, on_scalars=_stop_at(6))
-    with pytest.raises(RunFolderError, match="holds an interrupted run: continue it with `dimgen <command> --resume"):
+    with pytest.raises(
+        RunFolderError,
+        match="holds an interrupted run: continue it with `dimgen <command> --resume",
+    ):
         fit(Toy(ToyConfig()), CPU, cut2)
 
 

@@ -131,7 +131,9 @@ def test_non_finite_weights_are_never_checkpointed(tmp_path: Path) -> None:
     _, meta = load_weights(out / "checkpoint.safetensors")
     assert meta["step"] == 4
     # rerunning into the interrupted folder points at --resume, and changes nothing
-    with pytest.raises(RunFolderError, match=f"interrupted run: continue it with `dimgen <command> --resume {out}`"):
+    with pytest.raises(
+        RunFolderError, match=f"interrupted run: continue it with `dimgen <command> --resume {out}`"
+    ):
         fit(Toy(ToyConfig()), CPU, out)
     assert load_weights(out / "checkpoint.safetensors")[1]["step"] == 4
 
