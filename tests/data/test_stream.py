@@ -11,13 +11,14 @@ import pytest
 import torch
 from click.testing import CliRunner
 from dimgen.cli import cli
+from PIL import Image
+
 from dimgen.config import EncoderConfig
 from dimgen.data import load_data
 from dimgen.data.folder import FolderSpec, decode_image, parse_folder_source, read_folder
 from dimgen.data.stream import StreamBatches, load_stream
 from dimgen.errors import DataError
 from dimgen.infomax.trainer import train_encoder
-from PIL import Image
 
 
 def make_folder(root: Path, n_per_class: int = 12, size: tuple[int, int] = (20, 14)) -> Path:
