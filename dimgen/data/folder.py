@@ -289,8 +289,12 @@ def check_fits_memory(spec: FolderSpec, n: int, channels: int) -> None:
         gb = lambda b: f"{b / 1e9:.1f} GB"  # noqa: E731
         raise DataError(
             f"folder:{spec.path}: {n} images at {channels}x{spec.side}x{spec.side} need "
-            f"{gb(need)} in memory ({gb(u8)} uint8 + {gb(4 * u8)} float32), {gb(have)} "
-            f"available; stream it instead: folder:{spec.path},side={spec.side},stream=1"
+            f"{gb(need)} in memory ({gb(u8)} uint8 + {gb(4 * u8)} float32), {gb(have)} available"
+            + (
+                "; this command reads folders in memory (dimgen encode streams them)"
+                if spec.stream
+                else f"; stream it instead: folder:{spec.path},side={spec.side},stream=1"
+            )
         )
 
 

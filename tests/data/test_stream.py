@@ -167,3 +167,12 @@ def test_streamed_encode_resumes_bit_exact_and_matches_in_memory(tmp_path: Path)
     assert rec["whole"]["data_mode"] == {"mode": "stream", "workers": 2}
     assert rec["mem"]["data_mode"] == {"mode": "memory"}
     assert rec["whole"]["data_digest"]["files"] == 24
+
+
+def test_a_stream_folder_read_in_memory_says_which_command_streams(tmp_path: Path, monkeypatch):
+    import dimgen.data.folder as folder
+
+    root = make_folder(tmp_path / "imgs", n_per_class=3)
+    monkeypatch.setattr(folder, "available_memory", lambda: 1000)
+    with pytest.raises(DataError, match="reads folders in memory \\(dimgen encode streams them\\)"):
+        load_data(f"folder:{root},side=64,stream=1")
