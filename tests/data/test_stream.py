@@ -176,3 +176,21 @@ def test_a_stream_folder_read_in_memory_says_which_command_streams(tmp_path: Pat
     monkeypatch.setattr(folder, "available_memory", lambda: 1000)
     with pytest.raises(DataError, match="reads folders in memory \\(dimgen encode streams them\\)"):
         load_data(f"folder:{root},side=64,stream=1")
+
+
+def test_two_processes_stream_their_shards_as_in_memory(tmp_path: Path) -> None:
+    root = make_folder(tmp_path / "imgs")
+    common = ["--devices", "2", "--epochs", "2", "--seed", "4", "--quiet",
+              "--set", "batch_size=8", "--set", "dim=2", "--set", "deterministic=true"]  # fmt: skip
+    for name, data in (("s", f"folder:{root},side=8,stream=1,workers=1"),
+                       ("m", f"folder:{root},side=8")):  # fmt: skip
+        res = CliRunner().invoke(
+            cli, ["encode", "--data", data, *common, "--out", str(tmp_path / name)]
+        )
+        assert res.exit_code == 0, res.output
+    s, m = (json.loads((tmp_path / n / "metrics.json").read_text()) for n in ("s", "m"))
+    assert s["processes"] == 2 and s["history"] == m["history"]
+    assert s["mi_lower_bound_nats"] == m["mi_lower_bound_nats"]
+    codes = [np.load(tmp_path / n / "codes.npz")["codes"] for n in ("s", "m")]
+    assert np.array_equal(*codes)
+    assert json.loads((tmp_path / "s" / "run.json").read_text())["data_mode"]["mode"] == "stream"
