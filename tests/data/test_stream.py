@@ -194,3 +194,37 @@ def test_two_processes_stream_their_shards_as_in_memory(tmp_path: Path) -> None:
     codes = [np.load(tmp_path / n / "codes.npz")["codes"] for n in ("s", "m")]
     assert np.array_equal(*codes)
     assert json.loads((tmp_path / "s" / "run.json").read_text())["data_mode"]["mode"] == "stream"
+
+
+@pytest.mark.slow  # ~18 s: three CLI processes with DataLoader workers
+def test_streamed_encode_killed_with_sigkill_resumes_bit_exact(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = make_folder(tmp_path / "imgs")
+    args = ["encode", "--data", f"folder:{root},side=8,stream=1,workers=2", "--epochs", "60",
+            "--set", "checkpoint_every=3", "--set", "batch_size=8", "--set", "dim=2",
+            "--set", "deterministic=true", "--seed", "3", "--quiet"]  # fmt: skip
+    killed, whole = tmp_path / "killed", tmp_path / "whole"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "dimgen.cli", *args, "--out", str(killed)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.time() + 120
+    while not (killed / "checkpoint.safetensors").exists() and time.time() < deadline:
+        assert proc.poll() is None, "training ended before it could be killed"
+        time.sleep(0.02)
+    time.sleep(0.2)
+    assert proc.poll() is None, "training finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)  # the DataLoader workers are orphaned mid-epoch
+    proc.wait()
+    assert not (killed / "run.json").exists()
+    res = CliRunner().invoke(cli, ["encode", "--resume", str(killed), "--quiet"])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(cli, [*args, "--out", str(whole)])
+    assert res.exit_code == 0, res.output
+    a, b = (np.load(p / "codes.npz")["codes"] for p in (killed, whole))
+    assert np.array_equal(a, b)
+    assert (killed / "log.csv").read_text() == (whole / "log.csv").read_text()
