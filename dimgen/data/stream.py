@@ -13,7 +13,6 @@ shard of every global batch in torch ``DataLoader`` worker processes.
 
 from __future__ import annotations
 
-import multiprocessing as mp
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +28,6 @@ __all__ = ["FolderImages", "StreamBatches", "StreamedData", "StreamedImages", "l
 
 #: Images decoded in the calling process for one indexing; larger requests use the workers.
 _INLINE = 64
-#: How DataLoader workers start: a fork server where there is one (Linux, macOS), else spawn.
-_CONTEXT = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
 
 
 class FolderImages(torch.utils.data.Dataset):
@@ -83,10 +80,8 @@ class _Loader:
             collate_fn=_stack,
             persistent_workers=workers > 0,
             generator=torch.Generator().manual_seed(0),
-            # not forked from the trainer: a forked worker inherits the run folder's lock, and
-            # after a kill -9 would hold it (and block --resume) until it noticed the death
-            multiprocessing_context=_CONTEXT if workers > 0 else None,
-        )
+        )  # forked workers (the default): after a kill -9 of the trainer they see their parent
+        # gone and exit within seconds (workers from a fork server would not, and leak)
 
     def batches(self, lists: list[list[int]]) -> Iterator[Tensor]:
         self.sampler.lists = lists
