@@ -4,6 +4,7 @@
   and ``folder:PATH``; :class:`~.sources.Dataset`, :class:`~.sources.TensorBatches` and the one
   image-scale rule (:func:`~.sources.unit_images`);
 - :mod:`.folder`: ``folder:PATH`` sources (ImageFolder or flat layouts of image files);
+- :mod:`.stream`: ``folder:PATH,stream=1``: images decoded on the fly in DataLoader workers;
 - :mod:`.npz`: bounded ``.npz`` reading (never unpickled) and the one codes-file loader.
 
 This package never imports the method (:mod:`dimgen.infomax`) or the generators. Names are

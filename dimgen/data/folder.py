@@ -13,10 +13,17 @@ uint8 / 255). Options follow the path, comma-separated: ``folder:PATH,side=64,mo
 (``side``: 4..512, default 32; ``mode``: ``grey`` | ``rgb`` | ``auto``, default ``auto``: grey
 when every image is grey, else RGB). The train/test split is a seeded random permutation, as for
 ``npz:`` sources without a ``split`` array.
+
+Images are decoded one at a time (JPEGs near the target size, with PIL's ``draft``) and only the
+uint8 result is kept, so peak memory is the result plus a few images. A folder whose in-memory
+size does not fit the available memory is refused before any pixel is read; ``stream=1`` reads it
+on the fly instead (:mod:`dimgen.data.stream`, no image-count cap), with ``workers=N`` DataLoader
+worker processes (default 2).
 """
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,13 +32,23 @@ import numpy as np
 
 from ..errors import DataError
 
-__all__ = ["DEFAULT_SIDE", "MAX_IMAGES", "FolderSpec", "parse_folder_source", "read_folder"]
+__all__ = [
+    "DEFAULT_SIDE",
+    "FolderSpec",
+    "available_memory",
+    "check_fits_memory",
+    "decode_image",
+    "folder_mode",
+    "parse_folder_source",
+    "read_folder",
+]
 
 DEFAULT_SIDE = 32
 """Side (pixels) of the square images a folder source yields unless ``side=`` is given."""
 MAX_SIDE = 512
-MAX_IMAGES = 200_000
-"""Most images one folder source may hold (they are all held in memory as float32)."""
+MAX_WORKERS = 64
+DEFAULT_WORKERS = 2
+"""DataLoader worker processes of a streamed folder unless ``workers=`` is given."""
 _FLOAT_TOLERANCE = 1e-3  # dimgen.data.SCALE_TOLERANCE (not imported: data imports this module)
 _MODES = ("auto", "grey", "rgb")
 _GREY_MODES = ("1", "L", "LA", "I", "I;16", "F", "P")  # P: checked against its palette below
@@ -44,10 +61,14 @@ class FolderSpec:
     path: Path
     side: int = DEFAULT_SIDE
     mode: str = "auto"
+    stream: bool = False
+    workers: int = DEFAULT_WORKERS
 
 
 def parse_folder_source(source: str) -> FolderSpec:
-    """Parse ``folder:PATH[,side=N][,mode=grey|rgb|auto]`` (options only at the end).
+    """Parse ``folder:PATH[,side=N][,mode=grey|rgb|auto][,stream=0|1][,workers=N]`` (options
+    only at the end; ``stream=1`` reads the images on the fly, ``workers``: its DataLoader
+    worker processes, 0..64, 0 decodes in the training process).
 
     Raises:
         DataError: not a ``folder:`` source, an empty path, an unknown option or a bad value.
@@ -59,8 +80,10 @@ def parse_folder_source(source: str) -> FolderSpec:
     while len(parts) > 1 and "=" in parts[-1]:  # trailing key=value items are options
         key, _, value = parts.pop().partition("=")
         key = key.strip()
-        if key not in ("side", "mode"):
-            raise DataError(f"{source}: unknown folder option {key!r} (known: side, mode)")
+        if key not in ("side", "mode", "stream", "workers"):
+            raise DataError(
+                f"{source}: unknown folder option {key!r} (known: side, mode, stream, workers)"
+            )
         options.setdefault(key, value.strip())
     path = ",".join(parts)
     if not path:
@@ -76,7 +99,21 @@ def parse_folder_source(source: str) -> FolderSpec:
     mode = options.get("mode", "auto").lower().replace("gray", "grey")
     if mode not in _MODES:
         raise DataError(f"{source}: mode must be one of {', '.join(_MODES)}, got {mode!r}")
-    return FolderSpec(Path(path).expanduser(), side, mode)
+    stream_text = options.get("stream", "0").lower()
+    if stream_text not in ("0", "1", "true", "false"):
+        raise DataError(f"{source}: stream must be 0 or 1, got {options['stream']!r}")
+    workers = DEFAULT_WORKERS
+    if "workers" in options:
+        try:
+            workers = int(options["workers"])
+        except ValueError:
+            raise DataError(
+                f"{source}: workers must be an integer, got {options['workers']!r}"
+            ) from None
+        if not 0 <= workers <= MAX_WORKERS:
+            raise DataError(f"{source}: workers must lie in [0, {MAX_WORKERS}], got {workers}")
+    stream = stream_text in ("1", "true")
+    return FolderSpec(Path(path).expanduser(), side, mode, stream, workers)
 
 
 def _image_files(folder: Path) -> list[Path]:
@@ -158,37 +195,128 @@ def _to_8bit(img, path: Path):  # PIL.Image.Image -> PIL.Image.Image (mode L)
     return Image.fromarray(np.rint(np.clip(arr / top, 0, 1) * 255.0).astype(np.uint8), "L")
 
 
+def _scan_grey(path: Path) -> bool:
+    """Whether the image at ``path`` is grey, from its header (a palette image is decoded)."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                if img.mode != "P":
+                    return img.mode in _GREY_MODES
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning) as exc:  # fmt: skip
+        reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{path}: not a readable image ({reason})") from None
+    return _is_grey(_open(path))
+
+
+def folder_mode(spec: FolderSpec, files: list[Path]) -> str:
+    """``grey`` or ``rgb``: the spec's mode, or for ``auto`` grey when every image's header says
+    grey (palette images are checked pixel-wise), read one file at a time."""
+    if spec.mode != "auto":
+        return spec.mode
+    return "grey" if all(_scan_grey(p) for p in files) else "rgb"
+
+
+def decode_image(path: Path, side: int, mode: str) -> np.ndarray:
+    """One image as uint8 (C, side, side): shorter side resized to ``side`` (bilinear,
+    antialiased), centre-cropped, grey (C=1) or RGB (C=3).
+
+    A JPEG is decoded near the target size (PIL's ``Image.draft``: a 12-MP photo at side 64 is
+    decoded at 1/8 scale), so memory per image stays small whatever the file's resolution.
+
+    Raises:
+        DataError: the file is not a readable image, or a 16-bit / float image out of range.
+    """
+    from PIL import Image
+    from torchvision.transforms.functional import InterpolationMode, center_crop, resize
+
+    pil_mode = "L" if mode == "grey" else "RGB"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                if img.format == "JPEG":
+                    img.draft(img.mode, (side, side))  # scale >= side on both axes
+                img.load()
+                img = img.copy()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning) as exc:  # fmt: skip
+        reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{path}: not a readable image ({reason})") from None
+    if img.mode.startswith(("I", "F")):  # 16-bit / float grey: scale to 8 bits explicitly
+        img = _to_8bit(img, path)
+    img = resize(img.convert(pil_mode), [side], InterpolationMode.BILINEAR, antialias=True)
+    arr = np.asarray(center_crop(img, [side, side]), dtype=np.uint8)
+    if arr.shape[:2] != (side, side):
+        raise DataError(f"{path}: could not be cropped to {side}x{side}")
+    return np.ascontiguousarray(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1))
+
+
+def available_memory() -> int:
+    """Bytes of memory available to this process now (psutil if installed, else /proc/meminfo's
+    ``MemAvailable``, else free pages from ``os.sysconf``)."""
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except ImportError:
+        pass
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+
+
+def check_fits_memory(spec: FolderSpec, n: int, channels: int) -> None:
+    """Refuse, before any pixel is read, a folder whose in-memory copy cannot fit.
+
+    Held in memory the images take ``n * C * side**2`` bytes as uint8 and four times that as the
+    float32 the trainers use, both at once while converting.
+
+    Raises:
+        DataError: one line with the sizes and the fix (``stream=1``).
+    """
+    u8 = n * channels * spec.side * spec.side
+    need, have = 5 * u8, available_memory()
+    if need > have:
+        gb = lambda b: f"{b / 1e9:.1f} GB"  # noqa: E731
+        raise DataError(
+            f"folder:{spec.path}: {n} images at {channels}x{spec.side}x{spec.side} need "
+            f"{gb(need)} in memory ({gb(u8)} uint8 + {gb(4 * u8)} float32), {gb(have)} available"
+            + (
+                "; this command reads folders in memory (dimgen encode streams them)"
+                if spec.stream
+                else f"; stream it instead: folder:{spec.path},side={spec.side},stream=1"
+            )
+        )
+
+
 def read_folder(spec: FolderSpec) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
     """Every image of the folder as uint8 pixels, shaped (N, C, side, side).
 
     :func:`dimgen.data.load_data` scales the result by :func:`dimgen.data.unit_images` (this
-    module stays below :mod:`dimgen.data`: no import cycle).
+    module stays below :mod:`dimgen.data`: no import cycle). Images are decoded one at a time
+    (:func:`decode_image`), so peak memory is the result plus a few images.
 
     Returns ``(x, y, classes)``: ``y`` (N,) int64 labels and the class names for an ImageFolder
     layout, ``None`` and ``[]`` for a flat folder. ``C`` is 1 (grey) or 3 (RGB).
 
     Raises:
-        DataError: a missing or empty folder, a mixed layout, an empty class, more than
-            :data:`MAX_IMAGES` images, or an image PIL cannot read (the message names the file).
+        DataError: a missing or empty folder, a mixed layout, an empty class, more images than
+            fit the available memory (:func:`check_fits_memory`), or an image PIL cannot read
+            (the message names the file).
     """
-    from torchvision.transforms import CenterCrop, InterpolationMode, Resize
-
     files, labels, classes = _layout(spec)
-    if len(files) > MAX_IMAGES:
-        raise DataError(f"{spec.path}: {len(files)} images, more than the limit {MAX_IMAGES}")
-    images = [_open(p) for p in files]
-    mode = spec.mode
-    if mode == "auto":
-        mode = "grey" if all(_is_grey(img) for img in images) else "rgb"
-    pil_mode = "L" if mode == "grey" else "RGB"
-    resize = Resize(spec.side, interpolation=InterpolationMode.BILINEAR, antialias=True)
-    crop = CenterCrop(spec.side)
-    out = np.empty((len(images), 1 if mode == "grey" else 3, spec.side, spec.side), np.uint8)
-    for i, (img, path) in enumerate(zip(images, files, strict=True)):
-        if img.mode.startswith(("I", "F")):  # 16-bit / float grey: scale to 8 bits explicitly
-            img = _to_8bit(img, path)
-        arr = np.asarray(crop(resize(img.convert(pil_mode))), dtype=np.uint8)
-        if arr.shape[:2] != (spec.side, spec.side):
-            raise DataError(f"{path}: could not be cropped to {spec.side}x{spec.side}")
-        out[i] = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+    check_fits_memory(spec, len(files), 1 if spec.mode == "grey" else 3)
+    mode = folder_mode(spec, files)
+    out = np.empty((len(files), 1 if mode == "grey" else 3, spec.side, spec.side), np.uint8)
+    for i, path in enumerate(files):
+        out[i] = decode_image(path, spec.side, mode)
     return out, labels, classes

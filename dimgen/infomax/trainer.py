@@ -28,6 +28,7 @@ from ..data.sources import (
     load_data,
     source_digest,
 )
+from ..data.stream import StreamBatches, StreamedData, load_stream
 from ..errors import ConfigError, DataError
 from ..training import (
     CHECKPOINT,
@@ -192,7 +193,16 @@ def make_step(
     return step
 
 
-def _check_sizes(cfg: EncoderConfig, ds: Dataset, world: int) -> None:
+def _streamed(source: str) -> bool:
+    """Whether ``source`` is a ``folder:PATH,...,stream=1`` source (decoded on the fly)."""
+    if not source.startswith("folder:"):
+        return False
+    from ..data.folder import parse_folder_source
+
+    return parse_folder_source(source).stream
+
+
+def _check_sizes(cfg: EncoderConfig, ds: Dataset | StreamedData, world: int) -> None:
     """Refuse, before training, splits the run cannot use (each later ended in an internal error).
 
     Raises:
@@ -220,7 +230,7 @@ class EncoderTrainer(Trainer):
     unit = "epoch"
     label = "encode"
 
-    def __init__(self, cfg: EncoderConfig, data: Dataset | None = None) -> None:
+    def __init__(self, cfg: EncoderConfig, data: Dataset | StreamedData | None = None) -> None:
         self.config = cfg
         self.data = data
         self.total = cfg.epochs
@@ -228,6 +238,7 @@ class EncoderTrainer(Trainer):
         self.threads = cfg.threads
         self.spec: dict[str, Any] = {}
         self.data_digest: dict[str, Any] | None = None
+        self.data_mode: dict[str, Any] = {"mode": "memory"}
 
     def setup(self, ctx: Context) -> CheckpointState:
         cfg, world = self.config, ctx.world
@@ -235,19 +246,29 @@ class EncoderTrainer(Trainer):
             torch.use_deterministic_algorithms(True)
         ds = self.data
         if ds is None:
-            ds = load_data(cfg.data, cfg.data_root, cfg.test_fraction, cfg.split_seed)
+            if _streamed(cfg.data):  # decoded on the fly by DataLoader workers
+                ds = load_stream(cfg.data, cfg.test_fraction, cfg.split_seed)
+            else:
+                ds = load_data(cfg.data, cfg.data_root, cfg.test_fraction, cfg.split_seed)
             self.data_digest = source_digest(cfg.data)  # derived runs refuse a changed source
+        streamed = isinstance(ds, StreamedData)
         if cfg.max_train and cfg.max_train < len(ds.x_train):
             y = None if ds.y_train is None else ds.y_train[: cfg.max_train]
-            ds = Dataset(ds.name, ds.x_train[: cfg.max_train], y, ds.x_test, ds.y_test)
-        ds = smoke.cap_data(ds)  # DIMGEN_SMOKE: the first 1,024 / 512 samples only
+            if streamed:
+                x = ds.x_train.subset(cfg.max_train)
+                ds = StreamedData(ds.name, x, y, ds.x_test, ds.y_test, ds.workers)
+            else:
+                ds = Dataset(ds.name, ds.x_train[: cfg.max_train], y, ds.x_test, ds.y_test)
+        if not streamed:  # a streamed source is capped by the smoke step limit alone
+            ds = smoke.cap_data(ds)  # DIMGEN_SMOKE: the first 1,024 / 512 samples only
         _check_sizes(cfg, ds, world)
         # recorded absolute, so a derived run started from another directory finds the data
         cfg = self.config = replace(
             cfg, data=absolute_source(cfg.data), data_root=absolute_root(cfg.data_root)
         )
-        check_finite(ds.x_train, f"{cfg.data} (train)")
-        check_finite(ds.x_test, f"{cfg.data} (test)")
+        if not streamed:  # decoded uint8 is always finite
+            check_finite(ds.x_train, f"{cfg.data} (train)")
+            check_finite(ds.x_test, f"{cfg.data} (test)")
         self.ds = ds
         torch.manual_seed(cfg.seed)
         model = build_model(cfg, ds.shape)
@@ -258,12 +279,23 @@ class EncoderTrainer(Trainer):
 
             torch.manual_seed(rank_seed(cfg.seed, ctx.rank))
         self.opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.x_train = _to_device(ds.x_train, ctx.device)
-        self.x_test = _to_device(ds.x_test, ctx.device)
-        batch = min(cfg.batch_size, len(self.x_train))
+        batch = min(cfg.batch_size, len(ds.x_train))
         batch -= batch % world
-        self.loader = TensorBatches(
-            self.x_train, batch_size=batch, generator=self.gen, shard=(ctx.rank, world)
+        # the epoch order is drawn from self.gen in both modes: the checkpointed generator is
+        # the data position, and a streamed run sees the in-memory run's batches
+        if streamed:
+            self.x_train, self.x_test = ds.x_train.to(ctx.device), ds.x_test.to(ctx.device)
+            self.loader: TensorBatches | StreamBatches = StreamBatches(
+                self.x_train, batch_size=batch, generator=self.gen, shard=(ctx.rank, world)
+            )
+        else:
+            self.x_train = _to_device(ds.x_train, ctx.device)
+            self.x_test = _to_device(ds.x_test, ctx.device)
+            self.loader = TensorBatches(
+                self.x_train, batch_size=batch, generator=self.gen, shard=(ctx.rank, world)
+            )
+        self.data_mode = (
+            {"mode": "stream", "workers": ds.workers} if streamed else {"mode": "memory"}
         )
         # DIMGEN_SMOKE: at most 30 optimiser steps in all, whatever the epochs and the data.
         self.per_epoch = smoke.cap_batches(len(self.loader), smoke.cap_units(cfg.epochs, "epoch"))
@@ -337,7 +369,7 @@ class EncoderTrainer(Trainer):
         return run
 
     def run_info(self) -> dict[str, Any]:
-        info: dict[str, Any] = {"spec": self.spec}
+        info: dict[str, Any] = {"spec": self.spec, "data_mode": self.data_mode}
         if self.data_digest is not None:
             info["data_digest"] = self.data_digest
         return info
