@@ -91,13 +91,20 @@ def read_codes(run: Any, seed: int = 0) -> dict[str, float]:
               help="One row: comma-separated KEY=VALUE overrides (repeatable).")  # fmt: skip
 @click.option("--out", type=click.Path(dir_okay=False), help="Also write the rows as JSON.")
 def main(config_path: str | None, base: str, settings: tuple[str, ...], out: str | None) -> None:
-    from dimgen.config import EncoderConfig, load_config, replace
+    from dimgen.config import EncoderConfig, load_config, replace, validate
+    from dimgen.errors import DimgenError
     from dimgen.infomax.trainer import train_encoder
 
-    preset = load_config(config_path) if config_path else EncoderConfig()
+    try:  # every setting checked before any training: one line and exit 2 on a bad one
+        preset = load_config(config_path) if config_path else EncoderConfig()
+        cfgs = [
+            validate(replace(preset, **{**_overrides(base), **_overrides(s)})) for s in settings
+        ]
+    except DimgenError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(2) from None
     rows = []
-    for setting in settings:
-        cfg = replace(preset, **{**_overrides(base), **_overrides(setting)})
+    for setting, cfg in zip(settings, cfgs, strict=True):
         c0 = time.process_time()
         run = train_encoder(cfg, progress=False)
         row = {"setting": setting or "(preset)", "cpu_min": (time.process_time() - c0) / 60}
