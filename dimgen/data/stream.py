@@ -24,7 +24,15 @@ from torch import Tensor
 from ..errors import DataError
 from .folder import FolderSpec, _layout, decode_image, folder_mode, parse_folder_source
 
-__all__ = ["FolderImages", "StreamBatches", "StreamedData", "StreamedImages", "load_stream"]
+__all__ = [
+    "FolderImages",
+    "StreamBatches",
+    "StreamedData",
+    "StreamedImages",
+    "data_mode",
+    "is_streamed",
+    "load_stream",
+]
 
 #: Images decoded in the calling process for one indexing; larger requests use the workers.
 _INLINE = 64
@@ -93,8 +101,12 @@ class StreamedImages:
 
     ``x[i:j]`` and ``x[index_tensor]`` decode those images (in the DataLoader workers when more
     than a few) and return float32 in [0, 1] on :attr:`device`; :meth:`subset` and :meth:`to`
-    return new views without decoding anything.
+    return new views without decoding anything; :meth:`chunks` decodes them all in order, a
+    chunk at a time (for codes, embeddings, features).
     """
+
+    dtype = torch.float32
+    """The dtype indexing returns (as the in-memory path's float32 images)."""
 
     def __init__(self, files: Sequence[Path], side: int, mode: str, workers: int,
                  device: torch.device | str = "cpu", loader: _Loader | None = None) -> None:  # fmt: skip
@@ -133,6 +145,14 @@ class StreamedImages:
             lists = [idx[k : k + step] for k in range(0, len(idx), step)]
             x = torch.cat(list(self.loader().batches(lists)))
         return _unit(x, self.device)
+
+    def chunks(self, size: int) -> Iterator[Tensor]:
+        """Every image in order as float32 chunks of ``size`` (the last may be shorter) on
+        :attr:`device`, decoded in the DataLoader workers, a few chunks ahead; so a pass over a
+        folder of any size holds only a few chunks (``torch.cat`` of them equals ``x[:]``)."""
+        lists = [list(range(k, min(k + size, len(self)))) for k in range(0, len(self), size)]
+        for xb in self.loader().batches(lists):
+            yield _unit(xb, self.device)
 
     def __getitem__(self, key: slice | Tensor | Sequence[int]) -> Tensor:
         if isinstance(key, slice):
@@ -187,8 +207,13 @@ class StreamBatches:
         return out
 
     def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
+        return self.epoch()
+
+    def epoch(self, start: int = 0) -> Iterator[tuple[Tensor, ...]]:
+        """This epoch's batches from batch ``start`` on (draws the order once, decodes only the
+        batches from ``start``): a run resumed part-way through an epoch goes on from there."""
         device = self.images.device
-        for xb in self.images.loader().batches(self.order()):
+        for xb in self.images.loader().batches(self.order()[start:]):
             yield (_unit(xb, device),)
 
 
@@ -207,6 +232,31 @@ class StreamedData:
     def shape(self) -> tuple[int, ...]:
         """Shape of one sample, (C, side, side)."""
         return tuple(self.x_train.shape[1:])
+
+    def head(self, n_train: int, n_test: int) -> StreamedData:
+        """The first ``n_train`` training and ``n_test`` held-out images (views, labels alike;
+        nothing decoded): what :func:`dimgen.training.smoke.cap_data` keeps of a smoke run."""
+        y_tr = None if self.y_train is None else self.y_train[:n_train]
+        y_te = None if self.y_test is None else self.y_test[:n_test]
+        return StreamedData(self.name, self.x_train.subset(n_train), y_tr,
+                            self.x_test.subset(n_test), y_te, self.workers)  # fmt: skip
+
+
+def is_streamed(source: str) -> bool:
+    """Whether ``source`` is a ``folder:PATH,...,stream=1`` source (decoded on the fly).
+
+    Raises:
+        DataError: bad ``folder:`` options.
+    """
+    return source.startswith("folder:") and parse_folder_source(source).stream
+
+
+def data_mode(ds: object) -> dict[str, object]:
+    """``run.json``'s ``data_mode``: ``{"mode": "stream", "workers": N}`` for a streamed source,
+    ``{"mode": "memory"}`` otherwise."""
+    if isinstance(ds, StreamedData):
+        return {"mode": "stream", "workers": ds.workers}
+    return {"mode": "memory"}
 
 
 def load_stream(source: str, test_fraction: float = 0.2, seed: int = 0) -> StreamedData:
