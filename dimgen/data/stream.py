@@ -32,6 +32,8 @@ __all__ = [
     "data_mode",
     "is_streamed",
     "load_stream",
+    "memory_source",
+    "take",
 ]
 
 #: Images decoded in the calling process for one indexing; larger requests use the workers.
@@ -251,12 +253,33 @@ def is_streamed(source: str) -> bool:
     return source.startswith("folder:") and parse_folder_source(source).stream
 
 
+def memory_source(source: str) -> str:
+    """``source`` without its ``stream`` / ``workers`` options: the name of the data whatever
+    path reads it (a streamed run shares the in-memory run's cached reference classifier)."""
+    if not source.startswith("folder:"):
+        return source
+    parts = source.split(",")
+    keep = len(parts)
+    while keep > 1 and "=" in parts[keep - 1]:  # the options (parse_folder_source)
+        keep -= 1
+    options = [o for o in parts[keep:] if o.split("=", 1)[0].strip() not in ("stream", "workers")]
+    return ",".join(parts[:keep] + options)
+
+
 def data_mode(ds: object) -> dict[str, object]:
     """``run.json``'s ``data_mode``: ``{"mode": "stream", "workers": N}`` for a streamed source,
     ``{"mode": "memory"}`` otherwise."""
     if isinstance(ds, StreamedData):
         return {"mode": "stream", "workers": ds.workers}
     return {"mode": "memory"}
+
+
+def take(x: np.ndarray | StreamedImages, rows: slice | np.ndarray | Sequence[int]) -> np.ndarray:
+    """Rows ``rows`` of an in-memory image array or a streamed split, as a float32 numpy array
+    (a streamed split decodes just those rows): for the bounded subsets evaluations read."""
+    if isinstance(x, StreamedImages):
+        return x[rows].cpu().numpy()
+    return x[rows]
 
 
 def load_stream(source: str, test_fraction: float = 0.2, seed: int = 0) -> StreamedData:

@@ -100,3 +100,96 @@ def test_streamed_pretrain_equals_in_memory_and_resumes_bit_exact(tmp_path: Path
     # another seed gives other numbers (the comparisons above can fail)
     other = pretrain(_pretrain_cfg(f"folder:{root},stream=1,workers=0", seed=1), progress=False)
     assert other.history != whole.history
+
+
+# ---------------------------------------------------------------------------------------------
+# dimgen train-gan and train-diffusion: conditioned on an encoder run over a streamed folder
+
+
+@pytest.fixture(scope="module")
+def stream_encoder(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A folder of 60 PNGs and an encoder run that streamed it (8x8 RGB, d = 2)."""
+    from dimgen.config import EncoderConfig
+    from dimgen.infomax.trainer import train_encoder
+
+    tmp = tmp_path_factory.mktemp("stream-enc")
+    root = make_pngs(tmp / "imgs", n_per_class=30, side=8)
+    cfg = EncoderConfig(data=f"folder:{root},side=8,stream=1,workers=2", epochs=2, dim=2,
+                        batch_size=8, seed=1)  # fmt: skip
+    train_encoder(cfg, tmp / "enc", progress=False)
+    return root, tmp / "enc"
+
+
+def _derived_resumes_and_matches(train, cfg_of, names: tuple[str, ...], root: Path, enc: Path,
+                                 tmp_path: Path) -> None:  # fmt: skip
+    """Streamed (the encoder's own ``stream=1`` source): whole, cut + resumed, and in memory."""
+    stream = cfg_of(enc, data=None)  # the encoder run's data: streamed
+    train(stream, tmp_path / "whole", progress=False)
+
+    def stop(done: int, _values: dict[str, float]) -> None:
+        if done == 5:  # after the checkpoint of step 4
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        train(stream, tmp_path / "cut", progress=False, on_scalars=stop)
+    _, meta = load_weights(tmp_path / "cut" / "checkpoint.safetensors")
+    assert meta["step"] == 4
+    train(stream, tmp_path / "cut", progress=False, resume=True)
+    train(cfg_of(enc, data=f"folder:{root},side=8"), tmp_path / "mem", progress=False)
+    other = train(cfg_of(enc, data=None, seed=5), progress=False)
+    for name in names:
+        same_weights(tmp_path / "whole" / name, tmp_path / "cut" / name)
+        same_weights(tmp_path / "whole" / name, tmp_path / "mem" / name)
+    logs = [json.loads((tmp_path / p / "metrics.json").read_text()) for p in ("whole", "mem")]
+    assert logs[0]["history"] == logs[1]["history"] != other.history
+    rec = {p: run_json(tmp_path / p) for p in ("whole", "mem")}
+    assert rec["whole"]["data_mode"] == {"mode": "stream", "workers": 2}
+    assert rec["mem"]["data_mode"] == {"mode": "memory"}
+    assert rec["whole"]["data_digest"] == rec["mem"]["data_digest"]
+    assert rec["whole"]["data_digest"]["files"] == 60
+
+
+def test_streamed_gan_equals_in_memory_and_resumes_bit_exact(stream_encoder, tmp_path) -> None:
+    from dimgen.gan import GANConfig, train_gan
+
+    def cfg_of(enc: Path, **kw: object) -> GANConfig:
+        base = dict(encoder_run=str(enc), steps=6, batch_size=8, log_every=1,
+                    checkpoint_every=4, sample_every=0, eval_samples=0, device="cpu")  # fmt: skip
+        return GANConfig(**{**base, **kw})  # type: ignore[arg-type]
+
+    names = ("generator.safetensors", "generator_ema.safetensors", "discriminator.safetensors")
+    _derived_resumes_and_matches(train_gan, cfg_of, names, *stream_encoder, tmp_path)
+
+
+def test_streamed_diffusion_equals_in_memory_and_resumes_bit_exact(stream_encoder, tmp_path):
+    pytest.importorskip("diffusers")
+    from dimgen.config import from_dict
+    from dimgen.diffusion import DiffusionConfig, train_diffusion
+
+    def cfg_of(enc: Path, **kw: object) -> DiffusionConfig:
+        base = {"encoder_run": str(enc), "steps": 6, "batch_size": 8, "log_every": 1,
+                "checkpoint_every": 4, "sample_every": 0, "eval_samples": 0, "device": "cpu",
+                "width": 8, "classifier_epochs": 0}  # fmt: skip
+        return from_dict(DiffusionConfig, {**base, **{k: v for k, v in kw.items()}})
+
+    names = ("model.safetensors", "model_ema.safetensors")
+    _derived_resumes_and_matches(train_diffusion, cfg_of, names, *stream_encoder, tmp_path)
+
+
+def test_streamed_gan_evaluates_as_in_memory(stream_encoder, tmp_path) -> None:
+    """The evaluation (reference classifier, consistency, FID / KID, grids) of a streamed run
+    decodes what it reads and gives the in-memory run's numbers."""
+    from dimgen.gan import GANConfig, train_gan
+
+    root, enc = stream_encoder
+    runs = {}
+    for name, data in (("s", None), ("m", f"folder:{root},side=8")):
+        cfg = GANConfig(encoder_run=str(enc), data=data, steps=4, batch_size=8,
+                        sample_every=0, eval_samples=10, classifier_epochs=1, device="cpu")  # fmt: skip
+        runs[name] = train_gan(cfg, tmp_path / name, progress=False).metrics
+    for key in ("fid_dimgen_classifier_conditional", "conditional_consistency",
+                "kid_dimgen_classifier_real", "fid_extractor_sha256"):  # fmt: skip
+        assert runs["s"][key] == runs["m"][key], key
+    assert (tmp_path / "s" / "samples" / "conditional.png").read_bytes() == (
+        tmp_path / "m" / "samples" / "conditional.png"
+    ).read_bytes()
