@@ -103,8 +103,9 @@ class StreamedImages:
 
     ``x[i:j]`` and ``x[index_tensor]`` decode those images (in the DataLoader workers when more
     than a few) and return float32 in [0, 1] on :attr:`device`; :meth:`subset` and :meth:`to`
-    return new views without decoding anything; :meth:`chunks` decodes them all in order, a
-    chunk at a time (for codes, embeddings, features).
+    return new views without decoding anything (:meth:`select` and :meth:`joined` too);
+    :meth:`chunks` decodes them all in order, a chunk at a time (codes, embeddings, features),
+    and :meth:`batches` any index lists (a classifier's shuffled epoch), in the workers.
     """
 
     dtype = torch.float32
@@ -135,6 +136,19 @@ class StreamedImages:
         d = self.dataset
         return StreamedImages(d.files[:n], d.side, d.mode, self.workers, self.device)
 
+    def select(self, rows: Sequence[int] | np.ndarray) -> StreamedImages:
+        """Images ``rows`` in that order (a view; nothing is decoded)."""
+        d = self.dataset
+        files = [d.files[int(i)] for i in rows]
+        return StreamedImages(files, d.side, d.mode, self.workers, self.device)
+
+    def joined(self, other: StreamedImages) -> StreamedImages:
+        """These images followed by ``other``'s (a view, as ``np.concatenate`` of the arrays)."""
+        d, o = self.dataset, other.dataset
+        if (d.side, d.mode) != (o.side, o.mode):
+            raise ValueError("joined streamed images must share side and mode")
+        return StreamedImages(d.files + o.files, d.side, d.mode, self.workers, self.device)
+
     def decode(self, idx: Sequence[int]) -> Tensor:
         """Images ``idx`` as float32 (len(idx), C, side, side) in [0, 1] on :attr:`device`."""
         idx = [int(i) for i in idx]
@@ -153,6 +167,12 @@ class StreamedImages:
         :attr:`device`, decoded in the DataLoader workers, a few chunks ahead; so a pass over a
         folder of any size holds only a few chunks (``torch.cat`` of them equals ``x[:]``)."""
         lists = [list(range(k, min(k + size, len(self)))) for k in range(0, len(self), size)]
+        return self.batches(lists)
+
+    def batches(self, lists: Sequence[Sequence[int]]) -> Iterator[Tensor]:
+        """Images ``x[list]`` for each index list in turn, float32 on :attr:`device`, decoded in
+        the DataLoader workers a few lists ahead."""
+        lists = [[int(i) for i in idx] for idx in lists]
         for xb in self.loader().batches(lists):
             yield _unit(xb, self.device)
 

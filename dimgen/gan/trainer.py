@@ -140,29 +140,17 @@ def encode_images(tok: Tokenizer, x: np.ndarray | StreamedImages) -> Tensor:
     return tok.encode(x)
 
 
-def all_images(ds: Dataset | StreamedData, what: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """Every image and label of ``ds`` (train, then test) in memory; a streamed source is
-    decoded after a check that it fits.
-
-    Raises:
-        DataError: a streamed source too large for the available memory (one line: the fix).
-    """
+def all_images(
+    ds: Dataset | StreamedData,
+) -> tuple[np.ndarray | StreamedImages, np.ndarray | None]:
+    """Every image and label of ``ds``, train then test: arrays in memory, or for a streamed
+    source a view of its files (read a batch at a time by whoever uses it)."""
     if not isinstance(ds, StreamedData):
         return ds.split("all")
-    from ..data.folder import available_memory
-
-    n = len(ds.x_train) + len(ds.x_test)
-    need, have = 8 * n * int(np.prod(ds.shape)), available_memory()  # float32, and a copy
-    if need > have:
-        raise DataError(
-            f"{ds.name}: {what} reads all {n} images in memory ({need / 1e9:.1f} GB, "
-            f"{have / 1e9:.1f} GB available); set classifier_epochs=0 to skip it"
-        )
-    x = np.concatenate([take(ds.x_train, slice(None)), take(ds.x_test, slice(None))])
     y = None
     if ds.y_train is not None and ds.y_test is not None:
         y = np.concatenate([ds.y_train, ds.y_test])
-    return x, y
+    return ds.x_train.joined(ds.x_test), y
 
 
 def reference_classifier(
@@ -173,14 +161,13 @@ def reference_classifier(
     every generator on this data is measured in the same feature space); None without labels
     or evaluation. Its training is an announced phase.
 
-    Raises:
-        DataError: a streamed source whose images do not fit in memory (:func:`all_images`).
+    A streamed source is read a batch at a time (:func:`dimgen.fidelity.reference_extractor`).
     """
     if ds.y_train is None or cfg.classifier_epochs <= 0 or cfg.eval_samples <= 0:
         return None
     from ..fidelity.extractor import reference_extractor
 
-    x_all, y_all = all_images(ds, "the reference classifier for FID")
+    x_all, y_all = all_images(ds)
     epochs = smoke.cap_size(cfg.classifier_epochs, 1)  # a smoke run's own (cached) classifier
     what = (f"reference classifier for FID and labels ({epochs} epochs on {len(x_all)} images; "
             "trained once per data set, then cached)")  # fmt: skip
