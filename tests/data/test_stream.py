@@ -174,7 +174,8 @@ def test_a_stream_folder_read_in_memory_says_which_command_streams(tmp_path: Pat
 
     root = make_folder(tmp_path / "imgs", n_per_class=3)
     monkeypatch.setattr(folder, "available_memory", lambda: 1000)
-    with pytest.raises(DataError, match="reads folders in memory \\(dimgen encode streams them\\)"):
+    with pytest.raises(DataError, match="reads folders in memory \\(encode, pretrain, probe, "
+                       "train-gan, train-diffusion and evaluate-gan stream them\\)"):  # fmt: skip
         load_data(f"folder:{root},side=64,stream=1")
 
 

@@ -97,6 +97,12 @@ def test_streamed_pretrain_equals_in_memory_and_resumes_bit_exact(tmp_path: Path
     assert rec["mem"]["data_mode"] == {"mode": "memory"}
     assert rec["whole"]["data_digest"]["files"] == rec["mem"]["data_digest"]["files"] == 32
 
+    # dimgen probe streams the run's folder too: the in-memory run's probe numbers
+    from dimgen.ssl.probe import probe_run
+
+    probes = [probe_run(tmp_path / p, k=3, progress=False) for p in ("whole", "mem")]
+    assert probes[0] == probes[1] and probes[0]["probe_images"] == 8
+
     # another seed gives other numbers (the comparisons above can fail)
     other = pretrain(_pretrain_cfg(f"folder:{root},stream=1,workers=0", seed=1), progress=False)
     assert other.history != whole.history
