@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from ..data.sources import Dataset, load_data
-from ..data.stream import StreamedData, is_streamed, load_stream, take
+from ..data.stream import StreamedData, is_streamed, load_stream, memory_source, take
 from ..errors import ConfigError, DataError
 from ..generators.protocol import Generator
 from ..training.devices import resolve_device
@@ -90,7 +90,7 @@ def evaluate_gan(
             out[f"class_histogram_{mode}"] = h["histogram"]
         out["class_histogram_data"] = (np.bincount(y_ref, minlength=k)[:k] / len(y_ref)).tolist()
     if classifier_path is not None or inception_weights is not None:
-        name = extractor_name(data_name)
+        name = extractor_name(memory_source(data_name))  # streamed or not: one name
         x_real_ref = take(
             ds.x_train,
             np.sort(rng.choice(len(ds.x_train), min(m, len(ds.x_train)), replace=False)),

@@ -196,6 +196,43 @@ def test_streamed_gan_evaluates_as_in_memory(stream_encoder, tmp_path) -> None:
     for key in ("fid_dimgen_classifier_conditional", "conditional_consistency",
                 "kid_dimgen_classifier_real", "fid_extractor_sha256"):  # fmt: skip
         assert runs["s"][key] == runs["m"][key], key
+    # dimgen evaluate-gan on the folders: the streamed run decodes its subsets again
+    from dimgen.gan.evaluation import evaluate_run
+
+    again = [evaluate_run(tmp_path / n, n=10, seed=1, device="cpu") for n in ("s", "m")]
+    assert again[0] == again[1] and again[0]["n_eval"] == 10
     assert (tmp_path / "s" / "samples" / "conditional.png").read_bytes() == (
         tmp_path / "m" / "samples" / "conditional.png"
     ).read_bytes()
+
+
+def test_two_processes_pretrain_their_streamed_shards_as_in_memory(tmp_path: Path) -> None:
+    """``--devices 2``: each process decodes only its half of every global batch (StreamBatches'
+    shard), and the run equals the in-memory 2-process run, bit for bit."""
+    from dimgen.ssl.trainer import pretrain
+
+    root = make_pngs(tmp_path / "imgs", n_per_class=8)  # 16 images: 12 to pre-train on
+    for name, data in (("s", f"folder:{root},stream=1,workers=1"), ("m", f"folder:{root}")):
+        cfg = _pretrain_cfg(data, epochs=1, checkpoint_every=0, devices=2)
+        pretrain(cfg, tmp_path / name, progress=False)
+    s, m = (json.loads((tmp_path / n / "metrics.json").read_text()) for n in ("s", "m"))
+    assert s["processes"] == 2 and s["history"] == m["history"] and len(s["history"]) == 1
+    same_weights(tmp_path / "s" / "model.safetensors", tmp_path / "m" / "model.safetensors")
+    assert run_json(tmp_path / "s")["data_mode"] == {"mode": "stream", "workers": 1}
+
+
+def test_smoke_cap_keeps_a_stream_on_disk(tmp_path: Path, monkeypatch) -> None:
+    from dimgen.data.stream import StreamedData, load_stream
+    from dimgen.training import smoke
+
+    root = make_pngs(tmp_path / "imgs", n_per_class=8)
+    st = load_stream(f"folder:{root},side=8,stream=1,workers=0", 0.25, 0)
+    monkeypatch.setattr(smoke, "MAX_TRAIN", 5)
+    monkeypatch.setattr(smoke, "MAX_TEST", 3)
+    monkeypatch.setattr(smoke, "active", lambda: True)
+    capped = smoke.cap_data(st)
+    assert isinstance(capped, StreamedData) and (len(capped.x_train), len(capped.x_test)) == (5, 3)
+    assert np.array_equal(capped.y_train, st.y_train[:5])
+    assert torch.equal(capped.x_train[:], st.x_train[:5]) and torch.equal(
+        capped.x_test[:], st.x_test[:3]
+    )
