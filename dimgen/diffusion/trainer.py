@@ -29,7 +29,6 @@ from ..gan.evaluation import evaluate_gan
 from ..gan.images import save_image_grid
 from ..gan.nets import ema_update
 from ..gan.trainer import (
-    encode_images,
     load_conditioning,
     read_json_or_empty,
     reference_classifier,
@@ -118,7 +117,7 @@ class DiffusionTrainer(Trainer):
             x = torch.from_numpy(np.ascontiguousarray(ds.x_train))
             self.x_train = (2 * x - 1).to(device)  # [0, 1] -> [-1, 1], (N, C, H, W)
         with phase(self.label, f"codes of {len(ds.x_train)} training images", self.show):
-            self.c_train = encode_images(tok, ds.x_train).to(device)  # frozen encoder: (N, d)
+            self.c_train = tok.encode(ds.x_train).to(device)  # frozen encoder: (N, d)
         self.batch = min(cfg.batch_size, len(self.x_train))
         self.batch -= self.batch % ctx.world  # every process an equal shard of the global batch
         if self.batch < ctx.world:

@@ -131,15 +131,6 @@ def load_conditioning(
     return enc_dir, enc_cfg, tok, ds, source, root
 
 
-def encode_images(tok: Tokenizer, x: np.ndarray | StreamedImages) -> Tensor:
-    """Codes (N, d) on the CPU of images ``x``; a streamed split is decoded a chunk at a time
-    (chunks of the tokenizer's own batch, so the codes are those of the in-memory array)."""
-    if isinstance(x, StreamedImages):
-        parts = [tok.encode(xb) for xb in x.chunks(2048)]
-        return torch.cat(parts) if parts else torch.zeros(0, tok.dim)
-    return tok.encode(x)
-
-
 def all_images(
     ds: Dataset | StreamedData,
 ) -> tuple[np.ndarray | StreamedImages, np.ndarray | None]:
@@ -239,7 +230,7 @@ class GANTrainer(Trainer):
             self.x_train: Tensor | StreamedImages = ds.x_train.to(device)
         else:
             self.x_train = torch.from_numpy(np.ascontiguousarray(ds.x_train)).to(device)
-        self.c_train = encode_images(tok, ds.x_train).to(device)  # frozen encoder: (N, d)
+        self.c_train = tok.encode(ds.x_train).to(device)  # frozen encoder (a stream: chunks)
         # Data parallel: batch-norm statistics over the global batch (a no-op in one process).
         self.G = global_batch_statistics(build_generator(spec), device).to(device)
         self.D = global_batch_statistics(build_discriminator(spec), device).to(device)

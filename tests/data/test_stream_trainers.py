@@ -236,3 +236,20 @@ def test_smoke_cap_keeps_a_stream_on_disk(tmp_path: Path, monkeypatch) -> None:
     assert torch.equal(capped.x_train[:], st.x_train[:5]) and torch.equal(
         capped.x_test[:], st.x_test[:3]
     )
+
+
+def test_encode_with_an_encoder_streams_a_folder_as_in_memory(stream_encoder, tmp_path) -> None:
+    from click.testing import CliRunner
+    from dimgen.cli import cli
+
+    root, enc = stream_encoder
+    for name, data in (("s.npz", f"folder:{root},side=8,stream=1,workers=2"),
+                       ("m.npz", f"folder:{root},side=8")):  # fmt: skip
+        res = CliRunner().invoke(
+            cli, ["encode", "--encoder", str(enc), "--data", data, "--out", str(tmp_path / name)]
+        )
+        assert res.exit_code == 0, res.output
+    s, m = (np.load(tmp_path / n) for n in ("s.npz", "m.npz"))
+    assert s["codes"].shape == (60, 2) and np.array_equal(s["codes"], m["codes"])
+    assert np.array_equal(s["labels"], m["labels"]) and np.array_equal(s["split"], m["split"])
+    assert (s["split"] == "test").sum() == 12
