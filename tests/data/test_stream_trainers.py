@@ -253,3 +253,19 @@ def test_encode_with_an_encoder_streams_a_folder_as_in_memory(stream_encoder, tm
     assert s["codes"].shape == (60, 2) and np.array_equal(s["codes"], m["codes"])
     assert np.array_equal(s["labels"], m["labels"]) and np.array_equal(s["split"], m["split"])
     assert (s["split"] == "test").sum() == 12
+
+
+def test_sample_from_a_streamed_folder_as_in_memory(stream_encoder, tmp_path) -> None:
+    from dimgen.gan import GANConfig, train_gan
+    from dimgen.gan.sampling import sample
+
+    root, enc = stream_encoder
+    cfg = GANConfig(encoder_run=str(enc), steps=2, batch_size=8, sample_every=0, eval_samples=0,
+                    device="cpu")  # fmt: skip
+    train_gan(cfg, tmp_path / "gan", progress=False)
+    got = [sample(tmp_path / "gan", from_images=f"folder:{root},side=8{o}", n=6, seed=2,
+                  progress=False)
+           for o in (",stream=1,workers=0", "")]  # fmt: skip
+    assert got[0].real.shape == (6, 3, 8, 8) and torch.equal(got[0].real, got[1].real)
+    assert torch.equal(got[0].images, got[1].images)
+    assert np.array_equal(got[0].labels, got[1].labels)
