@@ -269,3 +269,17 @@ def test_sample_from_a_streamed_folder_as_in_memory(stream_encoder, tmp_path) ->
     assert got[0].real.shape == (6, 3, 8, 8) and torch.equal(got[0].real, got[1].real)
     assert torch.equal(got[0].images, got[1].images)
     assert np.array_equal(got[0].labels, got[1].labels)
+
+
+def test_two_processes_train_a_gan_on_their_streamed_rows_as_in_memory(stream_encoder, tmp_path):
+    from dimgen.gan import GANConfig, train_gan
+
+    root, enc = stream_encoder
+    for name, data in (("s", None), ("m", f"folder:{root},side=8")):
+        cfg = GANConfig(encoder_run=str(enc), data=data, steps=3, batch_size=8, log_every=1,
+                        sample_every=0, eval_samples=0, device="cpu", devices=2)  # fmt: skip
+        train_gan(cfg, tmp_path / name, progress=False)
+    s, m = (json.loads((tmp_path / n / "metrics.json").read_text()) for n in ("s", "m"))
+    assert s["processes"] == 2 and s["history"] == m["history"] and len(s["history"]) == 3
+    for name in ("generator.safetensors", "discriminator.safetensors"):
+        same_weights(tmp_path / "s" / name, tmp_path / "m" / name)
