@@ -133,6 +133,7 @@ def _encode_only(encoder_run: str, data: object, data_root: object, out: str | N
     import numpy as np
 
     from dimgen.data import load_data, parse_source, read_npz
+    from dimgen.data.stream import is_streamed, load_stream
     from dimgen.infomax.tokenizer import Tokenizer
     from dimgen.io import save_npz
 
@@ -141,6 +142,14 @@ def _encode_only(encoder_run: str, data: object, data_root: object, out: str | N
     if name.startswith("npz:"):  # keep the file's row order
         x, y, file_split = read_npz(name[4:])
         split = file_split if file_split is not None else np.array(["all"] * len(x))
+    elif is_streamed(name):  # decoded a batch at a time, in the order of the in-memory path
+        st = load_stream(name)
+        got = {"train": (st.x_train, st.y_train), "test": (st.x_test, st.y_test)}
+        parts = ["train", "test"] if which in (None, "all") else [which]
+        x = got[parts[0]][0] if len(parts) == 1 else st.x_train.joined(st.x_test)
+        ys = [got[p][1] for p in parts]
+        y = None if any(v is None for v in ys) else np.concatenate(ys)  # type: ignore[arg-type]
+        split = np.concatenate([np.array([p] * len(got[p][0])) for p in parts])
     else:
         ds = load_data(name, None if data_root is None else str(data_root))
         parts = ["train", "test"] if which in (None, "all") else [which]

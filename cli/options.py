@@ -173,7 +173,8 @@ def data_option(default: str = EncoderConfig.data) -> Callable[[F], F]:
         "--data",
         metavar="SOURCE",
         help="digits | mnist | fashion-mnist | cifar10 | npz:PATH | "
-        "folder:PATH[,side=N][,mode=grey|rgb] (your images).  "
+        "folder:PATH[,side=N][,mode=grey|rgb][,stream=1,workers=N] (your images; stream=1: "
+        "decoded on the fly, for folders that don't fit in memory).  "
         f"[default: {default}]",
     )
 

@@ -291,7 +291,8 @@ def check_fits_memory(spec: FolderSpec, n: int, channels: int) -> None:
             f"folder:{spec.path}: {n} images at {channels}x{spec.side}x{spec.side} need "
             f"{gb(need)} in memory ({gb(u8)} uint8 + {gb(4 * u8)} float32), {gb(have)} available"
             + (
-                "; this command reads folders in memory (dimgen encode streams them)"
+                "; load_data reads folders in memory (every dimgen command streams them; in "
+                "Python use dimgen.data.stream.load_stream)"
                 if spec.stream
                 else f"; stream it instead: folder:{spec.path},side={spec.side},stream=1"
             )

@@ -24,7 +24,17 @@ from torch import Tensor
 from ..errors import DataError
 from .folder import FolderSpec, _layout, decode_image, folder_mode, parse_folder_source
 
-__all__ = ["FolderImages", "StreamBatches", "StreamedData", "StreamedImages", "load_stream"]
+__all__ = [
+    "FolderImages",
+    "StreamBatches",
+    "StreamedData",
+    "StreamedImages",
+    "data_mode",
+    "is_streamed",
+    "load_stream",
+    "memory_source",
+    "take",
+]
 
 #: Images decoded in the calling process for one indexing; larger requests use the workers.
 _INLINE = 64
@@ -93,8 +103,13 @@ class StreamedImages:
 
     ``x[i:j]`` and ``x[index_tensor]`` decode those images (in the DataLoader workers when more
     than a few) and return float32 in [0, 1] on :attr:`device`; :meth:`subset` and :meth:`to`
-    return new views without decoding anything.
+    return new views without decoding anything (:meth:`select` and :meth:`joined` too);
+    :meth:`chunks` decodes them all in order, a chunk at a time (codes, embeddings, features),
+    and :meth:`batches` any index lists (a classifier's shuffled epoch), in the workers.
     """
+
+    dtype = torch.float32
+    """The dtype indexing returns (as the in-memory path's float32 images)."""
 
     def __init__(self, files: Sequence[Path], side: int, mode: str, workers: int,
                  device: torch.device | str = "cpu", loader: _Loader | None = None) -> None:  # fmt: skip
@@ -121,6 +136,19 @@ class StreamedImages:
         d = self.dataset
         return StreamedImages(d.files[:n], d.side, d.mode, self.workers, self.device)
 
+    def select(self, rows: Sequence[int] | np.ndarray) -> StreamedImages:
+        """Images ``rows`` in that order (a view; nothing is decoded)."""
+        d = self.dataset
+        files = [d.files[int(i)] for i in rows]
+        return StreamedImages(files, d.side, d.mode, self.workers, self.device)
+
+    def joined(self, other: StreamedImages) -> StreamedImages:
+        """These images followed by ``other``'s (a view, as ``np.concatenate`` of the arrays)."""
+        d, o = self.dataset, other.dataset
+        if (d.side, d.mode) != (o.side, o.mode):
+            raise ValueError("joined streamed images must share side and mode")
+        return StreamedImages(d.files + o.files, d.side, d.mode, self.workers, self.device)
+
     def decode(self, idx: Sequence[int]) -> Tensor:
         """Images ``idx`` as float32 (len(idx), C, side, side) in [0, 1] on :attr:`device`."""
         idx = [int(i) for i in idx]
@@ -133,6 +161,20 @@ class StreamedImages:
             lists = [idx[k : k + step] for k in range(0, len(idx), step)]
             x = torch.cat(list(self.loader().batches(lists)))
         return _unit(x, self.device)
+
+    def chunks(self, size: int) -> Iterator[Tensor]:
+        """Every image in order as float32 chunks of ``size`` (the last may be shorter) on
+        :attr:`device`, decoded in the DataLoader workers, a few chunks ahead; so a pass over a
+        folder of any size holds only a few chunks (``torch.cat`` of them equals ``x[:]``)."""
+        lists = [list(range(k, min(k + size, len(self)))) for k in range(0, len(self), size)]
+        return self.batches(lists)
+
+    def batches(self, lists: Sequence[Sequence[int]]) -> Iterator[Tensor]:
+        """Images ``x[list]`` for each index list in turn, float32 on :attr:`device`, decoded in
+        the DataLoader workers a few lists ahead."""
+        lists = [[int(i) for i in idx] for idx in lists]
+        for xb in self.loader().batches(lists):
+            yield _unit(xb, self.device)
 
     def __getitem__(self, key: slice | Tensor | Sequence[int]) -> Tensor:
         if isinstance(key, slice):
@@ -187,8 +229,13 @@ class StreamBatches:
         return out
 
     def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
+        return self.epoch()
+
+    def epoch(self, start: int = 0) -> Iterator[tuple[Tensor, ...]]:
+        """This epoch's batches from batch ``start`` on (draws the order once, decodes only the
+        batches from ``start``): a run resumed part-way through an epoch goes on from there."""
         device = self.images.device
-        for xb in self.images.loader().batches(self.order()):
+        for xb in self.images.loader().batches(self.order()[start:]):
             yield (_unit(xb, device),)
 
 
@@ -207,6 +254,52 @@ class StreamedData:
     def shape(self) -> tuple[int, ...]:
         """Shape of one sample, (C, side, side)."""
         return tuple(self.x_train.shape[1:])
+
+    def head(self, n_train: int, n_test: int) -> StreamedData:
+        """The first ``n_train`` training and ``n_test`` held-out images (views, labels alike;
+        nothing decoded): what :func:`dimgen.training.smoke.cap_data` keeps of a smoke run."""
+        y_tr = None if self.y_train is None else self.y_train[:n_train]
+        y_te = None if self.y_test is None else self.y_test[:n_test]
+        return StreamedData(self.name, self.x_train.subset(n_train), y_tr,
+                            self.x_test.subset(n_test), y_te, self.workers)  # fmt: skip
+
+
+def is_streamed(source: str) -> bool:
+    """Whether ``source`` is a ``folder:PATH,...,stream=1`` source (decoded on the fly).
+
+    Raises:
+        DataError: bad ``folder:`` options.
+    """
+    return source.startswith("folder:") and parse_folder_source(source).stream
+
+
+def memory_source(source: str) -> str:
+    """``source`` without its ``stream`` / ``workers`` options: the name of the data whatever
+    path reads it (a streamed run shares the in-memory run's cached reference classifier)."""
+    if not source.startswith("folder:"):
+        return source
+    parts = source.split(",")
+    keep = len(parts)
+    while keep > 1 and "=" in parts[keep - 1]:  # the options (parse_folder_source)
+        keep -= 1
+    options = [o for o in parts[keep:] if o.split("=", 1)[0].strip() not in ("stream", "workers")]
+    return ",".join(parts[:keep] + options)
+
+
+def data_mode(ds: object) -> dict[str, object]:
+    """``run.json``'s ``data_mode``: ``{"mode": "stream", "workers": N}`` for a streamed source,
+    ``{"mode": "memory"}`` otherwise."""
+    if isinstance(ds, StreamedData):
+        return {"mode": "stream", "workers": ds.workers}
+    return {"mode": "memory"}
+
+
+def take(x: np.ndarray | StreamedImages, rows: slice | np.ndarray | Sequence[int]) -> np.ndarray:
+    """Rows ``rows`` of an in-memory image array or a streamed split, as a float32 numpy array
+    (a streamed split decodes just those rows): for the bounded subsets evaluations read."""
+    if isinstance(x, StreamedImages):
+        return x[rows].cpu().numpy()
+    return x[rows]
 
 
 def load_stream(source: str, test_fraction: float = 0.2, seed: int = 0) -> StreamedData:

@@ -6,7 +6,8 @@ non-finite guard and the run folder are :mod:`dimgen.training`'s. One
 :meth:`DiffusionTrainer.step` is one Adam step on the epsilon-prediction loss of DDPM (Ho et
 al. 2020, eq. 14): E ||eps - eps_theta(sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, t, c)||^2 with
 t uniform and, with probability ``p_uncond``, c replaced by the learned null code (Ho &
-Salimans 2022). Every random draw comes from one CPU generator that the checkpoint stores.
+Salimans 2022). Every random draw comes from one CPU generator that the checkpoint stores (the
+data position too: a ``folder:PATH,stream=1`` source decodes just the drawn images).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import torch
 from torch import Tensor, nn
 
 from ..config import replace, validate
-from ..data.sources import Dataset, absolute_root, absolute_source
+from ..data.sources import Dataset, absolute_root, absolute_source, source_digest
+from ..data.stream import StreamedData, StreamedImages, data_mode, take
 from ..errors import ConfigError, DataError
 from ..gan.evaluation import evaluate_gan
 from ..gan.images import save_image_grid
@@ -65,9 +67,10 @@ class DiffusionTrainer(Trainer):
     keep_checkpoint = True  # the complete folder keeps the net, its EMA and the optimiser
     subfolders = ("samples",)
 
-    def __init__(self, cfg: DiffusionConfig, data: Dataset | None = None) -> None:
+    def __init__(self, cfg: DiffusionConfig, data: Dataset | StreamedData | None = None) -> None:
         self.config = cfg
         self.data = data
+        self.data_digest: dict[str, Any] | None = None
         self.total = cfg.steps
         self.log_every = cfg.log_every
         self.checkpoint_every = cfg.checkpoint_every
@@ -79,6 +82,9 @@ class DiffusionTrainer(Trainer):
         enc_dir, enc_cfg, tok, ds, source, root = load_conditioning(
             cfg, device, self.data, "diffusion"
         )
+        self.data_mode = data_mode(ds)
+        if self.data is None:  # a resume refuses a changed source
+            self.data_digest = source_digest(source)
         self.config = cfg = replace(cfg, encoder_run=str(enc_dir.resolve()),
                                     data=absolute_source(source), data_root=absolute_root(root))  # fmt: skip
         self.enc_dir, self.enc_cfg, self.tok, self.ds, self.source = (
@@ -105,8 +111,11 @@ class DiffusionTrainer(Trainer):
             reference_classifier(cfg, ds, source, device, self.label, self.show)
             if ctx.rank == 0 else None
         )  # fmt: skip
-        x = torch.from_numpy(np.ascontiguousarray(ds.x_train))
-        self.x_train = (2 * x - 1).to(device)  # [0, 1] -> [-1, 1], (N, C, H, W)
+        if isinstance(ds, StreamedData):  # decoded as drawn (this process's rows), then scaled
+            self.x_train: Tensor | StreamedImages = ds.x_train.to(device)
+        else:
+            x = torch.from_numpy(np.ascontiguousarray(ds.x_train))
+            self.x_train = (2 * x - 1).to(device)  # [0, 1] -> [-1, 1], (N, C, H, W)
         with phase(self.label, f"codes of {len(ds.x_train)} training images", self.show):
             self.c_train = tok.encode(ds.x_train).to(device)  # frozen encoder: (N, d)
         self.batch = min(cfg.batch_size, len(self.x_train))
@@ -117,7 +126,7 @@ class DiffusionTrainer(Trainer):
             )
         self.rank, self.world = ctx.rank, ctx.world
         n_cond = min(32, len(ds.x_test))
-        self.grid_codes = torch.cat([tok.encode(ds.x_test[:n_cond]),
+        self.grid_codes = torch.cat([tok.encode(take(ds.x_test, slice(n_cond))),
                                      tok.sample_prior(32, seed=cfg.seed + 2)])  # fmt: skip
         modules: dict[str, nn.Module] = {"model": self.net}
         if self.ema is not None:
@@ -141,6 +150,8 @@ class DiffusionTrainer(Trainer):
         drop = (torch.rand(b, generator=g) < cfg.p_uncond)[rows].to(dev)
         idx = idx[rows].to(dev)
         x0, c = self.x_train[idx], self.c_train[idx]
+        if isinstance(self.x_train, StreamedImages):
+            x0 = 2 * x0 - 1  # as the in-memory copy was scaled
         eps = eps.to(dev, x0.dtype)
         x_t = self.noise.add_noise(x0, eps, t)
         loss = torch.nn.functional.mse_loss(self.train_net(x_t, t, c, drop), eps)
@@ -212,8 +223,11 @@ class DiffusionTrainer(Trainer):
 
     def run_info(self) -> dict[str, Any]:
         split = {"test_fraction": self.enc_cfg.test_fraction, "seed": self.enc_cfg.split_seed}
-        return {"encoder_run": str(self.enc_dir.resolve()), "spec": self.spec,
-                "data": self.source, "split": split}  # fmt: skip
+        info = {"encoder_run": str(self.enc_dir.resolve()), "spec": self.spec,
+                "data": self.source, "split": split, "data_mode": self.data_mode}  # fmt: skip
+        if self.data_digest is not None:
+            info["data_digest"] = self.data_digest
+        return info
 
 
 def train_diffusion(
@@ -222,7 +236,7 @@ def train_diffusion(
     *,
     progress: bool = True,
     resume: bool = False,
-    data: Dataset | None = None,
+    data: Dataset | StreamedData | None = None,
     on_scalars: ScalarCallback | None = None,
 ) -> DiffusionRun:
     """Train a ``diffusers`` UNet on the codes of ``config.encoder_run``; a run folder at ``out``.

@@ -10,6 +10,10 @@ training settings; a later run on the same data finds and reuses it. Runs record
 sha256 (``fid_extractor_sha256`` in ``metrics.json``).
 
 Cache folder: ``$DIMGEN_CACHE``, else ``$XDG_CACHE_HOME/dimgen``, else ``~/.cache/dimgen``.
+
+The images may be a streamed folder (:class:`dimgen.data.stream.StreamedImages`): the
+fingerprint, the training and the accuracy then read them a batch at a time (never all at once)
+and give the in-memory array's key, weights and accuracy.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..data.stream import StreamedImages
 from ..errors import DataError, RunFolderError
 
 __all__ = ["REFERENCE_SEED", "Extractor", "cache_dir", "data_fingerprint", "reference_extractor"]
@@ -61,24 +66,48 @@ def _file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _canonical(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+_CHUNK = 1024
+"""Images a streamed source decodes at a time for the fingerprint and the accuracy."""
+
+
+def _blocks(x: np.ndarray | StreamedImages) -> Any:
+    """float32 blocks of ``x``'s rows in order (the array itself when in memory)."""
+    if isinstance(x, StreamedImages):
+        return (xb.cpu().numpy() for xb in x.chunks(_CHUNK))
+    return [np.ascontiguousarray(x)]
+
+
+def _canonical(x: np.ndarray | StreamedImages, y: np.ndarray) -> np.ndarray:
     """Row order sorted by each row's content digest (then label): independent of any split."""
-    flat = np.ascontiguousarray(x).reshape(len(x), -1)
-    keys = [hashlib.blake2b(row.tobytes(), digest_size=8).hexdigest() for row in flat]
+    keys = [
+        hashlib.blake2b(row.tobytes(), digest_size=8).hexdigest()
+        for block in _blocks(x)
+        for row in block.reshape(len(block), -1)
+    ]
     return np.lexsort((y, np.asarray(keys)))
 
 
-def data_fingerprint(x: np.ndarray, y: np.ndarray) -> str:
-    """sha256 of the labelled images in canonical order (shape, dtype, pixels, labels)."""
+def data_fingerprint(x: np.ndarray | StreamedImages, y: np.ndarray) -> str:
+    """sha256 of the labelled images in canonical order (shape, dtype, pixels, labels); a
+    streamed ``x`` is read twice, a chunk at a time, for the same digest."""
     order = _canonical(x, y)
-    h = hashlib.sha256(f"{x.shape}|{x.dtype}|v{_VERSION}".encode())
-    h.update(np.ascontiguousarray(x[order]).tobytes())
+    dtype = np.dtype(np.float32) if isinstance(x, StreamedImages) else x.dtype
+    h = hashlib.sha256(f"{tuple(x.shape)}|{dtype}|v{_VERSION}".encode())
+    if isinstance(x, StreamedImages):
+        for block in _blocks(x.select(order)):
+            h.update(block.tobytes())
+    else:
+        h.update(np.ascontiguousarray(x[order]).tobytes())
     h.update(np.ascontiguousarray(y[order]).astype(np.int64).tobytes())
     return h.hexdigest()
 
 
+def _rows(x: np.ndarray | StreamedImages, rows: np.ndarray) -> np.ndarray | StreamedImages:
+    return x.select(rows) if isinstance(x, StreamedImages) else x[rows]
+
+
 def reference_extractor(
-    x: np.ndarray,
+    x: np.ndarray | StreamedImages,
     y: np.ndarray,
     data: str,
     *,
@@ -91,7 +120,7 @@ def reference_extractor(
 
     Args:
         x: every labelled image of the data set (train and test, any order), (N, C, H, W) in
-            [0, 1].
+            [0, 1]; or a streamed folder's images (read a batch at a time).
         y: their integer labels, (N,).
         data: the data source's name (for the cache file name and the metadata).
         epochs: training epochs (part of the cache key).
@@ -147,9 +176,9 @@ def reference_extractor(
     n_test = max(1, round(REFERENCE_TEST_FRACTION * len(perm)))
     te, tr = perm[:n_test], perm[n_test:]
     clf = train_classifier(
-        x[tr], y[tr], epochs=epochs, seed=REFERENCE_SEED, device=device, progress=progress
+        _rows(x, tr), y[tr], epochs=epochs, seed=REFERENCE_SEED, device=device, progress=progress
     )
-    accuracy = float((predict(clf, x[te]) == y[te]).mean())
+    accuracy = float((predict(clf, _rows(x, te)) == y[te]).mean())
     meta: dict[str, Any] = {"data": data, "epochs": epochs, "seed": REFERENCE_SEED, "key": key,
                             "data_sha256": fingerprint, "accuracy": accuracy,
                             "n_train": len(tr), "n_test": len(te)}  # fmt: skip

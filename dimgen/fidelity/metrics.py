@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data.sources import check_labels, unit_images
+from ..data.stream import StreamedImages
 from ..errors import ConfigError, DataError, RunFolderError
 from ..io import check_tensors, load_model_weights, save_weights
 
@@ -109,7 +110,7 @@ class Classifier(nn.Module):
 
 
 def train_classifier(
-    x: np.ndarray,
+    x: np.ndarray | StreamedImages,
     y: np.ndarray,
     *,
     epochs: int = 30,
@@ -123,7 +124,9 @@ def train_classifier(
 
     ``progress``: a tqdm bar over the optimiser steps on stderr (minutes on MNIST on a CPU).
 
-    Images follow :func:`dimgen.data.unit_images`; labels :func:`dimgen.data.check_labels`.
+    Images follow :func:`dimgen.data.unit_images`; labels :func:`dimgen.data.check_labels`. A
+    streamed folder (:class:`~dimgen.data.stream.StreamedImages`) is decoded a shuffled batch
+    at a time in its DataLoader workers: the in-memory array's batches, so its weights.
 
     Raises:
         DataError: mis-scaled images, missing / negative / huge labels, fewer than two classes.
@@ -138,20 +141,28 @@ def train_classifier(
     torch.manual_seed(seed)
     clf = Classifier(x.shape[1:], n_classes).to(device)
     opt = torch.optim.Adam(clf.parameters(), lr=lr)
-    xt = torch.from_numpy(unit_images(x, "classifier images")).to(device)
+    streamed = isinstance(x, StreamedImages)
+    if streamed:
+        xs = x.to(device)
+    else:
+        xt = torch.from_numpy(unit_images(x, "classifier images")).to(device)
     yt = torch.from_numpy(labels).to(device)
-    b = min(batch_size, len(xt))
+    n = len(x)
+    b = min(batch_size, n)
     clf.train()
     from tqdm.auto import tqdm
 
-    per_epoch = len(range(0, len(xt) - b + 1, b))
-    with tqdm(total=epochs * per_epoch, desc="classifier", unit="step", leave=False,
+    starts = range(0, n - b + 1, b)
+    with tqdm(total=epochs * len(starts), desc="classifier", unit="step", leave=False,
               disable=not progress) as bar:  # fmt: skip
         for _ in range(epochs):
-            perm = torch.randperm(len(xt), generator=g).to(device)
-            for i in range(0, len(xt) - b + 1, b):
+            perm = torch.randperm(n, generator=g).to(device)
+            if streamed:  # this epoch's batches, decoded a few ahead
+                images = xs.batches([perm[i : i + b].tolist() for i in starts])
+            for i in starts:
                 idx = perm[i : i + b]
-                loss = nn.functional.cross_entropy(clf(xt[idx]), yt[idx])
+                xb = next(images) if streamed else xt[idx]
+                loss = nn.functional.cross_entropy(clf(xb), yt[idx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -189,14 +200,25 @@ def load_classifier(
     return clf.to(device).eval(), meta
 
 
+def _image_batches(x: Tensor | np.ndarray | StreamedImages, size: int, name: str) -> Any:
+    """float32 batches of ``size`` images in order, scaled by :func:`dimgen.data.unit_images`;
+    a streamed folder is decoded a batch at a time (never all at once)."""
+    if isinstance(x, StreamedImages):
+        return x.chunks(size)
+    xt = torch.from_numpy(unit_images(x, name))
+    return (xt[i : i + size] for i in range(0, len(xt), size))
+
+
 @torch.no_grad()
-def predict(clf: Classifier, x: Tensor | np.ndarray, batch_size: int = 1024) -> np.ndarray:
-    """Class labels (N,) of images (N, *shape), scaled by :func:`dimgen.data.unit_images`."""
-    xt = torch.from_numpy(unit_images(x, "images"))
+def predict(
+    clf: Classifier, x: Tensor | np.ndarray | StreamedImages, batch_size: int = 1024
+) -> np.ndarray:
+    """Class labels (N,) of images (N, *shape), scaled by :func:`dimgen.data.unit_images`, a
+    batch at a time (a streamed folder is decoded a batch at a time too)."""
     dev = next(clf.parameters()).device
     out = [
-        clf(xt[i : i + batch_size].to(dev, torch.float32)).argmax(1).cpu()
-        for i in range(0, len(xt), batch_size)
+        clf(xb.to(dev, torch.float32)).argmax(1).cpu()
+        for xb in _image_batches(x, batch_size, "images")
     ]
     return torch.cat(out).numpy() if out else np.zeros(0, np.int64)
 
@@ -531,18 +553,23 @@ def fidelity_metrics(
 
 @torch.no_grad()
 def classifier_outputs(
-    clf: Classifier, x: Tensor | np.ndarray, batch_size: int = 1024
+    clf: Classifier, x: Tensor | np.ndarray | StreamedImages, batch_size: int = 1024
 ) -> tuple[Tensor, Tensor]:
     """(features (N, F), class probabilities (N, K)) of images (N, *shape), on the CPU.
 
     Images are rounded to uint8 first (:func:`to_uint8`), as torch-fidelity sees them, so these
-    features are the ones FID / KID (``fid_dimgen_classifier``) are computed on.
+    features are the ones FID / KID (``fid_dimgen_classifier``) are computed on. They are
+    computed ``batch_size`` images at a time; a streamed folder is decoded a batch at a time.
     """
-    xt = to_uint8(x).float() / 255.0
     dev = next(clf.parameters()).device
     feats, probs = [], []
-    for i in range(0, len(xt), batch_size):
-        h = clf.features(xt[i : i + batch_size].to(dev))
+    if isinstance(x, StreamedImages):
+        parts = (to_uint8(xb.cpu(), "images") for xb in x.chunks(batch_size))
+    else:
+        x8 = to_uint8(x)
+        parts = (x8[i : i + batch_size] for i in range(0, len(x8), batch_size))
+    for xb in parts:
+        h = clf.features((xb.float() / 255.0).to(dev))
         feats.append(h.cpu())
         probs.append(torch.softmax(clf.out(h), 1).cpu())
     if not feats:

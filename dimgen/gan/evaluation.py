@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ..data.sources import Dataset, load_data
+from ..data.stream import StreamedData, is_streamed, load_stream, memory_source, take
 from ..errors import ConfigError, DataError
 from ..generators.protocol import Generator
 from ..training.devices import resolve_device
@@ -22,7 +23,7 @@ __all__ = ["evaluate_gan", "evaluate_run", "set_guidance"]
 
 def evaluate_gan(
     gan: Generator,
-    ds: Dataset,
+    ds: Dataset | StreamedData,
     *,
     classifier_path: str | Path | None,
     n: int = 2000,
@@ -42,7 +43,8 @@ def evaluate_gan(
     ``class_coverage_*``). FID / KID against the held-out images in the classifier's feature
     space (``fid_dimgen_classifier_*``), with a real-vs-real reference (training images); with
     local Inception weights also ``fid_*`` / ``kid_*``. ``show``: announce the two samplings
-    (the slow part for a diffusion model) and their times on stderr.
+    (the slow part for a diffusion model) and their times on stderr. Of a streamed source only
+    the (at most ``n``) images used are decoded.
     """
     from ..fidelity.metrics import (
         class_histogram_tv,
@@ -57,11 +59,13 @@ def evaluate_gan(
         raise DataError(
             f"n must be >= {MIN_EVAL_SAMPLES} (FID / KID need that many images), got {n}"
         )
-    x_ref, y_ref = ds.x_test, ds.y_test
+    y_ref = ds.y_test
     rng = np.random.default_rng(seed)
-    if len(x_ref) > n:
-        sel = np.sort(rng.choice(len(x_ref), n, replace=False))
-        x_ref, y_ref = x_ref[sel], None if y_ref is None else y_ref[sel]
+    if len(ds.x_test) > n:
+        sel = np.sort(rng.choice(len(ds.x_test), n, replace=False))
+        x_ref, y_ref = take(ds.x_test, sel), None if y_ref is None else y_ref[sel]
+    else:
+        x_ref = take(ds.x_test, slice(None))
     m = len(x_ref)
     s_cond, s_uncond = child_seeds(seed, 2)
     with phase("evaluate", f"{m} conditional samples", show, 1, 2):
@@ -86,10 +90,11 @@ def evaluate_gan(
             out[f"class_histogram_{mode}"] = h["histogram"]
         out["class_histogram_data"] = (np.bincount(y_ref, minlength=k)[:k] / len(y_ref)).tolist()
     if classifier_path is not None or inception_weights is not None:
-        name = extractor_name(data_name)
-        x_real_ref = ds.x_train[
-            np.sort(rng.choice(len(ds.x_train), min(m, len(ds.x_train)), replace=False))
-        ]
+        name = extractor_name(memory_source(data_name))  # streamed or not: one name
+        x_real_ref = take(
+            ds.x_train,
+            np.sort(rng.choice(len(ds.x_train), min(m, len(ds.x_train)), replace=False)),
+        )
         for mode, imgs in (
             ("conditional", imgs_c),
             ("unconditional", imgs_u),
@@ -141,7 +146,10 @@ def evaluate_run(
     cfg = gan.config
     frac, split_seed = gan.split
     source = str(gan.record.get("data") or cfg.data)
-    ds = load_data(source, data_root or cfg.data_root, frac, split_seed)
+    if is_streamed(source):  # only the images evaluated are decoded
+        ds: Dataset | StreamedData = load_stream(source, frac, split_seed)
+    else:
+        ds = load_data(source, data_root or cfg.data_root, frac, split_seed)
     clf = gan.path / "classifier.safetensors" if gan.path is not None else None
     return evaluate_gan(gan, ds, classifier_path=clf if clf is not None and clf.is_file() else None,
                         n=n if n is not None else (cfg.eval_samples or 2000), seed=seed,

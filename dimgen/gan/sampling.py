@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from ..data.sources import load_data, parse_source
+from ..data.stream import StreamedImages, is_streamed, load_stream, take
 from ..errors import ConfigError, DataError
 from ..generators.protocol import Generator
 from .evaluation import set_guidance
@@ -48,13 +49,20 @@ def prior_codes_from_flow(
 
 def load_images(
     source: str, data_root: str | None = None, test_fraction: float = 0.2, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray | None]:
+) -> tuple[np.ndarray | StreamedImages, np.ndarray | None]:
     """Images and labels of a data source for conditional sampling.
 
     ``name:split`` takes that split; a bare name takes the held-out ``test`` split; ``npz:PATH``
-    takes every row, as does ``folder:PATH`` (your own images).
+    takes every row, as does ``folder:PATH`` (your own images; with ``stream=1`` a
+    :class:`~dimgen.data.stream.StreamedImages` view: only the rows used are decoded).
     """
     name, which = parse_source(source)
+    if is_streamed(name):
+        st = load_stream(name, test_fraction, seed)
+        y = None
+        if st.y_train is not None and st.y_test is not None:
+            y = np.concatenate([st.y_train, st.y_test])
+        return st.x_train.joined(st.x_test), y
     ds = load_data(name, data_root, test_fraction, seed)
     if name.startswith(("npz:", "folder:")):
         return ds.split("all")
@@ -135,7 +143,7 @@ def sample(
         x, y = load_images(from_images, root, frac, split_seed)
         count = min(32 if n is None else n, len(x))
         sel = np.sort(np.random.default_rng(seed).choice(len(x), count, replace=False))
-        real = torch.from_numpy(np.ascontiguousarray(x[sel]))
+        real = torch.from_numpy(np.ascontiguousarray(take(x, sel)))
         images, c = gan.sample_conditional(real, seed=seed)
         return Samples(images, c, "conditional", real, None if y is None else y[sel])
     arr = read_codes(codes) if isinstance(codes, (str, Path)) else codes

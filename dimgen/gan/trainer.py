@@ -4,7 +4,9 @@ Only the GAN's own parts live here (data and codes, nets and optimisers, one gen
 sample grids, final artefacts and evaluation); the loop, checkpoints, resume, the non-finite
 guard and the run folder are :mod:`dimgen.training`'s. One :meth:`GANTrainer.step` is
 ``d_steps`` discriminator updates and one generator update; scalars ``d_loss`` and ``g_loss``,
-averaged over windows of ``log_every`` steps.
+averaged over windows of ``log_every`` steps. A ``folder:PATH,stream=1`` source stays on disk:
+the batch indices are drawn as for in-memory data (the checkpointed generator is the data
+position) and only those images are decoded (:class:`dimgen.data.stream.StreamedImages`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,16 @@ from ..data.sources import (
     check_finite,
     check_source_unchanged,
     load_data,
+    source_digest,
+)
+from ..data.stream import (
+    StreamedData,
+    StreamedImages,
+    data_mode,
+    is_streamed,
+    load_stream,
+    memory_source,
+    take,
 )
 from ..errors import ConfigError, DataError, DimgenError
 from ..infomax.tokenizer import Tokenizer
@@ -84,10 +96,11 @@ def load_encoder_run(cfg: GANConfig, device: torch.device) -> tuple[Path, Encode
 
 
 def load_conditioning(
-    cfg: Any, device: torch.device, data: Dataset | None, what: str
-) -> tuple[Path, EncoderConfig, Tokenizer, Dataset, str, str | None]:
+    cfg: Any, device: torch.device, data: Dataset | StreamedData | None, what: str
+) -> tuple[Path, EncoderConfig, Tokenizer, Dataset | StreamedData, str, str | None]:
     """The encoder run a generator (``what``: "the GAN", "diffusion") is conditioned on, and its
-    data split as the encoder split it: ``(enc_dir, enc_cfg, tok, ds, source, root)``.
+    data split as the encoder split it: ``(enc_dir, enc_cfg, tok, ds, source, root)``; a
+    ``stream=1`` folder is listed, not decoded (:func:`dimgen.data.stream.load_stream`).
 
     Raises:
         DataError: the data's samples are not the encoder's shape, not images (C, H, W), or
@@ -101,7 +114,10 @@ def load_conditioning(
         if absolute_source(source) == absolute_source(enc_cfg.data):  # the encoder's own data
             record = read_json(enc_dir / "run.json")
             check_source_unchanged(source, record.get("data_digest"), enc_dir, what)
-        ds = load_data(source, root, enc_cfg.test_fraction, enc_cfg.split_seed)
+        if is_streamed(source):
+            ds = load_stream(source, enc_cfg.test_fraction, enc_cfg.split_seed)
+        else:
+            ds = load_data(source, root, enc_cfg.test_fraction, enc_cfg.split_seed)
     ds = smoke.cap_data(ds)  # DIMGEN_SMOKE: the first 1,024 / 512 samples only
     if ds.shape != tok.in_shape:
         raise DataError(f"{source} has samples of shape {ds.shape}, but the encoder of "
@@ -110,27 +126,45 @@ def load_conditioning(
         raise DataError(
             f"{what} generates images (C, H, W); {source} has samples of shape {ds.shape}"
         )
-    check_finite(ds.x_train, f"{source} (train)")
+    if not isinstance(ds, StreamedData):  # decoded uint8 is always finite
+        check_finite(ds.x_train, f"{source} (train)")
     return enc_dir, enc_cfg, tok, ds, source, root
 
 
+def all_images(
+    ds: Dataset | StreamedData,
+) -> tuple[np.ndarray | StreamedImages, np.ndarray | None]:
+    """Every image and label of ``ds``, train then test: arrays in memory, or for a streamed
+    source a view of its files (read a batch at a time by whoever uses it)."""
+    if not isinstance(ds, StreamedData):
+        return ds.split("all")
+    y = None
+    if ds.y_train is not None and ds.y_test is not None:
+        y = np.concatenate([ds.y_train, ds.y_test])
+    return ds.x_train.joined(ds.x_test), y
+
+
 def reference_classifier(
-    cfg: Any, ds: Dataset, source: str, device: torch.device, label: str, show: bool
-) -> Any:
+    cfg: Any, ds: Dataset | StreamedData, source: str, device: torch.device, label: str,
+    show: bool,
+) -> Any:  # fmt: skip
     """The data set's one reference classifier for FID and labels (trained once, then cached:
     every generator on this data is measured in the same feature space); None without labels
-    or evaluation. Its training is an announced phase."""
+    or evaluation. Its training is an announced phase.
+
+    A streamed source is read a batch at a time (:func:`dimgen.fidelity.reference_extractor`).
+    """
     if ds.y_train is None or cfg.classifier_epochs <= 0 or cfg.eval_samples <= 0:
         return None
     from ..fidelity.extractor import reference_extractor
 
-    x_all, y_all = ds.split("all")
+    x_all, y_all = all_images(ds)
     epochs = smoke.cap_size(cfg.classifier_epochs, 1)  # a smoke run's own (cached) classifier
     what = (f"reference classifier for FID and labels ({epochs} epochs on {len(x_all)} images; "
             "trained once per data set, then cached)")  # fmt: skip
-    with phase(label, what, show):
-        return reference_extractor(x_all, y_all, source, epochs=epochs, path=cfg.fid_extractor,
-                                   device=device, progress=show)  # fmt: skip
+    with phase(label, what, show):  # one classifier whether the source is streamed or not
+        return reference_extractor(x_all, y_all, memory_source(source), epochs=epochs,
+                                   path=cfg.fid_extractor, device=device, progress=show)  # fmt: skip
 
 
 @torch.no_grad()
@@ -151,9 +185,10 @@ class GANTrainer(Trainer):
     keep_checkpoint = True  # the complete folder keeps G, D, EMA and both optimisers
     subfolders = ("samples",)
 
-    def __init__(self, cfg: GANConfig, data: Dataset | None = None) -> None:
+    def __init__(self, cfg: GANConfig, data: Dataset | StreamedData | None = None) -> None:
         self.config = cfg
         self.data = data
+        self.data_digest: dict[str, Any] | None = None
         self.total = cfg.steps
         self.log_every = cfg.log_every
         self.checkpoint_every = cfg.checkpoint_every
@@ -166,6 +201,9 @@ class GANTrainer(Trainer):
             cfg, device, self.data, "the GAN"
         )
         _check_sizes(cfg, ds, source)
+        self.data_mode = data_mode(ds)
+        if self.data is None:  # a resume refuses a changed source
+            self.data_digest = source_digest(source)
         # A derived run stores the absolute data root it used (readable from any folder).
         abs_root = absolute_root(root)
         cfg = self.config = replace(cfg, encoder_run=str(enc_dir.resolve()),
@@ -188,8 +226,11 @@ class GANTrainer(Trainer):
 
         torch.manual_seed(cfg.seed)
         self.gen = torch.Generator().manual_seed(cfg.seed)
-        self.x_train = torch.from_numpy(np.ascontiguousarray(ds.x_train)).to(device)
-        self.c_train = tok.encode(ds.x_train).to(device)  # frozen encoder, inference mode: (N, d)
+        if isinstance(ds, StreamedData):  # decoded as drawn: only this process's rows
+            self.x_train: Tensor | StreamedImages = ds.x_train.to(device)
+        else:
+            self.x_train = torch.from_numpy(np.ascontiguousarray(ds.x_train)).to(device)
+        self.c_train = tok.encode(ds.x_train).to(device)  # frozen encoder (a stream: chunks)
         # Data parallel: batch-norm statistics over the global batch (a no-op in one process).
         self.G = global_batch_statistics(build_generator(spec), device).to(device)
         self.D = global_batch_statistics(build_discriminator(spec), device).to(device)
@@ -202,7 +243,7 @@ class GANTrainer(Trainer):
         g_fixed = torch.Generator().manual_seed(cfg.seed + 1)
         n_cond = min(32, len(ds.x_test))
         grid_codes = torch.cat(
-            [tok.encode(ds.x_test[:n_cond]), tok.sample_prior(32, seed=cfg.seed + 2)]
+            [tok.encode(take(ds.x_test, slice(n_cond))), tok.sample_prior(32, seed=cfg.seed + 2)]
         )
         grid_z = torch.randn(len(grid_codes), cfg.noise_dim, generator=g_fixed)
         self.grid_codes, self.grid_z = grid_codes.to(device), grid_z.to(device)
@@ -338,8 +379,11 @@ class GANTrainer(Trainer):
 
     def run_info(self) -> dict[str, Any]:
         split = {"test_fraction": self.enc_cfg.test_fraction, "seed": self.enc_cfg.split_seed}
-        return {"encoder_run": str(self.enc_dir.resolve()), "spec": self.spec,
-                "data": self.source, "split": split}  # fmt: skip
+        info = {"encoder_run": str(self.enc_dir.resolve()), "spec": self.spec,
+                "data": self.source, "split": split, "data_mode": self.data_mode}  # fmt: skip
+        if self.data_digest is not None:
+            info["data_digest"] = self.data_digest
+        return info
 
 
 def train_gan(
@@ -348,7 +392,7 @@ def train_gan(
     *,
     progress: bool = True,
     resume: bool = False,
-    data: Dataset | None = None,
+    data: Dataset | StreamedData | None = None,
     on_scalars: ScalarCallback | None = None,
 ) -> GANRun:
     """Train G(noise, code) on the codes of ``config.encoder_run``; write a run folder to ``out``.
@@ -395,7 +439,7 @@ def _worker(
     return run
 
 
-def _check_sizes(cfg: GANConfig, ds: Dataset, source: str) -> None:
+def _check_sizes(cfg: GANConfig, ds: Dataset | StreamedData, source: str) -> None:
     """Refuse, before training, data the models or the evaluation cannot use.
 
     Raises:
@@ -432,11 +476,12 @@ def _write_weights(
                  {"kind": "discriminator", "spec": spec, "loss": cfg.loss})  # fmt: skip
 
 
-def write_final_grids(gan: GAN, ds: Dataset, run_dir: Path, seed: int) -> None:
+def write_final_grids(gan: GAN, ds: Dataset | StreamedData, run_dir: Path, seed: int) -> None:
     k = min(32, len(ds.x_test))
-    imgs, codes = gan.sample_conditional(ds.x_test[:k], seed=seed)
+    x = take(ds.x_test, slice(k))
+    imgs, codes = gan.sample_conditional(x, seed=seed)
     write_samples(run_dir / "samples" / "conditional.png", imgs, codes,
-                  real=torch.from_numpy(ds.x_test[:k]), labels=ds.y_test[:k] if ds.y_test is not None else None,
+                  real=torch.from_numpy(x), labels=ds.y_test[:k] if ds.y_test is not None else None,
                   seed=seed)  # fmt: skip
     imgs, codes = gan.sample_unconditional(64, seed=seed)
     write_samples(run_dir / "samples" / "unconditional.png", imgs, codes, seed=seed)

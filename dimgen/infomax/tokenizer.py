@@ -280,8 +280,15 @@ class Tokenizer(_HubMixin, library_name="dimgen", tags=list(CARD_TAGS)):
 
         Images follow :func:`dimgen.data.unit_images`: uint8 (divided by 255) or float in [0, 1];
         other dtypes or float outside [0, 1] raise :class:`DataError` (as every entry point does).
+        A streamed folder (:class:`dimgen.data.stream.StreamedImages`) is decoded
+        ``batch_size`` images at a time: the same batches, so the same codes, as in memory.
         """
         batch_size = check_count(batch_size, "batch_size")
+        from ..data.stream import StreamedImages
+
+        if isinstance(x, StreamedImages):
+            parts = [self.encode(xb.cpu(), batch_size) for xb in x.chunks(batch_size)]
+            return torch.cat(parts) if parts else torch.zeros(0, self.dim)
         xt = self._prepare(x)
         out = [
             self.channel.normalise(self.encoder(xt[i : i + batch_size].to(self.device))).cpu()

@@ -28,7 +28,7 @@ from ..data.sources import (
     load_data,
     source_digest,
 )
-from ..data.stream import StreamBatches, StreamedData, load_stream
+from ..data.stream import StreamBatches, StreamedData, data_mode, is_streamed, load_stream
 from ..errors import ConfigError, DataError
 from ..training import (
     CHECKPOINT,
@@ -193,15 +193,6 @@ def make_step(
     return step
 
 
-def _streamed(source: str) -> bool:
-    """Whether ``source`` is a ``folder:PATH,...,stream=1`` source (decoded on the fly)."""
-    if not source.startswith("folder:"):
-        return False
-    from ..data.folder import parse_folder_source
-
-    return parse_folder_source(source).stream
-
-
 def _check_sizes(cfg: EncoderConfig, ds: Dataset | StreamedData, world: int) -> None:
     """Refuse, before training, splits the run cannot use (each later ended in an internal error).
 
@@ -246,7 +237,7 @@ class EncoderTrainer(Trainer):
             torch.use_deterministic_algorithms(True)
         ds = self.data
         if ds is None:
-            if _streamed(cfg.data):  # decoded on the fly by DataLoader workers
+            if is_streamed(cfg.data):  # decoded on the fly by DataLoader workers
                 ds = load_stream(cfg.data, cfg.test_fraction, cfg.split_seed)
             else:
                 ds = load_data(cfg.data, cfg.data_root, cfg.test_fraction, cfg.split_seed)
@@ -294,9 +285,7 @@ class EncoderTrainer(Trainer):
             self.loader = TensorBatches(
                 self.x_train, batch_size=batch, generator=self.gen, shard=(ctx.rank, world)
             )
-        self.data_mode = (
-            {"mode": "stream", "workers": ds.workers} if streamed else {"mode": "memory"}
-        )
+        self.data_mode = data_mode(ds)
         # DIMGEN_SMOKE: at most 30 optimiser steps in all, whatever the epochs and the data.
         self.per_epoch = smoke.cap_batches(len(self.loader), smoke.cap_units(cfg.epochs, "epoch"))
         self.substeps = self.per_epoch

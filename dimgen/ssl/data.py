@@ -1,6 +1,7 @@
 """Image data for SSL pre-training and probing: CIFAR through torchvision, the lossy CIFAR-10
 test copy, an npz file or a folder of images (:mod:`dimgen.data.folder`); always
-(N, 3, H, W) float32 in [0, 1], with integer labels where the source has them."""
+(N, 3, H, W) float32 in [0, 1], with integer labels where the source has them. A
+``folder:PATH,stream=1`` source is listed, not decoded (:mod:`dimgen.data.stream`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import numpy as np
 
 from ..data.folder import DEFAULT_SIDE, parse_folder_source
 from ..data.sources import Dataset, load_data
+from ..data.stream import StreamedData, load_stream
 from ..errors import DataError
 
 __all__ = ["LOSSY_CIFAR10", "describe_split", "load_ssl_data"]
@@ -27,12 +29,14 @@ def load_ssl_data(
     *,
     image_size: int = 32,
     labels: bool = True,
-) -> Dataset:
+) -> Dataset | StreamedData:
     """The pre-training split (``x_train``) and probe split (``x_test``) of ``source``.
 
     ``cifar10-test-lossy``, ``npz:PATH`` and ``folder:PATH`` are split at random
     (``test_fraction``, ``seed``); ``cifar10`` / ``cifar100`` use their official splits. A
-    folder's images are read as RGB and resized + centre-cropped to ``image_size``.
+    folder's images are read as RGB and resized + centre-cropped to ``image_size``; with
+    ``stream=1`` they are decoded on the fly (a :class:`~dimgen.data.stream.StreamedData` with
+    the same split).
 
     Args:
         labels: require labels (the probe does; pre-training does not, so a flat folder works).
@@ -46,7 +50,11 @@ def load_ssl_data(
         ds = load_data(f"npz:{path}", None, test_fraction, seed)
         ds.name = source
     elif source.startswith("folder:"):
-        ds = load_data(_folder_source(source, image_size), root, test_fraction, seed)
+        folder = _folder_source(source, image_size)
+        if parse_folder_source(folder).stream:
+            ds = load_stream(folder, test_fraction, seed)
+        else:
+            ds = load_data(folder, root, test_fraction, seed)
         ds.name = source
     elif source == "cifar100":
         ds = _cifar100(_resolve_root(root))
@@ -65,13 +73,15 @@ def load_ssl_data(
 
 
 def _folder_source(source: str, image_size: int) -> str:
-    """``folder:PATH[,...]`` read as RGB at ``image_size`` (a given ``side`` must agree)."""
+    """``folder:PATH[,...]`` read as RGB at ``image_size`` (a given ``side`` must agree;
+    ``stream`` and ``workers`` are kept)."""
     spec = parse_folder_source(source)
     if spec.mode == "grey":
         raise DataError(f"{source}: SSL pre-training needs RGB images (mode=rgb)")
     if spec.side not in (DEFAULT_SIDE, image_size):
         raise DataError(f"{source}: side={spec.side} contradicts image_size {image_size}")
-    return f"folder:{spec.path},side={image_size},mode=rgb"
+    stream = f",stream=1,workers={spec.workers}" if spec.stream else ""
+    return f"folder:{spec.path},side={image_size},mode=rgb{stream}"
 
 
 def _resolve_root(root: str | None) -> Path:
@@ -98,7 +108,7 @@ def _cifar100(root: Path) -> Dataset:
                    np.asarray(te.targets))  # fmt: skip
 
 
-def describe_split(source: str, ds: Dataset, test_fraction: float, seed: int) -> str:
+def describe_split(source: str, ds: Dataset | StreamedData, test_fraction: float, seed: int) -> str:
     """How every number from this data must be labelled (e.g. the lossy copy's split N/M)."""
     n, m = len(ds.x_train), len(ds.x_test)
     if source == "cifar10-test-lossy":

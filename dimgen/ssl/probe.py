@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..config import from_dict
+from ..data.stream import StreamedImages
 from ..errors import DataError, RunFolderError
 from ..io import load_model_weights, read_run
 from .config import PretrainConfig
@@ -119,9 +120,15 @@ def probe_run(
                        image_size=cfg.image_size)  # fmt: skip
     dev = next(net.parameters()).device
     n = len(ds.x_train) + len(ds.x_test)
+
+    def images(x: Any) -> Any:  # a streamed folder is embedded a batch at a time
+        if isinstance(x, StreamedImages):
+            return x
+        return torch.from_numpy(np.ascontiguousarray(x)).to(dev)
+
     with phase("probe", f"[1/2] embedding {n} images with the frozen backbone", progress):
-        f_tr, _ = embed(net, torch.from_numpy(np.ascontiguousarray(ds.x_train)).to(dev))
-        f_te, _ = embed(net, torch.from_numpy(np.ascontiguousarray(ds.x_test)).to(dev))
+        f_tr, _ = embed(net, images(ds.x_train))
+        f_te, _ = embed(net, images(ds.x_test))
     y_tr, y_te = np.asarray(ds.y_train), np.asarray(ds.y_test)
     with phase("probe", "[2/2] linear and kNN probes", progress):
         out: dict[str, Any] = linear_probe(f_tr.numpy(), y_tr, f_te.numpy(), y_te,

@@ -5,7 +5,10 @@ one optimiser step on two augmented views (:meth:`PretrainTrainer.step`), and th
 (:meth:`PretrainTrainer.finish`). The loop, run folder, checkpoints, bit-exact resume, the
 non-finite guard and progress are :func:`dimgen.training.fit`'s. One unit is one optimiser step;
 the batch order and augmentations are functions of (seed, step, rank), so a resume replays
-exactly; the channel noise comes from the global RNG, which checkpoints restore.
+exactly; the channel noise comes from the global RNG, which checkpoints restore. A
+``folder:PATH,stream=1`` source is decoded on the fly in DataLoader workers
+(:class:`dimgen.data.stream.StreamBatches`, the same per-epoch order): the same batches, bit for
+bit, and the step index is its data position.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ import torch
 from torch import Tensor, nn
 
 from ..config import to_dict, validate
-from ..data.sources import Dataset, check_finite
+from ..data.sources import Dataset, check_finite, source_digest
+from ..data.stream import StreamBatches, StreamedData, StreamedImages, data_mode
 from ..errors import ConfigError
 from ..io import save_npz, save_weights, write_json
 from ..training import CheckpointState, Context, Fitted, ScalarCallback, Trainer, fit, smoke
@@ -61,12 +65,17 @@ def _seed(*parts: int) -> int:
 
 
 @torch.no_grad()
-def embed(net: SSLNet, x: Tensor, batch: int = 512) -> tuple[Tensor, Tensor]:
-    """(N, 3, H, W) -> backbone features (N, F) and projector embeddings (N, d), eval mode, CPU."""
+def embed(net: SSLNet, x: Tensor | StreamedImages, batch: int = 512) -> tuple[Tensor, Tensor]:
+    """(N, 3, H, W) -> backbone features (N, F) and projector embeddings (N, d), eval mode, CPU.
+
+    A streamed split (:class:`~dimgen.data.stream.StreamedImages`) is decoded ``batch`` images
+    at a time: the same batches, so the same numbers, as its in-memory tensor."""
     was = net.training
     net.eval()
     feats, embs = [], []
-    for xb in x.split(batch):
+    device = next(net.parameters()).device
+    parts = x.to(device).chunks(batch) if isinstance(x, StreamedImages) else x.split(batch)
+    for xb in parts:
         f = net.features(xb).float()
         feats.append(f.cpu())
         embs.append(net.projector(f).float().cpu())
@@ -81,13 +90,14 @@ class PretrainTrainer(Trainer):
     unit = "step"
     label = "pretrain"
 
-    def __init__(self, cfg: PretrainConfig, data: Dataset | None = None) -> None:
+    def __init__(self, cfg: PretrainConfig, data: Dataset | StreamedData | None = None) -> None:
         self.config = cfg
         self.data = data
         self.log_every = cfg.log_every
         self.checkpoint_every = cfg.checkpoint_every
         self.threads = cfg.threads
         self.total = 0
+        self.data_digest: dict[str, Any] | None = None
 
     def setup(self, ctx: Context) -> CheckpointState:
         cfg, world = self.config, ctx.world
@@ -95,13 +105,19 @@ class PretrainTrainer(Trainer):
         if ds is None:
             ds = load_ssl_data(cfg.data, cfg.data_root, cfg.test_fraction, cfg.seed,
                                image_size=cfg.image_size, labels=False)  # fmt: skip
+            self.data_digest = source_digest(cfg.data)  # a resume refuses a changed source
+        streamed = isinstance(ds, StreamedData)
         self.split = describe_split(cfg.data, ds, cfg.test_fraction, cfg.seed)
         if cfg.max_train and cfg.max_train < len(ds.x_train):
             self.split += f"; pre-trained on the first {cfg.max_train} images of its first part"
-            y = None if ds.y_train is None else ds.y_train[: cfg.max_train]
-            ds = Dataset(ds.name, ds.x_train[: cfg.max_train], y, ds.x_test, ds.y_test)
+            if streamed:
+                ds = ds.head(cfg.max_train, len(ds.x_test))
+            else:
+                y = None if ds.y_train is None else ds.y_train[: cfg.max_train]
+                ds = Dataset(ds.name, ds.x_train[: cfg.max_train], y, ds.x_test, ds.y_test)
         ds = smoke.cap_data(ds)  # DIMGEN_SMOKE: the first 1,024 / 512 samples only
-        check_finite(ds.x_train, f"{cfg.data} (train)")
+        if not streamed:  # decoded uint8 is always finite
+            check_finite(ds.x_train, f"{cfg.data} (train)")
         if len(ds.shape) != 3 or ds.shape[0] != 3:
             raise ConfigError(
                 f"{cfg.data}: SSL pre-training needs (3, H, W) images, got {ds.shape}"
@@ -129,8 +145,15 @@ class PretrainTrainer(Trainer):
         self.opt = LARS(param_groups(nn.ModuleList([self.net, self.loss])), lr=cfg.lr, weight_decay=cfg.weight_decay,
                         momentum=cfg.momentum, eta=cfg.eta)  # fmt: skip
         self.augment = SSLAugment(size=ds.shape[-1], groups=cfg.aug_groups)
-        self.x_train = torch.from_numpy(np.ascontiguousarray(ds.x_train)).to(ctx.device)
+        self.data_mode = data_mode(ds)
         self._perm: tuple[int, Tensor] | None = None
+        self.stream: StreamBatches | None = None
+        if streamed:  # batches decoded in DataLoader workers, this process's shard only
+            self.x_train: Tensor | StreamedImages = ds.x_train.to(ctx.device)
+            self.stream = StreamBatches(self.x_train, batch_size=batch, shard=(ctx.rank, world))
+            self._next: tuple[int, Any] | None = None  # (the next step, its epoch's iterator)
+        else:
+            self.x_train = torch.from_numpy(np.ascontiguousarray(ds.x_train)).to(ctx.device)
         return CheckpointState({"net": self.net, "loss": self.loss}, {"opt": self.opt})
 
     def begin(self, ctx: Context) -> None:
@@ -147,6 +170,15 @@ class PretrainTrainer(Trainer):
     def _batch(self, index: int) -> Tensor:
         """This process's shard of global batch ``index``: a per-epoch permutation of (seed, epoch)."""
         epoch, b = divmod(index, self.per_epoch)
+        if self.stream is not None:  # the same permutation, drawn by StreamBatches
+            if self._next is None or self._next[0] != index or b == 0:
+                self.stream.generator = torch.Generator().manual_seed(
+                    _seed(self.config.seed, epoch)
+                )
+                self._next = (index, self.stream.epoch(start=b))  # a resume starts at batch b
+            (x,) = next(self._next[1])
+            self._next = (index + 1, self._next[1])
+            return x
         if self._perm is None or self._perm[0] != epoch:
             gen = torch.Generator().manual_seed(_seed(self.config.seed, epoch))
             self._perm = (epoch, torch.randperm(len(self.x_train), generator=gen))
@@ -175,6 +207,7 @@ class PretrainTrainer(Trainer):
         return {"loss": mean_over_processes(loss.detach())}
 
     def end(self) -> None:
+        self._next = None  # a streamed epoch's iterator (its workers serve the evaluation next)
         self.loss.data_parallel = False
         self.net.eval()
         self.loss.eval()
@@ -206,7 +239,10 @@ class PretrainTrainer(Trainer):
         save_weights(out / WEIGHTS, tensors, {"kind": "pretrain", "config": to_dict(self.config)})
         # Codes for `dimgen evaluate`: the channel's normalised embeddings of the probe split
         # (raw projector embeddings when sigma = 0: there is no channel to normalise them).
-        x_test = torch.from_numpy(np.ascontiguousarray(ds.x_test)).to(self.ctx.device)
+        if isinstance(ds.x_test, StreamedImages):
+            x_test: Tensor | StreamedImages = ds.x_test
+        else:
+            x_test = torch.from_numpy(np.ascontiguousarray(ds.x_test)).to(self.ctx.device)
         _, emb = embed(self.net, x_test)
         codes = emb if self.loss.channel is None else self.loss.channel.cpu()(emb)
         labels = {} if ds.y_test is None else {"labels": np.asarray(ds.y_test)}  # flat folder
@@ -215,8 +251,12 @@ class PretrainTrainer(Trainer):
         write_json(out / "metrics.json", {**metrics, "history": history})
 
     def run_info(self) -> dict[str, Any]:
-        return {"data": self.config.data, "method": self.config.method, "sigma": self.config.sigma,
-                "split": {"test_fraction": self.config.test_fraction, "seed": self.config.seed}}  # fmt: skip
+        info = {"data": self.config.data, "method": self.config.method, "sigma": self.config.sigma,
+                "split": {"test_fraction": self.config.test_fraction, "seed": self.config.seed},
+                "data_mode": self.data_mode}  # fmt: skip
+        if self.data_digest is not None:
+            info["data_digest"] = self.data_digest
+        return info
 
 
 def pretrain(
@@ -225,7 +265,7 @@ def pretrain(
     *,
     progress: bool = True,
     resume: bool = False,
-    data: Dataset | None = None,
+    data: Dataset | StreamedData | None = None,
     on_scalars: ScalarCallback | None = None,
 ) -> PretrainRun:
     """Pre-train ``config.method`` with the noise channel; write a run folder to ``out``.

@@ -91,6 +91,8 @@ def cap_data(ds: D) -> D:
     x_te, y_te = ds.x_test, ds.y_test  # type: ignore[attr-defined]
     if len(x_tr) <= MAX_TRAIN and len(x_te) <= MAX_TEST:
         return ds
+    if hasattr(ds, "head"):  # a streamed source (dimgen.data.stream): views, nothing decoded
+        return ds.head(MAX_TRAIN, MAX_TEST)  # type: ignore[attr-defined]
     cls: Any = type(ds)
     return cls(
         ds.name,  # type: ignore[attr-defined]

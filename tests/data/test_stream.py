@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -169,12 +170,13 @@ def test_streamed_encode_resumes_bit_exact_and_matches_in_memory(tmp_path: Path)
     assert rec["whole"]["data_digest"]["files"] == 24
 
 
-def test_a_stream_folder_read_in_memory_says_which_command_streams(tmp_path: Path, monkeypatch):
+def test_a_stream_folder_read_in_memory_says_how_to_stream_it(tmp_path: Path, monkeypatch):
     import dimgen.data.folder as folder
 
     root = make_folder(tmp_path / "imgs", n_per_class=3)
     monkeypatch.setattr(folder, "available_memory", lambda: 1000)
-    with pytest.raises(DataError, match="reads folders in memory \\(dimgen encode streams them\\)"):
+    text = "load_data reads folders in memory (every dimgen command streams them; in Python "
+    with pytest.raises(DataError, match=re.escape(text + "use dimgen.data.stream.load_stream)")):
         load_data(f"folder:{root},side=64,stream=1")
 
 
