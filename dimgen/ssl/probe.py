@@ -106,11 +106,20 @@ def _check_pair(
     if f_train.shape[1] != f_test.shape[1]:
         raise DataError(f"train and test features differ in width: {f_train.shape[1]} != "
                         f"{f_test.shape[1]}")  # fmt: skip
-    classes, i_train = np.unique(y_train, return_inverse=True)
-    pos = np.clip(np.searchsorted(classes, y_test), 0, len(classes) - 1)
+    bad = f"train and test labels are not comparable: {y_train.dtype} and {y_test.dtype}"
+    if (y_train.dtype.kind in "biuf") != (y_test.dtype.kind in "biuf"):
+        raise DataError(bad)
+    try:
+        classes, i_train = np.unique(y_train, return_inverse=True)
+        pos = np.clip(np.searchsorted(classes, y_test), 0, len(classes) - 1)
+    except TypeError:
+        raise DataError(bad) from None
     i_test = np.where(classes[pos] == y_test, pos, -1)
-    return (f_train.astype(np.float32), f_test.astype(np.float32), i_train.astype(np.int64),
-            i_test.astype(np.int64), classes)  # fmt: skip
+    big = np.finfo(np.float32).max
+    if np.abs(f_train).max() > big or np.abs(f_test).max() > big:
+        raise DataError("features overflow float32 (|value| > 3.4e38)")
+    f_train, f_test = f_train.astype(np.float32), f_test.astype(np.float32)
+    return f_train, f_test, i_train.astype(np.int64), i_test.astype(np.int64), classes
 
 
 def _top_k_accuracy(top: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
@@ -128,11 +137,11 @@ def weighted_knn_probe(
 
     The convention of Wu et al. (CVPR 2018, InstDisc), as lightly's
     ``lightly.utils.benchmarking.knn_predict`` (from MoCo's CIFAR demo) and solo-learn's
-    ``WeightedKNNClassifier`` compute it: features L2-normalised, cosine similarity s of each
-    probe feature to every training feature, the ``k`` most similar training features vote for
-    their class with weight exp(s / ``temperature``), class scores are the summed weights, and the
-    classes ranked by score are the predictions (top-1, top-5). Defaults k = 200, T = 0.1 are
-    lightly's and the InstDisc paper's. ``k`` larger than the training set uses all of it.
+    ``WeightedKNNClassifier`` (defaults k = 20, T = 0.07 there) compute it: features
+    L2-normalised, cosine similarity s of each probe feature to every training feature, the ``k``
+    most similar training features vote for their class with weight exp(s / ``temperature``),
+    class scores are the summed weights, and the classes ranked by score are the predictions
+    (top-1, top-5). Defaults k = 200, T = 0.1 are lightly's and the InstDisc paper's. ``k`` larger than the training set uses all of it.
 
     Float32 on ``device``; the (M, N) similarity matrix is built in blocks of at most
     :data:`SIM_BLOCK_ELEMENTS` entries, so memory stays bounded for any M. No randomness: the same
@@ -140,7 +149,8 @@ def weighted_knn_probe(
     the similarities (a near-tie at the k-th neighbour can differ).
 
     Raises :class:`DataError` for mismatched shapes or widths, empty or non-finite features,
-    ``k`` < 1 or a temperature that is not a positive finite number.
+    labels of different kinds (numbers and text), ``k`` < 1 or a temperature that is not a
+    positive finite number.
     """
     if isinstance(k, bool) or int(k) != k or k < 1:
         raise DataError(f"the weighted kNN needs k >= 1, got {k}")
@@ -186,7 +196,8 @@ def linear_sgd_probe(
     same batches and differ only by float32 rounding.
 
     Raises :class:`DataError` for mismatched shapes or widths, empty or non-finite features,
-    fewer than 2 training classes, or settings out of range (epochs or batch size < 1, lr <= 0).
+    labels of different kinds (numbers and text), fewer than 2 training classes, or settings out
+    of range (epochs or batch size < 1, lr <= 0).
     """
     if epochs < 1 or batch_size < 1 or not (np.isfinite(lr) and lr > 0):
         raise DataError(f"the SGD probe needs epochs >= 1, batch_size >= 1 and lr > 0, got "

@@ -133,6 +133,10 @@ def test_bad_input_is_a_data_error() -> None:
             fn(f, y, np.ones((4, 5)), y)
         with pytest.raises(DataError, match="empty"):
             fn(f[:0], y[:0], f, y)
+        with pytest.raises(DataError, match="float32"):
+            fn(f * 1e39, y, f, y)
+        with pytest.raises(DataError, match="labels are not comparable"):
+            fn(f, y, f, np.array(["a", "b", "a", "b"]))
     for k, t in [(0, 0.1), (-3, 0.1), (2.5, 0.1), (5, 0.0), (5, -1.0), (5, float("nan"))]:
         with pytest.raises(DataError, match=r"k >= 1|temperature"):
             weighted_knn_probe(f, y, f, y, k=k, temperature=t)  # type: ignore[arg-type]
