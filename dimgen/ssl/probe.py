@@ -141,7 +141,8 @@ def weighted_knn_probe(
     L2-normalised, cosine similarity s of each probe feature to every training feature, the ``k``
     most similar training features vote for their class with weight exp(s / ``temperature``),
     class scores are the summed weights, and the classes ranked by score are the predictions
-    (top-1, top-5). Defaults k = 200, T = 0.1 are lightly's and the InstDisc paper's. ``k`` larger than the training set uses all of it.
+    (top-1, top-5). Defaults k = 200, T = 0.1 are lightly's and the InstDisc paper's. ``k``
+    larger than the training set uses all of it.
 
     Float32 on ``device``; the (M, N) similarity matrix is built in blocks of at most
     :data:`SIM_BLOCK_ELEMENTS` entries, so memory stays bounded for any M. No randomness: the same
