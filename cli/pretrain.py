@@ -92,25 +92,47 @@ def pretrain_cmd(out: str | None, resume_dir: str | None, config_path: str | Non
 @click.option(
     "-k", "k", type=int, default=20, show_default=True, help="Neighbours of the kNN probe."
 )
+@click.option(
+    "--wknn-k", type=int, default=200, show_default=True,
+    help="Neighbours of the weighted kNN (the SSL benchmarks' protocol).",
+)  # fmt: skip
+@click.option(
+    "--temperature", type=float, default=0.1, show_default=True,
+    help="Temperature of the weighted kNN's exp(similarity / T) votes.",
+)  # fmt: skip
+@click.option(
+    "--sgd-epochs", type=int, default=100, show_default=True,
+    help="Epochs of the SGD-trained linear head (solo-learn's protocol).",
+)  # fmt: skip
 @data_root_option()
 @device_option()
 @seed_option()
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 @out_option("Also write the result to this JSON file.")
 @quiet_option()
-def probe_cmd(run: str, k: int, data_root: str | None, device: str | None, seed: int | None,
-              as_json: bool, out: str | None, quiet: bool) -> None:  # fmt: skip
-    """Linear probe (top-1, top-5) and kNN accuracy on the frozen backbone of a pretrain RUN.
+def probe_cmd(run: str, k: int, wknn_k: int, temperature: float, sgd_epochs: int,
+              data_root: str | None, device: str | None, seed: int | None, as_json: bool,
+              out: str | None, quiet: bool) -> None:  # fmt: skip
+    """Linear probes (top-1, top-5) and kNN accuracy on the frozen backbone of a pretrain RUN.
 
-    The probe trains on the run's labelled pre-training split and scores its probe split.
-    --out: also write the result to this JSON file.
+    scikit-learn's logistic regression and cosine kNN (-k), and the SSL literature's protocols:
+    a linear head trained with SGD (solo-learn's, the paper's Table 1) and the weighted kNN
+    (k = 200, T = 0.1: lightly's / InstDisc's). Every probe trains on the run's labelled
+    pre-training split and scores its probe split. --out: also write the result to this JSON file.
     """
+    import math
     from pathlib import Path
 
     from dimgen.errors import ConfigError, RunFolderError
 
     if k < 1:
         raise ConfigError(f"-k must be >= 1, got {k}")
+    if wknn_k < 1:
+        raise ConfigError(f"--wknn-k must be >= 1, got {wknn_k}")
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise ConfigError(f"--temperature must be a positive number, got {temperature}")
+    if sgd_epochs < 1:
+        raise ConfigError(f"--sgd-epochs must be >= 1, got {sgd_epochs}")
     check_run(run)
     if not Path(run).is_dir():
         raise RunFolderError(f"{run} is not a run folder")
@@ -118,14 +140,18 @@ def probe_cmd(run: str, k: int, data_root: str | None, device: str | None, seed:
     from dimgen.ssl.probe import probe_run  # torch: once the arguments are known good
 
     res = probe_run(run, data_root=data_root, device=device or "cpu", k=k, seed=seed,
-                    progress=not quiet)  # fmt: skip
+                    progress=not quiet, wknn_k=wknn_k, wknn_temperature=temperature,
+                    sgd_epochs=sgd_epochs)  # fmt: skip
     if out is not None:
         write_json(out, res)
     if as_json:
         click.echo(json.dumps(res, sort_keys=True))
         return
     click.echo(f"linear top-1 {res['top1']:.2f}%, top-5 {res['top5']:.2f}%, kNN (k={res['knn_k']}) "
-               f"{res['knn']:.2f}% ({res['data']})")  # fmt: skip
+               f"{res['knn']:.2f}%; SGD linear top-1 {res['sgd_top1']:.2f}%, top-5 "
+               f"{res['sgd_top5']:.2f}%; weighted kNN (k={res['wknn_k']}, "
+               f"T={res['wknn_temperature']:g}) top-1 {res['wknn_top1']:.2f}%, top-5 "
+               f"{res['wknn_top5']:.2f}% ({res['data']})")  # fmt: skip
 
 
 def register(group: click.Group) -> None:

@@ -27,6 +27,8 @@ def fisher_combination(pvalues: Any) -> float:
     Exact when the p-values are independent and uniform under the null, which the tests here
     guarantee by construction (see :mod:`dimgen.diagnostics`). It reacts to the bulk of the p-values,
     so it stays exact when the far tail of each p-value (below ~1e-3) is only approximate.
+    Computed by ``scipy.stats.combine_pvalues(method="fisher")``; this function adds the checks
+    (empty, NaN, outside [0, 1]: ``ValueError``) and returns 0 for a p-value of 0.
 
     Example:
         >>> round(fisher_combination([0.5]), 6)
@@ -37,9 +39,9 @@ def fisher_combination(pvalues: Any) -> float:
         raise ValueError("fisher_combination needs at least one p-value")
     if np.isnan(p).any() or (p < 0).any() or (p > 1).any():
         raise ValueError("p-values must lie in [0, 1]")
-    if (p == 0).any():
+    if (p == 0).any():  # log 0: scipy would warn and return the same 0
         return 0.0
-    return float(stats.chi2.sf(-2.0 * np.log(p).sum(), 2 * p.size))
+    return float(stats.combine_pvalues(p, method="fisher").pvalue)
 
 
 def simes(pvalues: Any) -> float:

@@ -5,7 +5,8 @@ One job per module: :mod:`.config` (``PretrainConfig``, torch-free so the CLI ch
 before importing torch), :mod:`.losses` (NT-Xent, VICReg terms, DIM's InfoNCE, channel),
 :mod:`.models` (ResNet-18 CIFAR stem, projectors), :mod:`.lars` (LARS, warm-up + cosine),
 :mod:`.augment` (batched views), :mod:`.data` (sources and splits), :mod:`.trainer`
-(``pretrain`` on :mod:`dimgen.training`), :mod:`.probe` (linear and kNN probes).
+(``pretrain`` on :mod:`dimgen.training`), :mod:`.probe` (linear and kNN probes: scikit-learn's,
+and the SSL literature's SGD linear head and weighted kNN).
 
 Example:
     >>> cfg = PretrainConfig(method="vicreg", sigma=0.3, width=8, epochs=1)  # doctest: +SKIP
@@ -34,11 +35,13 @@ __all__ = [
     "invariance_loss",
     "knn_probe",
     "linear_probe",
+    "linear_sgd_probe",
     "nt_xent",
     "pretrain",
     "probe_run",
     "resnet18_cifar",
     "variance_loss",
+    "weighted_knn_probe",
 ]
 
 _LAZY = {
@@ -47,6 +50,7 @@ _LAZY = {
     "SSLAugment": "augment", "SSLNet": "models", "resnet18_cifar": "models",
     "PretrainRun": "trainer", "PretrainTrainer": "trainer", "pretrain": "trainer",
     "knn_probe": "probe", "linear_probe": "probe", "probe_run": "probe",
+    "linear_sgd_probe": "probe", "weighted_knn_probe": "probe",
 }  # fmt: skip
 
 

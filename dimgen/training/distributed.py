@@ -93,7 +93,8 @@ def init_from_env(device_type: str) -> torch.device:
 
 
 # ---------------------------------------------------------------------------------------------
-# differentiable collectives (equal shapes on every process)
+# differentiable collectives (equal shapes on every process); dimgen's own, not
+# torch.distributed.nn.functional's: those pass the 1e-10 tests but are deprecated (torch 2.14)
 
 
 class _AllGatherRows(torch.autograd.Function):

@@ -202,6 +202,10 @@ print(json.dumps({"code": code, "torch": "torch" in sys.modules}))
         (["pretrain", "--resume", "{tmp}/none"], "nothing to resume"),
         (["probe", "{tmp}/none"], "no such run folder"),
         (["probe", "{tmp}/none", "-k", "0"], "-k"),
+        (["probe", "{tmp}/none", "--wknn-k", "0"], "--wknn-k"),
+        (["probe", "{tmp}/none", "--temperature", "0"], "--temperature"),
+        (["probe", "{tmp}/none", "--temperature", "nan"], "--temperature"),
+        (["probe", "{tmp}/none", "--sgd-epochs", "0"], "--sgd-epochs"),
     ],
 )
 def test_cli_bad_input_is_one_line_exit_2_before_torch(
@@ -265,9 +269,17 @@ def test_pretrain_on_a_folder_probe_needs_its_classes(tmp_path: Path) -> None:
     out = json.loads(res.stdout)  # stdout: the JSON alone (phases go to stderr)
     assert out["probe_images"] == 12 and out["train_images"] == 36 and 0 <= out["top1"] <= 100
     assert out["knn_k"] == 20
+    # the SSL literature's protocols beside scikit-learn's; the weighted kNN asked for k = 200
+    # of 36 training images and used 36
+    assert out["wknn_k"] == 36 and out["wknn_temperature"] == 0.1 and out["sgd_epochs"] == 100
+    for key in ("top1", "top5", "knn", "sgd_top1", "sgd_top5", "wknn_top1", "wknn_top5"):
+        assert 0 <= out[key] <= 100, key
+    assert out["sgd_top5"] == out["wknn_top5"] == 100.0  # 3 classes: top-5 is all
     # more neighbours than training images: the kNN vote uses all 36, and says so (said k=50)
-    res = runner.invoke(cli, ["probe", str(tmp_path / "run-labelled"), "-k", "50"])
+    res = runner.invoke(cli, ["probe", str(tmp_path / "run-labelled"), "-k", "50", "--wknn-k",
+                              "3", "--temperature", "0.5", "--sgd-epochs", "2"])  # fmt: skip
     assert res.exit_code == 0 and "kNN (k=36)" in res.output, res.output
+    assert "SGD linear top-1" in res.output and "weighted kNN (k=3, T=0.5) top-1" in res.output
     res = runner.invoke(cli, ["probe", str(tmp_path / "run-flat")])
     assert res.exit_code == 2
     lines = res.output.strip().splitlines()
@@ -285,10 +297,22 @@ def test_table1_takes_dim_as_an_optional_method() -> None:
     assert table1._methods("simclr,vicreg,dim") == ["simclr", "vicreg", "dim"]
     with pytest.raises(Exception, match="unknown method 'byol'"):
         table1._methods("simclr,byol")
-    row = {"top1": 50.0, "top5": 90.0, "knn": 40.0}
+    row = {"top1": 50.0, "top5": 90.0, "knn": 40.0, "sgd_top1": 51.0, "sgd_top5": 91.0,
+           "wknn_top1": 41.0}  # fmt: skip
     text = table1.table({("dim", 0.0): [row], ("simclr", 0.0): [row]})
-    assert "| dim | 0 | 50.00 | 90.00 | 40.00 | - | - | - |" in text
-    assert "| simclr | 0 | 50.00 | 90.00 | 40.00 | 90.83 | 99.76 | - |" in text
+    assert "| dim | 0 | 51.00 | 91.00 | 41.00 | 50.00 | 90.00 | 40.00 | - | - | - |" in text
+    old = {"top1": 50.0, "top5": 90.0, "knn": 40.0}  # a result from before the SGD / weighted kNN
+    text = table1.table({("simclr", 0.0): [old]})
+    assert "| simclr | 0 | - | - | - | 50.00 | 90.00 | 40.00 | 90.83 | 99.76 | - |" in text
+    # the verdict reads SGD top-1 (the paper's protocol): LR top-1 within the spread, SGD not
+    zero = [dict(row, sgd_top1=50.0), dict(row, sgd_top1=52.0)]
+    text = table1.table({("simclr", 0.0): zero, ("simclr", 0.1): [dict(row, sgd_top1=60.0)]})
+    assert (
+        "| simclr | 0.1 | 60.00 | 91.00 | 41.00 | 50.00 | 90.00 | 40.00 | 90.96 | 99.72 | no |"
+        in text
+    )
+    text = table1.table({("simclr", 0.0): zero, ("simclr", 0.1): [dict(row, sgd_top1=51.5)]})
+    assert text.endswith("| yes |") and "| 51.00 ± 1.41 |" in text
     cfg = load_config(REPO / "configs" / "cifar10-dim-cpu.yaml", PretrainConfig)
     gpu = load_config(REPO / "configs" / "cifar10-dim.yaml", PretrainConfig)
     assert (cfg.method, cfg.device, gpu.method, gpu.out_dim, gpu.width) == (
