@@ -80,7 +80,8 @@ def test_tokenizer_vocabulary_and_usage() -> None:
     assert v["bits_per_image"] == pytest.approx(3 * math.log2(6))  # log2 of 6^3 codes
     ids = np.tile(np.arange(6)[:, None], (5, 3))
     u = tok.token_usage(ids)
-    assert u["perplexity"] == pytest.approx([6.0, 6.0, 6.0]) and u["perplexity_mean"] == pytest.approx(6.0)
+    assert u["perplexity"] == pytest.approx([6.0, 6.0, 6.0])
+    assert u["perplexity_mean"] == pytest.approx(6.0)
     with pytest.raises(DataError, match=r"\[0, 5\]"):
         tok.token_usage(np.full((2, 3), 6))
     with pytest.raises(DataError, match=r"\(n, 3\)"):
