@@ -214,12 +214,15 @@ class UniformChannel(NoiseChannel):
     Args:
         dim: code dimension d.
         eps: noise half-width, in (0, 0.5].
-        squash: ``phi`` (normal CDF, moment-constrained), ``sigmoid`` or ``clamp`` (learned
-            gain and offset per axis; these can reach the grid {0, 2 eps, ..., 1} where the
-            capacity is attained).
+        squash: ``phi`` (normal CDF, moment-constrained), ``sigmoid``, ``clamp`` or ``steps``
+            (learned gain and offset per axis; these can reach the grid {0, 2 eps, ..., 1} where
+            the capacity is attained; ``steps`` is a soft staircase onto it).
+        temperature: starting staircase temperature T of ``steps`` (a buffer, saved with the
+            weights; :meth:`set_temperature` changes it); unused by the other squashes.
 
     Raises:
-        ConfigError: ``dim < 1``, ``eps`` outside (0, 0.5] or an unknown ``squash``.
+        ConfigError: ``dim < 1``, ``eps`` outside (0, 0.5], an unknown ``squash`` or a
+            temperature that is not a finite number > 0.
     """
 
     def __init__(
