@@ -161,3 +161,19 @@ def test_uniform_run_reports_its_tokens(digits_uniform_run: Path, tmp_path: Path
 def test_gaussian_run_has_no_tokens(digits_run: Path) -> None:
     m = json.loads((digits_run / "metrics.json").read_text())
     assert "tokens" not in m
+
+
+def test_steps_run_keeps_its_final_temperature(tmp_path: Path) -> None:
+    from dimgen.config import EncoderConfig
+    from dimgen.data import load_data
+    from dimgen.infomax.trainer import train_encoder
+
+    cfg = EncoderConfig(prior="uniform", eps=0.25, squash="steps", squash_temp=20.0, epochs=3,
+                        max_train=400, curve_every=0)  # fmt: skip
+    run = train_encoder(cfg, tmp_path / "run", progress=False)
+    tok = Tokenizer.from_pretrained(tmp_path / "run")
+    assert float(tok.channel.temperature) == pytest.approx(20.0)  # the last epoch's T, saved
+    assert tok.spec["squash"] == "steps"
+    x_train = load_data("digits", None, cfg.test_fraction, cfg.split_seed).x_train
+    # the loaded tokenizer codes the training images exactly as the run did
+    np.testing.assert_allclose(tok.encode(x_train[:20]).numpy(), run.codes[:20], atol=1e-5)
