@@ -14,6 +14,11 @@ Uniform(eps):    u = squash(batch-norm(h)) in [0, 1]^d, + U[-eps, eps]^d while t
                  - ``clamp``: u = clamp(a * s + b, 0, 1), learned a, b per axis (initialised to
                    1/sqrt(12) and 1/2: mean and variance of U[0, 1]); reaches 0 and 1 exactly,
                    with zero gradient beyond them.
+                 - ``steps``: a soft staircase onto the grid, z = a * s + b (learned a, b per
+                   axis, z spanning [0, K - 1]), u = 2 eps * sum_k sigmoid(T (z - k + 1/2)),
+                   k = 1..K-1. T = 1 is a smooth ramp; as the training loop anneals T upwards
+                   the codes are pushed onto the K grid points (a differentiable version of
+                   FSQ's rounding). The temperature is a buffer the trained channel keeps.
 At inference the channel returns the normalised codes without noise, using statistics that
 :meth:`NoiseChannel.calibrate` recomputes exactly over the training data after training.
 """
@@ -40,6 +45,8 @@ __all__ = [
     "grid_fraction",
     "grid_points",
     "make_channel",
+    "token_ids",
+    "token_usage",
 ]
 
 # sigmoid(1.702 s) matches Phi(s) within 0.0095 (Haley 1952, the logistic approximation).
@@ -207,27 +214,57 @@ class UniformChannel(NoiseChannel):
     Args:
         dim: code dimension d.
         eps: noise half-width, in (0, 0.5].
-        squash: ``phi`` (normal CDF, moment-constrained), ``sigmoid`` or ``clamp`` (learned
-            gain and offset per axis; these can reach the grid {0, 2 eps, ..., 1} where the
-            capacity is attained).
+        squash: ``phi`` (normal CDF, moment-constrained), ``sigmoid``, ``clamp`` or ``steps``
+            (learned gain and offset per axis; these can reach the grid {0, 2 eps, ..., 1} where
+            the capacity is attained; ``steps`` is a soft staircase onto it).
+        temperature: starting staircase temperature T of ``steps`` (a buffer, saved with the
+            weights; :meth:`set_temperature` changes it); unused by the other squashes.
 
     Raises:
-        ConfigError: ``dim < 1``, ``eps`` outside (0, 0.5] or an unknown ``squash``.
+        ConfigError: ``dim < 1``, ``eps`` outside (0, 0.5], an unknown ``squash`` or a
+            temperature that is not a finite number > 0.
     """
 
-    def __init__(self, dim: int, eps: float, squash: str = LEGACY_SQUASH) -> None:
+    def __init__(
+        self, dim: int, eps: float, squash: str = LEGACY_SQUASH, temperature: float = 1.0
+    ) -> None:
         super().__init__(dim)
         if not (math.isfinite(eps) and 0 < eps <= 0.5):
             raise ConfigError(f"eps must lie in (0, 0.5], got {eps}")
         if squash not in SQUASHES:
             raise ConfigError(f"squash must be one of {', '.join(SQUASHES)}, got {squash!r}")
+        if not (math.isfinite(temperature) and temperature > 0):
+            raise ConfigError(f"squash temperature must be a finite number > 0, got {temperature}")
         self.eps = float(eps)
         self.squash_name = squash
         if squash != "phi":
             # (d,) learned gain and offset; phi has none, so old runs' state dicts load strictly.
-            gain, offset = (_LOGISTIC_GAIN, 0.0) if squash == "sigmoid" else (12**-0.5, 0.5)
+            k = len(grid_points(eps))
+            gain, offset = {
+                "sigmoid": (_LOGISTIC_GAIN, 0.0),
+                "clamp": (12**-0.5, 0.5),
+                "steps": ((k - 1) * 12**-0.5, (k - 1) / 2),  # z with the moments of U[0, K-1]
+            }[squash]
             self.gain = nn.Parameter(torch.full((dim,), gain))
             self.offset = nn.Parameter(torch.full((dim,), offset))
+        if squash == "steps":
+            grid = torch.as_tensor(grid_points(eps), dtype=torch.float32)
+            self.grid_step = float(grid[1] - grid[0])
+            # (K-1,) staircase thresholds 1/2, 3/2, ..., K - 3/2 on the z scale
+            self.register_buffer("thresholds", torch.arange(1, len(grid)) - 0.5, persistent=False)
+            self.register_buffer("temperature", torch.tensor(float(temperature)))
+
+    def set_temperature(self, value: float) -> None:
+        """Set the ``steps`` staircase temperature T (the training loop anneals it).
+
+        Raises:
+            ConfigError: this channel has no staircase, or ``value`` is not finite and > 0.
+        """
+        if self.squash_name != "steps":
+            raise ConfigError(f"the {self.squash_name} squash has no temperature (only steps)")
+        if not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"squash temperature must be a finite number > 0, got {value}")
+        self.temperature.fill_(float(value))
 
     def squash(self, s: Tensor) -> Tensor:
         """(B, d) standardised outputs -> (B, d) codes in [0, 1]."""
@@ -235,6 +272,10 @@ class UniformChannel(NoiseChannel):
             return torch.sigmoid(s * self.gain + self.offset)
         if self.squash_name == "clamp":
             return (s * self.gain + self.offset).clamp(0.0, 1.0)
+        if self.squash_name == "steps":
+            z = (s * self.gain + self.offset).unsqueeze(-1)  # (B, d, 1)
+            t = self.temperature.to(z.dtype)
+            return self.grid_step * torch.sigmoid(t * (z - self.thresholds.to(z.dtype))).sum(-1)
         # The normal CDF: if the standardised output is N(0,1), the code is exactly U[0,1].
         return 0.5 * (1.0 + torch.erf(s / math.sqrt(2.0)))
 
@@ -255,9 +296,15 @@ class UniformChannel(NoiseChannel):
 
 
 def make_channel(
-    prior: str, dim: int, sigma: float = 0.2, eps: float = 0.1, squash: str = LEGACY_SQUASH
+    prior: str,
+    dim: int,
+    sigma: float = 0.2,
+    eps: float = 0.1,
+    squash: str = LEGACY_SQUASH,
+    temperature: float = 1.0,
 ) -> NoiseChannel:
-    """Build the channel for ``prior`` (``gaussian`` or ``uniform``; ``squash`` is for uniform).
+    """Build the channel for ``prior`` (``gaussian`` or ``uniform``; ``squash`` and its
+    starting ``temperature`` (``steps`` only) are for uniform).
 
     Raises:
         ConfigError: an unknown prior or squash, or an impossible noise level.
@@ -265,7 +312,7 @@ def make_channel(
     if prior == "gaussian":
         return GaussianChannel(dim, sigma)
     if prior == "uniform":
-        return UniformChannel(dim, eps, squash)
+        return UniformChannel(dim, eps, squash, temperature)
     raise ConfigError(f"unknown prior {prior!r} (expected gaussian or uniform)")
 
 
@@ -338,3 +385,49 @@ def axis_channel_mi(codes: np.ndarray | Tensor, eps: float) -> np.ndarray:
         h = -np.sum(length[keep] * p[keep] * np.log(p[keep]))
         out[i] = h - math.log(2.0 * eps)
     return out
+
+
+def token_ids(codes: np.ndarray | Tensor, eps: float) -> np.ndarray:
+    """(n, d) codes -> (n, d) int64 token ids in [0, K): the nearest point of
+    :func:`grid_points` per axis, codes beyond the grid clipped to its ends.
+
+    Raises:
+        ValueError: codes not (n, d) or not finite. ConfigError: ``eps`` outside (0, 0.5].
+    """
+    c = _codes_2d(codes)
+    k = len(grid_points(eps))
+    return np.clip(np.rint(c / (2.0 * eps)), 0, k - 1).astype(np.int64)
+
+
+def token_usage(ids: np.ndarray | Tensor, k: int) -> dict[str, object]:
+    """How evenly (n, d) token ids in [0, k) use the vocabulary, per axis.
+
+    Returns ``histogram`` ((d, k) counts, a list of lists), ``entropy_nats`` (d,),
+    ``entropy_ratio`` (d,: entropy / log k; 1 for uniform use), ``perplexity`` (d,: exp of the
+    entropy, the effective number of tokens in use per axis; k for uniform use),
+    ``perplexity_mean`` (mean over axes) and ``used`` (d,: tokens seen at least once).
+    Entropy is the plug-in estimate from the counts (nats).
+
+    Raises:
+        ValueError: ``ids`` not (n, d) integers in [0, k) with n >= 1, or ``k`` < 2.
+    """
+    a = np.asarray(ids.detach().cpu() if isinstance(ids, Tensor) else ids)
+    if (type(k) is not int and not isinstance(k, np.integer)) or k < 2:
+        raise ValueError(f"the vocabulary needs k >= 2 tokens per axis, got {k!r}")
+    if a.ndim != 2 or len(a) == 0 or not np.issubdtype(a.dtype, np.integer):
+        raise ValueError(f"token ids must be (n, d) integers with n >= 1, got {a.dtype} {a.shape}")
+    if a.min() < 0 or a.max() >= k:
+        raise ValueError(f"token ids must lie in [0, {k - 1}], got [{a.min()}, {a.max()}]")
+    hist = np.stack([np.bincount(a[:, i], minlength=k) for i in range(a.shape[1])])  # (d, k)
+    p = hist / len(a)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ent = -np.where(p > 0, p * np.log(p), 0.0).sum(1)
+    ppl = np.exp(ent)
+    return {
+        "histogram": hist.tolist(),
+        "entropy_nats": ent.tolist(),
+        "entropy_ratio": (ent / math.log(k)).tolist(),
+        "perplexity": ppl.tolist(),
+        "perplexity_mean": float(ppl.mean()),
+        "used": (hist > 0).sum(1).tolist(),
+    }

@@ -122,6 +122,12 @@ def export_config(run_dir: Path, rec: dict[str, Any]) -> dict[str, Any]:
         "spec": spec,
         "verdicts": _verdicts(run_dir, str(spec.get("prior", "gaussian"))),
     }
+    tokens = metrics.get("tokens")
+    if spec.get("prior") == "uniform" and isinstance(tokens, dict):
+        # the discrete-token vocabulary, and how evenly the held-out codes used it
+        keys = ("grid_size", "axes", "bits_per_image", "perplexity", "perplexity_mean",
+                "entropy_ratio", "grid_fraction")  # fmt: skip
+        config["vocabulary"] = {k: tokens[k] for k in keys if k in tokens}
     smoke = rec.get("smoke") or metrics.get("smoke")
     if smoke:
         config["smoke"] = smoke
@@ -299,6 +305,14 @@ def card_body(config: dict[str, Any]) -> str:
         ]
     if "knn_acc" in cert:
         lines.append(f"- 5-NN label accuracy of held-out codes: {_num(cert['knn_acc'], 3)}")
+    vocab = config.get("vocabulary")
+    if isinstance(vocab, dict) and "grid_size" in vocab:
+        lines += ["", "## Discrete tokens", "",
+                  f"- vocabulary: K = {vocab['grid_size']} grid points per axis x d = "
+                  f"{vocab.get('axes')} axes = {_num(vocab.get('bits_per_image'), 2)} bits per image "
+                  "(`tok.tokens(images)`: (n, d) int64 ids in [0, K))",
+                  f"- held-out usage: mean per-axis perplexity {_num(vocab.get('perplexity_mean'), 2)}"
+                  f" of {vocab['grid_size']}"]  # fmt: skip
     lines += ["", "## Do the clean codes follow the prior?", ""]
     if v.get("evaluated"):
         verdict = "yes: no test rejects" if v["passes"] else "no: the tests reject"

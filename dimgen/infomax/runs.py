@@ -5,6 +5,7 @@ Below :mod:`dimgen.infomax.trainer` in the layering: the trainer imports this mo
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
@@ -142,6 +143,9 @@ def encoder_report(metrics: dict[str, Any], config: dict[str, Any]) -> str:
     if "knn_acc" in metrics:
         lines.append(f"- 5-NN accuracy on held-out codes: {metrics['knn_acc']:.3f} "
                      f"(chance {metrics['chance_acc']:.3f}, {metrics['n_classes']} classes)")  # fmt: skip
+    tokens = metrics.get("tokens")
+    if tokens:
+        lines += _token_section(tokens)
     lines += ["", "![codes](codes.png)", ""]
     lines += _curve_section(metrics.get("curve") or [])
     lines += ["## Training curves", "",
@@ -149,6 +153,35 @@ def encoder_report(metrics: dict[str, Any], config: dict[str, Any]) -> str:
               "the held-out certificate with fixed statistics.", "",
               "![training curves](curves.png)", ""]  # fmt: skip
     return "\n".join(lines)
+
+
+def token_metrics(codes_te: np.ndarray, eps: float) -> dict[str, Any]:
+    """The discrete tokens of held-out uniform codes: the vocabulary (K grid points per axis, d
+    axes, bits per image d log2 K), the usage of each axis' K tokens
+    (:func:`dimgen.infomax.channel.token_usage`: histogram, entropy, perplexity) and the
+    fraction of codes within eps/2 of the grid per axis
+    (:func:`dimgen.infomax.channel.grid_fraction`)."""
+    from .channel import grid_fraction, grid_points, token_ids, token_usage
+
+    k, d = len(grid_points(eps)), codes_te.shape[1]
+    return {
+        "grid_size": k,
+        "axes": d,
+        "bits_per_image": d * math.log2(k),
+        **token_usage(token_ids(codes_te, eps), k),
+        "grid_fraction": grid_fraction(codes_te, eps).tolist(),
+    }
+
+
+def _token_section(tokens: dict[str, Any]) -> list[str]:
+    """The report's lines on the held-out codes' discrete tokens (``metrics['tokens']``)."""
+    k = tokens["grid_size"]
+    return [
+        f"- tokens: K = {k} grid points per axis x d = {tokens['axes']} axes "
+        f"({tokens['bits_per_image']:.2f} bits per image); per-axis perplexity "
+        f"{_fmt(tokens['perplexity'])} of {k} (entropy / log K {_fmt(tokens['entropy_ratio'])}); "
+        f"within eps/2 of the grid {_fmt(tokens['grid_fraction'])}",
+    ]
 
 
 def _curve_section(curve: list[dict[str, float]]) -> list[str]:

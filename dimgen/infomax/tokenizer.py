@@ -338,6 +338,41 @@ class Tokenizer(_HubMixin, library_name="dimgen", tags=list(CARD_TAGS)):
         whole = near if abs(ratio - near) < 1e-6 else int(np.floor(ratio))
         return whole + 1
 
+    @property
+    def vocabulary(self) -> dict[str, Any]:
+        """The token vocabulary (uniform prior only): ``grid_size`` K per axis, ``axes`` d,
+        ``grid_step`` 2 eps, ``bits_per_image`` d log2 K (K^d codes per image).
+
+        Raises:
+            ConfigError: a Gaussian-prior encoder (it has no grid).
+        """
+        k = self.grid_size
+        return {"grid_size": k, "axes": self.dim, "grid_step": self.grid_step,
+                "bits_per_image": self.dim * float(np.log2(k))}  # fmt: skip
+
+    def token_usage(self, ids: Any) -> dict[str, Any]:
+        """How evenly (n, d) token ids use the K tokens of each axis: ``histogram`` (d, K),
+        ``entropy_nats``, ``entropy_ratio`` (entropy / log K), ``perplexity`` (exp of the
+        entropy: K for uniform use) per axis, ``perplexity_mean`` and ``used``
+        (:func:`dimgen.infomax.channel.token_usage`).
+
+        Raises:
+            ConfigError: a Gaussian-prior encoder. DataError: ids not (n, d) integers in [0, K).
+        """
+        from .channel import token_usage
+
+        k = self.grid_size
+        arr = as_array(ids, "token ids")
+        if not np.issubdtype(arr.dtype, np.integer) or arr.ndim != 2 or arr.shape[1] != self.dim:
+            raise DataError(
+                f"token ids must be (n, {self.dim}) integers, got {arr.dtype} {arr.shape}"
+            )
+        if len(arr) == 0:
+            raise DataError("token ids are empty: usage needs at least one row")
+        if arr.min() < 0 or arr.max() >= k:
+            raise DataError(f"token ids must lie in [0, {k - 1}], got [{arr.min()}, {arr.max()}]")
+        return token_usage(arr, k)
+
     def quantize(self, codes: Any) -> Tensor:
         """(n, d) codes in [0, 1] -> (n, d) int64 token ids: the nearest grid point, clipped."""
         arr = as_array(codes, "codes")

@@ -47,7 +47,7 @@ from .channel import UniformChannel, make_channel
 from .critics import build_critic
 from .encoders import build_encoder
 from .objectives import NoisyInfoMax
-from .runs import EncoderRun, code_metrics, model_spec, write_encoder_artefacts
+from .runs import EncoderRun, code_metrics, model_spec, token_metrics, write_encoder_artefacts
 
 __all__ = [
     "CHECKPOINT",
@@ -66,12 +66,20 @@ __all__ = [
 def build_model(cfg: EncoderConfig, in_shape: tuple[int, ...]) -> NoisyInfoMax:
     """Encoder, channel, critic and augmentation for ``cfg`` on inputs of ``in_shape``."""
     encoder = build_encoder(cfg.encoder, in_shape, cfg.dim, cfg.encoder_hidden)
-    channel = make_channel(cfg.prior, cfg.dim, cfg.sigma, cfg.eps, cfg.squash)
+    channel = make_channel(cfg.prior, cfg.dim, cfg.sigma, cfg.eps, cfg.squash,
+                           cfg.squash_temp_start)  # fmt: skip
     critic = build_critic(cfg.critic, cfg.dim, cfg.critic_hidden, cfg.critic_chunk)
     augment = build_augmentation(
         cfg.aug_noise, in_shape, cfg.aug_shift, cfg.aug_rotate, cfg.aug_scale
     )
     return NoisyInfoMax(encoder, channel, critic, augment, cfg.bound, cfg.view_norm, cfg.sigreg)
+
+
+def squash_temperature(cfg: EncoderConfig, epoch: int, epochs: int) -> float:
+    """The ``steps`` squash temperature at 0-based ``epoch`` of ``epochs``: geometric from
+    ``cfg.squash_temp_start`` (first epoch) to ``cfg.squash_temp`` (last epoch)."""
+    frac = min(1.0, epoch / (epochs - 1)) if epochs > 1 else 1.0
+    return cfg.squash_temp_start * (cfg.squash_temp / cfg.squash_temp_start) ** frac
 
 
 def _to_device(x: np.ndarray, device: torch.device) -> Tensor:
@@ -301,6 +309,9 @@ class EncoderTrainer(Trainer):
         train_model.train()
 
     def step(self, index: int) -> dict[str, Tensor]:
+        channel = self.model.channel
+        if isinstance(channel, UniformChannel) and channel.squash_name == "steps":
+            channel.set_temperature(squash_temperature(self.config, index, self.total))
         total = torch.zeros((), device=self.ctx.device)
         for i, (xb,) in enumerate(self.loader):
             if i == self.per_epoch:  # a smoke run's capped epoch
@@ -473,6 +484,8 @@ def finish(
     }
     with phase("encode", "code statistics and 5-NN accuracy", show, 3, 4):
         metrics.update(code_metrics(codes_tr, codes_te, ds.y_train, ds.y_test, cfg.prior))
+        if cfg.prior == "uniform" and len(codes_te):
+            metrics["tokens"] = token_metrics(codes_te, cfg.eps)
     codes = np.concatenate([codes_tr, codes_te]).astype(np.float32)
     labels = None
     if ds.y_train is not None and ds.y_test is not None:
