@@ -103,6 +103,47 @@ def test_library_training_shows_progress_by_default(
     assert capsys.readouterr().err == ""
 
 
+class _Terminal:
+    """A stderr that says it is a terminal, and keeps what was written."""
+
+    def __init__(self) -> None:
+        self.text = ""
+
+    def write(self, s: str) -> int:
+        self.text += s
+        return len(s)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_set_up_before_the_bar_is_announced_on_a_terminal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Data, models and the optimiser's first import: 5.5 s of silence before the bar under load.
+    On a terminal a line says so; if the set-up refuses the input, the line is erased, so the
+    refusal stays one line (a pipe or a log never sees it)."""
+    import numpy as np
+
+    from dimgen.errors import DataError
+
+    term = _Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    train_encoder(EncoderConfig(epochs=1), tmp_path / "a")
+    head = "encode: setting up: data, models, optimisers ..."
+    assert term.text.startswith(head)
+    assert "\r\033[Kencode: setting up: data, models, optimisers done (" in term.text
+    assert term.text.index("done (") < term.text.index("step")
+    np.savez(tmp_path / "five.npz", x=np.random.default_rng(0).random((5, 8, 8)))
+    term.text = ""
+    with pytest.raises(DataError):
+        train_encoder(EncoderConfig(data=f"npz:{tmp_path / 'five.npz'}"), tmp_path / "b")
+    assert term.text == head + "\r\033[K"  # written, then erased: nothing left on the screen
+
+
 def test_flow_shows_progress_by_default(
     digits_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
