@@ -344,6 +344,29 @@ def test_a_misspelt_key_suggests_the_nearest() -> None:
         from_dict(EncoderConfig, {"zzzzzz": 1}, "preset.yaml")
 
 
+@pytest.mark.parametrize(
+    ("source", "hint"),
+    [
+        ("mnistt", "did you mean `mnist`?"),
+        ("digit:test", "did you mean `digits:test`?"),
+        ("{tmp}/x.npz", "a file of arrays is `npz:{tmp}/x.npz`"),
+        ("{tmp}", "a folder of images is `folder:{tmp}`"),
+        ("imagenet", "(known: digits, mnist, fashion-mnist, cifar10, npz:PATH, folder:PATH)"),
+    ],
+)
+def test_a_mistyped_data_source_points_at_the_right_one(
+    tmp_path: Path, source: str, hint: str
+) -> None:
+    """`--data mnistt` listed the six sources; a path without `npz:` / `folder:` did too."""
+    source, hint = source.format(tmp=tmp_path), hint.format(tmp=tmp_path)
+    res = CliRunner().invoke(cli, ["encode", "--data", source, "--out", str(tmp_path / "r")])
+    assert res.exit_code == 2
+    assert (
+        res.output
+        == f"error: unknown data source {source!r}{'' if hint[0] == '(' else ';'} {hint}\n"
+    )
+
+
 def test_sample_on_an_encoder_run_points_at_the_generators(
     digits_run: Path, tmp_path: Path
 ) -> None:
