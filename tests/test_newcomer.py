@@ -367,6 +367,23 @@ def test_a_mistyped_data_source_points_at_the_right_one(
     )
 
 
+def test_an_encoder_setting_on_a_generator_says_the_encoder_run_fixes_it() -> None:
+    """`train-gan --set sigma=0.3` listed the GAN's 30 keys, as if `sigma` were a typo."""
+    from dimgen.config import from_dict
+    from dimgen.diffusion.config import DiffusionConfig
+    from dimgen.gan.config import GANConfig
+
+    for cls in (GANConfig, DiffusionConfig):
+        with pytest.raises(ConfigError) as err:
+            from_dict(cls, {"sigma": 0.3, "foo": 1}, "options")
+        assert str(err.value) == (
+            "options: 'sigma': encoder setting(s) (`dimgen encode`), fixed by the encoder run "
+            "this run reads; train another encoder to change them (also unknown: 'foo')"
+        )
+    with pytest.raises(ConfigError, match=r"did you mean `steps` for 'stepz'"):
+        from_dict(GANConfig, {"sigma": 0.3, "stepz": 3}, "options")  # a typo is a typo first
+
+
 def test_sample_on_an_encoder_run_points_at_the_generators(
     digits_run: Path, tmp_path: Path
 ) -> None:
