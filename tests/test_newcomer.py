@@ -334,6 +334,47 @@ def test_an_incomplete_run_names_its_command(tmp_path: Path) -> None:
         read_run(tmp_path, "encoder")
 
 
+def test_an_incomplete_run_given_to_evaluate_names_its_own_command(tmp_path: Path) -> None:
+    """`dimgen evaluate` (an encoder or a pretrain run) on an encoder run stopped before its
+    first checkpoint said "rerun the same command" (evaluate again) and `dimgen <command>`."""
+    from dimgen.config import EncoderConfig, save_config
+
+    stuck = tmp_path / "stuck"
+    stuck.mkdir()
+    save_config(EncoderConfig(), stuck / "config.yaml")
+    res = CliRunner().invoke(cli, ["evaluate", str(stuck)])
+    assert res.exit_code == 2
+    assert res.output == (
+        f"error: {stuck} is an incomplete encoder run stopped before its first checkpoint: "
+        f"rerun the command that wrote it (it replaces the folder), or `dimgen encode --resume "
+        f"{stuck}` to start it again from its config\n"
+    )
+
+
+def test_each_kind_is_told_by_its_config_keys(tmp_path: Path) -> None:
+    """CONFIG_MARKS: a key of exactly one resumable kind's config, so a folder without run.json
+    still names its `--resume` command."""
+    import dataclasses
+
+    from dimgen.config import save_config
+    from dimgen.diffusion.config import DiffusionConfig
+    from dimgen.folders import CONFIG_MARKS, RESUME_COMMANDS, kind_from_config
+    from dimgen.gan.config import GANConfig
+    from dimgen.ssl.config import PretrainConfig
+
+    classes = {"encoder": EncoderConfig, "gan": GANConfig, "diffusion": DiffusionConfig,
+               "pretrain": PretrainConfig}  # fmt: skip
+    assert set(CONFIG_MARKS) == set(RESUME_COMMANDS) == set(classes)
+    for kind, cls in classes.items():
+        owners = [k for k, c in classes.items()
+                  if CONFIG_MARKS[kind] in {f.name for f in dataclasses.fields(c)}]  # fmt: skip
+        assert owners == [kind]
+        save_config(cls(), tmp_path / "config.yaml")
+        assert kind_from_config(tmp_path) == kind
+    (tmp_path / "config.yaml").write_text("seed: 0\n")
+    assert kind_from_config(tmp_path) is None
+
+
 def test_a_misspelt_key_suggests_the_nearest() -> None:
     from dimgen.config import from_dict
 
