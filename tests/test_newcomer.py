@@ -325,6 +325,26 @@ def test_a_used_out_says_what_it_holds_before_torch(digits_run: Path, tmp_path: 
     assert f"continue it with `dimgen encode --resume {broken}`" in err
 
 
+def test_sample_refuses_a_wrong_out_before_torch_and_announces_its_work(
+    digits_gan_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`sample --out x.jpgg` was refused after torch and the run were loaded (2 s); a good
+    command was silent for 5 s under load while it loaded the run and wrote the grid."""
+    err, res = _refusal(["sample", str(digits_gan_run), "--unconditional", "--out", "x.jpgg"])
+    assert res == {"code": 2, "torch": False}
+    assert err == "error: --out must be a .png file, got x.jpgg"
+    term = _Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    out = tmp_path / "u.png"  # cli.main, not CliRunner: CliRunner replaces sys.stderr
+    cli.main(
+        ["sample", str(digits_gan_run), "--unconditional", "-n", "4", "--out", str(out)],
+        standalone_mode=False,
+    )
+    assert out.is_file()
+    what = f"sample: loading {digits_gan_run}, sampling and writing {out}"
+    assert term.text.startswith(f"{what} ...\r\033[K{what} done (")
+
+
 def test_an_incomplete_run_names_its_command(tmp_path: Path) -> None:
     from dimgen.io import read_run
 
