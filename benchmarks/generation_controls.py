@@ -452,8 +452,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(1)
     if (args.data, args.preset) == ("mnist", "cpu"):
-        n_gans = len({"conditional": 0, "prior": 0, "no-encoder": 1, "rcg-conditional": 2,
-                      "rcg-gaussian": 2, "rcg-flow": 2, "noisy-codes": 3}[r] for r in args.routes.split(","))  # fmt: skip
+        gan_of = {"conditional": 0, "prior": 0, "no-encoder": 1, "rcg-conditional": 2,
+                  "rcg-gaussian": 2, "rcg-flow": 2, "noisy-codes": 3}  # fmt: skip
+        n_gans = len({gan_of[r] for r in args.routes.split(",")})  # was len(generator): TypeError
         est = mnist_cpu_minutes(len(args.seeds.split(",")), args.epochs, args.steps, n_gans)
         print(f"MNIST CPU presets: about {est:.0f} CPU minutes ({est / 60:.1f} h)", file=sys.stderr)
     result = run(args)

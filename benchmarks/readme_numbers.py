@@ -13,7 +13,8 @@ adds the digits GAN, a few minutes more):
 3. the augmentation table: aug_noise 0.1, 0.2 and 0.3 (the default) at the default settings.
 
 4. with ``--gan``: ``dimgen train-gan runs/digits`` at the default ``GANConfig`` (the README's
-   Generation block).
+   Generation block; ``configs/digits-gan.yaml`` trains the same model), then its row of
+   docs/diffusion.md's table (``dimgen evaluate-generator RUN -n 500``).
 
 Every number is printed with the sentence of the docs it belongs to. Times are given as CPU seconds
 (``time.process_time``: what this process computed, all its threads; about the same on a busy
@@ -73,6 +74,27 @@ def encoder(cfg: EncoderConfig, out: Path) -> tuple[dict, Timed]:
 
     t = Timed(train_encoder, cfg, out, progress=False)
     return t.result.metrics, t
+
+
+def print_gan_row(run: Path) -> None:
+    """The GAN row of docs/diffusion.md's table: ``dimgen evaluate-generator RUN -n 500`` (seed 0)
+    and the wall time of 500 unconditional samples."""
+    from dimgen.gan import evaluate_run
+    from dimgen.generators.runs import load_generator
+
+    e = evaluate_run(run, n=500, seed=0)
+    gen = load_generator(run, device="cpu")
+    gen.sample_unconditional(8, seed=0)  # warm-up
+    t = Timed(gen.sample_unconditional, 500, seed=0)
+    print("docs/diffusion.md, `dimgen evaluate-generator RUN -n 500 --json` "
+          f"({e['n_eval']} held-out images):")  # fmt: skip
+    print(
+        f"| GAN (MLP, hinge) | {e['conditional_consistency']:.1f} "
+        f"| {e['fid_dimgen_classifier_conditional']:.2f} "
+        f"| {e['fid_dimgen_classifier_unconditional']:.2f} "
+        f"| {e['kid_dimgen_classifier_unconditional']:.2f} | {e['class_tv_unconditional']:.3f} "
+        f"| {e['class_coverage_unconditional']} | {t.wall:.2f} s |"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{g['steps']} steps, {t} end to end (train {g['train_seconds']:.1f} s wall); "
                   f"conditional consistency {g.get('conditional_consistency', float('nan')):.1f}%, "
                   f"unconditional class TV {g.get('class_tv_unconditional', float('nan')):.3f}")  # fmt: skip
+            print_gan_row(root / "gan")
     return 0
 
 

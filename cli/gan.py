@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import click
@@ -196,16 +197,21 @@ def sample_cmd(run: str, unconditional: bool, from_images: str | None, codes_pat
         raise ConfigError(f"--nrow must be >= 1, got {nrow}")
     if guidance is not None and not (guidance >= 0 and guidance != float("inf")):
         raise ConfigError(f"--guidance-scale must be >= 0, got {guidance}")
+    if Path(out).suffix.lower() != ".png":  # before torch, as write_samples would after it
+        raise ConfigError(f"--out must be a .png file, got {out}")
     check_run(run)  # before torch: a mistyped folder
     seed = DEFAULT_SEED if seed is None else seed
     from dimgen.gan import sample, write_samples  # torch: once the arguments are known good
+    from dimgen.training.phases import status
 
-    s = sample(run, unconditional=unconditional, from_images=from_images, codes=codes_path,
-               prior=prior_path, n=n, seed=seed, data_root=data_root, ema=not no_ema,
-               guidance_scale=guidance, progress=not quiet)  # fmt: skip
-    png, npz = write_samples(
-        out, s.images, s.codes, real=s.real, labels=s.labels, seed=seed, nrow=nrow
-    )
+    # loading the run, its data and the grid writer: 5 s under load, announced on a terminal
+    with status("sample", f"loading {run}, sampling and writing {out}", not quiet):
+        s = sample(run, unconditional=unconditional, from_images=from_images, codes=codes_path,
+                   prior=prior_path, n=n, seed=seed, data_root=data_root, ema=not no_ema,
+                   guidance_scale=guidance, progress=not quiet)  # fmt: skip
+        png, npz = write_samples(
+            out, s.images, s.codes, real=s.real, labels=s.labels, seed=seed, nrow=nrow
+        )
     click.echo(f"wrote {png} and {npz}: {len(s.images)} samples ({s.mode})")
 
 

@@ -476,6 +476,16 @@ def from_dict(cls: type[T], data: dict[str, Any], source: str = "config") -> T:
         near = {str(k): difflib.get_close_matches(str(k), sorted(names), n=1, cutoff=0.6)
                 for k in data if k not in names}  # fmt: skip
         hints = [f"`{m[0]}` for {k!r}" for k, m in near.items() if m]
+        # `train-gan --set sigma=0.3`: a run on an encoder's codes inherits the encoder's settings
+        encoder = {f.name for f in dataclasses.fields(EncoderConfig)} - names
+        inherited = [repr(str(k)) for k, m in near.items() if not m and k in encoder]
+        if inherited and not hints and "encoder_run" in names:
+            others = [u for u in unknown if u not in inherited]
+            raise ConfigError(
+                f"{source}: {', '.join(inherited)}: encoder setting(s) (`dimgen encode`), fixed "
+                "by the encoder run this run reads; train another encoder to change them"
+                + (f" (also unknown: {', '.join(others)})" if others else "")
+            )
         if hints:  # the nearest key, as click does for a mistyped option
             raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; did you mean "
                               f"{', '.join(hints)}?")  # fmt: skip

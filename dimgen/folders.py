@@ -18,10 +18,12 @@ from .errors import RunFolderError
 
 __all__ = [
     "CHECKPOINT",
+    "CONFIG_MARKS",
     "RESUME_COMMANDS",
     "check_new_out",
     "free_name",
     "interrupted_message",
+    "kind_from_config",
     "looks_like_hub_id",
     "missing_run_message",
     "out_problem",
@@ -37,6 +39,31 @@ RESUME_COMMANDS: dict[str, str] = {
     "diffusion": "dimgen train-diffusion",
     "pretrain": "dimgen pretrain",
 }
+
+#: A ``config.yaml`` key only each resumable kind's config has (tests/test_newcomer.py checks
+#: them against the config classes): how an incomplete folder, without run.json, tells its kind.
+CONFIG_MARKS: dict[str, str] = {
+    "encoder": "aug_noise",
+    "gan": "d_width",
+    "diffusion": "num_train_timesteps",
+    "pretrain": "proj_dim",
+}
+
+
+def kind_from_config(path: str | Path) -> str | None:
+    """The kind of an incomplete run folder, read from its ``config.yaml`` keys (None if none
+    or several match, or the file cannot be read); no YAML parser: a top-level ``key:`` line."""
+    try:
+        keys = {
+            line.split(":", 1)[0]
+            for line in (Path(path) / "config.yaml").read_text().splitlines()
+            if line[:1].isalpha() and ":" in line
+        }
+    except (OSError, UnicodeDecodeError):
+        return None
+    found = [kind for kind, key in CONFIG_MARKS.items() if key in keys]
+    return found[0] if len(found) == 1 else None
+
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 

@@ -515,20 +515,24 @@ def read_run(path: str | Path, kind: str | tuple[str, ...]) -> tuple[Path, dict[
 
 
 def incomplete_message(run_dir: Path, want: str = "a run") -> str:
-    """What to do with a folder without a (complete) ``run.json``: resume, or rerun to replace."""
-    from .folders import RESUME_COMMANDS, resume_command
+    """What to do with a folder without a (complete) ``run.json``: resume, or rerun to replace.
 
-    kind = want if want in RESUME_COMMANDS else None
+    The run's kind (for its ``--resume`` command) is ``want`` when that is one kind, else read
+    from its ``config.yaml`` (``dimgen evaluate`` takes an encoder or a pretrain run)."""
+    from .folders import RESUME_COMMANDS, kind_from_config, resume_command
+
+    kind = want if want in RESUME_COMMANDS else kind_from_config(run_dir)
+    what = f"an incomplete {kind} run" if kind else "an incomplete run"
     if (run_dir / "checkpoint.safetensors").exists():  # training.checkpoint.CHECKPOINT
         return (
-            f"{run_dir} is an incomplete run with a checkpoint: continue it with "
+            f"{run_dir} is {what} with a checkpoint: continue it with "
             f"`{resume_command(run_dir, kind)}`"
         )
     if (run_dir / "config.yaml").exists():
         return (
-            f"{run_dir} is an incomplete run stopped before its first checkpoint: rerun the same "
-            f"command to replace it, or `{resume_command(run_dir, kind)}` to start it again "
-            "from its config"
+            f"{run_dir} is {what} stopped before its first checkpoint: rerun the command that "
+            f"wrote it (it replaces the folder), or `{resume_command(run_dir, kind)}` to start "
+            "it again from its config"
         )
     if (run_dir / "run.json").exists():
         return f"{run_dir} is an incomplete run (run.json does not mark it complete): rerun it"

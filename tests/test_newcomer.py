@@ -103,6 +103,47 @@ def test_library_training_shows_progress_by_default(
     assert capsys.readouterr().err == ""
 
 
+class _Terminal:
+    """A stderr that says it is a terminal, and keeps what was written."""
+
+    def __init__(self) -> None:
+        self.text = ""
+
+    def write(self, s: str) -> int:
+        self.text += s
+        return len(s)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_set_up_before_the_bar_is_announced_on_a_terminal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Data, models and the optimiser's first import: 5.5 s of silence before the bar under load.
+    On a terminal a line says so; if the set-up refuses the input, the line is erased, so the
+    refusal stays one line (a pipe or a log never sees it)."""
+    import numpy as np
+
+    from dimgen.errors import DataError
+
+    term = _Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    train_encoder(EncoderConfig(epochs=1), tmp_path / "a")
+    head = "encode: setting up: data, models, optimisers ..."
+    assert term.text.startswith(head)
+    assert "\r\033[Kencode: setting up: data, models, optimisers done (" in term.text
+    assert term.text.index("done (") < term.text.index("step")
+    np.savez(tmp_path / "five.npz", x=np.random.default_rng(0).random((5, 8, 8)))
+    term.text = ""
+    with pytest.raises(DataError):
+        train_encoder(EncoderConfig(data=f"npz:{tmp_path / 'five.npz'}"), tmp_path / "b")
+    assert term.text == head + "\r\033[K"  # written, then erased: nothing left on the screen
+
+
 def test_flow_shows_progress_by_default(
     digits_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -284,6 +325,26 @@ def test_a_used_out_says_what_it_holds_before_torch(digits_run: Path, tmp_path: 
     assert f"continue it with `dimgen encode --resume {broken}`" in err
 
 
+def test_sample_refuses_a_wrong_out_before_torch_and_announces_its_work(
+    digits_gan_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`sample --out x.jpgg` was refused after torch and the run were loaded (2 s); a good
+    command was silent for 5 s under load while it loaded the run and wrote the grid."""
+    err, res = _refusal(["sample", str(digits_gan_run), "--unconditional", "--out", "x.jpgg"])
+    assert res == {"code": 2, "torch": False}
+    assert err == "error: --out must be a .png file, got x.jpgg"
+    term = _Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    out = tmp_path / "u.png"  # cli.main, not CliRunner: CliRunner replaces sys.stderr
+    cli.main(
+        ["sample", str(digits_gan_run), "--unconditional", "-n", "4", "--out", str(out)],
+        standalone_mode=False,
+    )
+    assert out.is_file()
+    what = f"sample: loading {digits_gan_run}, sampling and writing {out}"
+    assert term.text.startswith(f"{what} ...\r\033[K{what} done (")
+
+
 def test_an_incomplete_run_names_its_command(tmp_path: Path) -> None:
     from dimgen.io import read_run
 
@@ -291,6 +352,47 @@ def test_an_incomplete_run_names_its_command(tmp_path: Path) -> None:
     (tmp_path / "checkpoint.safetensors").write_bytes(b"x")
     with pytest.raises(RunFolderError, match=f"`dimgen encode --resume {tmp_path}`"):
         read_run(tmp_path, "encoder")
+
+
+def test_an_incomplete_run_given_to_evaluate_names_its_own_command(tmp_path: Path) -> None:
+    """`dimgen evaluate` (an encoder or a pretrain run) on an encoder run stopped before its
+    first checkpoint said "rerun the same command" (evaluate again) and `dimgen <command>`."""
+    from dimgen.config import EncoderConfig, save_config
+
+    stuck = tmp_path / "stuck"
+    stuck.mkdir()
+    save_config(EncoderConfig(), stuck / "config.yaml")
+    res = CliRunner().invoke(cli, ["evaluate", str(stuck)])
+    assert res.exit_code == 2
+    assert res.output == (
+        f"error: {stuck} is an incomplete encoder run stopped before its first checkpoint: "
+        f"rerun the command that wrote it (it replaces the folder), or `dimgen encode --resume "
+        f"{stuck}` to start it again from its config\n"
+    )
+
+
+def test_each_kind_is_told_by_its_config_keys(tmp_path: Path) -> None:
+    """CONFIG_MARKS: a key of exactly one resumable kind's config, so a folder without run.json
+    still names its `--resume` command."""
+    import dataclasses
+
+    from dimgen.config import save_config
+    from dimgen.diffusion.config import DiffusionConfig
+    from dimgen.folders import CONFIG_MARKS, RESUME_COMMANDS, kind_from_config
+    from dimgen.gan.config import GANConfig
+    from dimgen.ssl.config import PretrainConfig
+
+    classes = {"encoder": EncoderConfig, "gan": GANConfig, "diffusion": DiffusionConfig,
+               "pretrain": PretrainConfig}  # fmt: skip
+    assert set(CONFIG_MARKS) == set(RESUME_COMMANDS) == set(classes)
+    for kind, cls in classes.items():
+        owners = [k for k, c in classes.items()
+                  if CONFIG_MARKS[kind] in {f.name for f in dataclasses.fields(c)}]  # fmt: skip
+        assert owners == [kind]
+        save_config(cls(), tmp_path / "config.yaml")
+        assert kind_from_config(tmp_path) == kind
+    (tmp_path / "config.yaml").write_text("seed: 0\n")
+    assert kind_from_config(tmp_path) is None
 
 
 def test_a_misspelt_key_suggests_the_nearest() -> None:
@@ -301,6 +403,46 @@ def test_a_misspelt_key_suggests_the_nearest() -> None:
     assert "known:" not in str(exc.value)  # not the list of every key
     with pytest.raises(ConfigError, match="known: "):
         from_dict(EncoderConfig, {"zzzzzz": 1}, "preset.yaml")
+
+
+@pytest.mark.parametrize(
+    ("source", "hint"),
+    [
+        ("mnistt", "did you mean `mnist`?"),
+        ("digit:test", "did you mean `digits:test`?"),
+        ("{tmp}/x.npz", "a file of arrays is `npz:{tmp}/x.npz`"),
+        ("{tmp}", "a folder of images is `folder:{tmp}`"),
+        ("imagenet", "(known: digits, mnist, fashion-mnist, cifar10, npz:PATH, folder:PATH)"),
+    ],
+)
+def test_a_mistyped_data_source_points_at_the_right_one(
+    tmp_path: Path, source: str, hint: str
+) -> None:
+    """`--data mnistt` listed the six sources; a path without `npz:` / `folder:` did too."""
+    source, hint = source.format(tmp=tmp_path), hint.format(tmp=tmp_path)
+    res = CliRunner().invoke(cli, ["encode", "--data", source, "--out", str(tmp_path / "r")])
+    assert res.exit_code == 2
+    assert (
+        res.output
+        == f"error: unknown data source {source!r}{'' if hint[0] == '(' else ';'} {hint}\n"
+    )
+
+
+def test_an_encoder_setting_on_a_generator_says_the_encoder_run_fixes_it() -> None:
+    """`train-gan --set sigma=0.3` listed the GAN's 30 keys, as if `sigma` were a typo."""
+    from dimgen.config import from_dict
+    from dimgen.diffusion.config import DiffusionConfig
+    from dimgen.gan.config import GANConfig
+
+    for cls in (GANConfig, DiffusionConfig):
+        with pytest.raises(ConfigError) as err:
+            from_dict(cls, {"sigma": 0.3, "foo": 1}, "options")
+        assert str(err.value) == (
+            "options: 'sigma': encoder setting(s) (`dimgen encode`), fixed by the encoder run "
+            "this run reads; train another encoder to change them (also unknown: 'foo')"
+        )
+    with pytest.raises(ConfigError, match=r"did you mean `steps` for 'stepz'"):
+        from_dict(GANConfig, {"sigma": 0.3, "stepz": 3}, "options")  # a typo is a typo first
 
 
 def test_sample_on_an_encoder_run_points_at_the_generators(
@@ -336,3 +478,29 @@ def test_cli_speaks_alike() -> None:
     assert "export folder to create" in _help("export")
     assert "sweep folder to create" in _help("sweep")
     assert "(also: ``dimgen evaluate-generator``)" not in _help("evaluate-generator")
+
+
+def test_the_readme_states_the_suites_size() -> None:
+    """The README said nothing of the suite's length, then docs/newcomer.md said 1,070 tests when
+    there were 1,282: the count it states stays within a quarter of what pytest collects."""
+    import re
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    stated = {
+        page: int(m.group(1).replace(",", ""))
+        for page in ("README.md", "docs/newcomer.md")
+        if (m := re.search(r"([\d,]{3,}) tests", (repo / page).read_text()))
+    }
+    assert set(stated) == {"README.md", "docs/newcomer.md"}, stated
+    proc = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p",
+                           "no:cacheprovider", str(repo / "tests")], cwd=repo,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    m = re.search(r"(\d+) tests? collected", proc.stdout)
+    assert m, proc.stdout[-500:]
+    collected = int(m.group(1))
+    for page, n in stated.items():
+        assert abs(n - collected) <= collected / 4, (
+            f"{page} says {n} tests, pytest collects {collected}"
+        )

@@ -228,6 +228,48 @@ def test_the_docs_have_pages_and_blocks() -> None:
     assert sum(b.lang == "python" for b in blocks) >= 5
 
 
+OUT = re.compile(r"--out\s+(\S+)")
+#: Where the README's and docs' commands may write: run folders, codes and images under runs/,
+#: exported folders under exported/ (both ignored by git).
+OUT_ROOTS = ("runs/", "exported/")
+
+
+def written_paths(pages: list[Path]) -> dict[str, set[str]]:
+    """``--out`` path -> the command lines (``page:line: command``) of the shell blocks that write it."""
+    out: dict[str, set[str]] = {}
+    for page in pages:
+        for block in extract(page.read_text()):
+            if block.lang != "sh":
+                continue
+            for i, line in enumerate(block.lines):
+                command = line.split("#", 1)[0].strip()
+                where = f"{page.name}:{block.line + i}"
+                for m in OUT.finditer(command):
+                    out.setdefault(m.group(1), set()).add(f"{where}: {command}")
+    return out
+
+
+def test_doc_commands_write_under_runs_and_never_clash() -> None:
+    """Every ``--out`` of the README and docs lands under runs/ (or exported/), and a file two
+    pages write comes from the same command: a reader who follows the README, then a page,
+    never finds one page's image or codes replaced by another's (two blocks once wrote
+    ``mine.png``, one of them at the root)."""
+    written = written_paths(DOCS)
+    assert len(written) >= 30
+    outside = sorted(p for p in written if not p.startswith(OUT_ROOTS))
+    assert not outside, f"--out outside runs/ or exported/: {outside}: {written[outside[0]]}"
+    files = {p: w for p, w in written.items() if Path(p).suffix in (".png", ".npz", ".json")}
+    clashes = {p: w for p, w in files.items() if len({c.split(": ", 1)[1] for c in w}) > 1}
+    assert not clashes, f"one file written by different commands: {clashes}"
+
+
+def test_the_out_check_sees_a_clash(tmp_path: Path) -> None:
+    page = tmp_path / "x.md"
+    page.write_text("```sh\ndimgen sample a --out mine.png\ndimgen sample b --out mine.png\n```\n")
+    written = written_paths([page])
+    assert set(written) == {"mine.png"} and len(written["mine.png"]) == 2
+
+
 @pytest.mark.parametrize("page", DOCS, ids=_name)
 def test_doc_blocks_are_well_formed(page: Path) -> None:
     """Every block a walk would run parses: Python compiles, shell passes ``bash -n``."""

@@ -113,10 +113,26 @@ def parse_source(source: str) -> tuple[str, str | None]:
         return source, None
     name, _, split = source.partition(":")
     if name not in ("digits", "mnist", "fashion-mnist", "cifar10"):
-        raise DataError(f"unknown data source {source!r} (known: {', '.join(SOURCES)})")
+        raise DataError(f"unknown data source {source!r}{_source_hint(source, name)}")
     if split and split not in ("train", "test", "all"):
         raise DataError(f"unknown split {split!r} in {source!r} (expected train, test or all)")
     return name, split or None
+
+
+def _source_hint(source: str, name: str) -> str:
+    """What a mistyped source most likely meant: a near name (``mnistt``), or the ``npz:`` /
+    ``folder:`` prefix a file or folder path lacks; else the known sources."""
+    import difflib
+
+    near = difflib.get_close_matches(name, ["digits", "mnist", "fashion-mnist", "cifar10"], n=1)
+    if near:
+        return f"; did you mean `{near[0]}{source[len(name) :]}`?"
+    path = Path(source).expanduser()
+    if path.suffix == ".npz" or path.is_file():
+        return f"; a file of arrays is `npz:{source}`"
+    if path.is_dir():
+        return f"; a folder of images is `folder:{source}`"
+    return f" (known: {', '.join(SOURCES)})"
 
 
 def absolute_source(source: str) -> str:

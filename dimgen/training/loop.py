@@ -31,6 +31,7 @@ from . import distributed as ddp
 from .checkpoint import CheckpointState, load_checkpoint, save_checkpoint
 from .devices import configure_threads, gather_rng_states
 from .logs import CURVES, LOG, ScalarLog, plot_curves
+from .phases import status
 from .run_folder import RunFolder
 from .smoke import active as smoke_active
 from .smoke import cap_units, marker
@@ -77,7 +78,9 @@ def fit(
             if folder is not None and rank == 0:
                 stack.enter_context(folder.lock())  # held until run.json is written
                 folder.check(resume)
-            state = trainer.setup(ctx)
+            # data, models, optimisers: seconds of silence before the bar (5 s under load)
+            with status(trainer.label, "setting up: data, models, optimisers", ctx.progress):
+                state = trainer.setup(ctx)
             configured = trainer.total
             trainer.total = cap_units(configured, trainer.unit)
         except DimgenError as exc:

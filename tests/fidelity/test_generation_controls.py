@@ -243,3 +243,27 @@ def test_score_of_the_heldout_images_against_themselves() -> None:
     # blank images: far from every held-out image, one predicted class
     blank = gc.score(np.zeros_like(ref.x), ref, seed=0)
     assert blank["precision"] == 0.0 and blank["classes"] == 1.0 and blank["fid"] > 10
+
+
+def test_the_mnist_cpu_estimate_counts_the_gans_of_the_routes(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docs/generation-controls.md's MNIST line stopped with `TypeError: object of type
+    'generator' has no len()` before any work: the estimate counts the distinct GANs."""
+    counts: list[int] = []
+
+    class Stop(Exception):
+        pass
+
+    def stop(args: object) -> None:
+        raise Stop
+
+    monkeypatch.setattr(
+        gc, "mnist_cpu_minutes", lambda seeds, e, s, n_gans: counts.append(n_gans) or 1.0
+    )
+    monkeypatch.setattr(gc, "run", stop)
+    for routes, n in (("conditional,prior", 1), ("prior,no-encoder,rcg-flow,rcg-gaussian", 3)):
+        with pytest.raises(Stop):
+            gc.main(["--data", "mnist", "--preset", "cpu", "--routes", routes])
+        assert counts[-1] == n
+    assert "MNIST CPU presets: about" in capsys.readouterr().err

@@ -46,7 +46,8 @@ def test_stopped_before_first_checkpoint_resumes_from_start(tmp_path: Path) -> N
         fit(Toy(ToyConfig()), CPU, cut, on_scalars=_stop_at(3))
     assert (cut / "config.yaml").is_file() and not (cut / "checkpoint.safetensors").exists()
     with pytest.raises(
-        RunFolderError, match="rerun the same command to replace it, or `dimgen <command> --resume"
+        RunFolderError,
+        match=r"rerun the command that wrote it \(it replaces the folder\), or `dimgen <",
     ):
         read_run(cut, "toy")
     (cut / ".checkpoint.safetensors.abc.tmp").write_bytes(b"torn")
@@ -89,7 +90,8 @@ def test_encode_killed_before_first_checkpoint_then_resume_and_rerun(tmp_path: P
     (killed / ".codes.npz.x1.tmp").write_bytes(b"cut short")
     res = CliRunner().invoke(cli, ["encode", "--encoder", str(killed), "--data", "digits",
                                    "--out", str(tmp_path / "c.npz")])  # fmt: skip
-    assert res.exit_code == 2 and "rerun the same command to replace it" in res.output
+    assert res.exit_code == 2, res.output
+    assert "incomplete encoder run stopped before its first checkpoint: rerun the" in res.output
     res = CliRunner().invoke(cli, ["encode", "--resume", str(killed), "--quiet"])
     assert res.exit_code == 0, res.output
     assert _temps(killed) == []
