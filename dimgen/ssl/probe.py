@@ -301,6 +301,7 @@ def probe_run(
     dev = next(net.parameters()).device
     seed = cfg.seed if seed is None else seed
     n = len(ds.x_train) + len(ds.x_test)
+
     def images(x: Any) -> Any:  # a streamed folder is embedded a batch at a time
         if isinstance(x, StreamedImages):
             return x
