@@ -59,7 +59,11 @@ def test_sigkill_then_resume_is_bit_exact(tmp_path: Path) -> None:
         cli,
         ["encode", "--encoder", str(killed), "--data", "digits", "--out", str(tmp_path / "c.npz")],
     )
-    assert res.exit_code == 2 and "incomplete run" in res.output
+    assert (
+        res.exit_code == 2
+        and "is an incomplete encoder run" in res.output
+        and "dimgen encode --resume" in res.output
+    )
 
     res = CliRunner().invoke(cli, ["encode", "--resume", str(killed), "--quiet"])
     assert res.exit_code == 0, res.output
