@@ -127,8 +127,10 @@ def stream_encoder(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path
 
 
 def _derived_resumes_and_matches(train, cfg_of, names: tuple[str, ...], root: Path, enc: Path,
-                                 tmp_path: Path) -> None:  # fmt: skip
-    """Streamed (the encoder's own ``stream=1`` source): whole, cut + resumed, and in memory."""
+                                 tmp_path: Path) -> dict[str, dict]:  # fmt: skip
+    """Streamed (the encoder's own ``stream=1`` source): whole, cut + resumed, and in memory.
+
+    Returns the two runs' ``run.json`` records ("whole": streamed, "mem": in memory)."""
     stream = cfg_of(enc, data=None)  # the encoder run's data: streamed
     train(stream, tmp_path / "whole", progress=False)
 
@@ -153,6 +155,7 @@ def _derived_resumes_and_matches(train, cfg_of, names: tuple[str, ...], root: Pa
     assert rec["mem"]["data_mode"] == {"mode": "memory"}
     assert rec["whole"]["data_digest"] == rec["mem"]["data_digest"]
     assert rec["whole"]["data_digest"]["files"] == 60
+    return rec
 
 
 def test_streamed_gan_equals_in_memory_and_resumes_bit_exact(stream_encoder, tmp_path) -> None:
@@ -164,7 +167,11 @@ def test_streamed_gan_equals_in_memory_and_resumes_bit_exact(stream_encoder, tmp
         return GANConfig(**{**base, **kw})  # type: ignore[arg-type]
 
     names = ("generator.safetensors", "generator_ema.safetensors", "discriminator.safetensors")
-    _derived_resumes_and_matches(train_gan, cfg_of, names, *stream_encoder, tmp_path)
+    rec = _derived_resumes_and_matches(train_gan, cfg_of, names, *stream_encoder, tmp_path)
+    assert (
+        rec["whole"]["data_mode"]["mode"] == "stream"
+        and rec["mem"]["data_mode"]["mode"] == "memory"
+    )
 
 
 def test_streamed_diffusion_equals_in_memory_and_resumes_bit_exact(stream_encoder, tmp_path):
@@ -179,7 +186,11 @@ def test_streamed_diffusion_equals_in_memory_and_resumes_bit_exact(stream_encode
         return from_dict(DiffusionConfig, {**base, **{k: v for k, v in kw.items()}})
 
     names = ("model.safetensors", "model_ema.safetensors")
-    _derived_resumes_and_matches(train_diffusion, cfg_of, names, *stream_encoder, tmp_path)
+    rec = _derived_resumes_and_matches(train_diffusion, cfg_of, names, *stream_encoder, tmp_path)
+    assert (
+        rec["whole"]["data_mode"]["mode"] == "stream"
+        and rec["mem"]["data_mode"]["mode"] == "memory"
+    )
 
 
 def test_streamed_gan_evaluates_as_in_memory(stream_encoder, tmp_path) -> None:

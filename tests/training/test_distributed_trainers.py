@@ -120,6 +120,8 @@ def test_pretrain_objectives_on_two_processes_equal_one_process() -> None:
         for rank, res in enumerate(results):
             gaps.append(_compare(ref, res[case], f"{case} rank {rank}"))
     print(f"pretrain: largest 2-process vs 1-process gap {max(gaps):.1e}")
+    assert len(gaps) == len(PRETRAIN_CASES) * WORLD
+    assert max(gaps) <= max(TOL_LOSS, TOL_GRAD, TOL_WEIGHT)
 
 
 def test_per_process_statistics_would_fail_the_comparison() -> None:
@@ -221,6 +223,7 @@ def test_gan_and_diffusion_steps_on_two_processes_equal_one_process(
         ref = _trainer_steps(kind, enc)
         gaps = [_compare(ref, res[kind], f"{kind} rank {r}") for r, res in enumerate(results)]
         print(f"{kind}: largest 2-process vs 1-process gap {max(gaps):.1e}")
+        assert len(gaps) == WORLD and max(gaps) <= max(TOL_LOSS, TOL_GRAD, TOL_WEIGHT)
 
 
 # ---------------------------------------------------------------------------------------------
