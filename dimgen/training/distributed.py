@@ -15,6 +15,7 @@ checks this to 1e-10 in float64.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import pickle
@@ -292,32 +293,70 @@ def _child(
     nprocs: int,
     init_method: str,
     backend: str,
-    queue: Any,
+    outbox: str,
     fn: Callable[..., Any],
     args: tuple[Any, ...],
 ) -> None:
     os.environ.update(RANK=str(index), LOCAL_RANK=str(index), WORLD_SIZE=str(nprocs))
+    code = 1
     try:
         if backend == "nccl":
             torch.cuda.set_device(index)
         dist.init_process_group(backend, init_method=init_method, rank=index, world_size=nprocs)
-        result = fn(*args)
-        # plain pickle: tensors are copied into the message, not shared through memory that
-        # would vanish with this process
-        queue.put(("ok", index, pickle.dumps(result)))
+        _post(outbox, index, ("ok", fn(*args)))
+        code = 0
     except BaseException as exc:  # reported to the parent, which raises it as one line
         if isinstance(exc, DimgenError):
             payload: Any = exc
         else:
             payload = RuntimeError(f"process {index}: {type(exc).__name__}: {exc}")
         try:
-            queue.put(("error", index, payload))
+            _post(outbox, index, ("error", payload))
         except Exception:
-            queue.put(("error", index, RuntimeError(f"process {index}: {type(exc).__name__}")))
-        sys.exit(1)
+            _post(outbox, index, ("error", RuntimeError(f"process {index}: {type(exc).__name__}")))
     finally:
+        gc.collect()  # data loaders going out of scope stop their worker processes
         if dist.is_initialized():
             dist.destroy_process_group()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # Skip the interpreter's teardown: with gloo's threads it aborts now and then ("terminate
+        # called without an active exception", SIGABRT) after the work is done and posted.
+        os._exit(code)
+
+
+def _post(outbox: str, index: int, message: tuple[str, Any]) -> None:
+    """Write one child's outcome to ``outbox/index.pkl`` atomically (written, then renamed).
+
+    A file, not a pipe: a child that writes a large result into a pipe blocks until the parent
+    reads it, and a child stopped mid-write (the others are terminated when one fails) would leave
+    a partial message on which the parent's read waits forever. A half-written file is never
+    renamed, so the parent sees a whole message or none. The files are this run's own, in a private
+    temporary folder.
+    """
+    # plain pickle: tensors are copied into the file, not shared through memory that would
+    # vanish with this process
+    final = os.path.join(outbox, f"{index}.pkl")
+    with open(final + ".part", "wb") as fh:
+        pickle.dump(message, fh)
+    os.replace(final + ".part", final)
+
+
+def _collect(outbox: str, nprocs: int) -> tuple[dict[int, Any], list[tuple[int, BaseException]]]:
+    """Results and errors the children posted; errors in the order they were written."""
+    results: dict[int, Any] = {}
+    posted: list[tuple[int, int, BaseException]] = []
+    for index in range(nprocs):
+        path = os.path.join(outbox, f"{index}.pkl")
+        if not os.path.exists(path):
+            continue
+        with open(path, "rb") as fh:
+            kind, payload = pickle.load(fh)
+        if kind == "ok":
+            results[index] = payload
+        else:
+            posted.append((os.stat(path).st_mtime_ns, index, payload))
+    return results, [(index, exc) for _, index, exc in sorted(posted, key=lambda e: e[:2])]
 
 
 def spawn(
@@ -334,37 +373,23 @@ def spawn(
 
     if nprocs < 1:
         raise ConfigError(f"need at least 1 process, got {nprocs}")
-    ctx = mp.get_context("spawn")
-    queue = ctx.SimpleQueue()
-    results: dict[int, Any] = {}
-    errors: list[tuple[int, BaseException]] = []
-
-    def drain() -> None:
-        while not queue.empty():
-            kind, index, payload = queue.get()
-            if kind == "ok":
-                results[index] = pickle.loads(payload)
-            else:
-                errors.append((index, payload))
-
     spawn_log = logging.getLogger("torch.multiprocessing.spawn")
     level = spawn_log.level
     spawn_log.setLevel(logging.ERROR)  # no "Terminating process ..." lines: we report one line
     failed: BaseException | None = None
     killed: tuple[int, str] | None = None
     try:
-        with tempfile.TemporaryDirectory(prefix="dimgen-rdzv-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="dimgen-spawn-") as tmp:
             init = f"file://{os.path.join(tmp, 'rendezvous')}"
             pc = mp.start_processes(
                 _child,
-                args=(nprocs, init, backend, queue, fn, args),
+                args=(nprocs, init, backend, tmp, fn, args),
                 nprocs=nprocs,
                 join=False,
                 start_method="spawn",
             )
             try:
                 while True:
-                    drain()
                     try:
                         if pc.join(timeout=0.2, grace_period=5.0):
                             break
@@ -376,7 +401,7 @@ def spawn(
                     if p.is_alive():
                         p.terminate()
                 raise
-            drain()
+            results, errors = _collect(tmp, nprocs)
             killed = _killed_worker(pc.processes, failed)
     finally:
         spawn_log.setLevel(level)

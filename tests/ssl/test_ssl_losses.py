@@ -112,7 +112,10 @@ def test_sigma_zero_is_the_plain_loss_and_sigma_adds_the_channel(cls: type) -> N
     # sigma > 0: ONE batch-norm map for both views (view a's statistics, no affine), then the
     # given noise: the loss on those codes
     loss = cls(4, sigma=0.3).train()
-    na, nb = 0.3 * torch.randn(16, 4), 0.3 * torch.randn(16, 4)
+    # noise from its own generator: with the global RNG the test depended on the tests run
+    # before it (about 1 draw in 70 puts the two maps' losses within 1e-3 of each other)
+    g = torch.Generator().manual_seed(0)
+    na, nb = 0.3 * torch.randn(16, 4, generator=g), 0.3 * torch.randn(16, 4, generator=g)
     mu, sd = a.mean(0), torch.sqrt(a.var(0, unbiased=False) + 1e-5)
     want = cls(4, sigma=0.0)((a - mu) / sd + na, (b - mu) / sd + nb)
     per_view = cls(4, sigma=0.0)((a - mu) / sd + na, (b - b.mean(0)) / b.std(0) + nb)

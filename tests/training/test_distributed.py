@@ -126,6 +126,59 @@ def test_one_failing_process_ends_the_run_with_one_line(kind: str) -> None:
     assert time.perf_counter() - t0 < 60
 
 
+def _large_result_while_rank_one_fails() -> torch.Tensor | None:
+    import torch.distributed as dist
+
+    if dist.get_rank() == 1:
+        raise ConfigError("boom on one process")
+    time.sleep(1.0)  # rank 1 has failed: the parent is in its grace period, not reading
+    return torch.arange(4_000_000, dtype=torch.float64)  # 32 MB, far over a pipe's 64 kB
+
+
+def test_a_large_result_posted_while_another_process_fails_reports_the_failure() -> None:
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError, match=r"^rank 1: boom on one process$"):
+        spawn(_large_result_while_rank_one_fails, WORLD, backend="gloo")
+    assert time.perf_counter() - t0 < 60
+
+
+def _large_result_while_rank_one_aborts_at_exit() -> torch.Tensor | None:
+    import atexit
+    import os
+
+    import torch.distributed as dist
+
+    if dist.get_rank() == 1:
+        atexit.register(os.abort)  # as gloo's threads now and then do at interpreter teardown
+        return None
+    time.sleep(1.0)
+    return torch.arange(4_000_000, dtype=torch.float64)
+
+
+def test_a_crash_at_a_workers_teardown_cannot_hang_the_parent() -> None:
+    """CI once hung here for 90 minutes: rank 1 posted its result, then aborted in the
+    interpreter's teardown (SIGABRT, "terminate called without an active exception"); torch
+    stopped rank 0 in the middle of writing its large result into the results pipe, and the
+    parent waited forever for the rest of the message. Workers now skip the teardown once their
+    result is posted, and results travel through files (whole or absent, never partial)."""
+    t0 = time.perf_counter()
+    out = spawn(_large_result_while_rank_one_aborts_at_exit, WORLD, backend="gloo")
+    assert out[1] is None and torch.equal(out[0], torch.arange(4_000_000, dtype=torch.float64))
+    assert time.perf_counter() - t0 < 60
+
+
+def _large_result() -> torch.Tensor:
+    import torch.distributed as dist
+
+    return torch.full((2_000_000,), float(dist.get_rank()), dtype=torch.float64)
+
+
+def test_large_results_of_every_process_come_back_whole() -> None:
+    out = spawn(_large_result, WORLD, backend="gloo")
+    assert [tuple(r.shape) for r in out] == [(2_000_000,)] * WORLD
+    assert [float(r.min()) for r in out] == [float(r.max()) for r in out] == list(range(WORLD))
+
+
 def test_devices_flag_trains_and_rank0_writes(tmp_path: Path) -> None:
     out = tmp_path / "ddp"
     args = ["encode", "--devices", "2", "--epochs", "2", "--quiet", "--out", str(out)]
