@@ -65,6 +65,28 @@ def test_benchmark_prints_one_table(capsys: pytest.CaptureFixture[str]) -> None:
         assert "skipped: vector-quantize-pytorch is not installed" in table[2]
 
 
+@pytest.mark.parametrize(("flag", "points"), [([], 2), (["--curve-every", "0"], 0)])
+def test_benchmark_curve_every_sets_the_encoders_certificates(
+    flag: list[str], points: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--curve-every reaches every side's encoder: one held-out certificate per epoch by default,
+    none with 0 (the MNIST table's setting), the final metrics still complete."""
+    bench = _module()
+    runs = []
+
+    def spy(*args, **kwargs):
+        runs.append(bench_train(*args, **kwargs))
+        return runs[-1]
+
+    bench_train = bench.train_encoder
+    monkeypatch.setattr(bench, "train_encoder", spy)
+    bench.main(["--epochs", "2", "--seeds", "0", "--squashes", "sigmoid", *flag])
+    assert len(runs) == (2 if bench.fsq_available() else 1)
+    for run in runs:
+        assert len(run.metrics.get("curve", [])) == points
+        assert "tokens" in run.metrics and np.isfinite(run.metrics["mi_lower_bound_nats"])
+
+
 def test_benchmark_gan_columns(capsys: pytest.CaptureFixture[str]) -> None:
     """--gan: a GAN on each side's token codes, scored by class consistency and FID."""
     bench = _module()
