@@ -45,6 +45,7 @@ from __future__ import annotations
 import argparse
 import math
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -305,4 +306,9 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from dimgen.errors import DimgenError
+
+    try:
+        main()
+    except DimgenError as exc:  # bad options: one line, exit 2, as the CLI does
+        sys.exit(f"error: {exc}")
