@@ -311,4 +311,5 @@ if __name__ == "__main__":
     try:
         main()
     except DimgenError as exc:  # bad options: one line, exit 2, as the CLI does
-        sys.exit(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
