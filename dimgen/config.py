@@ -242,6 +242,10 @@ class EncoderConfig(RunConfig):
     sigreg: float = bounded(0.0, 0.0, 1000.0)
     """Weight of the SIGReg Gaussianity term on the clean codes (sliced Epps-Pulley statistic,
     Balestriero & LeCun 2025, LeJEPA), subtracted from the MI bound; Gaussian prior only (0: off)."""
+    whiten: bool = False
+    """Normalise the codes by batch whitening (mean 0, covariance I; Cholesky whitening, W-MSE,
+    Ermolov et al. 2021) instead of per-coordinate standardisation (mean 0, variance 1), so the
+    coordinates are also uncorrelated; E f_i^2 = 1 still holds (the capacity bound is unchanged)."""
     curve_every: int = bounded(1, 0, _BIG)
     """Evaluate the held-out certificate (fixed statistics) every N epochs into ``log.csv`` and
     ``curves.png``: certified MI bound, KL bound, 5-NN, prior-match statistic (0: off)."""
@@ -265,6 +269,16 @@ class EncoderConfig(RunConfig):
 
 
 def _check_encoder(cfg: EncoderConfig) -> None:
+    if cfg.whiten and cfg.view_norm == "renorm":
+        raise ConfigError(
+            "whiten true needs view_norm shared or per-view (batch renormalisation is defined "
+            "per coordinate)"
+        )
+    if cfg.whiten and cfg.batch_size <= cfg.dim:
+        raise ConfigError(
+            f"whiten true needs batch_size > dim (a batch of {cfg.batch_size} cannot estimate a "
+            f"{cfg.dim} x {cfg.dim} covariance)"
+        )
     if cfg.sigreg > 0 and cfg.prior != "gaussian":
         raise ConfigError(
             f"sigreg {cfg.sigreg:g} needs prior gaussian (it tests the codes against N(0, I)); "

@@ -124,17 +124,15 @@ class EncoderModel(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(self, spec: dict[str, Any] | None = None) -> None:
         super().__init__()
-        from ..infomax.channel import LEGACY_SQUASH, make_channel
         from ..infomax.encoders import build_encoder
-        from ..infomax.tokenizer import _check_spec
+        from ..infomax.tokenizer import _check_spec, channel_from_spec
 
         if not isinstance(spec, dict):
             raise RunFolderError(f"the encoder's config has no spec (got {type(spec).__name__})")
         _check_spec(spec, Path("encoder/config.json"))
         self.encoder = build_encoder(spec["encoder"], spec["in_shape"], spec["dim"],
                                      spec["encoder_hidden"])  # fmt: skip
-        self.channel = make_channel(spec["prior"], spec["dim"], spec["sigma"], spec["eps"],
-                                    spec.get("squash", LEGACY_SQUASH))  # fmt: skip
+        self.channel = channel_from_spec(spec)
 
     def tokenizer(self) -> Any:
         """A :class:`dimgen.Tokenizer` sharing this component's modules."""

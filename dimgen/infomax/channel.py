@@ -19,6 +19,8 @@ Uniform(eps):    u = squash(batch-norm(h)) in [0, 1]^d, + U[-eps, eps]^d while t
                    k = 1..K-1. T = 1 is a smooth ramp; as the training loop anneals T upwards
                    the codes are pushed onto the K grid points (a differentiable version of
                    FSQ's rounding). The temperature is a buffer the trained channel keeps.
+With ``whiten`` the standardisation is batch whitening instead (codes with covariance I, not only
+unit variances; E[f_i^2] = 1 still holds, so the capacity bound is unchanged).
 At inference the channel returns the normalised codes without noise, using statistics that
 :meth:`NoiseChannel.calibrate` recomputes exactly over the training data after training.
 """
@@ -56,7 +58,7 @@ _LOGISTIC_GAIN = 1.702
 class NoiseChannel(nn.Module):
     """Shared machinery: feature-wise standardisation with exact post-training statistics."""
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, whiten: bool = False) -> None:
         super().__init__()
         if dim < 1:
             raise ConfigError(f"code dimension must be >= 1, got {dim}")
@@ -66,6 +68,9 @@ class NoiseChannel(nn.Module):
         # Data-parallel training: batch statistics over all processes' shards (see
         # `dimgen.training.distributed.global_batch_norm`); set by the training loop.
         self.data_parallel = False
+        self.whiten = bool(whiten)
+        if self.whiten:  # only then: standardising channels keep their state dict (old runs load)
+            self.register_buffer("running_cov", torch.eye(dim))
 
     # -- subclasses ---------------------------------------------------------------------------
     def squash(self, s: Tensor) -> Tensor:
@@ -90,6 +95,10 @@ class NoiseChannel(nn.Module):
         """Codes without noise: (B, d) encoder outputs -> (B, d) codes under the prior's scale."""
         if h.ndim != 2 or h.shape[1] != self.dim:
             raise ValueError(f"channel expects (batch, {self.dim}) inputs, got {tuple(h.shape)}")
+        if self.whiten:
+            x = h.float() if h.dtype in (torch.float16, torch.bfloat16) else h
+            mean, w = self._batch_whitening(x) if self.training else self.running_whitening()
+            return self.squash((x - mean.to(x)) @ w.to(x).T)
         if self.training and self.data_parallel:
             from ..training.distributed import global_batch_norm, is_active
 
@@ -133,6 +142,11 @@ class NoiseChannel(nn.Module):
         from ..training.distributed import global_moments, is_active, track_running_stats
 
         x = h.float() if h.dtype in (torch.float16, torch.bfloat16) else h
+        if self.whiten:
+            if mode == "renorm":
+                raise ValueError("view_norm renorm is not defined for a whitening channel")
+            mean, w = self._batch_whitening(x)
+            return self.squash((x - mean) @ w.T), self.squash((h_aug.to(x) - mean) @ w.T)
         if self.data_parallel and is_active():
             mean, var, n = global_moments(x)
         else:
@@ -146,6 +160,38 @@ class NoiseChannel(nn.Module):
             return tuple(self.squash((v - mean) * inv * r + shift) for v in (x, h_aug))  # type: ignore[return-value]
         track_running_stats(self.norm, mean, var, n)
         return self.squash((x - mean) * inv), self.squash((h_aug - mean) * inv)
+
+    # -- batch whitening (``whiten``) -------------------------------------------------------------
+    def _whitener(self, cov: Tensor) -> Tensor:
+        """(d, d) covariance -> (d, d) lower-triangular W = L^-1 with L L^T = cov + eps I, so that
+        W cov W^T = I (Cholesky whitening: Ermolov et al. 2021, W-MSE; Huang et al. 2018,
+        decorrelated batch normalisation). Differentiable in ``cov``."""
+        eye = torch.eye(self.dim, device=cov.device, dtype=cov.dtype)
+        chol = torch.linalg.cholesky(cov + self.norm.eps * eye)
+        return torch.linalg.solve_triangular(chol, eye, upper=False)
+
+    def _batch_whitening(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, d) outputs -> the batch's mean (d,) and whitening matrix (d, d), global under
+        data-parallel training; updates the running mean, variance and covariance once."""
+        from ..training.distributed import global_covariance, is_active, track_running_stats
+
+        if self.data_parallel and is_active():
+            mean, cov, n = global_covariance(x)
+        else:
+            centred = x - x.mean(0)
+            mean, cov, n = x.mean(0), centred.T @ centred / x.shape[0], x.shape[0]
+        track_running_stats(self.norm, mean, torch.diagonal(cov), n)
+        with torch.no_grad():
+            m, count = self.norm.momentum, float(n)
+            unbiased = cov.detach() * (count / max(count - 1.0, 1.0))
+            self.running_cov.mul_(1 - m).add_(unbiased.to(self.running_cov), alpha=m)
+        return mean, self._whitener(cov)
+
+    def running_whitening(self) -> tuple[Tensor, Tensor]:
+        """The fixed map used outside training: running mean (d,) and whitening matrix (d, d)."""
+        if not self.whiten:
+            raise ValueError("this channel standardises each coordinate; it has no whitening")
+        return self.norm.running_mean, self._whitener(self.running_cov)
 
     def forward(self, h: Tensor, noise: Tensor | None = None) -> Tensor:
         """(B, d) -> (B, d): normalised codes, plus channel noise in training mode only.
@@ -167,11 +213,14 @@ class NoiseChannel(nn.Module):
         total = 0
         s1 = torch.zeros(self.dim, dtype=torch.float64)
         s2 = torch.zeros(self.dim, dtype=torch.float64)
+        outer = torch.zeros(self.dim, self.dim, dtype=torch.float64) if self.whiten else None
         for h in outputs:
             h = h.detach().to("cpu", torch.float64)
             total += h.shape[0]
             s1 += h.sum(0)
             s2 += (h * h).sum(0)
+            if outer is not None:
+                outer += h.T @ h
         if total < 2:
             raise ValueError("calibration needs at least 2 samples")
         mean = s1 / total
@@ -179,13 +228,16 @@ class NoiseChannel(nn.Module):
         self.norm.running_mean.copy_(mean.to(self.norm.running_mean))
         self.norm.running_var.copy_(var.to(self.norm.running_var))
         self.norm.num_batches_tracked.fill_(total)
+        if outer is not None:  # the exact covariance: training codes get covariance I exactly
+            cov = outer / total - torch.outer(mean, mean)
+            self.running_cov.copy_(((cov + cov.T) / 2).to(self.running_cov))
 
 
 class GaussianChannel(NoiseChannel):
     """Gaussian matching: codes ~ N(0, I) at the optimum, channel noise N(0, sigma^2 I)."""
 
-    def __init__(self, dim: int, sigma: float) -> None:
-        super().__init__(dim)
+    def __init__(self, dim: int, sigma: float, whiten: bool = False) -> None:
+        super().__init__(dim, whiten)
         if not (math.isfinite(sigma) and sigma > 0):
             raise ConfigError(f"sigma must be a finite number > 0, got {sigma}")
         self.sigma = float(sigma)
@@ -226,9 +278,14 @@ class UniformChannel(NoiseChannel):
     """
 
     def __init__(
-        self, dim: int, eps: float, squash: str = LEGACY_SQUASH, temperature: float = 1.0
+        self,
+        dim: int,
+        eps: float,
+        squash: str = LEGACY_SQUASH,
+        temperature: float = 1.0,
+        whiten: bool = False,
     ) -> None:
-        super().__init__(dim)
+        super().__init__(dim, whiten)
         if not (math.isfinite(eps) and 0 < eps <= 0.5):
             raise ConfigError(f"eps must lie in (0, 0.5], got {eps}")
         if squash not in SQUASHES:
@@ -302,17 +359,19 @@ def make_channel(
     eps: float = 0.1,
     squash: str = LEGACY_SQUASH,
     temperature: float = 1.0,
+    whiten: bool = False,
 ) -> NoiseChannel:
     """Build the channel for ``prior`` (``gaussian`` or ``uniform``; ``squash`` and its
-    starting ``temperature`` (``steps`` only) are for uniform).
+    starting ``temperature`` (``steps`` only) are for uniform). ``whiten``: batch whitening
+    (codes with covariance I) instead of per-coordinate standardisation.
 
     Raises:
         ConfigError: an unknown prior or squash, or an impossible noise level.
     """
     if prior == "gaussian":
-        return GaussianChannel(dim, sigma)
+        return GaussianChannel(dim, sigma, whiten)
     if prior == "uniform":
-        return UniformChannel(dim, eps, squash, temperature)
+        return UniformChannel(dim, eps, squash, temperature, whiten)
     raise ConfigError(f"unknown prior {prior!r} (expected gaussian or uniform)")
 
 

@@ -68,6 +68,7 @@ def model_spec(cfg: EncoderConfig, in_shape: tuple[int, ...]) -> dict[str, Any]:
         "sigma": cfg.sigma,
         "eps": cfg.eps,
         "squash": cfg.squash,
+        "whiten": cfg.whiten,
     }
 
 

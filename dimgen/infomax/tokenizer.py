@@ -153,21 +153,18 @@ class Tokenizer(_HubMixin, library_name="dimgen", tags=list(CARD_TAGS)):
             return torch.nn.ModuleDict({
                 "encoder": build_encoder(spec["encoder"], spec["in_shape"], spec["dim"],
                                          spec["encoder_hidden"]),
-                "channel": make_channel(spec["prior"], spec["dim"], spec["sigma"], spec["eps"],
-                                        spec.get("squash", LEGACY_SQUASH)),
+                "channel": channel_from_spec(spec),
             })  # fmt: skip
 
         # names, shapes and dtypes on the meta device (nothing allocated), finite values
         tensors, meta = load_model_weights(path, "encoder", build, "a dimgen encoder")
         spec = meta["spec"]
         run_dir = run_dir if run_dir is not None else path.parent
-        # Runs written before the squash field was added were trained with phi.
-        squash = spec.get("squash", LEGACY_SQUASH)
         try:
             encoder = build_encoder(
                 spec["encoder"], spec["in_shape"], spec["dim"], spec["encoder_hidden"]
             )
-            channel = make_channel(spec["prior"], spec["dim"], spec["sigma"], spec["eps"], squash)
+            channel = channel_from_spec(spec)
             encoder.load_state_dict(
                 {k[8:]: v for k, v in tensors.items() if k.startswith("encoder.")}
             )
@@ -434,3 +431,13 @@ def _check_spec(spec: dict[str, Any], path: Path) -> None:
             raise bad(f"{key} {spec.get(key)!r}")
     if spec.get("squash", LEGACY_SQUASH) not in SQUASHES:
         raise bad(f"squash {spec.get('squash')!r}")
+    if type(spec.get("whiten", False)) is not bool:
+        raise bad(f"whiten {spec.get('whiten')!r}")
+
+
+def channel_from_spec(spec: dict[str, Any]) -> NoiseChannel:
+    """The (untrained) channel a checked spec describes; runs written before a field existed get
+    the value they were trained with (``squash`` phi, ``whiten`` false)."""
+    return make_channel(spec["prior"], spec["dim"], spec["sigma"], spec["eps"],
+                        spec.get("squash", LEGACY_SQUASH),
+                        whiten=bool(spec.get("whiten", False)))  # fmt: skip

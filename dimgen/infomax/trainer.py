@@ -67,7 +67,7 @@ def build_model(cfg: EncoderConfig, in_shape: tuple[int, ...]) -> NoisyInfoMax:
     """Encoder, channel, critic and augmentation for ``cfg`` on inputs of ``in_shape``."""
     encoder = build_encoder(cfg.encoder, in_shape, cfg.dim, cfg.encoder_hidden)
     channel = make_channel(cfg.prior, cfg.dim, cfg.sigma, cfg.eps, cfg.squash,
-                           cfg.squash_temp_start)  # fmt: skip
+                           cfg.squash_temp_start, cfg.whiten)  # fmt: skip
     critic = build_critic(cfg.critic, cfg.dim, cfg.critic_hidden, cfg.critic_chunk)
     augment = build_augmentation(
         cfg.aug_noise, in_shape, cfg.aug_shift, cfg.aug_rotate, cfg.aug_scale
@@ -137,8 +137,8 @@ def heldout_certificate(
     mapped through the normal quantile for the uniform prior). The normalisation statistics, the
     train / eval mode and the global RNG are restored, so training resumes bit-exactly.
     """
-    was, norm = model.training, model.channel.norm
-    saved = [t.clone() for t in (norm.running_mean, norm.running_var, norm.num_batches_tracked)]
+    was = model.training
+    saved = {name: t.clone() for name, t in model.channel.named_buffers()}  # the statistics
     devices = [x_train.device] if x_train.device.type == "cuda" else []
     try:
         model.eval()
@@ -167,9 +167,8 @@ def heldout_certificate(
             out["prior_ratio"] = prior_match_ratio(codes_te, seed)
         return out
     finally:
-        for t, v in zip((norm.running_mean, norm.running_var, norm.num_batches_tracked), saved,
-                        strict=True):  # fmt: skip
-            t.copy_(v)
+        for name, t in model.channel.named_buffers():
+            t.copy_(saved[name])
         model.train(was)
 
 

@@ -39,6 +39,7 @@ __all__ = [
     "convert_global_batch_norm",
     "everywhere",
     "global_batch_norm",
+    "global_covariance",
     "global_moments",
     "init_from_env",
     "is_active",
@@ -157,6 +158,20 @@ def global_moments(h: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     centred = h - mean.view(1, -1, *[1] * (h.ndim - 2))
     var = all_reduce_sum((centred * centred).sum(dims)) / n
     return mean, var, n
+
+
+def global_covariance(h: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(B, d) shard -> mean (d,), biased covariance (d, d) and count (0-d) of the *global* batch.
+
+    Differentiable all-reduces, as :func:`global_moments`; one process: the batch's own moments.
+    """
+    n_local = torch.tensor([h.shape[0]], dtype=h.dtype, device=h.device)
+    reduce = all_reduce_sum if is_active() else (lambda t: t)
+    s = reduce(torch.cat([h.sum(0), n_local]))
+    n = s[-1]
+    mean = s[:-1] / n
+    centred = h - mean
+    return mean, reduce(centred.T @ centred) / n, n
 
 
 def track_running_stats(

@@ -49,9 +49,14 @@ def _kill_after_first_checkpoint(args: list[str], run_dir: Path, extra_wait: flo
     proc.wait()
 
 
-def test_sigkill_then_resume_is_bit_exact(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "extra", [[], ["--set", "whiten=true", "--set", "dim=3"]], ids=["standardise", "whiten"]
+)
+def test_sigkill_then_resume_is_bit_exact(tmp_path: Path, extra: list[str]) -> None:
+    """The checkpoint carries every normalisation statistic (with ``whiten``: the covariance)."""
     killed, whole = tmp_path / "killed", tmp_path / "whole"
-    _kill_after_first_checkpoint(["encode", *ARGS, "--out", str(killed)], killed, 0.3)
+    args = [*ARGS, *extra]
+    _kill_after_first_checkpoint(["encode", *args, "--out", str(killed)], killed, 0.3)
     assert not (killed / "run.json").exists()
 
     # an incomplete folder is refused by other commands with a clear message
@@ -67,7 +72,7 @@ def test_sigkill_then_resume_is_bit_exact(tmp_path: Path) -> None:
 
     res = CliRunner().invoke(cli, ["encode", "--resume", str(killed), "--quiet"])
     assert res.exit_code == 0, res.output
-    res = CliRunner().invoke(cli, ["encode", *ARGS, "--out", str(whole)])
+    res = CliRunner().invoke(cli, ["encode", *args, "--out", str(whole)])
     assert res.exit_code == 0, res.output
 
     a, b = np.load(killed / "codes.npz"), np.load(whole / "codes.npz")

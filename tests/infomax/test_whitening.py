@@ -1,0 +1,100 @@
+"""Batch whitening of the codes (EncoderConfig.whiten): covariance I, not only unit variances."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dimgen.config import EncoderConfig, validate
+from dimgen.errors import ConfigError
+from dimgen.infomax.channel import GaussianChannel, UniformChannel
+from dimgen.infomax.tokenizer import Tokenizer
+from dimgen.infomax.trainer import train_encoder
+
+
+def _correlated(seed: int = 0, b: int = 256, d: int = 3) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    mix = torch.tensor([[2.0, 0.0, 0.0], [1.5, 0.5, 0.0], [-1.0, 0.3, 0.2]], dtype=torch.float64)
+    return 1.0 + torch.randn(b, d, generator=g, dtype=torch.float64) @ mix[:d, :d].T
+
+
+def _cov(c: torch.Tensor) -> torch.Tensor:
+    c = c - c.mean(0)
+    return c.T @ c / c.shape[0]
+
+
+def test_a_training_batch_is_whitened_and_keeps_the_papers_constraint() -> None:
+    h = _correlated()
+    eye = torch.eye(3, dtype=torch.float64)
+    c = GaussianChannel(3, 0.1, whiten=True).double().train().normalise(h)
+    torch.testing.assert_close(c.mean(0), torch.zeros(3, dtype=torch.float64))
+    torch.testing.assert_close(_cov(c), eye, atol=1e-3, rtol=0)  # E f f^T = I (up to eps)
+    # standardising alone leaves the correlation (0.95 between the first two outputs here)
+    s = GaussianChannel(3, 0.1).double().train().normalise(h)
+    assert float(_cov(s)[0, 1]) > 0.9
+
+
+def test_both_views_go_through_the_clean_views_whitening_and_gradients_flow() -> None:
+    h = _correlated(1).requires_grad_(True)
+    h_aug = 0.8 * h.detach() + 0.3
+    ch = GaussianChannel(3, 0.1, whiten=True).double().train()
+    c, c_aug = ch.normalise_views(h, h_aug, "shared")
+    mean, w = h.detach().mean(0), ch._whitener(_cov(h.detach()))
+    torch.testing.assert_close(c_aug, (h_aug - mean) @ w.T)
+    torch.testing.assert_close(c.detach(), (h.detach() - mean) @ w.T)
+    (c[:, 1] * torch.arange(256.0, dtype=torch.float64)).sum().backward()
+    assert h.grad is not None and bool(torch.isfinite(h.grad).all()) and float(h.grad.abs().sum()) > 0
+    # the running statistics were updated once, from the clean view (BatchNorm's momentum 0.1)
+    assert int(ch.norm.num_batches_tracked) == 1
+    expected = 0.9 * torch.eye(3, dtype=torch.float64) + 0.1 * _cov(h.detach()) * 256 / 255
+    torch.testing.assert_close(ch.running_cov, expected)
+    with pytest.raises(ValueError, match="renorm is not defined"):
+        ch.normalise_views(h, h_aug, "renorm")
+
+
+@pytest.mark.parametrize("prior", ["gaussian", "uniform"])
+def test_calibrated_codes_of_the_training_outputs_have_covariance_i(prior: str) -> None:
+    h = _correlated(2, b=500)
+    ch = (GaussianChannel(3, 0.1, whiten=True) if prior == "gaussian"
+          else UniformChannel(3, 0.1, "phi", whiten=True)).double()  # fmt: skip
+    ch.calibrate([h[:200], h[200:]])
+    c = ch.eval().normalise(h)
+    if prior == "uniform":  # phi: the whitened outputs are Phi^-1 of the codes
+        c = torch.special.ndtri(c)
+    torch.testing.assert_close(c.mean(0), torch.zeros(3, dtype=torch.float64), atol=1e-9, rtol=0)
+    torch.testing.assert_close(_cov(c), torch.eye(3, dtype=torch.float64), atol=1e-3, rtol=0)
+
+
+def test_standardising_channels_keep_their_state_dict() -> None:
+    """Runs written before the field existed load strictly: no new key unless whitening."""
+    assert "running_cov" not in GaussianChannel(2, 0.1).state_dict()
+    assert "running_cov" in GaussianChannel(2, 0.1, whiten=True).state_dict()
+
+
+@pytest.mark.parametrize(
+    ("fields", "match"),
+    [({"view_norm": "renorm"}, "whiten true needs view_norm"),
+     ({"batch_size": 4, "dim": 4}, "batch_size > dim")],  # fmt: skip
+)
+def test_impossible_whitening_settings_are_one_config_error(fields: dict, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        validate(EncoderConfig(whiten=True, **fields))
+
+
+def test_a_whitened_run_has_uncorrelated_codes_and_reloads_identically(tmp_path: Path) -> None:
+    cfg = EncoderConfig(dim=4, sigma=0.5, epochs=3, seed=0, whiten=True, curve_every=1)
+    run = train_encoder(cfg, tmp_path / "w")
+    tr = run.codes[run.split == "train"].astype(np.float64)
+    np.testing.assert_allclose(np.cov(tr.T, bias=True), np.eye(4), atol=1e-3)
+    plain = train_encoder(EncoderConfig(dim=4, sigma=0.5, epochs=3, seed=0), tmp_path / "s")
+    c = np.corrcoef(plain.codes[plain.split == "train"].T)
+    assert np.abs(c[np.triu_indices(4, 1)]).max() > 0.1  # the control is correlated
+    tok = Tokenizer.from_pretrained(tmp_path / "w")  # the spec carries whiten, the weights
+    assert tok.spec["whiten"] is True  # the running covariance
+    x = torch.rand(64, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        direct = run.channel.eval().normalise(run.encoder.eval()(x))
+    torch.testing.assert_close(tok.encode(x), direct)
