@@ -27,12 +27,15 @@ from dimgen.infomax.trainer import build_model
 from dimgen.training.distributed import spawn
 
 B, STEPS, WORLD = 8, 3, 2
-CASES = [("gaussian", "infonce"), ("gaussian", "nwj"), ("gaussian", "dv"), ("uniform", "infonce")]
+CASES = [("gaussian", "infonce"), ("gaussian", "nwj"), ("gaussian", "dv"), ("uniform", "infonce"),
+         ("gaussian+whiten", "infonce")]  # fmt: skip
 
 
 def _model(prior: str, bound: str) -> NoisyInfoMax:
     torch.manual_seed(0)
-    cfg = EncoderConfig(prior=prior, bound=bound, encoder_hidden=32, critic_hidden=16)
+    prior, _, whiten = prior.partition("+")
+    cfg = EncoderConfig(prior=prior, bound=bound, encoder_hidden=32, critic_hidden=16,
+                        whiten=bool(whiten))  # fmt: skip
     return build_model(cfg, (1, 8, 8)).double()
 
 
