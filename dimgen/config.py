@@ -223,6 +223,13 @@ class EncoderConfig(RunConfig):
     partial batch is dropped). ``metrics.json`` records ``steps_per_epoch`` and ``steps``."""
     batch_size: int = bounded(128, 2, 2**20, why="in-batch negatives need 2 samples per batch")
     lr: float = bounded(2e-3, 0.0, 10.0, low_open=True)
+    lr_schedule: str = one_of("constant", "constant", "cosine")
+    """Learning rate over the optimiser steps: ``constant`` (``lr`` throughout) or ``cosine``
+    (after the warm-up, ``lr`` decays as a half cosine to 0 at the last step; Loshchilov &
+    Hutter, SGDR, ICLR 2017)."""
+    lr_warmup_epochs: int = bounded(0, 0, _BIG)
+    """``cosine`` only: epochs over which the learning rate first rises linearly to ``lr`` (0: no
+    warm-up); fewer than ``epochs``."""
     weight_decay: float = bounded(0.0, 0.0, 10.0)
     split_seed: int = bounded(0, 0, MAX_SEED)
     """Seed of the random train/test split of sources without an official one (digits, npz);
@@ -278,6 +285,16 @@ def _check_encoder(cfg: EncoderConfig) -> None:
         raise ConfigError(
             f"whiten true needs batch_size > dim (a batch of {cfg.batch_size} cannot estimate a "
             f"{cfg.dim} x {cfg.dim} covariance)"
+        )
+    if cfg.lr_warmup_epochs and cfg.lr_schedule != "cosine":
+        raise ConfigError(
+            f"lr_warmup_epochs {cfg.lr_warmup_epochs} needs lr_schedule cosine; "
+            f"got lr_schedule {cfg.lr_schedule}"
+        )
+    if cfg.lr_warmup_epochs >= cfg.epochs and cfg.lr_schedule == "cosine":
+        raise ConfigError(
+            f"lr_warmup_epochs {cfg.lr_warmup_epochs} must be fewer than epochs {cfg.epochs} "
+            "(the cosine decay needs at least one epoch)"
         )
     if cfg.sigreg > 0 and cfg.prior != "gaussian":
         raise ConfigError(

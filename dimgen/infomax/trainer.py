@@ -42,6 +42,7 @@ from ..training import (
 )
 from ..training.devices import data_parallel, launch, needs_spawn, resolve_device
 from ..training.phases import phase
+from ..training.schedules import cosine_scheduler
 from .augment import build_augmentation
 from .channel import UniformChannel, make_channel
 from .critics import build_critic
@@ -296,7 +297,15 @@ class EncoderTrainer(Trainer):
         # DIMGEN_SMOKE: at most 30 optimiser steps in all, whatever the epochs and the data.
         self.per_epoch = smoke.cap_batches(len(self.loader), smoke.cap_units(cfg.epochs, "epoch"))
         self.substeps = self.per_epoch
-        return CheckpointState({"model": self.model}, {"opt": self.opt},
+        # lr_schedule cosine: one scheduler step per optimiser step; constant: no scheduler at
+        # all, so constant runs are the runs made before the option existed, bit for bit
+        self.sched: torch.optim.lr_scheduler.LambdaLR | None = None
+        schedulers: dict[str, Any] = {}
+        if cfg.lr_schedule == "cosine":
+            self.sched = cosine_scheduler(self.opt, self.per_epoch * self.total,
+                                          self.per_epoch * cfg.lr_warmup_epochs)  # fmt: skip
+            schedulers["lr"] = self.sched
+        return CheckpointState({"model": self.model}, {"opt": self.opt}, schedulers,
                                generators={"batches": self.gen})  # fmt: skip
 
     def begin(self, ctx: Context) -> None:
@@ -316,6 +325,8 @@ class EncoderTrainer(Trainer):
             if i == self.per_epoch:  # a smoke run's capped epoch
                 break
             total += self._step(xb)
+            if self.sched is not None:
+                self.sched.step()
             self.tick()
         if self.ctx.world > 1:
             import torch.distributed as dist

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..training.schedules import warmup_cosine  # re-exported (it lived here)
 
 __all__ = ["LARS", "param_groups", "warmup_cosine"]
 
@@ -99,12 +100,3 @@ def param_groups(model: nn.Module) -> list[dict[str, Any]]:
         {"params": [p for p in params if id(p) not in excluded]},
         {"params": [p for p in params if id(p) in excluded], "lars": False, "weight_decay": 0.0},
     ]
-
-
-def warmup_cosine(step: int, total: int, warmup: int) -> float:
-    """Learning-rate factor at optimiser step ``step`` (0-based): linear warm-up over ``warmup``
-    steps to 1, then cosine decay to 0 at ``total`` (a ``LambdaLR`` multiplier)."""
-    if warmup > 0 and step < warmup:
-        return (step + 1) / warmup
-    span = max(1, total - warmup)
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup) / span)))

@@ -46,7 +46,9 @@ def test_both_views_go_through_the_clean_views_whitening_and_gradients_flow() ->
     torch.testing.assert_close(c_aug, (h_aug - mean) @ w.T)
     torch.testing.assert_close(c.detach(), (h.detach() - mean) @ w.T)
     (c[:, 1] * torch.arange(256.0, dtype=torch.float64)).sum().backward()
-    assert h.grad is not None and bool(torch.isfinite(h.grad).all()) and float(h.grad.abs().sum()) > 0
+    assert (
+        h.grad is not None and bool(torch.isfinite(h.grad).all()) and float(h.grad.abs().sum()) > 0
+    )
     # the running statistics were updated once, from the clean view (BatchNorm's momentum 0.1)
     assert int(ch.norm.num_batches_tracked) == 1
     expected = 0.9 * torch.eye(3, dtype=torch.float64) + 0.1 * _cov(h.detach()) * 256 / 255
@@ -76,8 +78,10 @@ def test_standardising_channels_keep_their_state_dict() -> None:
 
 @pytest.mark.parametrize(
     ("fields", "match"),
-    [({"view_norm": "renorm"}, "whiten true needs view_norm"),
-     ({"batch_size": 4, "dim": 4}, "batch_size > dim")],  # fmt: skip
+    [
+        ({"view_norm": "renorm"}, "whiten true needs view_norm"),
+        ({"batch_size": 4, "dim": 4}, "batch_size > dim"),
+    ],
 )
 def test_impossible_whitening_settings_are_one_config_error(fields: dict, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
