@@ -75,3 +75,11 @@ def test_int_is_accepted_for_float_and_round_trip(tmp_path: Path) -> None:
     assert cfg.dim == 4 and cfg.epochs == EncoderConfig().epochs
     save_config(cfg, tmp_path / "out.yaml")
     assert load_config(tmp_path / "out.yaml") == cfg
+
+
+def test_tokens_preset_is_the_documented_command() -> None:
+    """configs/digits-tokens.yaml == `dimgen encode --prior uniform --eps 0.25 --epochs 500
+    --set squash=steps --set lr_schedule=cosine` (docs/tokenizer.md)."""
+    expected = replace(EncoderConfig(), prior="uniform", eps=0.25, epochs=500, squash="steps",
+                       lr_schedule="cosine")  # fmt: skip
+    assert load_config(CONFIGS / "digits-tokens.yaml") == expected
