@@ -5,8 +5,9 @@ Trains one encoder per setting (a preset plus ``KEY=VALUE`` overrides) exactly a
 
 - the calibrated prior-match test (``dimgen.diagnostics.prior_tests``: KS per coordinate and
   projection, mean and covariance tests, Simes-combined): median p over 20 random subsamples of
-  2,000 (``p_2000``), the share of them with p >= 0.01 (``pass_2000``), and p on every held-out
-  code (``p_all``);
+  2,000 (``p_2000``), the share of them with p >= 0.01 (``pass_2000``), p on every held-out
+  code (``p_all``), and the median p of each part of the test at 2,000 (``p_ks``, ``p_proj``,
+  ``p_mean``, ``p_cov``: which part fails);
 - the sliced Epps-Pulley distance to N(0, I) relative to a matched N(0, I) sample
   (``dimgen.infomax.sigreg.prior_match_ratio``: ~1 is as Gaussian as a Gaussian sample);
 - the same two for the *noisy* codes (f(X) + Z) / sqrt(1 + sigma^2), the variable the
@@ -47,14 +48,23 @@ SUBSAMPLES = 20
 ticket (on the MNIST preset one read 0.028 while the median of 20 was 6.5e-4)."""
 
 
-def _p_2000(codes: np.ndarray, prior: str) -> tuple[float, float]:
+PARTS = ("ks", "proj", "mean", "cov")
+"""The calibrated test's parts (KS per coordinate, KS on projections, mean, covariance)."""
+
+
+def _p_2000(codes: np.ndarray, prior: str, parts: dict[str, float] | None = None
+            ) -> tuple[float, float]:  # fmt: skip
     """Median calibrated p over :data:`SUBSAMPLES` random subsamples of 2,000, and the share of
-    subsamples with p >= 0.01."""
+    subsamples with p >= 0.01; ``parts`` (if given) receives the median p of each part."""
     from dimgen.diagnostics import prior_tests
 
     n = min(2000, len(codes))
-    ps = np.array([prior_tests(codes[np.random.default_rng(s).permutation(len(codes))[:n]],
-                               prior).p for s in range(SUBSAMPLES)])  # fmt: skip
+    res = [prior_tests(codes[np.random.default_rng(s).permutation(len(codes))[:n]], prior)
+           for s in range(SUBSAMPLES)]  # fmt: skip
+    ps = np.array([r.p for r in res])
+    if parts is not None:
+        for name, attr in zip(PARTS, ("ks_p", "projection_ks_p", "mean_p", "cov_p"), strict=True):
+            parts[f"p_{name}"] = float(np.median([getattr(r, attr) for r in res]))
     return float(np.median(ps)), float((ps >= 0.01).mean())
 
 
@@ -73,7 +83,9 @@ def read_codes(run: Any, seed: int = 0) -> dict[str, float]:
         "p_all": prior_tests(test, cfg.prior).p,
         "ratio": prior_match_ratio(torch.from_numpy(test), seed),
     }
-    row["p_2000"], row["pass_2000"] = _p_2000(test, cfg.prior)
+    parts: dict[str, float] = {}
+    row["p_2000"], row["pass_2000"] = _p_2000(test, cfg.prior, parts)
+    row.update(parts)
     if cfg.prior == "gaussian":
         rng = np.random.default_rng(seed)
         noisy = (test + cfg.sigma * rng.standard_normal(test.shape)) / np.sqrt(1 + cfg.sigma**2)
@@ -112,7 +124,8 @@ def main(config_path: str | None, base: str, settings: tuple[str, ...], out: str
         rows.append(row)
         print(json.dumps(row), flush=True)
     cols = ["setting", "cpu_min", "mi", "kl_bound", "knn5", "p_2000", "pass_2000", "p_all",
-            "ratio", "noisy_p_2000", "noisy_pass_2000", "noisy_p_all", "noisy_ratio"]  # fmt: skip
+            "ratio", *(f"p_{k}" for k in PARTS), "noisy_p_2000", "noisy_pass_2000",
+            "noisy_p_all", "noisy_ratio"]  # fmt: skip
     print("\n| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
     for r in rows:
         cells = [r["setting"], *(_fmt(r.get(c)) for c in cols[1:])]

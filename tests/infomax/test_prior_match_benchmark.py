@@ -38,3 +38,15 @@ def test_overrides_parse_numbers_and_names() -> None:
         "view_norm": "renorm",
     }
     assert pm._overrides("") == {}
+
+
+def test_the_parts_name_which_test_fails() -> None:
+    """Correlated but Gaussian-marginal codes fail the covariance part and pass the mean part."""
+    pm = _module()
+    rng = np.random.default_rng(1)
+    z = rng.standard_normal((4000, 2))
+    corr = np.stack([z[:, 0], 0.6 * z[:, 0] + 0.8 * z[:, 1]], 1)  # N(0, 1) marginals, rho 0.6
+    parts: dict[str, float] = {}
+    pm._p_2000(corr, "gaussian", parts)
+    assert set(parts) == {"p_ks", "p_proj", "p_mean", "p_cov"}
+    assert parts["p_cov"] < 1e-10 and parts["p_mean"] > 0.05 and parts["p_ks"] > 0.01
