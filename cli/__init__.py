@@ -38,7 +38,7 @@ class DimgenGroup(click.Group):
             from dimgen.folders import interrupted_message
 
             path, kind = ctx.meta.get("dimgen.writing", (None, None))
-            click.echo(interrupted_message(path, kind), err=True)
+            click.echo(interrupted_message(path, kind, ctx.invoked_subcommand), err=True)
             ctx.exit(130)
         except BrokenPipeError:  # the reader of stdout left (`dimgen ... | head`): no bug
             # Python's recipe (docs of signal, "Note on SIGPIPE"): point stdout at devnull so

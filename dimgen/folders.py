@@ -171,11 +171,19 @@ def missing_run_message(text: str) -> str:
     return f"no such run folder: {text}{hint}"
 
 
-def interrupted_message(path: str | Path | None, kind: str | None = None) -> str:
+def interrupted_message(
+    path: str | Path | None, kind: str | None = None, command: str | None = None
+) -> str:
     """What Ctrl-C leaves behind in ``path`` (a run of ``kind`` being written) and the command
-    that continues it; ``"interrupted"`` alone when no folder was being written."""
+    that continues it; with no folder being written, that ``dimgen COMMAND`` stopped and that
+    its files are written whole or not at all."""
     if path is None:
-        return "interrupted"
+        if command is None:
+            return "interrupted"
+        return (
+            f"interrupted: dimgen {command} stopped; files are written whole or not at all, so "
+            "none is half-written: rerun the same command"
+        )
     path = Path(path)
     if kind == "sweep":
         return (

@@ -285,6 +285,9 @@ def test_ctrl_c_in_a_command_without_checkpoints(tmp_path: Path) -> None:
     assert "--resume" not in interrupted_message(tmp_path, "flow")
     assert "rerun the same `dimgen sweep` command" in interrupted_message(tmp_path, "sweep")
     assert interrupted_message(None) == "interrupted"
+    assert interrupted_message(None, None, "evaluate").startswith(
+        "interrupted: dimgen evaluate stopped; files are written whole or not at all"
+    )
 
 
 _WRAPPER = """
