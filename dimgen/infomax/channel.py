@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal, Uniform
 
 from ..config import LEGACY_SQUASH, SQUASHES  # torch-free, so configs validate fast
-from ..errors import ConfigError
+from ..errors import ConfigError, TrainingError
 
 __all__ = [
     "SQUASHES",
@@ -165,9 +165,24 @@ class NoiseChannel(nn.Module):
     def _whitener(self, cov: Tensor) -> Tensor:
         """(d, d) covariance -> (d, d) lower-triangular W = L^-1 with L L^T = cov + eps I, so that
         W cov W^T = I (Cholesky whitening: Ermolov et al. 2021, W-MSE; Huang et al. 2018,
-        decorrelated batch normalisation). Differentiable in ``cov``."""
+        decorrelated batch normalisation). Differentiable in ``cov``.
+
+        Raises:
+            TrainingError: ``cov + eps I`` has no Cholesky factor at ``cov``'s precision (outputs
+                that diverged to a huge scale or to NaN make the batch covariance indefinite
+                in float32).
+        """
         eye = torch.eye(self.dim, device=cov.device, dtype=cov.dtype)
-        chol = torch.linalg.cholesky(cov + self.norm.eps * eye)
+        chol, info = torch.linalg.cholesky_ex(cov + self.norm.eps * eye)
+        if int(info) != 0:  # one sync, as torch.linalg.cholesky's own check
+            diag = cov.detach().diagonal()
+            what = (f"largest variance {float(diag.max()):.3g}" if bool(torch.isfinite(diag).all())
+                    else "non-finite outputs")  # fmt: skip
+            raise TrainingError(
+                f"whitening failed: the covariance of the encoder's outputs is not "
+                f"positive-definite in {str(cov.dtype).removeprefix('torch.')} ({what}; the "
+                "training diverged): lower lr, or set whiten false"
+            )
         return torch.linalg.solve_triangular(chol, eye, upper=False)
 
     def _batch_whitening(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -185,13 +200,39 @@ class NoiseChannel(nn.Module):
             m, count = self.norm.momentum, float(n)
             unbiased = cov.detach() * (count / max(count - 1.0, 1.0))
             self.running_cov.mul_(1 - m).add_(unbiased.to(self.running_cov), alpha=m)
-        return mean, self._whitener(cov)
+        try:
+            return mean, self._whitener(cov)
+        except TrainingError as exc:  # the global covariance is the same in every process
+            from ..training.distributed import everywhere
+
+            raise (everywhere(exc) if self.data_parallel and is_active() else exc) from None
 
     def running_whitening(self) -> tuple[Tensor, Tensor]:
         """The fixed map used outside training: running mean (d,) and whitening matrix (d, d)."""
         if not self.whiten:
             raise ValueError("this channel standardises each coordinate; it has no whitening")
         return self.norm.running_mean, self._whitener(self.running_cov)
+
+    @torch.no_grad()
+    def check_statistics(self) -> None:
+        """Check the inference statistics of a channel loaded from a file: running variances
+        >= 0 and, when whitening, a symmetric running covariance whose ``cov + eps I`` has a
+        Cholesky factor (what :meth:`running_whitening` needs).
+
+        Raises:
+            ValueError: naming the buffer and what is wrong with it.
+        """
+        if bool((self.norm.running_var < 0).any()):
+            raise ValueError("channel.norm.running_var holds a negative variance")
+        if not self.whiten:
+            return
+        cov = self.running_cov
+        scale = float(cov.diagonal().abs().max())
+        if float((cov - cov.T).abs().max()) > 1e-4 * scale:  # EMA and calibration keep it so
+            raise ValueError("channel.running_cov is not symmetric")
+        eye = torch.eye(self.dim, dtype=cov.dtype, device=cov.device)
+        if int(torch.linalg.cholesky_ex(cov + self.norm.eps * eye).info) != 0:
+            raise ValueError("channel.running_cov is not positive-definite")
 
     def forward(self, h: Tensor, noise: Tensor | None = None) -> Tensor:
         """(B, d) -> (B, d): normalised codes, plus channel noise in training mode only.
