@@ -34,13 +34,40 @@ import torch
 
 
 def _overrides(text: str) -> dict[str, Any]:
+    """``"k1=v1,k2=v2"`` -> ``{k1: v1, k2: v2}`` (values read as YAML, as ``--set``).
+
+    Raises:
+        ConfigError: an item without ``=`` (it used to train the preset silently).
+    """
+    from dimgen.errors import ConfigError
     from dimgen.parsing import parse_yaml
 
     out: dict[str, Any] = {}
     for item in filter(None, (s.strip() for s in text.split(","))):
-        key, _, value = item.partition("=")
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise ConfigError(f"a setting expects KEY=VALUE items, got {item!r}")
         out[key.strip()] = parse_yaml(value, key)
     return out
+
+
+def _check_out(out: Path) -> None:
+    """Refuse an ``--out`` that cannot be written before any training (it used to fail with a
+    traceback after all of it): its folder is created and a temporary file tried there.
+
+    Raises:
+        WriteError: naming ``out`` and why.
+    """
+    import tempfile
+
+    from dimgen.errors import WriteError
+
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"):
+            pass
+    except OSError as exc:
+        raise WriteError(f"cannot write --out {out}: {exc.strerror or exc}") from None
 
 
 SUBSAMPLES = 20
@@ -112,6 +139,8 @@ def main(config_path: str | None, base: str, settings: tuple[str, ...], out: str
         cfgs = [
             validate(replace(preset, **{**_overrides(base), **_overrides(s)})) for s in settings
         ]
+        if out:
+            _check_out(Path(out))
     except DimgenError as exc:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(2) from None
@@ -131,7 +160,9 @@ def main(config_path: str | None, base: str, settings: tuple[str, ...], out: str
         cells = [r["setting"], *(_fmt(r.get(c)) for c in cols[1:])]
         print("| " + " | ".join(cells) + " |")
     if out:
-        Path(out).write_text(json.dumps(rows, indent=1))
+        from dimgen.io import write_text
+
+        write_text(out, json.dumps(rows, indent=1))  # whole or not at all
 
 
 def _fmt(v: Any) -> str:

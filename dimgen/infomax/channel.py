@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal, Uniform
 
 from ..config import LEGACY_SQUASH, SQUASHES  # torch-free, so configs validate fast
-from ..errors import ConfigError
+from ..errors import ConfigError, TrainingError
 
 __all__ = [
     "SQUASHES",
@@ -53,6 +53,13 @@ __all__ = [
 
 # sigmoid(1.702 s) matches Phi(s) within 0.0095 (Haley 1952, the logistic approximation).
 _LOGISTIC_GAIN = 1.702
+
+
+def _no_autocast(x: Tensor) -> torch.autocast:
+    """Whitening in ``x``'s precision even under ``amp``: bf16 autocast would run the covariance
+    and the whitening matmuls in bf16 (a code variance of 0.73 instead of 1 on correlated
+    outputs); standardisation needs no guard (element-wise moments are not autocast)."""
+    return torch.autocast(x.device.type, enabled=False)
 
 
 class NoiseChannel(nn.Module):
@@ -97,8 +104,9 @@ class NoiseChannel(nn.Module):
             raise ValueError(f"channel expects (batch, {self.dim}) inputs, got {tuple(h.shape)}")
         if self.whiten:
             x = h.float() if h.dtype in (torch.float16, torch.bfloat16) else h
-            mean, w = self._batch_whitening(x) if self.training else self.running_whitening()
-            return self.squash((x - mean.to(x)) @ w.to(x).T)
+            with _no_autocast(x):
+                mean, w = self._batch_whitening(x) if self.training else self.running_whitening()
+                return self.squash((x - mean.to(x)) @ w.to(x).T)
         if self.training and self.data_parallel:
             from ..training.distributed import global_batch_norm, is_active
 
@@ -145,8 +153,9 @@ class NoiseChannel(nn.Module):
         if self.whiten:
             if mode == "renorm":
                 raise ValueError("view_norm renorm is not defined for a whitening channel")
-            mean, w = self._batch_whitening(x)
-            return self.squash((x - mean) @ w.T), self.squash((h_aug.to(x) - mean) @ w.T)
+            with _no_autocast(x):
+                mean, w = self._batch_whitening(x)
+                return self.squash((x - mean) @ w.T), self.squash((h_aug.to(x) - mean) @ w.T)
         if self.data_parallel and is_active():
             mean, var, n = global_moments(x)
         else:
@@ -165,9 +174,24 @@ class NoiseChannel(nn.Module):
     def _whitener(self, cov: Tensor) -> Tensor:
         """(d, d) covariance -> (d, d) lower-triangular W = L^-1 with L L^T = cov + eps I, so that
         W cov W^T = I (Cholesky whitening: Ermolov et al. 2021, W-MSE; Huang et al. 2018,
-        decorrelated batch normalisation). Differentiable in ``cov``."""
+        decorrelated batch normalisation). Differentiable in ``cov``.
+
+        Raises:
+            TrainingError: ``cov + eps I`` has no Cholesky factor at ``cov``'s precision (outputs
+                that diverged to a huge scale or to NaN make the batch covariance indefinite
+                in float32).
+        """
         eye = torch.eye(self.dim, device=cov.device, dtype=cov.dtype)
-        chol = torch.linalg.cholesky(cov + self.norm.eps * eye)
+        chol, info = torch.linalg.cholesky_ex(cov + self.norm.eps * eye)
+        if int(info) != 0:  # one sync, as torch.linalg.cholesky's own check
+            diag = cov.detach().diagonal()
+            what = (f"largest variance {float(diag.max()):.3g}" if bool(torch.isfinite(diag).all())
+                    else "non-finite outputs")  # fmt: skip
+            raise TrainingError(
+                f"whitening failed: the covariance of the encoder's outputs is not "
+                f"positive-definite in {str(cov.dtype).removeprefix('torch.')} ({what}; the "
+                "training diverged): lower lr, or set whiten false"
+            )
         return torch.linalg.solve_triangular(chol, eye, upper=False)
 
     def _batch_whitening(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -185,13 +209,39 @@ class NoiseChannel(nn.Module):
             m, count = self.norm.momentum, float(n)
             unbiased = cov.detach() * (count / max(count - 1.0, 1.0))
             self.running_cov.mul_(1 - m).add_(unbiased.to(self.running_cov), alpha=m)
-        return mean, self._whitener(cov)
+        try:
+            return mean, self._whitener(cov)
+        except TrainingError as exc:  # the global covariance is the same in every process
+            from ..training.distributed import everywhere
+
+            raise (everywhere(exc) if self.data_parallel and is_active() else exc) from None
 
     def running_whitening(self) -> tuple[Tensor, Tensor]:
         """The fixed map used outside training: running mean (d,) and whitening matrix (d, d)."""
         if not self.whiten:
             raise ValueError("this channel standardises each coordinate; it has no whitening")
         return self.norm.running_mean, self._whitener(self.running_cov)
+
+    @torch.no_grad()
+    def check_statistics(self) -> None:
+        """Check the inference statistics of a channel loaded from a file: running variances
+        >= 0 and, when whitening, a symmetric running covariance whose ``cov + eps I`` has a
+        Cholesky factor (what :meth:`running_whitening` needs).
+
+        Raises:
+            ValueError: naming the buffer and what is wrong with it.
+        """
+        if bool((self.norm.running_var < 0).any()):
+            raise ValueError("channel.norm.running_var holds a negative variance")
+        if not self.whiten:
+            return
+        cov = self.running_cov
+        scale = float(cov.diagonal().abs().max())
+        if float((cov - cov.T).abs().max()) > 1e-4 * scale:  # EMA and calibration keep it so
+            raise ValueError("channel.running_cov is not symmetric")
+        eye = torch.eye(self.dim, dtype=cov.dtype, device=cov.device)
+        if int(torch.linalg.cholesky_ex(cov + self.norm.eps * eye).info) != 0:
+            raise ValueError("channel.running_cov is not positive-definite")
 
     def forward(self, h: Tensor, noise: Tensor | None = None) -> Tensor:
         """(B, d) -> (B, d): normalised codes, plus channel noise in training mode only.

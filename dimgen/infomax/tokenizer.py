@@ -175,6 +175,12 @@ class Tokenizer(_HubMixin, library_name="dimgen", tags=list(CARD_TAGS)):
             raise RunFolderError(
                 f"{run_dir}: encoder weights do not match their metadata ({str(exc)[:120]})"
             ) from None
+        try:  # finite is not enough: the statistics must define the inference map
+            channel.check_statistics()
+        except ValueError as exc:
+            raise RunFolderError(
+                f"{path}: {exc}; the weights are corrupt (retrain, or export again from a good run)"
+            ) from None
         return cls(encoder.to(device), channel.to(device), spec, run_dir)
 
     # -- the Hub's mixin ---------------------------------------------------------------------

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
+
+from dimgen.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -50,3 +55,29 @@ def test_the_parts_name_which_test_fails() -> None:
     pm._p_2000(corr, "gaussian", parts)
     assert set(parts) == {"p_ks", "p_proj", "p_mean", "p_cov"}
     assert parts["p_cov"] < 1e-10 and parts["p_mean"] > 0.05 and parts["p_ks"] > 0.01
+
+
+def test_a_setting_without_equals_is_refused_not_the_preset() -> None:
+    """``--setting epochs`` trained the preset (100 epochs) under the name "epochs"."""
+    with pytest.raises(ConfigError, match="expects KEY=VALUE items, got 'epochs'"):
+        _module()._overrides("sigma=0.3,epochs")
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--setting", "epochs"], "got 'epochs'"),
+        (["--base", "epochs=1", "--out", "{file}/rows.json"], "cannot write --out"),
+    ],
+)
+def test_bad_options_are_one_line_and_exit_2_before_any_training(
+    tmp_path: Path, args: list[str], words: str
+) -> None:
+    """An --out under a file failed with a traceback after all the training."""
+    (tmp_path / "file").write_text("x")
+    args = [a.replace("{file}", str(tmp_path / "file")) for a in args]
+    res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "prior_match.py"), *args],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.strip().count("\n") == 0 and words in res.stderr
+    assert res.stdout == ""  # nothing trained, no row printed

@@ -9,10 +9,12 @@ import pytest
 import torch
 
 from dimgen.config import EncoderConfig, validate
-from dimgen.errors import ConfigError
+from dimgen.errors import ConfigError, RunFolderError, TrainingError
 from dimgen.infomax.channel import GaussianChannel, UniformChannel
+from dimgen.infomax.encoders import build_encoder
 from dimgen.infomax.tokenizer import Tokenizer
 from dimgen.infomax.trainer import train_encoder
+from dimgen.io import save_weights
 
 
 def _correlated(seed: int = 0, b: int = 256, d: int = 3) -> torch.Tensor:
@@ -102,3 +104,70 @@ def test_a_whitened_run_has_uncorrelated_codes_and_reloads_identically(tmp_path:
     with torch.no_grad():
         direct = run.channel.eval().normalise(run.encoder.eval()(x))
     torch.testing.assert_close(tok.encode(x), direct)
+
+
+def test_a_diverged_batch_covariance_is_one_training_error_not_a_linalg_crash() -> None:
+    """Outputs blown up to ~1e4 (lr 1 at d = 32 did it) make the float32 batch covariance
+    indefinite: one TrainingError naming the cure, not torch's _LinAlgError (an internal error)."""
+    g = torch.Generator().manual_seed(0)
+    # two equal outputs of scale 1e4: cov = [[a, a], [a, a]], a = 1e8, and a + eps == a in float32
+    h = 1e4 * torch.tensor([[1.0, 1.0], [-1.0, -1.0]]).repeat(32, 1)
+    ch = GaussianChannel(2, 0.1, whiten=True).train()
+    with pytest.raises(TrainingError, match=r"not positive-definite in float32 .*lower lr"):
+        ch.normalise_views(h, h, "shared")
+    with pytest.raises(TrainingError, match="non-finite outputs"):
+        ch.normalise(torch.full((8, 2), float("nan")))
+    # a well-conditioned batch of the same channel still whitens
+    assert torch.isfinite(ch.normalise(torch.randn(64, 2, generator=g))).all()
+
+
+def _whitened_weights(path: Path, edit: str) -> Path:
+    """An (untrained) whitened encoder's weights with one statistic edited, as a file would be."""
+    spec = {"in_shape": [1, 8, 8], "encoder": "mlp", "encoder_hidden": 16, "dim": 3,
+            "prior": "gaussian", "sigma": 0.2, "eps": 0.1, "squash": "sigmoid", "whiten": True}  # fmt: skip
+    channel = GaussianChannel(3, 0.2, whiten=True)
+    if edit == "not positive-definite":
+        channel.running_cov.copy_(-torch.eye(3))
+    elif edit == "not symmetric":
+        channel.running_cov[0, 1] = 5.0
+    elif edit == "negative variance":
+        channel.norm.running_var.fill_(-1.0)
+    encoder = build_encoder("mlp", (1, 8, 8), 3, 16)
+    tensors = {**{f"encoder.{k}": v for k, v in encoder.state_dict().items()},
+               **{f"channel.{k}": v for k, v in channel.state_dict().items()}}  # fmt: skip
+    save_weights(path, tensors, {"kind": "encoder", "spec": spec})
+    return path
+
+
+@pytest.mark.parametrize("edit", ["not positive-definite", "not symmetric", "negative variance"])
+def test_a_loaded_covariance_that_cannot_whiten_is_refused_in_one_line(
+    tmp_path: Path, edit: str
+) -> None:
+    """Finite values are not enough: a running covariance without a Cholesky factor crashed
+    encode (internal error), and an asymmetric one was silently read by its lower triangle."""
+    path = _whitened_weights(tmp_path / "encoder.safetensors", edit)
+    with pytest.raises(RunFolderError, match=f"{edit}; the weights are corrupt"):
+        Tokenizer.from_weights(path)
+
+
+def test_the_untampered_statistics_load(tmp_path: Path) -> None:
+    tok = Tokenizer.from_weights(_whitened_weights(tmp_path / "encoder.safetensors", "none"))
+    assert tok.encode(torch.rand(4, 1, 8, 8)).shape == (4, 3)
+
+
+@pytest.mark.parametrize("mode", ["shared", "per-view"])
+def test_whitening_stays_in_float32_under_bf16_autocast(mode: str) -> None:
+    """``amp: true`` (bf16 autocast, e.g. configs/mnist-gaussian.yaml) ran the covariance and the
+    whitening matmuls in bf16: a code variance of 0.73 instead of 1 on correlated outputs."""
+    h = _correlated(3).float()
+    ch = GaussianChannel(3, 0.1, whiten=True).train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        c, c_aug = ch.normalise_views(h, h.clone(), mode)
+    assert c.dtype == torch.float32 and c_aug.dtype == torch.float32
+    eye = torch.eye(3)
+    torch.testing.assert_close(_cov(c), eye, atol=1e-3, rtol=0)
+    torch.testing.assert_close(_cov(c_aug), eye, atol=1e-3, rtol=0)
+    ch.calibrate([h])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        c = ch.eval().normalise(h)
+    torch.testing.assert_close(_cov(c), eye, atol=1e-3, rtol=0)
