@@ -63,7 +63,13 @@ def _no_autocast(x: Tensor) -> torch.autocast:
 
 
 class NoiseChannel(nn.Module):
-    """Shared machinery: feature-wise standardisation with exact post-training statistics."""
+    """Shared machinery: feature-wise standardisation (with ``whiten``: batch whitening, codes
+    with covariance I) and exact post-training statistics.
+
+    Args:
+        dim: code dimension d.
+        whiten: whiten instead of standardising (adds the ``running_cov`` (d, d) buffer).
+    """
 
     def __init__(self, dim: int, whiten: bool = False) -> None:
         super().__init__()
