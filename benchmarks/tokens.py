@@ -253,6 +253,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--gan", action="store_true", help="also a GAN on each side's token codes")
     ap.add_argument("--gan-steps", type=int, default=None, help="GAN steps (default: the preset's)")
     ap.add_argument("--max-train", type=int, default=0, help="encoders: first N training images")
+    ap.add_argument(
+        "--lr-schedule",
+        default="constant",
+        choices=("constant", "cosine"),
+        help="encoders' learning rate, both sides (configs/digits-tokens.yaml: cosine)",
+    )
     ap.add_argument("--curve-every", type=int, default=1,
                     help="encoders: held-out certificate every N epochs (0: only the final "
                     "metrics; on MNIST each costs ~5 CPU s)")  # fmt: skip
@@ -282,7 +288,7 @@ def main(argv: list[str] | None = None) -> None:
             cfg = EncoderConfig(data=args.data, prior="uniform", eps=args.eps, dim=args.dim,
                                 epochs=args.epochs, seed=seed, squash=squash or "sigmoid",
                                 max_train=args.max_train, curve_every=args.curve_every,
-                                **extra)  # fmt: skip
+                                lr_schedule=args.lr_schedule, **extra)  # fmt: skip
             row = measure(cfg, squash is None, gan_cfg, work if args.gan else None)
             assert row.pop("_squash_ok")
             rows[name].append(row)
