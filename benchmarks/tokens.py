@@ -51,7 +51,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from unittest import mock
 
 import numpy as np
@@ -241,8 +241,16 @@ def _fmt(v: Any) -> str:
     return v if isinstance(v, str) else f"{float(v):.3f}" if abs(float(v)) < 100 else f"{v:.0f}"
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """A bad option is one line and exit 2, like dimgen's CLI (not argparse's usage block)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {message} (see benchmarks/tokens.py --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = _OneLineParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default="digits", help="digits (default) or mnist")
     ap.add_argument("--eps", type=float, default=0.25)
     ap.add_argument("--dim", type=int, default=2)

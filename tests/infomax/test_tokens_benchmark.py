@@ -97,3 +97,28 @@ def test_benchmark_gan_columns(capsys: pytest.CaptureFixture[str]) -> None:
     assert head[-3:] == ["consist", "FID", "gan_cpu_s"]
     row = dict(zip(head, table[1].strip("| ").split(" | "), strict=True))  # dimgen-steps
     assert 0.0 <= float(row["consist"]) <= 100.0 and float(row["FID"]) > 0
+
+
+def test_benchmark_lr_schedule_reaches_every_side_and_a_bad_one_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--lr-schedule cosine trains both sides with the cosine rate (equal budgets); a bad value
+    is one line and exit 2 before any training."""
+    bench = _module()
+    configs = []
+
+    def spy(cfg, *args, **kwargs):
+        configs.append(cfg)
+        return bench_train(cfg, *args, **kwargs)
+
+    bench_train = bench.train_encoder
+    monkeypatch.setattr(bench, "train_encoder", spy)
+    bench.main(["--epochs", "2", "--seeds", "0", "--squashes", "sigmoid", "--curve-every", "0",
+                "--lr-schedule", "cosine"])  # fmt: skip
+    assert configs and all(c.lr_schedule == "cosine" for c in configs)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--lr-schedule", "warm"])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and len(configs) == (2 if bench.fsq_available() else 1)
+    assert err.startswith("error: argument --lr-schedule") and "\n" not in err
