@@ -102,5 +102,25 @@ _register()
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point."""
-    cli.main(args=argv if argv is not None else sys.argv[1:], prog_name="dimgen")
+    """Console-script entry point.
+
+    Under a launcher (torchrun: ``WORLD_SIZE`` > 1) the process leaves with ``os._exit`` once
+    the command is done and its streams are flushed: a gloo worker can abort in the
+    interpreter's teardown after a finished run ("terminate called without an active
+    exception"), which the launcher would report as a failure. Every file dimgen writes is
+    closed (and renamed into place) before the command returns.
+    """
+    try:
+        cli.main(args=argv if argv is not None else sys.argv[1:], prog_name="dimgen")
+    except SystemExit as exc:
+        world = os.environ.get("WORLD_SIZE", "")
+        if not (world.isdigit() and int(world) > 1):
+            raise
+        code = exc.code
+        if not isinstance(code, int):
+            if code is not None:
+                print(code, file=sys.stderr)
+            code = 0 if code is None else 1
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)

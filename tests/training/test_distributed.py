@@ -278,3 +278,26 @@ def test_shards_of_a_batch_cover_the_single_process_batch() -> None:
         assert torch.equal(torch.cat([parts[0][i], parts[1][i]]), batch)
     with pytest.raises(ValueError, match="does not divide"):
         TensorBatches(x, batch_size=9, shard=(0, 2))
+
+
+@pytest.mark.parametrize(("world", "atexit_runs"), [("1", True), ("2", False)])
+def test_under_a_launcher_the_cli_leaves_without_interpreter_teardown(
+    world: str, atexit_runs: bool
+) -> None:
+    """Under torchrun (WORLD_SIZE > 1) the CLI exits with os._exit after flushing, so a gloo
+    abort in the interpreter's teardown cannot turn a finished run into a reported failure; the
+    exit code and the output are kept. Alone, the normal exit (atexit handlers run)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import atexit; from dimgen.cli import main; "
+            "atexit.register(lambda: print('teardown ran')); main(['--version'])")  # fmt: skip
+    env = {**os.environ, "WORLD_SIZE": world}
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=120)  # fmt: skip
+    assert res.returncode == 0 and "version" in res.stdout.lower()
+    assert ("teardown ran" in res.stdout) is atexit_runs
+    bad = subprocess.run([sys.executable, "-c", code.replace("'--version'", "'--nope'")], env=env,
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert bad.returncode == 2 and "no such option" in bad.stderr.lower()
