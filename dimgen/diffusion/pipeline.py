@@ -474,11 +474,8 @@ def _load_component(sub: Path, cls_name: str) -> torch.nn.Module:
     tensors = check_state_shapes(build, tensors, path)  # RunFolderError, nothing allocated
     model = build()
     model.load_state_dict(tensors)
-    if isinstance(model, EncoderModel):  # finite is not enough for the channel's statistics
-        try:
-            model.channel.check_statistics()
-        except ValueError as exc:
-            raise RunFolderError(
-                f"{path}: {exc}; the weights are corrupt (retrain, or export again from a good run)"
-            ) from None
+    if isinstance(model, EncoderModel):
+        from ..infomax.tokenizer import check_loaded_statistics
+
+        check_loaded_statistics(model.channel, path)
     return model

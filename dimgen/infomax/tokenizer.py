@@ -175,12 +175,7 @@ class Tokenizer(_HubMixin, library_name="dimgen", tags=list(CARD_TAGS)):
             raise RunFolderError(
                 f"{run_dir}: encoder weights do not match their metadata ({str(exc)[:120]})"
             ) from None
-        try:  # finite is not enough: the statistics must define the inference map
-            channel.check_statistics()
-        except ValueError as exc:
-            raise RunFolderError(
-                f"{path}: {exc}; the weights are corrupt (retrain, or export again from a good run)"
-            ) from None
+        check_loaded_statistics(channel, path)
         return cls(encoder.to(device), channel.to(device), spec, run_dir)
 
     # -- the Hub's mixin ---------------------------------------------------------------------
@@ -447,3 +442,17 @@ def channel_from_spec(spec: dict[str, Any]) -> NoiseChannel:
     return make_channel(spec["prior"], spec["dim"], spec["sigma"], spec["eps"],
                         spec.get("squash", LEGACY_SQUASH),
                         whiten=bool(spec.get("whiten", False)))  # fmt: skip
+
+
+def check_loaded_statistics(channel: NoiseChannel, path: Path) -> None:
+    """Finite is not enough: a loaded channel's statistics must define its inference map.
+
+    Raises:
+        RunFolderError: naming ``path`` and the bad buffer (:meth:`NoiseChannel.check_statistics`).
+    """
+    try:
+        channel.check_statistics()
+    except ValueError as exc:
+        raise RunFolderError(
+            f"{path}: {exc}; the weights are corrupt (retrain, or export again from a good run)"
+        ) from None
