@@ -174,4 +174,9 @@ def _fmt(v: Any) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    try:  # click's usage errors (a missing value, a missing file) as one line too
+        main(standalone_mode=False)
+    except click.UsageError as exc:
+        click.echo(f"error: {' '.join(exc.format_message().split())} "
+                   "(see 'prior_match.py --help')", err=True)  # fmt: skip
+        raise SystemExit(2) from None

@@ -68,6 +68,9 @@ def test_a_setting_without_equals_is_refused_not_the_preset() -> None:
     [
         (["--setting", "epochs"], "got 'epochs'"),
         (["--base", "epochs=1", "--out", "{file}/rows.json"], "cannot write --out"),
+        (["--config"], "requires an argument"),
+        (["--config", "{file}/none.yaml"], "does not exist"),
+        (["--no-such-option"], "No such option"),
     ],
 )
 def test_bad_options_are_one_line_and_exit_2_before_any_training(
