@@ -194,6 +194,7 @@ class Controls:
     """The trained parts of one seed and a sampler per route."""
 
     samplers: dict[str, Sampler]
+    gans: dict[str, GAN]
     encoders: dict[str, dict[str, Any]]
     rcg_moments: tuple[np.ndarray, np.ndarray]
     gan_seconds: dict[str, float]
@@ -233,6 +234,7 @@ def build_controls(
     samplers: dict[str, Sampler] = {}
     seconds: dict[str, float] = {}
     rcg_moments = (np.zeros(0), np.zeros((0, 0)))
+    trained: dict[tuple[str, ...], GAN] = {}  # the routes each GAN serves
 
     def gan_on(encoder: str, codes: str = "clean", **changes: Any) -> GAN:
         t0 = time.process_time()
@@ -243,17 +245,17 @@ def build_controls(
 
     s = gan_cfg.seed
     if "conditional" in routes or "prior" in routes:
-        g = gan_on("noisy")
+        g = trained["conditional", "prior"] = gan_on("noisy")
         samplers["conditional"] = lambda x, seed, g=g: g.sample_conditional(x, seed=seed)
         samplers["prior"] = lambda x, seed, g=g: g.sample_unconditional(len(x), seed=seed)
     if "no-encoder" in routes:
         d = Tokenizer.from_pretrained(enc_dirs["noisy"]).dim
-        g0 = gan_on("noisy", "none", noise_dim=gan_cfg.noise_dim + d)
+        g0 = trained["no-encoder",] = gan_on("noisy", "none", noise_dim=gan_cfg.noise_dim + d)
         samplers["no-encoder"] = lambda x, seed, g=g0, d=d: _generate(
             g, torch.zeros(len(x), d), seed
         )
     if need_rcg:
-        g_rcg = gan_on("noise-free")
+        g_rcg = trained["rcg-conditional", "rcg-gaussian", "rcg-flow"] = gan_on("noise-free")
         samplers["rcg-conditional"] = lambda x, seed, g=g_rcg: g.sample_conditional(x, seed=seed)
         codes = np.load(enc_dirs["noise-free"] / "codes.npz")
         train_codes = codes["codes"][codes["split"] == "train"]
@@ -269,12 +271,13 @@ def build_controls(
                 g, flow_codes(prior, len(x), seed + 13), seed
             )
     if "noisy-codes" in routes:
-        gn = gan_on("noisy", "noisy")
+        gn = trained["noisy-codes",] = gan_on("noisy", "noisy")
         scale = math.sqrt(1.0 + enc_cfg.sigma**2)
         samplers["noisy-codes"] = lambda x, seed, g=gn: _generate(
             g, scale * torch.randn(len(x), g.code_dim, generator=torch.Generator().manual_seed(seed + 17)), seed
         )  # fmt: skip
-    return Controls({r: samplers[r] for r in routes}, encoders, rcg_moments, seconds)
+    gans = {r: g for r in routes for k, g in trained.items() if r in k}
+    return Controls({r: samplers[r] for r in routes}, gans, encoders, rcg_moments, seconds)
 
 
 # -- metrics ----------------------------------------------------------------------------------
@@ -328,7 +331,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     extractor_name(enc_cfg.data))  # fmt: skip
     x_real = ds.x_train[np.sort(rng.choice(len(ds.x_train), n, replace=False))]
     routes = tuple(r for r in ROUTES if r in args.routes.split(","))
-    rows: list[dict[str, Any]] = [{"route": "real", "seed": None, **score(x_real, ref, 0)}]
+    truncations = parse_truncations(args.truncations)
+    rows: list[dict[str, Any]] = [
+        {"route": "real", "seed": None, "truncation": None, **score(x_real, ref, 0)}
+    ]
     per_seed: list[dict[str, Any]] = []
     t_start = time.process_time()
     for seed in (int(s) for s in args.seeds.split(",")):
@@ -336,41 +342,74 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         with tempfile.TemporaryDirectory(prefix="gencontrols-") as tmp:
             ctl = build_controls(replace(enc_cfg, seed=seed), replace(gan_cfg, seed=seed),
                                  Path(tmp), routes=routes, flow_steps=args.flow_steps)  # fmt: skip
-            for route, sampler in ctl.samplers.items():
-                images, _ = sampler(ref.x, 1000 + seed)
-                rows.append({"route": route, "seed": seed, **score(images, ref, seed)})
-                print(_row_line(rows[-1]), file=sys.stderr, flush=True)
+            for trunc in truncations:  # the same noise seed at every level: paired
+                for route, sampler in ctl.samplers.items():
+                    ctl.gans[route].truncation = trunc
+                    images, _ = sampler(ref.x, 1000 + seed)
+                    rows.append({"route": route, "seed": seed, "truncation": trunc,
+                                 **score(images, ref, seed)})  # fmt: skip
+                    print(_row_line(rows[-1]), file=sys.stderr, flush=True)
         per_seed.append({"seed": seed, "encoders": ctl.encoders, "gan_cpu_seconds": ctl.gan_seconds,
                          "cpu_seconds": time.process_time() - t0})  # fmt: skip
-    summary = summarise(rows, routes)
+    summary = summarise(rows, routes, truncations)
     return {
         "data": args.data, "preset": args.preset, "n_samples": n, "seeds": args.seeds,
         "gan_steps": gan_cfg.steps, "gan_batch": gan_cfg.batch_size, "gan_arch": gan_cfg.arch,
         "encoder_epochs": enc_cfg.epochs, "sigma": enc_cfg.sigma, "dim": enc_cfg.dim,
         "noise_free_sigma": NOISE_FREE_SIGMA, "flow_steps": args.flow_steps, "pr_k": PR_K,
         "confident_threshold": CONFIDENT, "reference_classifier_accuracy": ext.accuracy,
-        "summary": summary, "rows": rows, "per_seed": per_seed,
+        "truncations": truncations, "summary": summary, "rows": rows, "per_seed": per_seed,
         "cpu_seconds": time.process_time() - t_start, "machine": platform.platform(),
         "torch_threads": torch.get_num_threads(), "command": " ".join(sys.argv),
     }  # fmt: skip
 
 
-def summarise(rows: list[dict[str, Any]], routes: tuple[str, ...]) -> dict[str, dict[str, Any]]:
-    """Per route and metric: mean and sample std (ddof 1) over seeds, and the seed count."""
+def parse_truncations(text: str) -> list[float | None]:
+    """``none,1,0.5`` -> [None, 1.0, 0.5]: the truncation levels of G's noise to score (BigGAN's
+    truncation trick, :attr:`dimgen.gan.GAN.truncation`; ``none`` is plain N(0, I))."""
+    from dimgen.gan.model import check_truncation
+
+    out: list[float | None] = []
+    for tok in text.split(","):
+        tok = tok.strip().lower()
+        try:
+            t = None if tok == "none" else check_truncation(float(tok))
+        except ValueError:
+            raise ValueError(f"a truncation is a number > 0 or none, got {tok!r}") from None
+        if t in out:
+            raise ValueError(f"truncation {tok} is given twice")
+        out.append(t)
+    return out
+
+
+def route_key(route: str, truncation: float | None) -> str:
+    """The summary's key of a route at a truncation level: ``prior`` or ``prior@t0.5``."""
+    return route if truncation is None else f"{route}@t{truncation:g}"
+
+
+def summarise(
+    rows: list[dict[str, Any]],
+    routes: tuple[str, ...],
+    truncations: list[float | None] = (None,),  # type: ignore[assignment]
+) -> dict[str, dict[str, Any]]:
+    """Per route, truncation level and metric: mean and sample std (ddof 1) over seeds, and
+    the seed count; keyed by :func:`route_key`."""
     out: dict[str, dict[str, Any]] = {}
-    for route in ("real", *routes):
-        sel = [r for r in rows if r["route"] == route]
-        out[route] = {"n_seeds": len(sel)}
+    keys = [("real", None)] + [(r, t) for t in truncations for r in routes]
+    for route, trunc in keys:
+        sel = [r for r in rows if r["route"] == route and r.get("truncation") == trunc]
+        key = route_key(route, trunc)
+        out[key] = {"n_seeds": len(sel)}
         for m in METRICS:
             v = np.array([r[m] for r in sel if m in r], dtype=float)
             if len(v):
-                out[route][m] = [float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0]
+                out[key][m] = [float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0]
     return out
 
 
 def _row_line(r: dict[str, Any]) -> str:
     vals = " ".join(f"{m}={r[m]:.3f}" for m in METRICS if m in r)
-    return f"[seed {r['seed']}] {r['route']}: {vals}"
+    return f"[seed {r['seed']}] {route_key(r['route'], r.get('truncation'))}: {vals}"
 
 
 def table(result: dict[str, Any]) -> str:
@@ -426,6 +465,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="samples per route, at most the held-out images (default 2000)")  # fmt: skip
     p.add_argument("--flow-steps", type=int, default=400, help="flow training steps (400)")
     p.add_argument("--routes", default=",".join(ROUTES), help="comma-separated subset of routes")
+    p.add_argument(
+        "--truncations",
+        default="none",
+        help="comma-separated truncation levels of G's noise to score every route at "
+        "(BigGAN's truncation trick; 'none' is N(0, I)), e.g. none,1,0.5 (default none)",
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", help="write the result as JSON here")
     args = p.parse_args(argv)
@@ -433,6 +478,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if (args.data, args.preset) not in PRESETS:
         p.error(f"no preset {args.preset!r} for {args.data}: choose from "
                 f"{', '.join(pr for d, pr in PRESETS if d == args.data)}")  # fmt: skip
+    try:
+        parse_truncations(args.truncations)
+    except ValueError as exc:
+        p.error(f"--truncations: {exc}")
     bad = set(args.routes.split(",")) - set(ROUTES)
     if bad:
         p.error(f"unknown route(s) {', '.join(sorted(bad))}; known: {', '.join(ROUTES)}")

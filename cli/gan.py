@@ -46,6 +46,22 @@ def guidance_options() -> Any:
     return deco
 
 
+def truncation_option() -> Any:
+    """``--truncation T``: a GAN's noise drawn from N(0, I) truncated to [-T, T] (BigGAN)."""
+    return click.option(
+        "--truncation", type=float, default=None,
+        help="GAN runs: draw G's noise from N(0, I) truncated to [-T, T] (BigGAN's truncation "
+        "trick: fewer, cleaner modes; codes untouched) [default: off].",
+    )  # fmt: skip
+
+
+def _check_truncation(truncation: float | None) -> None:
+    from dimgen.errors import ConfigError
+
+    if truncation is not None and not (0 < truncation < float("inf")):
+        raise ConfigError(f"--truncation must be a finite number > 0, got {truncation}")
+
+
 def _guidance(new: float | None, old: float | None) -> float | None:
     from dimgen.errors import ConfigError
 
@@ -173,11 +189,12 @@ def train_gan_cmd(encoder_run: str | None, out: str | None, resume_dir: str | No
 @data_root_option()
 @click.option("--no-ema", is_flag=True, help="Use the raw generator instead of its EMA.")
 @guidance_options()
+@truncation_option()
 @quiet_option()
 def sample_cmd(run: str, unconditional: bool, from_images: str | None, codes_path: str | None,
                prior_path: str | None, n: int | None, seed: int | None, out: str, nrow: int,
                data_root: str | None, no_ema: bool, guidance: float | None,
-               guidance_old: float | None, quiet: bool) -> None:  # fmt: skip
+               guidance_old: float | None, truncation: float | None, quiet: bool) -> None:  # fmt: skip
     """Generate images with a trained generator RUN (GAN or diffusion): from the prior, from
     real images, or given codes.
 
@@ -197,6 +214,7 @@ def sample_cmd(run: str, unconditional: bool, from_images: str | None, codes_pat
         raise ConfigError(f"--nrow must be >= 1, got {nrow}")
     if guidance is not None and not (guidance >= 0 and guidance != float("inf")):
         raise ConfigError(f"--guidance-scale must be >= 0, got {guidance}")
+    _check_truncation(truncation)
     if Path(out).suffix.lower() != ".png":  # before torch, as write_samples would after it
         raise ConfigError(f"--out must be a .png file, got {out}")
     check_run(run)  # before torch: a mistyped folder
@@ -208,7 +226,8 @@ def sample_cmd(run: str, unconditional: bool, from_images: str | None, codes_pat
     with status("sample", f"loading {run}, sampling and writing {out}", not quiet):
         s = sample(run, unconditional=unconditional, from_images=from_images, codes=codes_path,
                    prior=prior_path, n=n, seed=seed, data_root=data_root, ema=not no_ema,
-                   guidance_scale=guidance, progress=not quiet)  # fmt: skip
+                   guidance_scale=guidance, truncation=truncation,
+                   progress=not quiet)  # fmt: skip
         png, npz = write_samples(
             out, s.images, s.codes, real=s.real, labels=s.labels, seed=seed, nrow=nrow
         )
@@ -234,12 +253,13 @@ def sample_cmd(run: str, unconditional: bool, from_images: str | None, codes_pat
 @device_option()
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
 @guidance_options()
+@truncation_option()
 @out_option("Also write the metrics to this JSON file.")
 @quiet_option()
 def evaluate_gan_cmd(run: str, n: int | None, seed: int | None, data_root: str | None,
                      inception_weights: str | None, device: str | None, as_json: bool,
-                     guidance: float | None, guidance_old: float | None, out: str | None,
-                     quiet: bool) -> None:  # fmt: skip
+                     guidance: float | None, guidance_old: float | None,
+                     truncation: float | None, out: str | None, quiet: bool) -> None:  # fmt: skip
     """FID/KID, conditional consistency and class balance of a generator RUN (GAN or diffusion),
     conditional vs unconditional (`evaluate-gan` and `evaluate-generator` are one command).
 
@@ -257,12 +277,14 @@ def evaluate_gan_cmd(run: str, n: int | None, seed: int | None, data_root: str |
         )
     if guidance is not None and not (guidance >= 0 and guidance != float("inf")):
         raise DataError(f"--guidance-scale must be >= 0, got {guidance}")
+    _check_truncation(truncation)
     check_run(run)  # before torch: a mistyped folder
     from dimgen.fidelity import find_inception_weights
     from dimgen.gan import evaluate_run
     from dimgen.io import write_json
 
-    metrics = evaluate_run(run, n=n, data_root=data_root, guidance_scale=guidance, show=not quiet,
+    metrics = evaluate_run(run, n=n, data_root=data_root, guidance_scale=guidance,
+                           truncation=truncation, show=not quiet,
                            **given(seed=seed, device=device),
                            inception_weights=find_inception_weights(inception_weights))  # fmt: skip
     if out is not None:

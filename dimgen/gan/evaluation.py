@@ -16,9 +16,9 @@ from ..generators.protocol import Generator
 from ..training.devices import resolve_device
 from ..training.phases import phase
 from .config import MIN_EVAL_SAMPLES
-from .model import child_seeds
+from .model import check_truncation, child_seeds
 
-__all__ = ["evaluate_gan", "evaluate_run", "set_guidance"]
+__all__ = ["evaluate_gan", "evaluate_run", "set_guidance", "set_truncation"]
 
 
 def evaluate_gan(
@@ -123,6 +123,19 @@ def set_guidance(gen: Generator, guidance_scale: float | None) -> None:
     gen.guidance_scale = float(guidance_scale)
 
 
+def set_truncation(gen: Generator, truncation: float | None) -> None:
+    """Set a GAN's truncation of its noise (BigGAN's truncation trick; None: keep it off).
+
+    Raises :class:`~dimgen.errors.ConfigError` for a generator without noise truncation (a
+    diffusion run) or a truncation that is not finite and > 0.
+    """
+    if truncation is None:
+        return
+    if not hasattr(gen, "truncation"):
+        raise ConfigError("a truncation only applies to GAN runs")
+    gen.truncation = check_truncation(truncation)
+
+
 def evaluate_run(
     run: str | Path,
     *,
@@ -133,16 +146,18 @@ def evaluate_run(
     inception_weights: str | Path | None = None,
     ema: bool = True,
     guidance_scale: float | None = None,
+    truncation: float | None = None,
     show: bool = False,
 ) -> dict[str, Any]:
     """The library side of ``dimgen evaluate-gan``: :func:`evaluate_gan` on a generator run
-    folder (GAN or diffusion; ``guidance_scale`` overrides a diffusion run's); ``show``: its
-    phases on stderr."""
+    folder (GAN or diffusion; ``guidance_scale`` overrides a diffusion run's, ``truncation``
+    truncates a GAN's noise, :func:`set_truncation`); ``show``: its phases on stderr."""
     from ..generators.runs import load_generator
 
     dev = resolve_device(device)
     gan = load_generator(run, device=dev, ema=ema)
     set_guidance(gan, guidance_scale)
+    set_truncation(gan, truncation)
     cfg = gan.config
     frac, split_seed = gan.split
     source = str(gan.record.get("data") or cfg.data)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -10,14 +11,38 @@ import torch
 from torch import Tensor, nn
 
 from ..config import check_count, check_seed, load_config
-from ..errors import DataError, RunFolderError
+from ..errors import ConfigError, DataError, RunFolderError
 from ..generators.protocol import SpecGenerator
 from ..infomax.tokenizer import Tokenizer
 from ..io import load_spec_module, read_run
 from .config import GANConfig
 from .nets import build_generator
 
-__all__ = ["GAN", "child_seeds"]
+__all__ = ["GAN", "check_truncation", "child_seeds", "noise"]
+
+
+def check_truncation(truncation: float | None) -> float | None:
+    """``truncation`` as a float (None: off). Raises :class:`~dimgen.errors.ConfigError` unless
+    it is finite and > 0."""
+    if truncation is None:
+        return None
+    t = float(truncation)
+    if not (math.isfinite(t) and t > 0):
+        raise ConfigError(f"the truncation must be a finite number > 0, got {truncation}")
+    return t
+
+
+def noise(
+    n: int, dim: int, generator: torch.Generator | None = None, truncation: float | None = None
+) -> Tensor:
+    """G's noise (n, dim) on the CPU: N(0, I), or with ``truncation`` t the truncated normal on
+    [-t, t] per coordinate (BigGAN's truncation trick; drawn by inverse CDF, the law of
+    resampling every |z_i| > t)."""
+    if truncation is None:
+        return torch.randn(n, dim, generator=generator)
+    z = torch.empty(n, dim)
+    t = check_truncation(truncation)
+    return nn.init.trunc_normal_(z, 0.0, 1.0, -t, t, generator=generator)
 
 
 def child_seeds(seed: int | None, k: int) -> list[int | None]:
@@ -32,7 +57,13 @@ class GAN(SpecGenerator):
 
     ``generate(codes)`` is the core; ``sample_unconditional`` draws codes from the prior and
     ``sample_conditional`` encodes real images first. All outputs are CPU tensors in [0, 1].
+
+    ``truncation`` (default None: off) is the truncation trick of BigGAN (Brock et al. 2019,
+    section 3.1) on G's noise: z ~ N(0, I) truncated to [-t, t] in every coordinate, trading
+    diversity for fidelity per sample. It never touches the codes, which stay the prior's.
     """
+
+    truncation: float | None = None
 
     label = "this GAN"
 
@@ -77,11 +108,12 @@ class GAN(SpecGenerator):
 
     @torch.no_grad()
     def generate(self, codes: Any, seed: int | None = None, batch_size: int = 1024) -> Tensor:
-        """(n, d) codes -> (n, C, H, W) images in [0, 1]; ``seed`` fixes the noise."""
+        """(n, d) codes -> (n, C, H, W) images in [0, 1]; ``seed`` fixes the noise (drawn on
+        the CPU, so the same on any device), truncated to [-t, t] if ``self.truncation`` is t."""
         c = self.check_codes(codes)
         seed, batch_size = check_seed(seed), check_count(batch_size, "batch_size")
         g = torch.Generator().manual_seed(seed) if seed is not None else None
-        z = torch.randn(len(c), self.noise_dim, generator=g)  # drawn on the CPU: same on any device
+        z = noise(len(c), self.noise_dim, g, self.truncation)
         self.generator.eval()
         out = [
             self.generator(

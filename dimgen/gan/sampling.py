@@ -15,7 +15,7 @@ from ..data.sources import load_data, parse_source
 from ..data.stream import StreamedImages, is_streamed, load_stream, take
 from ..errors import ConfigError, DataError
 from ..generators.protocol import Generator
-from .evaluation import set_guidance
+from .evaluation import set_guidance, set_truncation
 
 __all__ = ["Samples", "load_images", "prior_codes_from_flow", "read_codes", "sample"]
 
@@ -99,10 +99,13 @@ def sample(
     data_root: str | None = None,
     ema: bool = True,
     guidance_scale: float | None = None,
+    truncation: float | None = None,
     progress: bool = True,
 ) -> Samples:
     """The library side of ``dimgen sample`` on any generator run (GAN or diffusion): exactly
-    one of the three modes. ``guidance_scale`` overrides a diffusion run's own (GAN: an error).
+    one of the three modes. ``guidance_scale`` overrides a diffusion run's own (GAN: an error);
+    ``truncation`` t draws a GAN's noise from N(0, I) truncated to [-t, t] (BigGAN's truncation
+    trick; diffusion: an error), codes untouched.
     ``progress`` (default True, as the CLI): a bar over a diffusion run's denoising steps on
     stderr; ``progress=False``: silent.
 
@@ -129,6 +132,26 @@ def sample(
     set_guidance(gan, guidance_scale)
     if hasattr(gan, "progress"):  # a diffusion model: minutes of denoising on a CPU
         gan.progress = progress
+    kept = getattr(gan, "truncation", None)
+    set_truncation(gan, truncation)
+    try:  # a GAN given as an object gets its own truncation back
+        return _draw(gan, unconditional, from_images, codes, prior, n, seed, data_root)
+    finally:
+        if truncation is not None:
+            gan.truncation = kept
+
+
+def _draw(
+    gan: Generator,
+    unconditional: bool,
+    from_images: str | None,
+    codes: Any,
+    prior: str | Path | None,
+    n: int | None,
+    seed: int,
+    data_root: str | None,
+) -> Samples:
+    """The samples of :func:`sample`'s one mode, its arguments already checked."""
     if unconditional:
         count = 64 if n is None else n
         if prior is None:

@@ -174,6 +174,14 @@ BAD_ARGUMENTS = {
         ],
         "--guidance-scale must be >= 0",
     ),
+    "sample: zero --truncation": (
+        ["sample", "{tmp}/run", "--unconditional", "--truncation", "0", "--out", "{tmp}/s.png"],
+        "--truncation must be a finite number > 0",
+    ),
+    "evaluate-gan: nan --truncation": (
+        ["evaluate-gan", "{tmp}/run", "--truncation", "nan"],
+        "--truncation must be a finite number > 0",
+    ),
     "train-gan: mistyped run folder": (
         ["train-gan", "{tmp}/digitz", "--out", "{tmp}/g"],
         "no such run folder",

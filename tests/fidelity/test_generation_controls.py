@@ -210,6 +210,42 @@ def test_summary_is_mean_and_sample_std_over_seeds() -> None:
     assert "| prior | 3.0 ± 2.6 |" in gc.table({"summary": s})
 
 
+def test_truncation_levels_are_summarised_apart() -> None:
+    rows = [{"route": "prior", "seed": s, "truncation": t, "fid": v}
+            for s in (0, 1) for t, v in ((None, 10.0 + s), (0.5, 20.0 + 2 * s))]  # fmt: skip
+    rows.append({"route": "real", "seed": None, "truncation": None, "fid": 0.5})
+    s = gc.summarise(rows, ("prior",), [None, 0.5])
+    assert s["prior"]["fid"] == pytest.approx([10.5, math.sqrt(0.5)])
+    assert s["prior@t0.5"]["fid"] == pytest.approx([21.0, math.sqrt(2.0)])
+    assert list(s) == ["real", "prior", "prior@t0.5"]
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "nan", "inf", "x", "0.5,0.5", ""])
+def test_cli_refuses_bad_truncations(text: str, capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        gc.parse_args(["--truncations", text])
+    assert exc.value.code == 2 and "--truncations" in capsys.readouterr().err
+    assert gc.parse_truncations("none,1,0.25") == [None, 1.0, 0.25]
+
+
+def test_every_route_has_its_gan_for_truncation(controls) -> None:
+    """The benchmark sets ``truncation`` on the GAN behind each route: prior and conditional
+    share one, the RCG routes another, and truncating it changes that route's samples."""
+    ctl, _, _ = controls
+    assert ctl.gans["prior"] is ctl.gans["conditional"]
+    assert ctl.gans["rcg-flow"] is ctl.gans["rcg-gaussian"] is ctl.gans["rcg-conditional"]
+    assert len({id(g) for g in ctl.gans.values()}) == 4
+    x = _x_test(8)
+    a, _ = ctl.samplers["no-encoder"](x, 3)
+    ctl.gans["no-encoder"].truncation = 0.1
+    try:
+        b, _ = ctl.samplers["no-encoder"](x, 3)
+    finally:
+        ctl.gans["no-encoder"].truncation = None
+    assert not torch.equal(a, b)
+    assert torch.equal(a, ctl.samplers["no-encoder"](x, 3)[0])
+
+
 def test_cli_refuses_unknown_routes_and_presets(capsys) -> None:
     with pytest.raises(SystemExit) as exc:
         gc.parse_args(["--routes", "prior,vae"])
