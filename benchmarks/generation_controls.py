@@ -447,6 +447,37 @@ def encoder_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+#: What runs must share to be merged into one table: same data, budget, routes and levels.
+MERGE_KEYS = ("data", "preset", "n_samples", "gan_steps", "gan_batch", "gan_arch",
+              "encoder_epochs", "sigma", "dim", "flow_steps", "truncations")  # fmt: skip
+
+
+def merge(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """One result from runs of the same benchmark on different seeds (e.g. one process per
+    seed): their rows and per-seed records joined, the summary recomputed.
+
+    Raises ValueError if the runs differ in a :data:`MERGE_KEYS` field, or share a seed.
+    """
+    first = results[0]
+    for r in results[1:]:
+        diff = [k for k in MERGE_KEYS if r.get(k) != first.get(k)]
+        if diff:
+            raise ValueError(f"runs differ in {', '.join(diff)}: only seeds may differ")
+    seeds = [p["seed"] for r in results for p in r["per_seed"]]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"a seed appears in two runs: {sorted(seeds)}")
+    routes = tuple(dict.fromkeys(row["route"] for row in first["rows"] if row["seed"] is not None))
+    rows = [first["rows"][0]] + [
+        row for r in results for row in r["rows"] if row["seed"] is not None
+    ]
+    truncs = first.get("truncations", [None])
+    return {**first, "seeds": ",".join(str(s) for s in seeds), "rows": rows,
+            "per_seed": [p for r in results for p in r["per_seed"]],
+            "summary": summarise(rows, routes, truncs),
+            "cpu_seconds": sum(r["cpu_seconds"] for r in results),
+            "command": " ; ".join(r["command"] for r in results)}  # fmt: skip
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
@@ -473,6 +504,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", help="write the result as JSON here")
+    p.add_argument("--merge", nargs="+", metavar="JSON",
+                   help="print one table from the --out files of runs on other seeds (same "
+                   "options otherwise), train nothing")  # fmt: skip
     args = p.parse_args(argv)
     args.preset = args.preset or ("default" if args.data == "digits" else "cpu")
     if (args.data, args.preset) not in PRESETS:
@@ -499,6 +533,13 @@ def mnist_cpu_minutes(seeds: int, epochs: int | None, steps: int | None, routes:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.merge:
+        try:
+            result = merge([json.loads(Path(f).read_text()) for f in args.merge])
+        except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
+            sys.exit(f"generation_controls.py: error: --merge: {exc}")
+        report(result, args.out)
+        return
     torch.set_num_threads(1)
     if (args.data, args.preset) == ("mnist", "cpu"):
         gan_of = {"conditional": 0, "prior": 0, "no-encoder": 1, "rcg-conditional": 2,
@@ -506,7 +547,11 @@ def main(argv: list[str] | None = None) -> None:
         n_gans = len({gan_of[r] for r in args.routes.split(",")})  # was len(generator): TypeError
         est = mnist_cpu_minutes(len(args.seeds.split(",")), args.epochs, args.steps, n_gans)
         print(f"MNIST CPU presets: about {est:.0f} CPU minutes ({est / 60:.1f} h)", file=sys.stderr)
-    result = run(args)
+    report(run(args), args.out)
+
+
+def report(result: dict[str, Any], out: str | None) -> None:
+    """Print the result's tables; write it as JSON to ``out`` if given."""
     print(f"\n{result['data']} ({result['preset']} preset): {result['n_samples']} samples per "
           f"route, GAN {result['gan_arch']} {result['gan_steps']} steps batch "
           f"{result['gan_batch']}, seeds {result['seeds']}; {result['cpu_seconds'] / 60:.1f} "
@@ -514,9 +559,9 @@ def main(argv: list[str] | None = None) -> None:
     print(table(result))
     print()
     print(encoder_table(result))
-    if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-        print(f"\nwrote {args.out}")
+    if out:
+        Path(out).write_text(json.dumps(result, indent=2) + "\n")
+        print(f"\nwrote {out}")
 
 
 if __name__ == "__main__":

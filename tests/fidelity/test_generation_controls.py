@@ -5,6 +5,7 @@ precision / recall on hand-computed cases, and each route's sampler drawing the 
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import sys
 from pathlib import Path
@@ -244,6 +245,40 @@ def test_every_route_has_its_gan_for_truncation(controls) -> None:
         ctl.gans["no-encoder"].truncation = None
     assert not torch.equal(a, b)
     assert torch.equal(a, ctl.samplers["no-encoder"](x, 3)[0])
+
+
+def _split_by_seed(result: dict) -> list[dict]:
+    """One result per seed, as separate runs (``--seeds S``) would have written them."""
+    out = []
+    for p in result["per_seed"]:
+        rows = [result["rows"][0]] + [r for r in result["rows"] if r["seed"] == p["seed"]]
+        out.append({**result, "seeds": str(p["seed"]), "rows": rows, "per_seed": [p],
+                    "cpu_seconds": p["cpu_seconds"], "command": f"seed {p['seed']}"})  # fmt: skip
+    return out
+
+
+def test_merging_runs_per_seed_gives_the_whole_runs_table() -> None:
+    """docs/generation-controls-mnist.json (3 seeds, one run), split per seed and merged,
+    gives back its summary and table."""
+    whole = json.loads((REPO / "docs" / "generation-controls-mnist.json").read_text())
+    merged = gc.merge(_split_by_seed(whole))
+    assert merged["seeds"] == "0,1,2" and len(merged["per_seed"]) == 3
+    for route, stats in whole["summary"].items():
+        for m in gc.METRICS:
+            assert merged["summary"][route][m] == pytest.approx(stats[m]), (route, m)
+    assert gc.table(merged) == gc.table(whole)
+    parts = _split_by_seed(whole)
+    with pytest.raises(ValueError, match="a seed appears in two runs"):
+        gc.merge([parts[0], parts[0]])
+    with pytest.raises(ValueError, match="runs differ in gan_steps"):
+        gc.merge([parts[0], {**parts[1], "gan_steps": 1}])
+
+
+def test_merge_of_a_missing_file_is_one_line(tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        gc.main(["--merge", str(tmp_path / "nope.json")])
+    assert str(exc.value.code).startswith("generation_controls.py: error: --merge:")
+    assert "nope.json" in str(exc.value.code) and "\n" not in str(exc.value.code)
 
 
 def test_cli_refuses_unknown_routes_and_presets(capsys) -> None:
