@@ -166,7 +166,10 @@ def evaluate_run(
     else:
         ds = load_data(source, data_root or cfg.data_root, frac, split_seed)
     clf = gan.path / "classifier.safetensors" if gan.path is not None else None
-    return evaluate_gan(gan, ds, classifier_path=clf if clf is not None and clf.is_file() else None,
-                        n=n if n is not None else (cfg.eval_samples or 2000), seed=seed,
-                        data_name=source, inception_weights=inception_weights, device=dev,
-                        show=show)  # fmt: skip
+    metrics = evaluate_gan(gan, ds, classifier_path=clf if clf is not None and clf.is_file() else None,
+                           n=n if n is not None else (cfg.eval_samples or 2000), seed=seed,
+                           data_name=source, inception_weights=inception_weights, device=dev,
+                           show=show)  # fmt: skip
+    if truncation is not None:  # the setting the numbers were measured at
+        metrics["truncation"] = gan.truncation
+    return metrics

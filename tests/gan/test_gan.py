@@ -392,6 +392,15 @@ def test_truncation_trades_diversity_for_fidelity_per_code(digits_gan_run: Path)
         with pytest.raises(ConfigError, match="truncation must be a finite number > 0"):
             set_truncation(gan, bad)
 
+    from dimgen.gan import evaluate_run
+
+    m = evaluate_run(digits_gan_run, n=100, truncation=0.05)
+    plain = evaluate_run(digits_gan_run, n=100)
+    assert m["truncation"] == 0.05 and "truncation" not in plain
+    # near-constant noise: fewer distinct prior samples than untruncated, so a higher FID
+    key = "fid_dimgen_classifier_unconditional"
+    assert m[key] > plain[key]
+
     class Diffusion:  # no noise to truncate
         guidance_scale = 1.0
 
