@@ -104,12 +104,14 @@ def test_tiny_pretrain_loss_falls_and_probe_beats_chance(tmp_path: Path) -> None
 
 def test_tiny_dim_pretrain_loss_falls_and_probe_beats_chance(tmp_path: Path) -> None:
     ds = _shapes(400)  # 300 train (9 steps / epoch), 100 probe images, 3 classes
-    cfg = _cfg(method="dim", sigma=0.3, epochs=8, lr=1.0, critic="separable", log_every=9,
+    # 16 epochs at lr 0.5: the loss falls by 0.40-0.55 nats over seeds 0-2 (at 8 epochs, lr 1.0
+    # the fall was 0.01-0.30, too close to the threshold to survive another CPU's rounding)
+    cfg = _cfg(method="dim", sigma=0.3, epochs=16, lr=0.5, critic="separable", log_every=9,
                checkpoint_every=0)  # fmt: skip
     run = pretrain(cfg, tmp_path / "run", data=ds)
     losses = [h["loss"] for h in run.history]  # one window per epoch
     # -InfoNCE starts near 0 (an untrained critic) and can only fall to -log B = -3.47
-    assert len(losses) == 8 and losses[-1] >= -np.log(32), losses
+    assert len(losses) == 16 and losses[-1] >= -np.log(32), losses
     assert np.mean(losses[-2:]) < np.mean(losses[:2]) - 0.15, losses
     f_tr = run.net.features(torch.from_numpy(ds.x_train)).detach().numpy()
     f_te = run.net.features(torch.from_numpy(ds.x_test)).detach().numpy()
