@@ -38,6 +38,18 @@ def test_prior_preset_is_the_cpu_preset_plus_whitening_and_sigreg() -> None:
     assert prior == replace(base, whiten=True, sigreg=5.0)
 
 
+def test_d8_preset_is_the_prior_preset_at_d8_with_capacity_under_log_batch() -> None:
+    """configs/mnist-d8-cpu.yaml: the prior preset at d = 8, sigma raised so the capacity
+    d/2 log(1 + 1/sigma^2) stays below what InfoNCE can certify (log B), SIGReg at 50."""
+    from dimgen.config import replace
+
+    prior = load_config(CONFIGS / "mnist-prior-cpu.yaml", EncoderConfig)
+    d8 = load_config(CONFIGS / "mnist-d8-cpu.yaml", EncoderConfig)
+    assert d8 == replace(prior, dim=8, sigma=0.76, sigreg=50.0)
+    capacity = d8.dim / 2 * math.log(1 + 1 / d8.sigma**2)
+    assert 3.5 < capacity < math.log(d8.batch_size)
+
+
 def test_gan_preset_loads_for_a_cpu() -> None:
     cfg = load_config(CONFIGS / "mnist-gan-cpu.yaml", GANConfig)
     assert cfg.arch == "mlp" and cfg.threads == 1 and cfg.device == "auto"
