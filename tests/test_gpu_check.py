@@ -74,7 +74,8 @@ def test_smoke_markdown_table_has_every_part_and_row(smoke: Path) -> None:
 def test_refuses_a_non_empty_output_folder(tmp_path: Path) -> None:
     (tmp_path / "keep.txt").write_text("x")
     proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), str(tmp_path),
-                           "--smoke"], cwd=ROOT, capture_output=True, text=True, timeout=120)  # fmt: skip
+                           "--smoke"], cwd=ROOT, env={**os.environ, "PYTHON": sys.executable},
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
     assert proc.returncode != 0 and "not empty" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
