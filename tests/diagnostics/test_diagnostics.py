@@ -228,7 +228,12 @@ def _rejection_rates(d: int, n: int, prior: str, draws: int, cfg: EvalConfig) ->
 
 @pytest.mark.parametrize(
     ("d", "n", "prior"),
-    [(1, 40, "gaussian"), (2, 150, "gaussian"), (6, 400, "gaussian"), (3, 120, "uniform")],
+    [
+        pytest.param(1, 40, "gaussian", marks=pytest.mark.slow),  # 35 s each: the suite's budget
+        (2, 150, "gaussian"),  # n > subsample: subsampling is calibrated too
+        pytest.param(6, 400, "gaussian", marks=pytest.mark.slow),
+        (3, 120, "uniform"),
+    ],
 )
 def test_tests_reject_at_rate_alpha_under_the_prior(d: int, n: int, prior: str) -> None:
     """Samples that truly follow the prior: every aggregated p-value rejects at about alpha."""
