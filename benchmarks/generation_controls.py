@@ -19,7 +19,10 @@ classifier's feature space (the one ``dimgen train-gan`` / ``evaluate-gan`` use)
 5. ``rcg-flow``: the same GAN, codes drawn from a flow fitted to those codes with dimgen's flow
    API (``dimgen.flows.transform_codes`` on a samples target, ``dimgen flow --to-samples``);
 6. ``noisy-codes``: a GAN conditioned on the noisy codes f(X) + Z (fresh Z ~ N(0, sigma^2 I)
-   every batch), which is what the certificate bounds, sampled from N(0, (1 + sigma^2) I).
+   every batch), which is what the certificate bounds, sampled from N(0, (1 + sigma^2) I);
+7. ``fitted-gaussian`` / ``fitted-flow``: the GAN of 1-2, codes drawn from a Gaussian / a flow
+   fitted to the noise-injected encoder's training codes (the post-hoc prior of ``dimgen flow
+   --to-samples``): where the codes miss N(0, I), does a fitted code model close the gap?
 
 Metrics per route: ``FID`` (torch-fidelity, the reference classifier's features, against the
 held-out images), ``precision`` / ``recall`` (Kynkäänniemi et al. 2019, k = 3, same features,
@@ -81,6 +84,8 @@ ROUTES = (
     "rcg-gaussian",
     "rcg-flow",
     "noisy-codes",
+    "fitted-gaussian",
+    "fitted-flow",
 )
 METRICS = ("fid", "precision", "recall", "confident", "class_tv", "classes")
 PRESETS = {
@@ -175,7 +180,7 @@ def fit_flow_prior(
 ) -> Prior:
     """A flow T with T#N(0, I) fitted to ``train_codes`` (n, d) by maximum likelihood: the
     library side of ``dimgen flow RUN --to-samples codes.npz`` (default RQS flow)."""
-    path = work / "rcg-train-codes.npz"
+    path = work / f"{run_dir.name}-train-codes.npz"
     save_npz(path, x=np.asarray(train_codes, dtype=np.float64))
     run = transform_codes(run_dir, to_samples=path, config=FlowConfig(steps=steps, seed=seed))
     return run.prior
@@ -198,10 +203,17 @@ class Controls:
     encoders: dict[str, dict[str, Any]]
     rcg_moments: tuple[np.ndarray, np.ndarray]
     gan_seconds: dict[str, float]
+    fitted_moments: tuple[np.ndarray, np.ndarray] = (np.zeros(0), np.zeros((0, 0)))
 
 
 def _generate(gan: GAN, codes: Tensor, seed: int) -> tuple[Tensor, Tensor]:
     return gan.generate(codes, seed=seed), codes
+
+
+def train_codes_of(run_dir: Path) -> np.ndarray:
+    """The training-split codes (n, d) an encoder run wrote to its ``codes.npz``."""
+    codes = np.load(run_dir / "codes.npz")
+    return codes["codes"][codes["split"] == "train"]
 
 
 def build_controls(
@@ -215,7 +227,8 @@ def build_controls(
 ) -> Controls:
     """Train the encoders and GANs of one seed (``enc_cfg.seed`` / ``gan_cfg.seed``) in ``work``
     and return a sampler per route in ``routes``."""
-    need_noisy = any(r in routes for r in ("conditional", "prior", "no-encoder", "noisy-codes"))
+    need_noisy = any(r in routes for r in ("conditional", "prior", "no-encoder", "noisy-codes",
+                                            "fitted-gaussian", "fitted-flow"))  # fmt: skip
     need_rcg = any(r.startswith("rcg") for r in routes)
     encoders: dict[str, dict[str, Any]] = {}
     enc_dirs: dict[str, Path] = {}
@@ -233,7 +246,7 @@ def build_controls(
         enc_dirs[name] = out
     samplers: dict[str, Sampler] = {}
     seconds: dict[str, float] = {}
-    rcg_moments = (np.zeros(0), np.zeros((0, 0)))
+    rcg_moments = fitted_moments = (np.zeros(0), np.zeros((0, 0)))
     trained: dict[tuple[str, ...], GAN] = {}  # the routes each GAN serves
 
     def gan_on(encoder: str, codes: str = "clean", **changes: Any) -> GAN:
@@ -244,10 +257,23 @@ def build_controls(
         return gan
 
     s = gan_cfg.seed
-    if "conditional" in routes or "prior" in routes:
-        g = trained["conditional", "prior"] = gan_on("noisy")
+    if any(r in routes for r in ("conditional", "prior", "fitted-gaussian", "fitted-flow")):
+        g = trained["conditional", "prior", "fitted-gaussian", "fitted-flow"] = gan_on("noisy")
         samplers["conditional"] = lambda x, seed, g=g: g.sample_conditional(x, seed=seed)
         samplers["prior"] = lambda x, seed, g=g: g.sample_unconditional(len(x), seed=seed)
+        if "fitted-gaussian" in routes or "fitted-flow" in routes:
+            noisy_train = train_codes_of(enc_dirs["noisy"])
+            f_mean, f_cov = fitted_moments = fit_gaussian(noisy_train)
+            samplers["fitted-gaussian"] = lambda x, seed, g=g: _generate(
+                g, gaussian_codes(f_mean, f_cov, len(x), seed + 19), seed
+            )
+        if "fitted-flow" in routes:
+            t0 = time.process_time()
+            f_prior = fit_flow_prior(enc_dirs["noisy"], noisy_train, work, flow_steps, s)
+            seconds["fitted-flow"] = time.process_time() - t0
+            samplers["fitted-flow"] = lambda x, seed, g=g: _generate(
+                g, flow_codes(f_prior, len(x), seed + 23), seed
+            )
     if "no-encoder" in routes:
         d = Tokenizer.from_pretrained(enc_dirs["noisy"]).dim
         g0 = trained["no-encoder",] = gan_on("noisy", "none", noise_dim=gan_cfg.noise_dim + d)
@@ -257,8 +283,7 @@ def build_controls(
     if need_rcg:
         g_rcg = trained["rcg-conditional", "rcg-gaussian", "rcg-flow"] = gan_on("noise-free")
         samplers["rcg-conditional"] = lambda x, seed, g=g_rcg: g.sample_conditional(x, seed=seed)
-        codes = np.load(enc_dirs["noise-free"] / "codes.npz")
-        train_codes = codes["codes"][codes["split"] == "train"]
+        train_codes = train_codes_of(enc_dirs["noise-free"])
         mean, cov = rcg_moments = fit_gaussian(train_codes)
         samplers["rcg-gaussian"] = lambda x, seed, g=g_rcg: _generate(
             g, gaussian_codes(mean, cov, len(x), seed + 11), seed
@@ -277,7 +302,8 @@ def build_controls(
             g, scale * torch.randn(len(x), g.code_dim, generator=torch.Generator().manual_seed(seed + 17)), seed
         )  # fmt: skip
     gans = {r: g for r in routes for k, g in trained.items() if r in k}
-    return Controls({r: samplers[r] for r in routes}, gans, encoders, rcg_moments, seconds)
+    return Controls({r: samplers[r] for r in routes}, gans, encoders, rcg_moments, seconds,
+                    fitted_moments)  # fmt: skip
 
 
 # -- metrics ----------------------------------------------------------------------------------
@@ -543,7 +569,8 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)
     if (args.data, args.preset) == ("mnist", "cpu"):
         gan_of = {"conditional": 0, "prior": 0, "no-encoder": 1, "rcg-conditional": 2,
-                  "rcg-gaussian": 2, "rcg-flow": 2, "noisy-codes": 3}  # fmt: skip
+                  "rcg-gaussian": 2, "rcg-flow": 2, "noisy-codes": 3, "fitted-gaussian": 0,
+                  "fitted-flow": 0}  # fmt: skip
         n_gans = len({gan_of[r] for r in args.routes.split(",")})  # was len(generator): TypeError
         est = mnist_cpu_minutes(len(args.seeds.split(",")), args.epochs, args.steps, n_gans)
         print(f"MNIST CPU presets: about {est:.0f} CPU minutes ({est / 60:.1f} h)", file=sys.stderr)

@@ -199,6 +199,27 @@ def test_rcg_routes_follow_the_noise_free_codes(controls) -> None:
     assert not np.allclose(f[:100], g[:100])
 
 
+def test_fitted_routes_follow_the_noisy_codes_through_the_prior_routes_gan(controls) -> None:
+    """fitted-gaussian / fitted-flow: the conditional GAN, codes from models of the noise-injected
+    encoder's own training codes (not N(0, I), not the noise-free encoder's)."""
+    ctl, work, _ = controls
+    assert ctl.gans["fitted-gaussian"] is ctl.gans["fitted-flow"] is ctl.gans["prior"]
+    train = gc.train_codes_of(work / "encoder-noisy").astype(np.float64)
+    mean, cov = ctl.fitted_moments
+    np.testing.assert_allclose(mean, train.mean(0), atol=1e-6)
+    np.testing.assert_allclose(cov, np.cov(train.T), atol=1e-6)
+    assert not np.allclose(cov, ctl.rcg_moments[1], atol=0.05)  # the other encoder's codes
+    x = _x_test(20_000)
+    g = ctl.samplers["fitted-gaussian"](x, 0)[1].double().numpy()
+    np.testing.assert_allclose(g.mean(0), mean, atol=0.03)
+    np.testing.assert_allclose(np.cov(g.T), cov, atol=0.05)
+    f = ctl.samplers["fitted-flow"](x, 0)[1].double().numpy()
+    np.testing.assert_allclose(f.mean(0), mean, atol=0.15)
+    np.testing.assert_allclose(np.cov(f.T), cov, atol=0.25)
+    images, codes = ctl.samplers["fitted-flow"](x[:8], 0)
+    assert torch.equal(images, ctl.gans["prior"].generate(codes, seed=0))
+
+
 def test_summary_is_mean_and_sample_std_over_seeds() -> None:
     rows = [{"route": "prior", "seed": s, "fid": v, "classes": 10.0}
             for s, v in enumerate((1.0, 2.0, 6.0))]  # fmt: skip
@@ -333,7 +354,8 @@ def test_the_mnist_cpu_estimate_counts_the_gans_of_the_routes(
         gc, "mnist_cpu_minutes", lambda seeds, e, s, n_gans: counts.append(n_gans) or 1.0
     )
     monkeypatch.setattr(gc, "run", stop)
-    for routes, n in (("conditional,prior", 1), ("prior,no-encoder,rcg-flow,rcg-gaussian", 3)):
+    for routes, n in (("conditional,prior", 1), ("prior,no-encoder,rcg-flow,rcg-gaussian", 3),
+                      ("prior,fitted-flow", 1)):  # fmt: skip
         with pytest.raises(Stop):
             gc.main(["--data", "mnist", "--preset", "cpu", "--routes", routes])
         assert counts[-1] == n
