@@ -482,7 +482,8 @@ def merge(results: list[dict[str, Any]]) -> dict[str, Any]:
     """One result from runs of the same benchmark on different seeds (e.g. one process per
     seed): their rows and per-seed records joined, the summary recomputed.
 
-    Raises ValueError if the runs differ in a :data:`MERGE_KEYS` field, or share a seed.
+    Raises ValueError if the runs differ in a :data:`MERGE_KEYS` field or in their routes, or
+    share a seed.
     """
     first = results[0]
     for r in results[1:]:
@@ -492,7 +493,15 @@ def merge(results: list[dict[str, Any]]) -> dict[str, Any]:
     seeds = [p["seed"] for r in results for p in r["per_seed"]]
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"a seed appears in two runs: {sorted(seeds)}")
-    routes = tuple(dict.fromkeys(row["route"] for row in first["rows"] if row["seed"] is not None))
+
+    def routes_of(r: dict[str, Any]) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(row["route"] for row in r["rows"] if row["seed"] is not None))
+
+    routes = routes_of(first)
+    for r in results[1:]:
+        if set(routes_of(r)) != set(routes):
+            raise ValueError(f"runs differ in routes ({', '.join(routes)} against "
+                             f"{', '.join(routes_of(r))}): only seeds may differ")  # fmt: skip
     rows = [first["rows"][0]] + [
         row for r in results for row in r["rows"] if row["seed"] is not None
     ]

@@ -293,6 +293,9 @@ def test_merging_runs_per_seed_gives_the_whole_runs_table() -> None:
         gc.merge([parts[0], parts[0]])
     with pytest.raises(ValueError, match="runs differ in gan_steps"):
         gc.merge([parts[0], {**parts[1], "gan_steps": 1}])
+    fewer = {**parts[1], "rows": [r for r in parts[1]["rows"] if r["route"] != "rcg-flow"]}
+    with pytest.raises(ValueError, match="runs differ in routes"):
+        gc.merge([parts[0], fewer])
 
 
 def test_merge_of_a_missing_file_is_one_line(tmp_path: Path, capsys) -> None:
