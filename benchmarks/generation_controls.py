@@ -17,12 +17,14 @@ classifier's feature space (the one ``dimgen train-gan`` / ``evaluate-gan`` use)
    fitted to its training codes (mean, covariance); ``rcg-conditional``, the same GAN on the
    codes of held-out images, separates the code model's error from the GAN's;
 5. ``rcg-flow``: the same GAN, codes drawn from a flow fitted to those codes with dimgen's flow
-   API (``dimgen.flows.transform_codes`` on a samples target, ``dimgen flow --to-samples``);
+   API (a code model: ``dimgen.flows.transform_codes(..., to_codes=True)``, ``dimgen flow
+   --to-codes``);
 6. ``noisy-codes``: a GAN conditioned on the noisy codes f(X) + Z (fresh Z ~ N(0, sigma^2 I)
    every batch), which is what the certificate bounds, sampled from N(0, (1 + sigma^2) I);
 7. ``fitted-gaussian`` / ``fitted-flow``: the GAN of 1-2, codes drawn from a Gaussian / a flow
-   fitted to the noise-injected encoder's training codes (the post-hoc prior of ``dimgen flow
-   --to-samples``): where the codes miss N(0, I), does a fitted code model close the gap?
+   fitted to the noise-injected encoder's training codes (``dimgen flow --to-codes``, then
+   ``dimgen sample --unconditional --prior``): where the codes miss N(0, I), does a fitted code
+   model close the gap?
 
 Metrics per route: ``FID`` (torch-fidelity, the reference classifier's features, against the
 held-out images), ``precision`` / ``recall`` (Kynkäänniemi et al. 2019, k = 3, same features,
@@ -71,7 +73,6 @@ from dimgen.gan import GAN, GANConfig
 from dimgen.gan.trainer import GANTrainer
 from dimgen.infomax.tokenizer import Tokenizer
 from dimgen.infomax.trainer import train_encoder
-from dimgen.io import save_npz
 from dimgen.training import Context, fit
 from dimgen.training.devices import resolve_device
 
@@ -175,20 +176,16 @@ def gaussian_codes(mean: np.ndarray, cov: np.ndarray, n: int, seed: int) -> Tens
     return torch.from_numpy(mean + z @ chol.T).float()
 
 
-def fit_flow_prior(
-    run_dir: Path, train_codes: np.ndarray, work: Path, steps: int, seed: int
-) -> Prior:
-    """A flow T with T#N(0, I) fitted to ``train_codes`` (n, d) by maximum likelihood: the
-    library side of ``dimgen flow RUN --to-samples codes.npz`` (default RQS flow)."""
-    path = work / f"{run_dir.name}-train-codes.npz"
-    save_npz(path, x=np.asarray(train_codes, dtype=np.float64))
-    run = transform_codes(run_dir, to_samples=path, config=FlowConfig(steps=steps, seed=seed))
-    return run.prior
+def fit_flow_prior(run_dir: Path, steps: int, seed: int) -> Prior:
+    """A code model: a flow T with T#N(0, I) fitted by maximum likelihood to the training codes
+    of encoder run ``run_dir``, the library side of ``dimgen flow RUN --to-codes`` (RQS)."""
+    return transform_codes(run_dir, to_codes=True, config=FlowConfig(steps=steps, seed=seed)).prior
 
 
 def flow_codes(prior: Prior, n: int, seed: int) -> Tensor:
-    """``n`` codes (n, d) float32 drawn from the flow: N(0, I) draws pushed through T."""
-    return prior.sample(n, seed=seed).float()
+    """``n`` codes (n, d) float32 drawn from the code model: N(0, I) draws pushed through T
+    (what ``dimgen sample --unconditional --prior`` draws from a ``--to-codes`` flow run)."""
+    return prior.sample(n, seed=seed, from_model=True).float()
 
 
 # -- one seed ---------------------------------------------------------------------------------
@@ -269,7 +266,7 @@ def build_controls(
             )
         if "fitted-flow" in routes:
             t0 = time.process_time()
-            f_prior = fit_flow_prior(enc_dirs["noisy"], noisy_train, work, flow_steps, s)
+            f_prior = fit_flow_prior(enc_dirs["noisy"], flow_steps, s)
             seconds["fitted-flow"] = time.process_time() - t0
             samplers["fitted-flow"] = lambda x, seed, g=g: _generate(
                 g, flow_codes(f_prior, len(x), seed + 23), seed
@@ -290,7 +287,7 @@ def build_controls(
         )
         if "rcg-flow" in routes:
             t0 = time.process_time()
-            prior = fit_flow_prior(enc_dirs["noise-free"], train_codes, work, flow_steps, s)
+            prior = fit_flow_prior(enc_dirs["noise-free"], flow_steps, s)
             seconds["flow"] = time.process_time() - t0
             samplers["rcg-flow"] = lambda x, seed, g=g_rcg: _generate(
                 g, flow_codes(prior, len(x), seed + 13), seed

@@ -34,6 +34,12 @@ _TARGETS = (
     type=click.Path(dir_okay=False),
     help="Target given as samples: .npz with array 'x' (or 'samples') of shape (n, d).",
 )
+@click.option(
+    "--to-codes",
+    is_flag=True,
+    help="Fit a code model instead: a flow T with T#prior ~ RUN's own training codes, for "
+    "'dimgen sample --unconditional --prior' when the codes miss their prior (the RCG route).",
+)
 @out_option("The flow run folder to create.", required=True)
 @config_option()
 @click.option(
@@ -55,9 +61,10 @@ _TARGETS = (
 @seed_option()
 @set_option()
 @quiet_option()
-def flow(run: str, to: str | None, to_samples: str | None, out: str | None,
+def flow(run: str, to: str | None, to_samples: str | None, to_codes: bool, out: str | None,
          config_path: str | None, sets: tuple[str, ...], quiet: bool, **flags: object) -> None:  # fmt: skip
-    """Map the codes of encoder RUN to another prior and write a flow run folder.
+    """Map the codes of encoder RUN to another prior and write a flow run folder (or, with
+    --to-codes, fit a code model of RUN's own codes).
 
     An i.i.d. 1-D target is reached exactly (probability-integral transform, no training);
     mixtures and sample-defined targets by a trained normalizing flow. The report gives the KL
@@ -77,8 +84,17 @@ def flow(run: str, to: str | None, to_samples: str | None, out: str | None,
     from dimgen.flows.runs import transform_codes  # torch: once the arguments are known good
 
     writing(out, "flow")
-    res = transform_codes(run, to, to_samples=to_samples, config=cfg, out=out, progress=not quiet)
+    res = transform_codes(run, to, to_samples=to_samples, to_codes=to_codes, config=cfg, out=out,
+                          progress=not quiet)  # fmt: skip
     m = res.metrics
+    if to_codes:
+        click.echo(
+            f"wrote {out}: {m['method']} code model of {m['n_target_train'] + m['n_target_test']} "
+            f"training codes (d = {m['dim']}); held-out codes are "
+            f"{m['code_model_gain_nats']:.3f} nats/code more likely under it than under the "
+            f"{m['source_prior']} prior [estimate]" + smoke_note()
+        )
+        return
     how = "exact map" if m["method"] == "exact" else f"{m['method']} flow"
     click.echo(
         f"wrote {out}: {how} {m['source_prior']} -> {m['target']} (d = {m['dim']}); "

@@ -59,6 +59,12 @@ class Prior:
         return int(self.transform.dim)
 
     @property
+    def code_model(self) -> bool:
+        """True for a flow fitted to its encoder run's own codes (``dimgen flow --to-codes``):
+        T#prior models the codes, so T(z) are codes for the generator, not new-prior codes."""
+        return bool(self.spec.get("code_model", False))
+
+    @property
     def target_spec(self) -> str:
         """The target's spec string (``mixture:8``, ``laplace``, ``samples:PATH``, or the prior)."""
         return str(self.spec.get("target", self.source_prior))

@@ -23,7 +23,13 @@ __all__ = ["Samples", "load_images", "prior_codes_from_flow", "read_codes", "sam
 def prior_codes_from_flow(
     path: str | Path, n: int, seed: int | None, dim: int, prior_name: str | None = None
 ) -> Tensor:
-    """``n`` codes from a flow-defined prior (``dimgen.flows.load_prior``), in the encoder's space."""
+    """``n`` codes (n, d) from a flow run (``dimgen.flows.load_prior``), in the encoder's space:
+    target draws mapped back by T^-1 for a new prior (``dimgen flow --to``), or T(z), z ~ the
+    encoder's prior, for a code model fitted to the encoder's own codes (``--to-codes``).
+
+    Raises:
+        DataError: n < 1, or codes of the wrong shape. ConfigError: a flow of another prior.
+    """
     if n < 1:
         raise DataError(f"n must be >= 1, got {n}")
     try:
@@ -39,7 +45,11 @@ def prior_codes_from_flow(
             f"the flow prior {path} maps back to {source} codes; this GAN was trained on "
             f"{prior_name} codes"
         )
-    codes = torch.as_tensor(prior.to_source(prior.sample(n, seed=seed))).detach().float().cpu()
+    if getattr(prior, "code_model", False):  # T#prior models the codes: its draws are codes
+        drawn = prior.sample(n, seed=seed, from_model=True)
+    else:  # a new prior: its draws mapped back to the encoder's space
+        drawn = prior.to_source(prior.sample(n, seed=seed))
+    codes = torch.as_tensor(drawn).detach().float().cpu()
     if codes.ndim != 2 or codes.shape[1] != dim:
         raise DataError(
             f"the flow prior {path} gives codes of shape {tuple(codes.shape)}; this GAN needs (n, {dim})"

@@ -432,6 +432,45 @@ def test_samples_target_and_bad_inputs(make_encoder_run, tmp_path) -> None:
         transform_codes(src, to_samples=wrong_d)
 
 
+def test_code_model_fits_the_runs_own_codes_and_sampling_draws_them(
+    make_encoder_run, tmp_path
+) -> None:
+    """--to-codes: T#prior fitted to the training codes; the GAN's --prior path then draws T(z)
+    (codes like the training codes), while a new-prior flow still maps its draws back by T^-1."""
+    from dimgen.flows.targets import source_law
+    from dimgen.gan.sampling import prior_codes_from_flow
+
+    rng = np.random.default_rng(3)  # two clusters at x0 = +-1.2: far from N(0, I) near 0
+    codes = rng.normal(size=(3000, 2)) * [0.35, 1.0]
+    codes[:, 0] += rng.choice([-1.2, 1.2], 3000)
+    src = make_encoder_run(codes, "gaussian", n_test=1000)
+    cfg = FlowConfig(layers=2, hidden=32, steps=300, seed=0)
+    run = transform_codes(src, to_codes=True, config=cfg, out=tmp_path / "cm")
+    m = run.metrics
+    assert m["code_model"] and m["n_target_train"] + m["n_target_test"] == 2000  # train split
+    prior = load_prior(tmp_path / "cm")
+    assert prior.code_model and prior.target is None
+    test = codes[2000:]
+    want = prior.log_prob(torch.from_numpy(test)).numpy() - source_law("gaussian").logpdf(test).sum(
+        1
+    )
+    assert m["code_model_gain_nats"] == pytest.approx(float(want.mean()), rel=1e-6)
+    assert m["code_model_gain_nats"] > 0.2  # the clusters are far more likely under the flow
+    drawn = prior_codes_from_flow(tmp_path / "cm", 4000, 0, 2, "gaussian").double().numpy()
+    assert torch.equal(torch.from_numpy(drawn).float(), prior.sample(4000, 0, True).float())
+    near0 = float(np.mean(np.abs(drawn[:, 0]) < 0.4))  # codes: 1.3%; N(0, 1): 31%
+    assert near0 < 0.10 and abs(np.mean(np.abs(drawn[:, 0])) - 1.2) < 0.15
+    # a new-prior flow of the same codes (--to-samples) keeps the T^-1 path: prior draws back
+    samples = tmp_path / "t.npz"
+    np.savez(samples, x=np.random.default_rng(7).laplace(size=(1500, 2)))
+    transform_codes(src, to_samples=samples, config=FAST, out=tmp_path / "np")
+    assert not load_prior(tmp_path / "np").code_model
+    back = prior_codes_from_flow(tmp_path / "np", 4000, 0, 2, "gaussian").double().numpy()
+    assert np.mean(np.abs(back[:, 0]) < 0.4) > 0.2
+    with pytest.raises(ConfigError, match="exactly one target"):
+        transform_codes(src, "laplace", to_codes=True)
+
+
 def test_load_prior_of_an_encoder_run_is_its_own_prior(make_encoder_run, tmp_path) -> None:
     prior = load_prior(make_encoder_run(_shifted_gaussian_codes(100), "gaussian"))
     assert prior.dim == 2 and prior.source_prior == "gaussian"

@@ -289,6 +289,28 @@ def test_flow_prior_real_run(digits_gan_run: Path, digits_run: Path, tmp_path: P
         np.testing.assert_array_equal(f["codes"], s.codes.numpy())
 
 
+def test_code_model_flow_drives_the_gan(
+    digits_gan_run: Path, digits_run: Path, tmp_path: Path
+) -> None:
+    """`dimgen flow RUN --to-codes` then `sample --unconditional --prior`: the GAN gets T(z), z ~
+    N(0, I), with T#N(0, I) fitted to the encoder's training codes (not T^-1 of anything)."""
+    flows = pytest.importorskip("dimgen.flows")
+    from click.testing import CliRunner
+    from dimgen.cli import cli
+
+    flow = tmp_path / "code-model"
+    res = CliRunner().invoke(cli, ["flow", str(digits_run), "--to-codes", "--steps", "100",
+                                   "--out", str(flow)])  # fmt: skip
+    assert res.exit_code == 0 and "code model of" in res.output, res.output
+    p = flows.load_prior(flow)
+    assert p.code_model
+    s = sample(digits_gan_run, unconditional=True, prior=flow, n=50, seed=7)
+    torch.testing.assert_close(s.codes, p.sample(50, seed=7, from_model=True).float())
+    z = torch.randn(50, 2, generator=torch.Generator().manual_seed(7))
+    assert not torch.allclose(s.codes, z, atol=1e-3)  # the flow moved the prior's draws
+    assert s.images.shape == (50, 1, 8, 8)
+
+
 def test_evaluate_gan_without_labels_or_classifier(digits_gan_run: Path) -> None:
     from dimgen.data import Dataset, load_data
 
