@@ -176,10 +176,12 @@ def gaussian_codes(mean: np.ndarray, cov: np.ndarray, n: int, seed: int) -> Tens
     return torch.from_numpy(mean + z @ chol.T).float()
 
 
-def fit_flow_prior(run_dir: Path, steps: int, seed: int) -> Prior:
+def fit_flow_prior(run_dir: Path, steps: int, seed: int) -> tuple[Prior, float]:
     """A code model: a flow T with T#N(0, I) fitted by maximum likelihood to the training codes
-    of encoder run ``run_dir``, the library side of ``dimgen flow RUN --to-codes`` (RQS)."""
-    return transform_codes(run_dir, to_codes=True, config=FlowConfig(steps=steps, seed=seed)).prior
+    of encoder run ``run_dir``, the library side of ``dimgen flow RUN --to-codes`` (RQS), and
+    its held-out gain over the prior (nats per code, ``code_model_gain_nats``)."""
+    run = transform_codes(run_dir, to_codes=True, config=FlowConfig(steps=steps, seed=seed))
+    return run.prior, float(run.metrics["code_model_gain_nats"])
 
 
 def flow_codes(prior: Prior, n: int, seed: int) -> Tensor:
@@ -266,7 +268,8 @@ def build_controls(
             )
         if "fitted-flow" in routes:
             t0 = time.process_time()
-            f_prior = fit_flow_prior(enc_dirs["noisy"], flow_steps, s)
+            f_prior, gain = fit_flow_prior(enc_dirs["noisy"], flow_steps, s)
+            encoders["noisy"]["code_model_gain_nats"] = gain
             seconds["fitted-flow"] = time.process_time() - t0
             samplers["fitted-flow"] = lambda x, seed, g=g: _generate(
                 g, flow_codes(f_prior, len(x), seed + 23), seed
@@ -287,7 +290,8 @@ def build_controls(
         )
         if "rcg-flow" in routes:
             t0 = time.process_time()
-            prior = fit_flow_prior(enc_dirs["noise-free"], flow_steps, s)
+            prior, gain = fit_flow_prior(enc_dirs["noise-free"], flow_steps, s)
+            encoders["noise-free"]["code_model_gain_nats"] = gain
             seconds["flow"] = time.process_time() - t0
             samplers["rcg-flow"] = lambda x, seed, g=g_rcg: _generate(
                 g, flow_codes(prior, len(x), seed + 13), seed

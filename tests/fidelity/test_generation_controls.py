@@ -216,6 +216,8 @@ def test_fitted_routes_follow_the_noisy_codes_through_the_prior_routes_gan(contr
     f = ctl.samplers["fitted-flow"](x, 0)[1].double().numpy()
     np.testing.assert_allclose(f.mean(0), mean, atol=0.15)
     np.testing.assert_allclose(np.cov(f.T), cov, atol=0.25)
+    assert math.isfinite(ctl.encoders["noisy"]["code_model_gain_nats"])
+    assert math.isfinite(ctl.encoders["noise-free"]["code_model_gain_nats"])
     images, codes = ctl.samplers["fitted-flow"](x[:8], 0)
     assert torch.equal(images, ctl.gans["prior"].generate(codes, seed=0))
 
