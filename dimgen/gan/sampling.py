@@ -25,7 +25,8 @@ def prior_codes_from_flow(
 ) -> Tensor:
     """``n`` codes (n, d) from a flow run (``dimgen.flows.load_prior``), in the encoder's space:
     target draws mapped back by T^-1 for a new prior (``dimgen flow --to``), or T(z), z ~ the
-    encoder's prior, for a code model fitted to the encoder's own codes (``--to-codes``).
+    encoder's prior, for a code model fitted to the encoder's own codes (``--to-codes``; clamped
+    to [0, 1]^d for uniform codes, whose support the flow's tails can leave).
 
     Raises:
         DataError: n < 1, or codes of the wrong shape. ConfigError: a flow of another prior.
@@ -46,7 +47,9 @@ def prior_codes_from_flow(
             f"{prior_name} codes"
         )
     if getattr(prior, "code_model", False):  # T#prior models the codes: its draws are codes
-        drawn = prior.sample(n, seed=seed, from_model=True)
+        drawn = torch.as_tensor(prior.sample(n, seed=seed, from_model=True))
+        if source == "uniform":  # a flow's tails can leave [0, 1]^d, where the codes live
+            drawn = drawn.clamp(0.0, 1.0)
     else:  # a new prior: its draws mapped back to the encoder's space
         drawn = prior.to_source(prior.sample(n, seed=seed))
     codes = torch.as_tensor(drawn).detach().float().cpu()

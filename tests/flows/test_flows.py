@@ -469,6 +469,15 @@ def test_code_model_fits_the_runs_own_codes_and_sampling_draws_them(
     assert np.mean(np.abs(back[:, 0]) < 0.4) > 0.2
     with pytest.raises(ConfigError, match="exactly one target"):
         transform_codes(src, "laplace", to_codes=True)
+    # uniform codes piled at the edges of [0, 1]: the flow's tails leave it, the draws do not
+    edge = np.clip(rng.beta(0.3, 0.3, size=(1000, 2)), 1e-4, 1 - 1e-4)
+    usrc = make_encoder_run(edge, "uniform", n_test=200)
+    transform_codes(usrc, to_codes=True, config=cfg, out=tmp_path / "cmu")
+    raw = load_prior(tmp_path / "cmu").sample(4000, 0, True)
+    assert float(((raw < 0) | (raw > 1)).float().mean()) > 0  # what the clamp is for
+    got = prior_codes_from_flow(tmp_path / "cmu", 4000, 0, 2, "uniform")
+    assert float(got.min()) >= 0.0 and float(got.max()) <= 1.0
+    torch.testing.assert_close(got, raw.clamp(0, 1).float())
 
 
 def test_load_prior_of_an_encoder_run_is_its_own_prior(make_encoder_run, tmp_path) -> None:
