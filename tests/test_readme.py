@@ -405,6 +405,7 @@ def set_up(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # a page of MNIST benchmarks (with MNIST present) runs for many minutes
 @pytest.mark.parametrize("page", [p for p in PAGES if extract(p.read_text())], ids=_name)
 def test_doc_page_runs_as_written(page: Path, set_up: Path, tmp_path: Path) -> None:
     """One page of docs/, top to bottom, in a fresh copy of the set-up folder."""
