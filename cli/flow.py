@@ -89,8 +89,9 @@ def flow(run: str, to: str | None, to_samples: str | None, to_codes: bool, out: 
     m = res.metrics
     if to_codes:
         click.echo(
-            f"wrote {out}: {m['method']} code model of {m['n_target_train'] + m['n_target_test']} "
-            f"training codes (d = {m['dim']}); held-out codes are "
+            f"wrote {out}: {m['method']} code model of {run}'s training codes (d = {m['dim']}; "
+            f"{m['n_target_train']} fitted, {m['n_target_test']} held back for the fit's NLL); "
+            f"{m['code_model_gain_codes']} codes are "
             f"{m['code_model_gain_nats']:.3f} nats/code more likely under it than under the "
             f"{m['source_prior']} prior [estimate]" + smoke_note()
         )

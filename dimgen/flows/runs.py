@@ -161,7 +161,7 @@ def _transform(
     progress: bool = False,
     to_codes: bool = False,
 ) -> FlowRun:
-    run_dir, _ = read_run(source, "encoder")
+    run_dir, record = read_run(source, "encoder")
     codes, labels, split = read_codes(run_dir)
     src = _read_bound(run_dir)
     prior, dim = str(src["prior"]), codes.shape[1]
@@ -183,8 +183,9 @@ def _transform(
         )
     spec: dict[str, Any] = {"dim": dim, "source_prior": prior, "target": target.spec,
                             "method": method, "source_run": str(run_dir.resolve())}  # fmt: skip
-    if to_codes:
+    if to_codes:  # and which encoder's codes: a GAN on another encoder is refused at sampling
         spec["code_model"] = True
+        spec["source_encoder_sha256"] = (record.get("artefacts") or {}).get("encoder.safetensors")
     y_train, y_test = _target_samples(target, cfg, train=method != "exact")
     fit: dict[str, Any] = {}
     flow = None
@@ -216,7 +217,8 @@ def _transform(
         metrics["n_target_train"], metrics["n_target_test"] = len(y_train), len(y_test)
     if to_codes:
         metrics["code_model"] = True
-        metrics["code_model_gain_nats"] = _code_model_gain(prior_obj, codes, split, prior)
+        gain, on = _code_model_gain(prior_obj, codes, split, prior)
+        metrics["code_model_gain_nats"], metrics["code_model_gain_codes"] = gain, on
     if prior == "uniform":
         from .transforms import UNIFORM_FLOOR
 
@@ -276,23 +278,35 @@ def _kl_report(
 
 
 def _own_codes(codes: np.ndarray, split: np.ndarray, run_dir: Path) -> SampleTarget:
-    """The run's training codes as a sample target (every code if no split was recorded)."""
+    """The run's training codes as a sample target (every code if no split was recorded).
+
+    Raises:
+        DataError: fewer than 20 distinct training codes (checked before any training).
+    """
     train = split == "train"
-    if train.sum() < 20:
+    if not train.any():  # no split recorded: every code (the gain is then in-sample)
         train = np.ones(len(codes), dtype=bool)
-    if train.sum() < 20:
-        raise DataError(f"{run_dir}/codes.npz: need at least 20 codes to fit a code model")
+    distinct = len(np.unique(codes[train], axis=0))
+    if distinct < 20:
+        raise DataError(
+            f"{run_dir}/codes.npz: a code model needs at least 20 distinct training codes, "
+            f"got {distinct}"
+        )
     return SampleTarget(codes[train].astype(np.float64), f"{run_dir.name}/codes.npz[train]")
 
 
-def _code_model_gain(prior_obj: Prior, codes: np.ndarray, split: np.ndarray, prior: str) -> float:
+def _code_model_gain(
+    prior_obj: Prior, codes: np.ndarray, split: np.ndarray, prior: str
+) -> tuple[float, str]:
     """Mean over held-out codes of log q_T(c) - log p_prior(c), nats per code (a code model's
-    gain over the prior; an estimate of KL(codes || prior) - KL(codes || T#prior))."""
+    gain over the prior; an estimate of KL(codes || prior) - KL(codes || T#prior)), and the
+    codes it was measured on: ``held-out``, or ``in-sample`` where the run recorded no split."""
     test = split == "test"
-    c = codes[test] if test.any() else codes
+    held_out = bool(test.any() and (split == "train").any())
+    c = codes[test] if held_out else codes
     log_q = prior_obj.log_prob(torch.as_tensor(c, dtype=torch.float64)).numpy()
     log_p = source_law(prior).logpdf(np.asarray(c, dtype=np.float64)).sum(1)
-    return float(np.mean(log_q - log_p))
+    return float(np.mean(log_q - log_p)), "held-out" if held_out else "in-sample"
 
 
 def _prior_samples(prior: str, n: int, dim: int, seed: int) -> np.ndarray:
@@ -398,10 +412,11 @@ def flow_report(m: dict[str, Any]) -> str:
             "",
             "**A code model** (`--to-codes`): T#prior is fitted to the run's own training codes, "
             "so `dimgen sample GAN --unconditional --prior THIS_RUN` draws codes T(z), z ~ "
-            f"{m['source_prior']}, that follow the codes the GAN was trained on. Held-out codes are "
+            f"{m['source_prior']}, that follow the codes the GAN was trained on. "
+            f"{m.get('code_model_gain_codes', 'held-out').capitalize()} codes are "
             f"{m['code_model_gain_nats']:.3f} nats per code more likely under T#prior than under "
             "the prior (an estimate of KL(codes ‖ prior) − KL(codes ‖ T#prior)). The bound above "
-            "is about the map T of the codes, not about this use.",
+            "and the kNN rows are about the map T of the codes, not about this use.",
         ]
     lines += [
         "",
@@ -414,8 +429,14 @@ def flow_report(m: dict[str, Any]) -> str:
         "",
         "![codes](codes.png)",
         "",
-        'Use it: `dimgen.flows.load_prior("<this folder>")` gives `sample(n, seed)` in the new '
-        "prior and `to_source(z)` back to encoder codes.",
+        (
+            'Use it: `dimgen.flows.load_prior("<this folder>").sample(n, seed, from_model=True)` '
+            "draws codes for the encoder's generator (`dimgen sample GAN --unconditional --prior "
+            "<this folder>`); `to_source` would map them back to prior draws."
+            if m.get("code_model")
+            else 'Use it: `dimgen.flows.load_prior("<this folder>")` gives `sample(n, seed)` in '
+            "the new prior and `to_source(z)` back to encoder codes."
+        ),
         "",
     ]
     if m.get("train_nll_history"):

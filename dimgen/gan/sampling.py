@@ -21,15 +21,24 @@ __all__ = ["Samples", "load_images", "prior_codes_from_flow", "read_codes", "sam
 
 
 def prior_codes_from_flow(
-    path: str | Path, n: int, seed: int | None, dim: int, prior_name: str | None = None
+    path: str | Path,
+    n: int,
+    seed: int | None,
+    dim: int,
+    prior_name: str | None = None,
+    encoder_sha256: str | None = None,
 ) -> Tensor:
     """``n`` codes (n, d) from a flow run (``dimgen.flows.load_prior``), in the encoder's space:
     target draws mapped back by T^-1 for a new prior (``dimgen flow --to``), or T(z), z ~ the
     encoder's prior, for a code model fitted to the encoder's own codes (``--to-codes``; clamped
     to [0, 1]^d for uniform codes, whose support the flow's tails can leave).
 
+    ``encoder_sha256``: the generator's encoder weights digest; a code model fitted to another
+    encoder's codes is refused.
+
     Raises:
-        DataError: n < 1, or codes of the wrong shape. ConfigError: a flow of another prior.
+        DataError: n < 1, or codes of the wrong shape. ConfigError: a flow of another prior, or
+        a code model of another encoder.
     """
     if n < 1:
         raise DataError(f"n must be >= 1, got {n}")
@@ -47,6 +56,12 @@ def prior_codes_from_flow(
             f"{prior_name} codes"
         )
     if getattr(prior, "code_model", False):  # T#prior models the codes: its draws are codes
+        fitted_on = getattr(prior, "spec", {}).get("source_encoder_sha256")
+        if encoder_sha256 and fitted_on and fitted_on != encoder_sha256:
+            raise ConfigError(
+                f"the code model {path} was fitted to the codes of another encoder than this "
+                "generator's; fit one to its own encoder run (dimgen flow ENCODER_RUN --to-codes)"
+            )
         drawn = torch.as_tensor(prior.sample(n, seed=seed, from_model=True))
         if source == "uniform":  # a flow's tails can leave [0, 1]^d, where the codes live
             drawn = drawn.clamp(0.0, 1.0)
@@ -170,7 +185,11 @@ def _draw(
         if prior is None:
             images, c = gan.sample_unconditional(count, seed=seed)
         else:
-            c = prior_codes_from_flow(prior, count, seed, gan.code_dim, gan.tokenizer.prior_name)
+            digest = ((getattr(gan, "record", None) or {}).get("artefacts") or {}).get(
+                "encoder.safetensors"
+            )
+            c = prior_codes_from_flow(prior, count, seed, gan.code_dim, gan.tokenizer.prior_name,
+                                      digest)  # fmt: skip
             images = gan.generate(c, seed=seed)
         return Samples(images, c, "unconditional")
     if from_images is not None:

@@ -456,6 +456,8 @@ def test_code_model_fits_the_runs_own_codes_and_sampling_draws_them(
     )
     assert m["code_model_gain_nats"] == pytest.approx(float(want.mean()), rel=1e-6)
     assert m["code_model_gain_nats"] > 0.2  # the clusters are far more likely under the flow
+    assert m["code_model_gain_codes"] == "held-out"
+    assert "from_model=True" in (tmp_path / "cm" / "report.md").read_text()
     drawn = prior_codes_from_flow(tmp_path / "cm", 4000, 0, 2, "gaussian").double().numpy()
     assert torch.equal(torch.from_numpy(drawn).float(), prior.sample(4000, 0, True).float())
     near0 = float(np.mean(np.abs(drawn[:, 0]) < 0.4))  # codes: 1.3%; N(0, 1): 31%
@@ -469,6 +471,10 @@ def test_code_model_fits_the_runs_own_codes_and_sampling_draws_them(
     assert np.mean(np.abs(back[:, 0]) < 0.4) > 0.2
     with pytest.raises(ConfigError, match="exactly one target"):
         transform_codes(src, "laplace", to_codes=True)
+    few = make_encoder_run(np.tile(codes[:5], (40, 1)), "gaussian", n_test=50)
+    with pytest.raises(DataError, match="at least 20 distinct training codes, got 5"):
+        transform_codes(few, to_codes=True, config=cfg, out=tmp_path / "few")  # before training
+    assert not (tmp_path / "few" / "run.json").exists()
     # uniform codes piled at the edges of [0, 1]: the flow's tails leave it, the draws do not
     edge = np.clip(rng.beta(0.3, 0.3, size=(1000, 2)), 1e-4, 1 - 1e-4)
     usrc = make_encoder_run(edge, "uniform", n_test=200)

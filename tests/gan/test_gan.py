@@ -309,6 +309,18 @@ def test_code_model_flow_drives_the_gan(
     z = torch.randn(50, 2, generator=torch.Generator().manual_seed(7))
     assert not torch.allclose(s.codes, z, atol=1e-3)  # the flow moved the prior's draws
     assert s.images.shape == (50, 1, 8, 8)
+    # a code model of another encoder's codes (same d, same prior) is refused in one line
+    from dimgen.config import EncoderConfig
+    from dimgen.errors import ConfigError
+    from dimgen.infomax.trainer import train_encoder
+
+    other = tmp_path / "other-enc"
+    train_encoder(EncoderConfig(epochs=2, seed=5), other)
+    res = CliRunner().invoke(cli, ["flow", str(other), "--to-codes", "--steps", "20",
+                                   "--out", str(tmp_path / "other-cm")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    with pytest.raises(ConfigError, match="fitted to the codes of another encoder"):
+        sample(digits_gan_run, unconditional=True, prior=tmp_path / "other-cm", n=4, seed=0)
 
 
 def test_evaluate_gan_without_labels_or_classifier(digits_gan_run: Path) -> None:
