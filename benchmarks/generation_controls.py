@@ -256,24 +256,33 @@ def build_controls(
         return gan
 
     s = gan_cfg.seed
+
+    def code_model_routes(g: GAN, encoder: str, gaussian: str, flow: str,
+                          offsets: tuple[int, int], seconds_key: str) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        """Routes ``gaussian`` / ``flow``: G fed codes from a Gaussian / a flow (a code model)
+        fitted to ``encoder``'s training codes, each with its own noise-seed offset; returns the
+        Gaussian's moments."""
+        mean, cov = moments = fit_gaussian(train_codes_of(enc_dirs[encoder]))
+        samplers[gaussian] = lambda x, seed: _generate(
+            g, gaussian_codes(mean, cov, len(x), seed + offsets[0]), seed
+        )
+        if flow in routes:
+            t0 = time.process_time()
+            prior, gain = fit_flow_prior(enc_dirs[encoder], flow_steps, s)
+            encoders[encoder]["code_model_gain_nats"] = gain
+            seconds[seconds_key] = time.process_time() - t0
+            samplers[flow] = lambda x, seed: _generate(
+                g, flow_codes(prior, len(x), seed + offsets[1]), seed
+            )
+        return moments
+
     if any(r in routes for r in ("conditional", "prior", "fitted-gaussian", "fitted-flow")):
         g = trained["conditional", "prior", "fitted-gaussian", "fitted-flow"] = gan_on("noisy")
         samplers["conditional"] = lambda x, seed, g=g: g.sample_conditional(x, seed=seed)
         samplers["prior"] = lambda x, seed, g=g: g.sample_unconditional(len(x), seed=seed)
         if "fitted-gaussian" in routes or "fitted-flow" in routes:
-            noisy_train = train_codes_of(enc_dirs["noisy"])
-            f_mean, f_cov = fitted_moments = fit_gaussian(noisy_train)
-            samplers["fitted-gaussian"] = lambda x, seed, g=g: _generate(
-                g, gaussian_codes(f_mean, f_cov, len(x), seed + 19), seed
-            )
-        if "fitted-flow" in routes:
-            t0 = time.process_time()
-            f_prior, gain = fit_flow_prior(enc_dirs["noisy"], flow_steps, s)
-            encoders["noisy"]["code_model_gain_nats"] = gain
-            seconds["fitted-flow"] = time.process_time() - t0
-            samplers["fitted-flow"] = lambda x, seed, g=g: _generate(
-                g, flow_codes(f_prior, len(x), seed + 23), seed
-            )
+            fitted_moments = code_model_routes(g, "noisy", "fitted-gaussian", "fitted-flow",
+                                               (19, 23), "fitted-flow")  # fmt: skip
     if "no-encoder" in routes:
         d = Tokenizer.from_pretrained(enc_dirs["noisy"]).dim
         g0 = trained["no-encoder",] = gan_on("noisy", "none", noise_dim=gan_cfg.noise_dim + d)
@@ -283,19 +292,8 @@ def build_controls(
     if need_rcg:
         g_rcg = trained["rcg-conditional", "rcg-gaussian", "rcg-flow"] = gan_on("noise-free")
         samplers["rcg-conditional"] = lambda x, seed, g=g_rcg: g.sample_conditional(x, seed=seed)
-        train_codes = train_codes_of(enc_dirs["noise-free"])
-        mean, cov = rcg_moments = fit_gaussian(train_codes)
-        samplers["rcg-gaussian"] = lambda x, seed, g=g_rcg: _generate(
-            g, gaussian_codes(mean, cov, len(x), seed + 11), seed
-        )
-        if "rcg-flow" in routes:
-            t0 = time.process_time()
-            prior, gain = fit_flow_prior(enc_dirs["noise-free"], flow_steps, s)
-            encoders["noise-free"]["code_model_gain_nats"] = gain
-            seconds["flow"] = time.process_time() - t0
-            samplers["rcg-flow"] = lambda x, seed, g=g_rcg: _generate(
-                g, flow_codes(prior, len(x), seed + 13), seed
-            )
+        rcg_moments = code_model_routes(g_rcg, "noise-free", "rcg-gaussian", "rcg-flow",
+                                        (11, 13), "flow")  # fmt: skip
     if "noisy-codes" in routes:
         gn = trained["noisy-codes",] = gan_on("noisy", "noisy")
         scale = math.sqrt(1.0 + enc_cfg.sigma**2)

@@ -181,22 +181,27 @@ def test_no_encoder_route_has_zero_codes_and_a_wider_latent(controls) -> None:
     assert g.noise_dim == GANConfig().noise_dim + 2
 
 
-def test_rcg_routes_follow_the_noise_free_codes(controls) -> None:
-    ctl, work, _ = controls
-    data = np.load(work / "encoder-noise-free" / "codes.npz")
-    train = data["codes"][data["split"] == "train"].astype(np.float64)
-    mean, cov = ctl.rcg_moments
+def _check_code_models(ctl, run_dir, moments, gaussian: str, flow: str) -> None:
+    """The Gaussian route's moments are the training codes' exactly, its draws follow them; the
+    flow is a fitted model of the same codes: moments close, not exact."""
+    train = gc.train_codes_of(run_dir).astype(np.float64)
+    mean, cov = moments
     np.testing.assert_allclose(mean, train.mean(0), atol=1e-6)
     np.testing.assert_allclose(cov, np.cov(train.T), atol=1e-6)
     x = _x_test(20_000)
-    g = ctl.samplers["rcg-gaussian"](x, 0)[1].double().numpy()
+    g = ctl.samplers[gaussian](x, 0)[1].double().numpy()
     np.testing.assert_allclose(g.mean(0), mean, atol=0.03)
     np.testing.assert_allclose(np.cov(g.T), cov, atol=0.05)
-    # the flow is a fitted model of the same codes: moments close, not exact
-    f = ctl.samplers["rcg-flow"](x, 0)[1].double().numpy()
+    f = ctl.samplers[flow](x, 0)[1].double().numpy()
     np.testing.assert_allclose(f.mean(0), mean, atol=0.15)
     np.testing.assert_allclose(np.cov(f.T), cov, atol=0.25)
     assert not np.allclose(f[:100], g[:100])
+
+
+def test_rcg_routes_follow_the_noise_free_codes(controls) -> None:
+    ctl, work, _ = controls
+    _check_code_models(ctl, work / "encoder-noise-free", ctl.rcg_moments, "rcg-gaussian",
+                       "rcg-flow")  # fmt: skip
 
 
 def test_fitted_routes_follow_the_noisy_codes_through_the_prior_routes_gan(controls) -> None:
@@ -204,21 +209,12 @@ def test_fitted_routes_follow_the_noisy_codes_through_the_prior_routes_gan(contr
     encoder's own training codes (not N(0, I), not the noise-free encoder's)."""
     ctl, work, _ = controls
     assert ctl.gans["fitted-gaussian"] is ctl.gans["fitted-flow"] is ctl.gans["prior"]
-    train = gc.train_codes_of(work / "encoder-noisy").astype(np.float64)
-    mean, cov = ctl.fitted_moments
-    np.testing.assert_allclose(mean, train.mean(0), atol=1e-6)
-    np.testing.assert_allclose(cov, np.cov(train.T), atol=1e-6)
-    assert not np.allclose(cov, ctl.rcg_moments[1], atol=0.05)  # the other encoder's codes
-    x = _x_test(20_000)
-    g = ctl.samplers["fitted-gaussian"](x, 0)[1].double().numpy()
-    np.testing.assert_allclose(g.mean(0), mean, atol=0.03)
-    np.testing.assert_allclose(np.cov(g.T), cov, atol=0.05)
-    f = ctl.samplers["fitted-flow"](x, 0)[1].double().numpy()
-    np.testing.assert_allclose(f.mean(0), mean, atol=0.15)
-    np.testing.assert_allclose(np.cov(f.T), cov, atol=0.25)
+    _check_code_models(ctl, work / "encoder-noisy", ctl.fitted_moments, "fitted-gaussian",
+                       "fitted-flow")  # fmt: skip
+    assert not np.allclose(ctl.fitted_moments[1], ctl.rcg_moments[1], atol=0.05)  # other codes
     assert math.isfinite(ctl.encoders["noisy"]["code_model_gain_nats"])
     assert math.isfinite(ctl.encoders["noise-free"]["code_model_gain_nats"])
-    images, codes = ctl.samplers["fitted-flow"](x[:8], 0)
+    images, codes = ctl.samplers["fitted-flow"](_x_test(8), 0)
     assert torch.equal(images, ctl.gans["prior"].generate(codes, seed=0))
 
 
