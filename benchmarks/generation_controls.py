@@ -58,6 +58,7 @@ from torch import Tensor
 
 from dimgen.config import EncoderConfig, load_config, replace
 from dimgen.data import Dataset, load_data
+from dimgen.errors import ConfigError, DataError
 from dimgen.fidelity import (
     FID_CLASSIFIER,
     class_histogram_tv,
@@ -176,11 +177,12 @@ def gaussian_codes(mean: np.ndarray, cov: np.ndarray, n: int, seed: int) -> Tens
     return torch.from_numpy(mean + z @ chol.T).float()
 
 
-def fit_flow_prior(run_dir: Path, steps: int, seed: int) -> tuple[Prior, float]:
+def fit_flow_prior(run_dir: Path, flow: FlowConfig, seed: int) -> tuple[Prior, float]:
     """A code model: a flow T with T#N(0, I) fitted by maximum likelihood to the training codes
-    of encoder run ``run_dir``, the library side of ``dimgen flow RUN --to-codes`` (RQS), and
-    its held-out gain over the prior (nats per code, ``code_model_gain_nats``)."""
-    run = transform_codes(run_dir, to_codes=True, config=FlowConfig(steps=steps, seed=seed))
+    of encoder run ``run_dir``, the library side of ``dimgen flow RUN --to-codes --config``
+    (``flow``'s size and steps, seed ``seed``), and its held-out gain over the prior (nats per
+    code, ``code_model_gain_nats``)."""
+    run = transform_codes(run_dir, to_codes=True, config=replace(flow, seed=seed), progress=False)
     return run.prior, float(run.metrics["code_model_gain_nats"])
 
 
@@ -221,11 +223,13 @@ def build_controls(
     work: Path,
     *,
     routes: tuple[str, ...] = ROUTES,
-    flow_steps: int = 400,
+    flow: FlowConfig | None = None,
     data: Dataset | None = None,
 ) -> Controls:
     """Train the encoders and GANs of one seed (``enc_cfg.seed`` / ``gan_cfg.seed``) in ``work``
-    and return a sampler per route in ``routes``."""
+    and return a sampler per route in ``routes``; the code models of the ``*-flow`` routes are
+    fitted with ``flow`` (default: ``FlowConfig()``, the ``dimgen flow`` defaults)."""
+    flow = flow if flow is not None else FlowConfig()
     need_noisy = any(r in routes for r in ("conditional", "prior", "no-encoder", "noisy-codes",
                                             "fitted-gaussian", "fitted-flow"))  # fmt: skip
     need_rcg = any(r.startswith("rcg") for r in routes)
@@ -268,7 +272,7 @@ def build_controls(
         )
         if flow in routes:
             t0 = time.process_time()
-            prior, gain = fit_flow_prior(enc_dirs[encoder], flow_steps, s)
+            prior, gain = fit_flow_prior(enc_dirs[encoder], flow, s)
             encoders[encoder]["code_model_gain_nats"] = gain
             seconds[seconds_key] = time.process_time() - t0
             samplers[flow] = lambda x, seed: _generate(
@@ -343,6 +347,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     gan_cfg = load_config(ROOT / (args.gan_config or gan_path), GANConfig)
     enc_cfg = replace(enc_cfg, data=args.data, data_root=args.data_root, epochs=args.epochs,
                       device=args.device, threads=1)  # fmt: skip
+    flow_cfg = flow_config(args)
     gan_cfg = replace(gan_cfg, steps=args.steps, batch_size=args.batch_size, device=args.device,
                       eval_samples=0, sample_every=0, checkpoint_every=0, threads=1)  # fmt: skip
     ds = load_data(enc_cfg.data, enc_cfg.data_root, enc_cfg.test_fraction, enc_cfg.split_seed)
@@ -366,7 +371,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         t0 = time.process_time()
         with tempfile.TemporaryDirectory(prefix="gencontrols-") as tmp:
             ctl = build_controls(replace(enc_cfg, seed=seed), replace(gan_cfg, seed=seed),
-                                 Path(tmp), routes=routes, flow_steps=args.flow_steps)  # fmt: skip
+                                 Path(tmp), routes=routes, flow=flow_cfg)  # fmt: skip
             for trunc in truncations:  # the same noise seed at every level: paired
                 for route, sampler in ctl.samplers.items():
                     ctl.gans[route].truncation = trunc
@@ -381,12 +386,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "data": args.data, "preset": args.preset, "n_samples": n, "seeds": args.seeds,
         "gan_steps": gan_cfg.steps, "gan_batch": gan_cfg.batch_size, "gan_arch": gan_cfg.arch,
         "encoder_epochs": enc_cfg.epochs, "sigma": enc_cfg.sigma, "dim": enc_cfg.dim,
-        "noise_free_sigma": NOISE_FREE_SIGMA, "flow_steps": args.flow_steps, "pr_k": PR_K,
+        "noise_free_sigma": NOISE_FREE_SIGMA, "flow_steps": flow_cfg.steps, "pr_k": PR_K,
+        "flow": flow_fields(flow_cfg),
         "confident_threshold": CONFIDENT, "reference_classifier_accuracy": ext.accuracy,
         "truncations": truncations, "summary": summary, "rows": rows, "per_seed": per_seed,
         "cpu_seconds": time.process_time() - t_start, "machine": platform.platform(),
         "torch_threads": torch.get_num_threads(), "command": " ".join(sys.argv),
     }  # fmt: skip
+
+
+def flow_config(args: argparse.Namespace) -> FlowConfig:
+    """The code models' FlowConfig: ``--flow-config`` (or the defaults), ``--flow-steps`` over it."""
+    cfg = load_config(ROOT / args.flow_config, FlowConfig) if args.flow_config else FlowConfig()
+    return cfg if args.flow_steps is None else replace(cfg, steps=args.flow_steps)
+
+
+def flow_fields(cfg: FlowConfig) -> dict[str, Any]:
+    """The code-model settings a result records (and merged runs must share); not the seed."""
+    return {k: getattr(cfg, k) for k in ("backend", "method", "layers", "hidden", "blocks",
+                                         "bins", "steps", "batch_size", "lr")}  # fmt: skip
 
 
 def parse_truncations(text: str) -> list[float | None]:
@@ -474,7 +492,7 @@ def encoder_table(result: dict[str, Any]) -> str:
 
 #: What runs must share to be merged into one table: same data, budget, routes and levels.
 MERGE_KEYS = ("data", "preset", "n_samples", "gan_steps", "gan_batch", "gan_arch",
-              "encoder_epochs", "sigma", "dim", "flow_steps", "truncations")  # fmt: skip
+              "encoder_epochs", "sigma", "dim", "flow_steps", "flow", "truncations")  # fmt: skip
 
 
 def merge(results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -528,7 +546,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, help="encoder epochs, both encoders (default: preset)")
     p.add_argument("-n", "--n", type=int, default=2000,
                    help="samples per route, at most the held-out images (default 2000)")  # fmt: skip
-    p.add_argument("--flow-steps", type=int, default=400, help="flow training steps (400)")
+    p.add_argument("--flow-config", help="FlowConfig YAML of the code models (the *-flow routes), "
+                   "e.g. configs/mnist-code-model.yaml (default: dimgen flow's defaults)")  # fmt: skip
+    p.add_argument("--flow-steps", type=int, help="code-model training steps (default: the "
+                   "flow config's, 400 without one)")  # fmt: skip
     p.add_argument("--routes", default=",".join(ROUTES), help="comma-separated subset of routes")
     p.add_argument(
         "--truncations",
@@ -550,6 +571,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parse_truncations(args.truncations)
     except ValueError as exc:
         p.error(f"--truncations: {exc}")
+    try:
+        flow_config(args)
+    except (ConfigError, DataError, OSError) as exc:
+        p.error(f"--flow-config / --flow-steps: {exc}")
     bad = set(args.routes.split(",")) - set(ROUTES)
     if bad:
         p.error(f"unknown route(s) {', '.join(sorted(bad))}; known: {', '.join(ROUTES)}")

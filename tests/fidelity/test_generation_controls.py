@@ -17,6 +17,7 @@ import torch
 from dimgen.config import EncoderConfig
 from dimgen.errors import DataError
 from dimgen.fidelity import precision_recall
+from dimgen.flows import FlowConfig
 from dimgen.gan import GANConfig
 from dimgen.infomax.tokenizer import Tokenizer
 
@@ -123,7 +124,7 @@ def controls(tmp_path_factory: pytest.TempPathFactory):
     enc = EncoderConfig(epochs=2, seed=0, threads=1)
     gan = GANConfig(steps=10, eval_samples=0, sample_every=0, checkpoint_every=0,
                     classifier_epochs=0, threads=1, seed=0)  # fmt: skip
-    return gc.build_controls(enc, gan, work, flow_steps=150), work, enc.sigma
+    return gc.build_controls(enc, gan, work, flow=FlowConfig(steps=150)), work, enc.sigma
 
 
 def _x_test(n: int) -> np.ndarray:
@@ -291,6 +292,8 @@ def test_merging_runs_per_seed_gives_the_whole_runs_table() -> None:
         gc.merge([parts[0], parts[0]])
     with pytest.raises(ValueError, match="runs differ in gan_steps"):
         gc.merge([parts[0], {**parts[1], "gan_steps": 1}])
+    with pytest.raises(ValueError, match="runs differ in flow"):
+        gc.merge([parts[0], {**parts[1], "flow": {"hidden": 128}}])
     fewer = {**parts[1], "rows": [r for r in parts[1]["rows"] if r["route"] != "rcg-flow"]}
     with pytest.raises(ValueError, match="runs differ in routes"):
         gc.merge([parts[0], fewer])
@@ -301,6 +304,18 @@ def test_merge_of_a_missing_file_is_one_line(tmp_path: Path, capsys) -> None:
         gc.main(["--merge", str(tmp_path / "nope.json")])
     assert str(exc.value.code).startswith("generation_controls.py: error: --merge:")
     assert "nope.json" in str(exc.value.code) and "\n" not in str(exc.value.code)
+
+
+def test_code_model_settings_come_from_the_flow_config_with_steps_over_it() -> None:
+    """--flow-config fills the code models' FlowConfig (recorded, merge key); --flow-steps wins."""
+    cfg = gc.flow_config(gc.parse_args(["--flow-config", "configs/code-model.yaml"]))
+    assert (cfg.layers, cfg.hidden, cfg.steps) == (5, 128, 2000)
+    cfg = gc.flow_config(gc.parse_args(["--flow-config", "configs/code-model.yaml",
+                                        "--flow-steps", "7"]))  # fmt: skip
+    assert (cfg.hidden, cfg.steps) == (128, 7)
+    assert gc.flow_config(gc.parse_args([])) == FlowConfig()
+    assert gc.flow_fields(cfg)["steps"] == 7 and "seed" not in gc.flow_fields(cfg)
+    assert "flow" in gc.MERGE_KEYS
 
 
 def test_cli_refuses_unknown_routes_and_presets(capsys) -> None:

@@ -316,9 +316,12 @@ def test_code_model_flow_drives_the_gan(
 
     other = tmp_path / "other-enc"
     train_encoder(EncoderConfig(epochs=2, seed=5), other)
-    res = CliRunner().invoke(cli, ["flow", str(other), "--to-codes", "--steps", "20",
+    res = CliRunner().invoke(cli, ["flow", str(other), "--to-codes", "--config",
+                                   str(REPO / "configs" / "code-model.yaml"), "--steps", "20",
                                    "--out", str(tmp_path / "other-cm")])  # fmt: skip
     assert res.exit_code == 0, res.output
+    arch = flows.load_prior(tmp_path / "other-cm").spec["arch"]  # the code-model preset's size
+    assert (arch["kind"], arch["layers"], arch["hidden"]) == ("rqs", 5, 128)
     with pytest.raises(ConfigError, match="fitted to the codes of another encoder"):
         sample(digits_gan_run, unconditional=True, prior=tmp_path / "other-cm", n=4, seed=0)
 
