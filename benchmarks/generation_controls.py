@@ -261,21 +261,21 @@ def build_controls(
 
     s = gan_cfg.seed
 
-    def code_model_routes(g: GAN, encoder: str, gaussian: str, flow: str,
+    def code_model_routes(g: GAN, encoder: str, gaussian: str, flow_route: str,
                           offsets: tuple[int, int], seconds_key: str) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-        """Routes ``gaussian`` / ``flow``: G fed codes from a Gaussian / a flow (a code model)
+        """Routes ``gaussian`` / ``flow_route``: G fed codes from a Gaussian / a flow (a code model)
         fitted to ``encoder``'s training codes, each with its own noise-seed offset; returns the
         Gaussian's moments."""
         mean, cov = moments = fit_gaussian(train_codes_of(enc_dirs[encoder]))
         samplers[gaussian] = lambda x, seed: _generate(
             g, gaussian_codes(mean, cov, len(x), seed + offsets[0]), seed
         )
-        if flow in routes:
+        if flow_route in routes:
             t0 = time.process_time()
             prior, gain = fit_flow_prior(enc_dirs[encoder], flow, s)
             encoders[encoder]["code_model_gain_nats"] = gain
             seconds[seconds_key] = time.process_time() - t0
-            samplers[flow] = lambda x, seed: _generate(
+            samplers[flow_route] = lambda x, seed: _generate(
                 g, flow_codes(prior, len(x), seed + offsets[1]), seed
             )
         return moments
