@@ -56,7 +56,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dimgen.config import EncoderConfig, load_config, replace
+from dimgen.config import EncoderConfig, load_config, replace, to_dict
 from dimgen.data import Dataset, load_data
 from dimgen.errors import ConfigError, DataError
 from dimgen.fidelity import (
@@ -403,8 +403,7 @@ def flow_config(args: argparse.Namespace) -> FlowConfig:
 
 def flow_fields(cfg: FlowConfig) -> dict[str, Any]:
     """The code-model settings a result records (and merged runs must share); not the seed."""
-    return {k: getattr(cfg, k) for k in ("backend", "method", "layers", "hidden", "blocks",
-                                         "bins", "steps", "batch_size", "lr")}  # fmt: skip
+    return {k: v for k, v in to_dict(cfg).items() if k != "seed"}
 
 
 def parse_truncations(text: str) -> list[float | None]:
@@ -547,7 +546,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("-n", "--n", type=int, default=2000,
                    help="samples per route, at most the held-out images (default 2000)")  # fmt: skip
     p.add_argument("--flow-config", help="FlowConfig YAML of the code models (the *-flow routes), "
-                   "e.g. configs/mnist-code-model.yaml (default: dimgen flow's defaults)")  # fmt: skip
+                   "e.g. configs/code-model.yaml (default: dimgen flow's defaults)")  # fmt: skip
     p.add_argument("--flow-steps", type=int, help="code-model training steps (default: the "
                    "flow config's, 400 without one)")  # fmt: skip
     p.add_argument("--routes", default=",".join(ROUTES), help="comma-separated subset of routes")
