@@ -26,6 +26,11 @@ classifier's feature space (the one ``dimgen train-gan`` / ``evaluate-gan`` use)
    ``dimgen sample --unconditional --prior``): where the codes miss N(0, I), does a fitted code
    model close the gap?
 
+``--temperatures`` also scores the routes that draw codes (2, 4-7) at code temperatures T: their
+standard-normal draws scaled by T before the code model (Glow's temperature, Kingma & Dhariwal
+2018, section 4; ``dimgen sample --temperature``), keyed ``route@T0.9``; ``--truncations`` does
+the same for G's noise (BigGAN), keyed ``route@t0.5``.
+
 Metrics per route: ``FID`` (torch-fidelity, the reference classifier's features, against the
 held-out images), ``precision`` / ``recall`` (Kynkäänniemi et al. 2019, k = 3, same features,
 :func:`dimgen.fidelity.precision_recall`), ``confident`` (% of samples the classifier gives a
@@ -89,6 +94,8 @@ ROUTES = (
     "fitted-gaussian",
     "fitted-flow",
 )
+#: The routes whose codes are drawn (from N(0, I) or a code model), so a temperature applies.
+DRAWS_CODES = ("prior", "rcg-gaussian", "rcg-flow", "noisy-codes", "fitted-gaussian", "fitted-flow")
 METRICS = ("fid", "precision", "recall", "confident", "class_tv", "classes")
 PRESETS = {
     ("digits", "default"): ("configs/digits-gaussian.yaml", "configs/digits-gan.yaml"),
@@ -106,8 +113,9 @@ PR_K = 3
 #: their config headers: configs/mnist-cpu.yaml (10 epochs) and mnist-gan-cpu.yaml (15,000 steps).
 MNIST_CPU_MINUTES = {"encoder": 17.2, "gan": 14.1, "encoder_epochs": 10, "gan_steps": 15_000}
 
-Sampler = Callable[[np.ndarray, int], tuple[Tensor, Tensor]]
-"""(held-out images (n, C, H, W), seed) -> (generated images (n, C, H, W) in [0, 1], codes)."""
+Sampler = Callable[[np.ndarray, int, float], tuple[Tensor, Tensor]]
+"""(held-out images (n, C, H, W), seed, code temperature) -> (generated images (n, C, H, W) in
+[0, 1], codes); routes that draw no codes ignore the temperature."""
 
 
 # -- GANs on codes other than the encoder's inference codes -----------------------------------
@@ -170,10 +178,14 @@ def fit_gaussian(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return codes.mean(0), np.atleast_2d(np.cov(codes, rowvar=False))
 
 
-def gaussian_codes(mean: np.ndarray, cov: np.ndarray, n: int, seed: int) -> Tensor:
-    """``n`` draws (n, d) float32 from N(mean, cov), through its Cholesky factor."""
+def gaussian_codes(
+    mean: np.ndarray, cov: np.ndarray, n: int, seed: int, temperature: float = 1.0
+) -> Tensor:
+    """``n`` draws (n, d) float32 from N(mean, T^2 cov), through its Cholesky factor (T: the
+    code temperature, the standard-normal draws scaled)."""
     chol = np.linalg.cholesky(cov + 1e-9 * np.eye(len(mean)))
     z = np.random.default_rng(seed).standard_normal((n, len(mean)))
+    z = z if temperature == 1.0 else temperature * z
     return torch.from_numpy(mean + z @ chol.T).float()
 
 
@@ -186,10 +198,11 @@ def fit_flow_prior(run_dir: Path, flow: FlowConfig, seed: int) -> tuple[Prior, f
     return run.prior, float(run.metrics["code_model_gain_nats"])
 
 
-def flow_codes(prior: Prior, n: int, seed: int) -> Tensor:
-    """``n`` codes (n, d) float32 drawn from the code model: N(0, I) draws pushed through T
-    (what ``dimgen sample --unconditional --prior`` draws from a ``--to-codes`` flow run)."""
-    return prior.sample(n, seed=seed, from_model=True).float()
+def flow_codes(prior: Prior, n: int, seed: int, temperature: float = 1.0) -> Tensor:
+    """``n`` codes (n, d) float32 drawn from the code model: N(0, T^2 I) draws pushed through T
+    (what ``dimgen sample --unconditional --prior --temperature`` draws from a ``--to-codes``
+    flow run)."""
+    return prior.sample(n, seed=seed, from_model=True, temperature=temperature).float()
 
 
 # -- one seed ---------------------------------------------------------------------------------
@@ -267,42 +280,46 @@ def build_controls(
         fitted to ``encoder``'s training codes, each with its own noise-seed offset; returns the
         Gaussian's moments."""
         mean, cov = moments = fit_gaussian(train_codes_of(enc_dirs[encoder]))
-        samplers[gaussian] = lambda x, seed: _generate(
-            g, gaussian_codes(mean, cov, len(x), seed + offsets[0]), seed
+        samplers[gaussian] = lambda x, seed, temp=1.0: _generate(
+            g, gaussian_codes(mean, cov, len(x), seed + offsets[0], temp), seed
         )
         if flow_route in routes:
             t0 = time.process_time()
             prior, gain = fit_flow_prior(enc_dirs[encoder], flow, s)
             encoders[encoder]["code_model_gain_nats"] = gain
             seconds[seconds_key] = time.process_time() - t0
-            samplers[flow_route] = lambda x, seed: _generate(
-                g, flow_codes(prior, len(x), seed + offsets[1]), seed
+            samplers[flow_route] = lambda x, seed, temp=1.0: _generate(
+                g, flow_codes(prior, len(x), seed + offsets[1], temp), seed
             )
         return moments
 
     if any(r in routes for r in ("conditional", "prior", "fitted-gaussian", "fitted-flow")):
         g = trained["conditional", "prior", "fitted-gaussian", "fitted-flow"] = gan_on("noisy")
-        samplers["conditional"] = lambda x, seed, g=g: g.sample_conditional(x, seed=seed)
-        samplers["prior"] = lambda x, seed, g=g: g.sample_unconditional(len(x), seed=seed)
+        samplers["conditional"] = lambda x, seed, temp=1.0, g=g: g.sample_conditional(x, seed=seed)
+        samplers["prior"] = lambda x, seed, temp=1.0, g=g: g.sample_unconditional(
+            len(x), seed=seed, temperature=temp
+        )
         if "fitted-gaussian" in routes or "fitted-flow" in routes:
             fitted_moments = code_model_routes(g, "noisy", "fitted-gaussian", "fitted-flow",
                                                (19, 23), "fitted-flow")  # fmt: skip
     if "no-encoder" in routes:
         d = Tokenizer.from_pretrained(enc_dirs["noisy"]).dim
         g0 = trained["no-encoder",] = gan_on("noisy", "none", noise_dim=gan_cfg.noise_dim + d)
-        samplers["no-encoder"] = lambda x, seed, g=g0, d=d: _generate(
+        samplers["no-encoder"] = lambda x, seed, temp=1.0, g=g0, d=d: _generate(
             g, torch.zeros(len(x), d), seed
         )
     if need_rcg:
         g_rcg = trained["rcg-conditional", "rcg-gaussian", "rcg-flow"] = gan_on("noise-free")
-        samplers["rcg-conditional"] = lambda x, seed, g=g_rcg: g.sample_conditional(x, seed=seed)
+        samplers["rcg-conditional"] = lambda x, seed, temp=1.0, g=g_rcg: g.sample_conditional(
+            x, seed=seed
+        )
         rcg_moments = code_model_routes(g_rcg, "noise-free", "rcg-gaussian", "rcg-flow",
                                         (11, 13), "flow")  # fmt: skip
     if "noisy-codes" in routes:
         gn = trained["noisy-codes",] = gan_on("noisy", "noisy")
         scale = math.sqrt(1.0 + enc_cfg.sigma**2)
-        samplers["noisy-codes"] = lambda x, seed, g=gn: _generate(
-            g, scale * torch.randn(len(x), g.code_dim, generator=torch.Generator().manual_seed(seed + 17)), seed
+        samplers["noisy-codes"] = lambda x, seed, temp=1.0, g=gn: _generate(
+            g, scale * temp * torch.randn(len(x), g.code_dim, generator=torch.Generator().manual_seed(seed + 17)), seed
         )  # fmt: skip
     gans = {r: g for r in routes for k, g in trained.items() if r in k}
     return Controls({r: samplers[r] for r in routes}, gans, encoders, rcg_moments, seconds,
@@ -362,9 +379,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     x_real = ds.x_train[np.sort(rng.choice(len(ds.x_train), n, replace=False))]
     routes = tuple(r for r in ROUTES if r in args.routes.split(","))
     truncations = parse_truncations(args.truncations)
+    temperatures = parse_temperatures(args.temperatures)
     rows: list[dict[str, Any]] = [
-        {"route": "real", "seed": None, "truncation": None, **score(x_real, ref, 0)}
-    ]
+        {"route": "real", "seed": None, "truncation": None, "temperature": None,
+         **score(x_real, ref, 0)}
+    ]  # fmt: skip
     per_seed: list[dict[str, Any]] = []
     t_start = time.process_time()
     for seed in (int(s) for s in args.seeds.split(",")):
@@ -372,16 +391,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         with tempfile.TemporaryDirectory(prefix="gencontrols-") as tmp:
             ctl = build_controls(replace(enc_cfg, seed=seed), replace(gan_cfg, seed=seed),
                                  Path(tmp), routes=routes, flow=flow_cfg)  # fmt: skip
-            for trunc in truncations:  # the same noise seed at every level: paired
-                for route, sampler in ctl.samplers.items():
-                    ctl.gans[route].truncation = trunc
-                    images, _ = sampler(ref.x, 1000 + seed)
-                    rows.append({"route": route, "seed": seed, "truncation": trunc,
-                                 **score(images, ref, seed)})  # fmt: skip
-                    print(_row_line(rows[-1]), file=sys.stderr, flush=True)
+            # the same noise and code seeds at every level: paired
+            for trunc, temp, route in scored(routes, truncations, temperatures):
+                ctl.gans[route].truncation = trunc
+                images, _ = ctl.samplers[route](ref.x, 1000 + seed, 1.0 if temp is None else temp)
+                rows.append({"route": route, "seed": seed, "truncation": trunc,
+                             "temperature": temp, **score(images, ref, seed)})  # fmt: skip
+                print(_row_line(rows[-1]), file=sys.stderr, flush=True)
         per_seed.append({"seed": seed, "encoders": ctl.encoders, "gan_cpu_seconds": ctl.gan_seconds,
                          "cpu_seconds": time.process_time() - t0})  # fmt: skip
-    summary = summarise(rows, routes, truncations)
+    summary = summarise(rows, routes, truncations, temperatures)
     return {
         "data": args.data, "preset": args.preset, "n_samples": n, "seeds": args.seeds,
         "gan_steps": gan_cfg.steps, "gan_batch": gan_cfg.batch_size, "gan_arch": gan_cfg.arch,
@@ -389,7 +408,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "noise_free_sigma": NOISE_FREE_SIGMA, "flow_steps": flow_cfg.steps, "pr_k": PR_K,
         "flow": flow_fields(flow_cfg),
         "confident_threshold": CONFIDENT, "reference_classifier_accuracy": ext.accuracy,
-        "truncations": truncations, "summary": summary, "rows": rows, "per_seed": per_seed,
+        "truncations": truncations, "temperatures": temperatures, "summary": summary, "rows": rows, "per_seed": per_seed,
         "cpu_seconds": time.process_time() - t_start, "machine": platform.platform(),
         "torch_threads": torch.get_num_threads(), "command": " ".join(sys.argv),
     }  # fmt: skip
@@ -424,23 +443,56 @@ def parse_truncations(text: str) -> list[float | None]:
     return out
 
 
-def route_key(route: str, truncation: float | None) -> str:
-    """The summary's key of a route at a truncation level: ``prior`` or ``prior@t0.5``."""
-    return route if truncation is None else f"{route}@t{truncation:g}"
+def parse_temperatures(text: str) -> list[float | None]:
+    """``none,0.9`` -> [None, 0.9]: the code temperatures to score the code-drawing routes at
+    (:data:`DRAWS_CODES`; ``none`` is T = 1, every route)."""
+    from dimgen.config import check_temperature
+
+    out: list[float | None] = []
+    for tok in text.split(","):
+        tok = tok.strip().lower()
+        try:
+            t = None if tok == "none" else check_temperature(float(tok))
+        except (ValueError, ConfigError):
+            raise ValueError(f"a temperature is a number > 0 or none, got {tok!r}") from None
+        if t in out:
+            raise ValueError(f"temperature {tok} is given twice")
+        out.append(t)
+    return out
+
+
+def scored(
+    routes: tuple[str, ...],
+    truncations: list[float | None],
+    temperatures: list[float | None] = (None,),  # type: ignore[assignment]
+) -> list[tuple[float | None, float | None, str]]:
+    """(truncation, temperature, route) triples a seed is scored at: every route at every
+    truncation, and at a temperature other than none only the routes that draw codes."""
+    return [(t, temp, r) for t in truncations for temp in temperatures for r in routes
+            if temp is None or r in DRAWS_CODES]  # fmt: skip
+
+
+def route_key(route: str, truncation: float | None, temperature: float | None = None) -> str:
+    """The summary's key of a route at a truncation level and code temperature: ``prior``,
+    ``prior@t0.5`` (G's noise truncated), ``prior@T0.9`` (codes at temperature 0.9)."""
+    key = route if truncation is None else f"{route}@t{truncation:g}"
+    return key if temperature is None else f"{key}@T{temperature:g}"
 
 
 def summarise(
     rows: list[dict[str, Any]],
     routes: tuple[str, ...],
     truncations: list[float | None] = (None,),  # type: ignore[assignment]
+    temperatures: list[float | None] = (None,),  # type: ignore[assignment]
 ) -> dict[str, dict[str, Any]]:
-    """Per route, truncation level and metric: mean and sample std (ddof 1) over seeds, and
-    the seed count; keyed by :func:`route_key`."""
+    """Per route, truncation level, code temperature and metric: mean and sample std (ddof 1)
+    over seeds, and the seed count; keyed by :func:`route_key`."""
     out: dict[str, dict[str, Any]] = {}
-    keys = [("real", None)] + [(r, t) for t in truncations for r in routes]
-    for route, trunc in keys:
-        sel = [r for r in rows if r["route"] == route and r.get("truncation") == trunc]
-        key = route_key(route, trunc)
+    keys = [(None, None, "real"), *scored(routes, truncations, temperatures)]
+    for trunc, temp, route in keys:
+        sel = [r for r in rows if r["route"] == route and r.get("truncation") == trunc
+               and r.get("temperature") == temp]  # fmt: skip
+        key = route_key(route, trunc, temp)
         out[key] = {"n_seeds": len(sel)}
         for m in METRICS:
             v = np.array([r[m] for r in sel if m in r], dtype=float)
@@ -451,7 +503,7 @@ def summarise(
 
 def _row_line(r: dict[str, Any]) -> str:
     vals = " ".join(f"{m}={r[m]:.3f}" for m in METRICS if m in r)
-    return f"[seed {r['seed']}] {route_key(r['route'], r.get('truncation'))}: {vals}"
+    return f"[seed {r['seed']}] {route_key(r['route'], r.get('truncation'), r.get('temperature'))}: {vals}"
 
 
 def table(result: dict[str, Any]) -> str:
@@ -491,7 +543,8 @@ def encoder_table(result: dict[str, Any]) -> str:
 
 #: What runs must share to be merged into one table: same data, budget, routes and levels.
 MERGE_KEYS = ("data", "preset", "n_samples", "gan_steps", "gan_batch", "gan_arch",
-              "encoder_epochs", "sigma", "dim", "flow_steps", "flow", "truncations")  # fmt: skip
+              "encoder_epochs", "sigma", "dim", "flow_steps", "flow", "truncations",
+              "temperatures")  # fmt: skip
 
 
 def merge(results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -522,9 +575,10 @@ def merge(results: list[dict[str, Any]]) -> dict[str, Any]:
         row for r in results for row in r["rows"] if row["seed"] is not None
     ]
     truncs = first.get("truncations", [None])
+    temps = first.get("temperatures", [None])
     return {**first, "seeds": ",".join(str(s) for s in seeds), "rows": rows,
             "per_seed": [p for r in results for p in r["per_seed"]],
-            "summary": summarise(rows, routes, truncs),
+            "summary": summarise(rows, routes, truncs, temps),
             "cpu_seconds": sum(r["cpu_seconds"] for r in results),
             "command": " ; ".join(r["command"] for r in results)}  # fmt: skip
 
@@ -556,6 +610,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="comma-separated truncation levels of G's noise to score every route at "
         "(BigGAN's truncation trick; 'none' is N(0, I)), e.g. none,1,0.5 (default none)",
     )
+    p.add_argument(
+        "--temperatures",
+        default="none",
+        help="comma-separated code temperatures T to also score the routes that draw codes at "
+        "(their N(0, I) draws scaled by T, Glow's temperature; 'none' is T = 1, every route), "
+        "e.g. none,0.9 (default none)",
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", help="write the result as JSON here")
     p.add_argument("--merge", nargs="+", metavar="JSON",
@@ -570,6 +631,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parse_truncations(args.truncations)
     except ValueError as exc:
         p.error(f"--truncations: {exc}")
+    try:
+        parse_temperatures(args.temperatures)
+    except ValueError as exc:
+        p.error(f"--temperatures: {exc}")
     try:
         flow_config(args)
     except (ConfigError, DataError, OSError) as exc:

@@ -180,6 +180,12 @@ def train_gan_cmd(encoder_run: str | None, out: str | None, resume_dir: str | No
     help="With --unconditional: draw codes from this flow-defined prior (dimgen.flows).",
 )
 @click.option(
+    "--temperature", type=float, default=None,
+    help="With --unconditional: draw codes from T * N(0, I), or push T * N(0, I) through the "
+    "--prior code model (Glow's temperature: T < 1 trades diversity for typical codes) "
+    "[default: 1].",
+)  # fmt: skip
+@click.option(
     "-n", "--num-samples", "n", type=int, help="Number of samples [default: 64; with --codes: all]."
 )
 @seed_option()
@@ -192,9 +198,10 @@ def train_gan_cmd(encoder_run: str | None, out: str | None, resume_dir: str | No
 @truncation_option()
 @quiet_option()
 def sample_cmd(run: str, unconditional: bool, from_images: str | None, codes_path: str | None,
-               prior_path: str | None, n: int | None, seed: int | None, out: str, nrow: int,
-               data_root: str | None, no_ema: bool, guidance: float | None,
-               guidance_old: float | None, truncation: float | None, quiet: bool) -> None:  # fmt: skip
+               prior_path: str | None, temperature: float | None, n: int | None,
+               seed: int | None, out: str, nrow: int, data_root: str | None, no_ema: bool,
+               guidance: float | None, guidance_old: float | None, truncation: float | None,
+               quiet: bool) -> None:  # fmt: skip
     """Generate images with a trained generator RUN (GAN or diffusion): from the prior, from
     real images, or given codes.
 
@@ -208,6 +215,10 @@ def sample_cmd(run: str, unconditional: bool, from_images: str | None, codes_pat
         raise ConfigError("give exactly one of --unconditional, --from-images SOURCE, --codes NPZ")
     if prior_path is not None and not unconditional:
         raise ConfigError("--prior only applies with --unconditional")
+    if temperature is not None and not unconditional:
+        raise ConfigError("--temperature only applies with --unconditional")
+    if temperature is not None and not (0 < temperature < float("inf")):
+        raise ConfigError(f"--temperature must be a finite number > 0, got {temperature}")
     if n is not None and n < 1:
         raise DataError(f"-n must be >= 1, got {n}")
     if nrow < 1:
@@ -226,7 +237,7 @@ def sample_cmd(run: str, unconditional: bool, from_images: str | None, codes_pat
     with status("sample", f"loading {run}, sampling and writing {out}", not quiet):
         s = sample(run, unconditional=unconditional, from_images=from_images, codes=codes_path,
                    prior=prior_path, n=n, seed=seed, data_root=data_root, ema=not no_ema,
-                   guidance_scale=guidance, truncation=truncation,
+                   guidance_scale=guidance, truncation=truncation, temperature=temperature,
                    progress=not quiet)  # fmt: skip
         png, npz = write_samples(
             out, s.images, s.codes, real=s.real, labels=s.labels, seed=seed, nrow=nrow

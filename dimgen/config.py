@@ -416,6 +416,23 @@ def check_count(n: Any, name: str = "n") -> int:
     return int(n)
 
 
+def check_temperature(temperature: Any) -> float:
+    """A code temperature T as a float: prior draws are T * N(0, I) (the temperature of Glow,
+    Kingma & Dhariwal 2018, section 4: T < 1 trades diversity for typical codes).
+
+    Raises:
+        ConfigError: not a finite number > 0.
+    """
+    import numbers
+
+    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
+        raise ConfigError(f"the temperature must be a number > 0, got {temperature!r}")
+    t = float(temperature)
+    if not (math.isfinite(t) and t > 0):
+        raise ConfigError(f"the temperature must be a finite number > 0, got {temperature}")
+    return t
+
+
 def check_seed(seed: Any, name: str = "seed") -> int | None:
     """An API seed argument: ``None`` or an integer in [0, 2^64 - 1].
 

@@ -131,12 +131,15 @@ class DiffusionModel(SpecGenerator):
             ]
         return ((torch.cat(out) + 1) / 2).clamp(0, 1)
 
-    def sample_unconditional(self, n: int, seed: int | None = None) -> tuple[Tensor, Tensor]:
-        """``n`` images from codes drawn from the encoder's prior; returns (images, codes)."""
+    def sample_unconditional(
+        self, n: int, seed: int | None = None, temperature: float = 1.0
+    ) -> tuple[Tensor, Tensor]:
+        """``n`` images from codes drawn from the encoder's prior (at ``temperature``, see
+        :meth:`Tokenizer.sample_prior`); returns (images, codes)."""
         if n < 1:
             raise DataError(f"n must be >= 1, got {n}")
         s_codes, s_noise = child_seeds(seed, 2)
-        codes = self.tokenizer.sample_prior(n, seed=s_codes)
+        codes = self.tokenizer.sample_prior(n, seed=s_codes, temperature=temperature)
         return self.generate(codes, seed=s_noise), codes
 
     def sample_conditional(self, x: Any, seed: int | None = None) -> tuple[Tensor, Tensor]:

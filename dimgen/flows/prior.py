@@ -18,7 +18,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..errors import DataError, RunFolderError
+from ..config import check_temperature
+from ..errors import ConfigError, DataError, RunFolderError
 from ..io import inside, load_model_weights, read_run
 from .targets import Target, make_target, source_law
 from .transforms import Bijection, Composite, Identity, as_codes, prior_map
@@ -89,20 +90,38 @@ class Prior:
             raise DataError("new-prior codes map outside the encoder prior's range (non-finite)")
         return x.to(dtype)
 
-    def sample(self, n: int, seed: int | None = None, from_model: bool = False) -> Tensor:
+    def sample(
+        self, n: int, seed: int | None = None, from_model: bool = False, temperature: float = 1.0
+    ) -> Tensor:
         """(n, d) float64 codes drawn from the new prior.
 
         Draws from the target law itself when it is known as a distribution (so ``to_source``
         shows how well the map fits), otherwise (``from_model``, sample-defined targets, an
-        encoder's own prior) from T#prior: prior draws pushed through T.
+        encoder's own prior) from T#prior: prior draws pushed through T. ``temperature`` t
+        pushes t * N(0, I) instead (Glow's temperature, Kingma & Dhariwal 2018, section 4): for
+        T#prior draws from a Gaussian source only.
+
+        Raises:
+            DataError: n < 1. ConfigError: ``temperature`` not a finite number > 0, or not 1
+                where the draws are the target law's or the source prior is uniform.
         """
         if n < 1:
             raise DataError(f"n must be >= 1, got {n}")
-        if self.target is not None and self.target.has_density and not from_model:
+        t = check_temperature(temperature)
+        direct = self.target is not None and self.target.has_density and not from_model
+        if t != 1.0 and (direct or self.source_prior != "gaussian"):
+            raise ConfigError(
+                "a temperature scales the Gaussian draws pushed through a code model "
+                f"(dimgen flow --to-codes on Gaussian codes); this prior is {self.target_spec} "
+                f"from {self.source_prior} codes"
+            )
+        if direct:
+            assert self.target is not None
             return torch.from_numpy(self.target.sample(n, seed))
         g = torch.Generator().manual_seed(seed) if seed is not None else None
         if self.source_prior == "gaussian":  # same draws as Tokenizer.sample_prior
             x = torch.randn(n, self.dim, generator=g)
+            x = x if t == 1.0 else t * x
         else:
             x = torch.rand(n, self.dim, generator=g)
         return self.forward(x)

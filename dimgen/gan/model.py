@@ -123,11 +123,14 @@ class GAN(SpecGenerator):
         ]
         return torch.cat(out)
 
-    def sample_unconditional(self, n: int, seed: int | None = None) -> tuple[Tensor, Tensor]:
-        """``n`` images from codes drawn from the encoder's prior; returns (images, codes)."""
+    def sample_unconditional(
+        self, n: int, seed: int | None = None, temperature: float = 1.0
+    ) -> tuple[Tensor, Tensor]:
+        """``n`` images from codes drawn from the encoder's prior (at ``temperature``, see
+        :meth:`Tokenizer.sample_prior`); returns (images, codes)."""
         n, seed = check_count(n), check_seed(seed)
         s_codes, s_noise = child_seeds(seed, 2)
-        codes = self.tokenizer.sample_prior(n, seed=s_codes)
+        codes = self.tokenizer.sample_prior(n, seed=s_codes, temperature=temperature)
         return self.generate(codes, seed=s_noise), codes
 
     def sample_conditional(self, x: Any, seed: int | None = None) -> tuple[Tensor, Tensor]:

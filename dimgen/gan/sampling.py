@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..config import check_temperature
 from ..data.sources import load_data, parse_source
 from ..data.stream import StreamedImages, is_streamed, load_stream, take
 from ..errors import ConfigError, DataError
@@ -27,6 +28,7 @@ def prior_codes_from_flow(
     dim: int,
     prior_name: str | None = None,
     encoder_sha256: str | None = None,
+    temperature: float = 1.0,
 ) -> Tensor:
     """``n`` codes (n, d) from a flow run (``dimgen.flows.load_prior``), in the encoder's space:
     target draws mapped back by T^-1 for a new prior (``dimgen flow --to``), or T(z), z ~ the
@@ -34,11 +36,13 @@ def prior_codes_from_flow(
     to [0, 1]^d for uniform codes, whose support the flow's tails can leave).
 
     ``encoder_sha256``: the generator's encoder weights digest; a code model fitted to another
-    encoder's codes is refused.
+    encoder's codes is refused. ``temperature`` t: a code model pushes t * N(0, I) draws
+    (:meth:`dimgen.flows.Prior.sample`).
 
     Raises:
-        DataError: n < 1, or codes of the wrong shape. ConfigError: a flow of another prior, or
-        a code model of another encoder.
+        DataError: n < 1, or codes of the wrong shape. ConfigError: a flow of another prior, a
+        code model of another encoder, or a temperature other than 1 for a new prior (``--to``)
+        or a uniform encoder.
     """
     if n < 1:
         raise DataError(f"n must be >= 1, got {n}")
@@ -62,11 +66,13 @@ def prior_codes_from_flow(
                 f"the code model {path} was fitted to the codes of another encoder than this "
                 "generator's; fit one to its own encoder run (dimgen flow ENCODER_RUN --to-codes)"
             )
-        drawn = torch.as_tensor(prior.sample(n, seed=seed, from_model=True))
+        drawn = torch.as_tensor(
+            prior.sample(n, seed=seed, from_model=True, temperature=temperature)
+        )
         if source == "uniform":  # a flow's tails can leave [0, 1]^d, where the codes live
             drawn = drawn.clamp(0.0, 1.0)
     else:  # a new prior: its draws mapped back to the encoder's space
-        drawn = prior.to_source(prior.sample(n, seed=seed))
+        drawn = prior.to_source(prior.sample(n, seed=seed, temperature=temperature))
     codes = torch.as_tensor(drawn).detach().float().cpu()
     if codes.ndim != 2 or codes.shape[1] != dim:
         raise DataError(
@@ -128,12 +134,15 @@ def sample(
     ema: bool = True,
     guidance_scale: float | None = None,
     truncation: float | None = None,
+    temperature: float | None = None,
     progress: bool = True,
 ) -> Samples:
     """The library side of ``dimgen sample`` on any generator run (GAN or diffusion): exactly
     one of the three modes. ``guidance_scale`` overrides a diffusion run's own (GAN: an error);
     ``truncation`` t draws a GAN's noise from N(0, I) truncated to [-t, t] (BigGAN's truncation
-    trick; diffusion: an error), codes untouched.
+    trick; diffusion: an error), codes untouched. ``temperature`` T (unconditional only) draws
+    the codes from T * N(0, I), or pushes T * N(0, I) through a code model at ``prior`` (Glow's
+    temperature, Kingma & Dhariwal 2018, section 4); None is T = 1.
     ``progress`` (default True, as the CLI): a bar over a diffusion run's denoising steps on
     stderr; ``progress=False``: silent.
 
@@ -149,6 +158,9 @@ def sample(
         raise ConfigError("give exactly one of unconditional, from_images, codes")
     if prior is not None and not unconditional:
         raise ConfigError("a flow prior only applies to unconditional sampling")
+    if temperature is not None and not unconditional:
+        raise ConfigError("a temperature only applies to unconditional sampling (codes drawn)")
+    temp = 1.0 if temperature is None else check_temperature(temperature)
     if n is not None and n < 1:
         raise DataError(f"n must be >= 1, got {n}")
     if isinstance(run, (str, Path)):
@@ -163,7 +175,7 @@ def sample(
     kept = getattr(gan, "truncation", None)
     set_truncation(gan, truncation)
     try:  # a GAN given as an object gets its own truncation back
-        return _draw(gan, unconditional, from_images, codes, prior, n, seed, data_root)
+        return _draw(gan, unconditional, from_images, codes, prior, n, seed, data_root, temp)
     finally:
         if truncation is not None:
             gan.truncation = kept
@@ -178,18 +190,19 @@ def _draw(
     n: int | None,
     seed: int,
     data_root: str | None,
+    temperature: float = 1.0,
 ) -> Samples:
     """The samples of :func:`sample`'s one mode, its arguments already checked."""
     if unconditional:
         count = 64 if n is None else n
         if prior is None:
-            images, c = gan.sample_unconditional(count, seed=seed)
+            images, c = gan.sample_unconditional(count, seed=seed, temperature=temperature)
         else:
             digest = ((getattr(gan, "record", None) or {}).get("artefacts") or {}).get(
                 "encoder.safetensors"
             )
             c = prior_codes_from_flow(prior, count, seed, gan.code_dim, gan.tokenizer.prior_name,
-                                      digest)  # fmt: skip
+                                      digest, temperature)  # fmt: skip
             images = gan.generate(c, seed=seed)
         return Samples(images, c, "unconditional")
     if from_images is not None:

@@ -24,7 +24,7 @@ from torch import Tensor
 from torch.distributions import Distribution
 
 from ..arrays import as_array
-from ..config import check_count, check_seed
+from ..config import check_count, check_seed, check_temperature
 from ..data.sources import unit_images
 from ..errors import ConfigError, DataError, DimgenError, RunFolderError
 from ..io import load_model_weights, read_run
@@ -294,17 +294,27 @@ class Tokenizer(_HubMixin, library_name="dimgen", tags=list(CARD_TAGS)):
         ]
         return torch.cat(out) if out else torch.zeros(0, self.dim)
 
-    def sample_prior(self, n: int, seed: int | None = None) -> Tensor:
+    def sample_prior(self, n: int, seed: int | None = None, temperature: float = 1.0) -> Tensor:
         """``n`` codes drawn from the prior, (n, d): the input for unconditional generation.
+
+        ``temperature`` T (Gaussian prior only): draws from N(0, T^2 I), the same draws scaled
+        (Glow's temperature; T < 1 keeps codes nearer the mode, trading diversity for typical
+        samples).
 
         Raises:
             DataError: ``n`` is not an integer >= 1.
-            ConfigError: ``seed`` is not None or an integer in [0, 2^64 - 1].
+            ConfigError: ``seed`` is not None or an integer in [0, 2^64 - 1]; ``temperature``
+                not a finite number > 0, or not 1 for a uniform prior.
         """
-        n, seed = check_count(n), check_seed(seed)
+        n, seed, t = check_count(n), check_seed(seed), check_temperature(temperature)
         g = torch.Generator().manual_seed(seed) if seed is not None else None
         if self.prior_name == "gaussian":
-            return torch.randn(n, self.dim, generator=g)
+            z = torch.randn(n, self.dim, generator=g)
+            return z if t == 1.0 else t * z
+        if t != 1.0:
+            raise ConfigError(
+                f"a temperature scales Gaussian codes; this encoder's prior is {self.prior_name}"
+            )
         return torch.rand(n, self.dim, generator=g)
 
     # -- discrete tokens (uniform prior) ---------------------------------------------------------

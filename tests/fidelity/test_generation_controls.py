@@ -178,7 +178,7 @@ def test_no_encoder_route_has_zero_codes_and_a_wider_latent(controls) -> None:
     images, codes = ctl.samplers["no-encoder"](_x_test(64), 0)
     assert torch.count_nonzero(codes) == 0
     assert float(images.std(0).mean()) > 1e-3  # the noise alone varies the samples
-    g = ctl.samplers["no-encoder"].__defaults__[0]
+    g = ctl.gans["no-encoder"]
     assert g.noise_dim == GANConfig().noise_dim + 2
 
 
@@ -267,6 +267,57 @@ def test_every_route_has_its_gan_for_truncation(controls) -> None:
     assert torch.equal(a, ctl.samplers["no-encoder"](x, 3)[0])
 
 
+def test_code_temperature_scales_the_draws_of_the_routes_that_draw_codes(controls) -> None:
+    """At temperature T the code-drawing routes scale their standard-normal draws by T (the same
+    draws: paired with T = 1); the routes that draw no codes have none to scale."""
+    ctl, _, _ = controls
+    x = _x_test(4000)
+    for route in ("prior", "noisy-codes"):
+        torch.testing.assert_close(
+            ctl.samplers[route](x, 0, 0.5)[1], 0.5 * ctl.samplers[route](x, 0)[1]
+        )
+    mean = torch.from_numpy(ctl.fitted_moments[0]).float()
+    warm, cold = (
+        ctl.samplers["fitted-gaussian"](x, 0)[1],
+        ctl.samplers["fitted-gaussian"](x, 0, 0.5)[1],
+    )
+    torch.testing.assert_close(cold - mean, 0.5 * (warm - mean), atol=1e-5, rtol=1e-5)
+    for route in ("fitted-flow", "rcg-flow"):  # T through a flow: a narrower cloud, other codes
+        warm, cold = ctl.samplers[route](x, 0)[1], ctl.samplers[route](x, 0, 0.5)[1]
+        assert float(cold.var(0).sum() / warm.var(0).sum()) < 0.6, route
+    for route in ("conditional", "no-encoder", "rcg-conditional"):
+        assert route not in gc.DRAWS_CODES
+        assert torch.equal(ctl.samplers[route](x[:8], 0, 0.5)[0], ctl.samplers[route](x[:8], 0)[0])
+    assert set(gc.DRAWS_CODES) < set(gc.ROUTES)
+
+
+def test_temperatures_score_only_the_code_drawing_routes_and_are_keyed_apart() -> None:
+    routes = ("conditional", "prior", "no-encoder", "fitted-flow")
+    assert gc.scored(routes, [None], [None, 0.9]) == [
+        (None, None, "conditional"), (None, None, "prior"), (None, None, "no-encoder"),
+        (None, None, "fitted-flow"), (None, 0.9, "prior"), (None, 0.9, "fitted-flow")]  # fmt: skip
+    rows = [{"route": r, "seed": s, "truncation": None, "temperature": t, "fid": v + s}
+            for s in (0, 1) for t, r, v in ((None, "conditional", 1.0), (None, "prior", 3.0),
+                                           (0.9, "prior", 2.0))]  # fmt: skip
+    rows.append(
+        {"route": "real", "seed": None, "truncation": None, "temperature": None, "fid": 0.5}
+    )
+    s = gc.summarise(rows, ("conditional", "prior"), [None], [None, 0.9])
+    assert list(s) == ["real", "conditional", "prior", "prior@T0.9"]
+    assert s["prior@T0.9"]["fid"] == pytest.approx([2.5, math.sqrt(0.5)])
+    assert s["prior"]["fid"] == pytest.approx([3.5, math.sqrt(0.5)])
+    assert gc.route_key("prior", 0.5, 0.9) == "prior@t0.5@T0.9"
+    assert gc.parse_temperatures("none, 0.9,0.8") == [None, 0.9, 0.8]
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "nan", "inf", "x", "0.9,0.9", ""])
+def test_cli_refuses_bad_temperatures(text: str, capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        gc.parse_args(["--temperatures", text])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "error: --temperatures: " in err.strip().splitlines()[-1]
+
+
 def _split_by_seed(result: dict) -> list[dict]:
     """One result per seed, as separate runs (``--seeds S``) would have written them."""
     out = []
@@ -292,6 +343,8 @@ def test_merging_runs_per_seed_gives_the_whole_runs_table() -> None:
         gc.merge([parts[0], parts[0]])
     with pytest.raises(ValueError, match="runs differ in gan_steps"):
         gc.merge([parts[0], {**parts[1], "gan_steps": 1}])
+    with pytest.raises(ValueError, match="runs differ in temperatures"):
+        gc.merge([parts[0], {**parts[1], "temperatures": [None, 0.9]}])
     with pytest.raises(ValueError, match="runs differ in flow"):
         gc.merge([parts[0], {**parts[1], "flow": {"hidden": 128}}])
     fewer = {**parts[1], "rows": [r for r in parts[1]["rows"] if r["route"] != "rcg-flow"]}

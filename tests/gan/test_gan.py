@@ -24,6 +24,7 @@ from dimgen.gan import (
     train_gan,
     write_samples,
 )
+from dimgen.gan.model import child_seeds
 from dimgen.gan.nets import build_discriminator, build_generator, resolve_arch
 from dimgen.infomax.tokenizer import Tokenizer
 from dimgen.io import load_weights
@@ -243,7 +244,7 @@ def test_flow_prior(digits_gan_run: Path, monkeypatch: pytest.MonkeyPatch) -> No
     class FakePrior:
         source_prior = "gaussian"
 
-        def sample(self, n: int, seed: int | None = None) -> torch.Tensor:
+        def sample(self, n: int, seed: int | None = None, temperature: float = 1.0) -> torch.Tensor:
             calls["sample"] = (n, seed)
             return torch.randn(n, 2, generator=torch.Generator().manual_seed(seed))
 
@@ -324,6 +325,47 @@ def test_code_model_flow_drives_the_gan(
     assert (arch["kind"], arch["layers"], arch["hidden"]) == ("rqs", 5, 128)
     with pytest.raises(ConfigError, match="fitted to the codes of another encoder"):
         sample(digits_gan_run, unconditional=True, prior=tmp_path / "other-cm", n=4, seed=0)
+    # Glow's temperature: the same N(0, I) draws, scaled by T, pushed through the code model
+    cold = sample(digits_gan_run, unconditional=True, prior=flow, n=50, seed=7, temperature=0.5)
+    torch.testing.assert_close(cold.codes, p.forward(0.5 * z).float())
+    assert not torch.allclose(cold.codes, s.codes, atol=1e-3)
+    out = tmp_path / "cold.png"
+    res = CliRunner().invoke(cli, ["sample", str(digits_gan_run), "--unconditional", "--prior",
+                                   str(flow), "--temperature", "0.5", "-n", "50", "--seed", "7",
+                                   "--out", str(out)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    with np.load(out.with_suffix(".npz")) as f:
+        np.testing.assert_array_equal(f["codes"], cold.codes.numpy())
+
+
+def test_temperature_scales_the_prior_draws(digits_gan_run: Path, digits_run: Path,
+                                            digits_uniform_run: Path, tmp_path: Path) -> None:  # fmt: skip
+    """T * N(0, I) codes: the same draws as T = 1, scaled; the GAN's noise unchanged; refused
+    where there is no Gaussian draw to scale (uniform codes, a new prior's own law)."""
+    gan = GAN.from_pretrained(digits_gan_run)
+    warm_images, warm = gan.sample_unconditional(64, seed=3)
+    cold_images, cold = gan.sample_unconditional(64, seed=3, temperature=0.25)
+    torch.testing.assert_close(cold, 0.25 * warm)
+    torch.testing.assert_close(gan.generate(cold, seed=child_seeds(3, 2)[1]), cold_images)
+    assert not torch.allclose(cold_images, warm_images)
+    s = sample(gan, unconditional=True, n=64, seed=3, temperature=0.25)
+    torch.testing.assert_close(s.codes, cold)
+    for bad in (0.0, -1.0, float("nan"), float("inf"), True, "0.5"):
+        with pytest.raises(ConfigError, match="temperature must be"):
+            gan.sample_unconditional(4, seed=0, temperature=bad)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="only applies to unconditional"):
+        sample(gan, from_images="digits", n=4, temperature=0.5)
+    with pytest.raises(ConfigError, match="scales Gaussian codes; this encoder's prior is uniform"):
+        Tokenizer.from_pretrained(digits_uniform_run).sample_prior(4, seed=0, temperature=0.5)
+    flows = pytest.importorskip("dimgen.flows")
+    from click.testing import CliRunner
+    from dimgen.cli import cli
+
+    flow = tmp_path / "flow-u"
+    res = CliRunner().invoke(cli, ["flow", str(digits_run), "--to", "uniform", "--out", str(flow)])
+    assert res.exit_code == 0, res.output
+    with pytest.raises(ConfigError, match="this prior is uniform from gaussian codes"):
+        flows.load_prior(flow).sample(4, seed=0, temperature=0.5)
 
 
 def test_evaluate_gan_without_labels_or_classifier(digits_gan_run: Path) -> None:
