@@ -437,26 +437,31 @@ def parse_truncations(text: str) -> list[float | None]:
             t = None if tok == "none" else check_truncation(float(tok))
         except ValueError:
             raise ValueError(f"a truncation is a number > 0 or none, got {tok!r}") from None
-        if t in out:
-            raise ValueError(f"truncation {tok} is given twice")
+        if route_key("", t) in {route_key("", o) for o in out}:  # the summary keys must differ
+            raise ValueError(f"truncation {tok} is given twice (to 6 digits)")
         out.append(t)
     return out
 
 
 def parse_temperatures(text: str) -> list[float | None]:
-    """``none,0.9`` -> [None, 0.9]: the code temperatures to score the code-drawing routes at
-    (:data:`DRAWS_CODES`; ``none`` is T = 1, every route)."""
+    """``0.9,0.8`` -> [None, 0.9, 0.8]: the code temperatures to also score the code-drawing
+    routes at (:data:`DRAWS_CODES`), after ``None`` (T = 1, every route), which is always
+    scored; ``none`` may be named, 1 (the same as none) may not."""
     from dimgen.config import check_temperature
 
-    out: list[float | None] = []
+    out: list[float | None] = [None]
     for tok in text.split(","):
         tok = tok.strip().lower()
+        if tok == "none":
+            continue
         try:
-            t = None if tok == "none" else check_temperature(float(tok))
+            t = check_temperature(float(tok))
         except (ValueError, ConfigError):
-            raise ValueError(f"a temperature is a number > 0 or none, got {tok!r}") from None
-        if t in out:
-            raise ValueError(f"temperature {tok} is given twice")
+            raise ValueError(f"a temperature is a number in (0, 10] or none, got {tok!r}") from None
+        if t == 1.0:
+            raise ValueError("temperature 1 is the baseline, scored as none")
+        if route_key("", None, t) in {route_key("", None, o) for o in out}:
+            raise ValueError(f"temperature {tok} is given twice (to 6 digits)")
         out.append(t)
     return out
 
@@ -614,8 +619,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--temperatures",
         default="none",
         help="comma-separated code temperatures T to also score the routes that draw codes at "
-        "(their N(0, I) draws scaled by T, Glow's temperature; 'none' is T = 1, every route), "
-        "e.g. none,0.9 (default none)",
+        "(their N(0, I) draws scaled by T, Glow's temperature), besides T = 1 (none, always "
+        "scored, every route), e.g. 0.9,0.8 (default none)",
     )
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", help="write the result as JSON here")

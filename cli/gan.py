@@ -181,9 +181,9 @@ def train_gan_cmd(encoder_run: str | None, out: str | None, resume_dir: str | No
 )
 @click.option(
     "--temperature", type=float, default=None,
-    help="With --unconditional: draw codes from T * N(0, I), or push T * N(0, I) through the "
-    "--prior code model (Glow's temperature: T < 1 trades diversity for typical codes) "
-    "[default: 1].",
+    help="With --unconditional, Gaussian codes: draw codes from T * N(0, I), or push T * N(0, I) "
+    "through the --prior code model (dimgen flow --to-codes; Glow's temperature: T < 1 trades "
+    "diversity for typical codes), T in (0, 10] [default: 1].",
 )  # fmt: skip
 @click.option(
     "-n", "--num-samples", "n", type=int, help="Number of samples [default: 64; with --codes: all]."
@@ -207,6 +207,7 @@ def sample_cmd(run: str, unconditional: bool, from_images: str | None, codes_pat
 
     --out is the PNG grid to write; an .npz with the images and codes is written beside it.
     """
+    from dimgen.config import MAX_TEMPERATURE
     from dimgen.errors import ConfigError, DataError
 
     guidance = _guidance(guidance, guidance_old)
@@ -217,8 +218,8 @@ def sample_cmd(run: str, unconditional: bool, from_images: str | None, codes_pat
         raise ConfigError("--prior only applies with --unconditional")
     if temperature is not None and not unconditional:
         raise ConfigError("--temperature only applies with --unconditional")
-    if temperature is not None and not (0 < temperature < float("inf")):
-        raise ConfigError(f"--temperature must be a finite number > 0, got {temperature}")
+    if temperature is not None and not (0 < temperature <= MAX_TEMPERATURE):
+        raise ConfigError(f"--temperature must be a number in (0, 10], got {temperature}")
     if n is not None and n < 1:
         raise DataError(f"-n must be >= 1, got {n}")
     if nrow < 1:

@@ -416,20 +416,30 @@ def check_count(n: Any, name: str = "n") -> int:
     return int(n)
 
 
+#: The largest code temperature: draws from 10 * N(0, I) already reach far past any trained
+#: code (dimgen codes are about N(0, 1)); beyond it a typo (1e38) would overflow the generator.
+MAX_TEMPERATURE = 10.0
+
+
 def check_temperature(temperature: Any) -> float:
-    """A code temperature T as a float: prior draws are T * N(0, I) (the temperature of Glow,
-    Kingma & Dhariwal 2018, section 4: T < 1 trades diversity for typical codes).
+    """A code temperature T as a float (None: 1): prior draws are T * N(0, I) (the temperature
+    of Glow, Kingma & Dhariwal 2018, section 4: T < 1 trades diversity for typical codes).
 
     Raises:
-        ConfigError: not a finite number > 0.
+        ConfigError: not a number in (0, :data:`MAX_TEMPERATURE`].
     """
     import numbers
 
+    if temperature is None:
+        return 1.0
     if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
-        raise ConfigError(f"the temperature must be a number > 0, got {temperature!r}")
-    t = float(temperature)
-    if not (math.isfinite(t) and t > 0):
-        raise ConfigError(f"the temperature must be a finite number > 0, got {temperature}")
+        raise ConfigError(f"the temperature must be a number in (0, 10], got {temperature!r}")
+    try:
+        t = float(temperature)
+    except OverflowError:
+        t = math.inf
+    if not (0 < t <= MAX_TEMPERATURE):
+        raise ConfigError(f"the temperature must be a number in (0, 10], got {temperature}")
     return t
 
 

@@ -110,10 +110,11 @@ class Prior:
         t = check_temperature(temperature)
         direct = self.target is not None and self.target.has_density and not from_model
         if t != 1.0 and (direct or self.source_prior != "gaussian"):
+            why = (f"its draws come from its target law ({self.target_spec}) itself" if direct
+                   else f"it maps {self.source_prior} codes")  # fmt: skip
             raise ConfigError(
-                "a temperature scales the Gaussian draws pushed through a code model "
-                f"(dimgen flow --to-codes on Gaussian codes); this prior is {self.target_spec} "
-                f"from {self.source_prior} codes"
+                "a temperature scales Gaussian draws pushed through a flow; no Gaussian draw to "
+                f"scale here: {why}"
             )
         if direct:
             assert self.target is not None

@@ -41,8 +41,8 @@ def prior_codes_from_flow(
 
     Raises:
         DataError: n < 1, or codes of the wrong shape. ConfigError: a flow of another prior, a
-        code model of another encoder, or a temperature other than 1 for a new prior (``--to``)
-        or a uniform encoder.
+        code model of another encoder, or a temperature other than 1 for a new prior (``--to``,
+        ``--to-samples``) or a uniform encoder.
     """
     if n < 1:
         raise DataError(f"n must be >= 1, got {n}")
@@ -72,7 +72,12 @@ def prior_codes_from_flow(
         if source == "uniform":  # a flow's tails can leave [0, 1]^d, where the codes live
             drawn = drawn.clamp(0.0, 1.0)
     else:  # a new prior: its draws mapped back to the encoder's space
-        drawn = prior.to_source(prior.sample(n, seed=seed, temperature=temperature))
+        if check_temperature(temperature) != 1.0:  # T^-1(T(t z)) = t z: the new law unused
+            raise ConfigError(
+                f"{path} is a new prior (dimgen flow --to); a temperature applies to the "
+                "encoder's own prior or to a code model (dimgen flow --to-codes)"
+            )
+        drawn = prior.to_source(prior.sample(n, seed=seed))
     codes = torch.as_tensor(drawn).detach().float().cpu()
     if codes.ndim != 2 or codes.shape[1] != dim:
         raise DataError(

@@ -241,7 +241,7 @@ def test_truncation_levels_are_summarised_apart() -> None:
     assert list(s) == ["real", "prior", "prior@t0.5"]
 
 
-@pytest.mark.parametrize("text", ["0", "-1", "nan", "inf", "x", "0.5,0.5", ""])
+@pytest.mark.parametrize("text", ["0", "-1", "nan", "inf", "x", "0.5,0.5", "0.5,0.5000001", ""])
 def test_cli_refuses_bad_truncations(text: str, capsys) -> None:
     with pytest.raises(SystemExit) as exc:
         gc.parse_args(["--truncations", text])
@@ -308,9 +308,13 @@ def test_temperatures_score_only_the_code_drawing_routes_and_are_keyed_apart() -
     assert s["prior"]["fid"] == pytest.approx([3.5, math.sqrt(0.5)])
     assert gc.route_key("prior", 0.5, 0.9) == "prior@t0.5@T0.9"
     assert gc.parse_temperatures("none, 0.9,0.8") == [None, 0.9, 0.8]
+    assert gc.parse_temperatures("0.9") == [None, 0.9]  # T = 1 is always scored: the baseline
+    assert gc.parse_temperatures("none") == [None]
 
 
-@pytest.mark.parametrize("text", ["0", "-1", "nan", "inf", "x", "0.9,0.9", ""])
+@pytest.mark.parametrize(
+    "text", ["0", "-1", "nan", "inf", "11", "x", "0.9,0.9", "0.9,0.9000001", "1", ""]
+)
 def test_cli_refuses_bad_temperatures(text: str, capsys) -> None:
     with pytest.raises(SystemExit) as exc:
         gc.parse_args(["--temperatures", text])

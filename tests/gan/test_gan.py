@@ -350,9 +350,12 @@ def test_temperature_scales_the_prior_draws(digits_gan_run: Path, digits_run: Pa
     assert not torch.allclose(cold_images, warm_images)
     s = sample(gan, unconditional=True, n=64, seed=3, temperature=0.25)
     torch.testing.assert_close(s.codes, cold)
-    for bad in (0.0, -1.0, float("nan"), float("inf"), True, "0.5"):
-        with pytest.raises(ConfigError, match="temperature must be"):
+    for bad in (0.0, -1.0, float("nan"), float("inf"), 10.5, 1e308, 10**400, True, "0.5"):
+        with pytest.raises(ConfigError, match=r"temperature must be a number in \(0, 10\]"):
             gan.sample_unconditional(4, seed=0, temperature=bad)  # type: ignore[arg-type]
+        with pytest.raises(ConfigError, match=r"temperature must be a number in \(0, 10\]"):
+            gan.tokenizer.sample_prior(4, seed=0, temperature=bad)  # type: ignore[arg-type]
+    torch.testing.assert_close(gan.sample_unconditional(64, seed=3, temperature=None)[1], warm)
     with pytest.raises(ConfigError, match="only applies to unconditional"):
         sample(gan, from_images="digits", n=4, temperature=0.5)
     with pytest.raises(ConfigError, match="scales Gaussian codes; this encoder's prior is uniform"):
@@ -364,8 +367,10 @@ def test_temperature_scales_the_prior_draws(digits_gan_run: Path, digits_run: Pa
     flow = tmp_path / "flow-u"
     res = CliRunner().invoke(cli, ["flow", str(digits_run), "--to", "uniform", "--out", str(flow)])
     assert res.exit_code == 0, res.output
-    with pytest.raises(ConfigError, match="this prior is uniform from gaussian codes"):
+    with pytest.raises(ConfigError, match=r"its draws come from its target law \(uniform\)"):
         flows.load_prior(flow).sample(4, seed=0, temperature=0.5)
+    with pytest.raises(ConfigError, match=r"is a new prior .* applies to the encoder's own prior"):
+        sample(gan, unconditional=True, prior=flow, n=4, seed=0, temperature=0.5)
 
 
 def test_evaluate_gan_without_labels_or_classifier(digits_gan_run: Path) -> None:
