@@ -497,8 +497,8 @@ def test_the_readme_states_the_suites_size() -> None:
         if (m := re.search(r"([\d,]{3,}) tests", (repo / page).read_text()))
     }
     assert set(stated) == {"README.md", "docs/newcomer.md"}, stated
-    proc = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p",
-                           "no:cacheprovider", str(repo / "tests")], cwd=repo,
+    proc = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-n", "0",
+                           "-p", "no:cacheprovider", str(repo / "tests")], cwd=repo,
                           capture_output=True, text=True, timeout=300)  # fmt: skip
     m = re.search(r"(\d+) tests? collected", proc.stdout)
     assert m, proc.stdout[-500:]
