@@ -132,7 +132,7 @@ class DiffusionModel(SpecGenerator):
         return ((torch.cat(out) + 1) / 2).clamp(0, 1)
 
     def sample_unconditional(
-        self, n: int, seed: int | None = None, temperature: float = 1.0
+        self, n: int, seed: int | None = None, temperature: float | None = 1.0
     ) -> tuple[Tensor, Tensor]:
         """``n`` images from codes drawn from the encoder's prior (at ``temperature``, see
         :meth:`Tokenizer.sample_prior`); returns (images, codes)."""

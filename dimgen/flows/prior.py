@@ -91,7 +91,11 @@ class Prior:
         return x.to(dtype)
 
     def sample(
-        self, n: int, seed: int | None = None, from_model: bool = False, temperature: float = 1.0
+        self,
+        n: int,
+        seed: int | None = None,
+        from_model: bool = False,
+        temperature: float | None = 1.0,
     ) -> Tensor:
         """(n, d) float64 codes drawn from the new prior.
 
@@ -102,8 +106,8 @@ class Prior:
         T#prior draws from a Gaussian source only.
 
         Raises:
-            DataError: n < 1. ConfigError: ``temperature`` not a finite number > 0, or not 1
-                where the draws are the target law's or the source prior is uniform.
+            DataError: n < 1. ConfigError: ``temperature`` not a number in (0, 10] (None: 1),
+                or not 1 where the draws are the target law's or the source prior is uniform.
         """
         if n < 1:
             raise DataError(f"n must be >= 1, got {n}")

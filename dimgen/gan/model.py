@@ -124,7 +124,7 @@ class GAN(SpecGenerator):
         return torch.cat(out)
 
     def sample_unconditional(
-        self, n: int, seed: int | None = None, temperature: float = 1.0
+        self, n: int, seed: int | None = None, temperature: float | None = 1.0
     ) -> tuple[Tensor, Tensor]:
         """``n`` images from codes drawn from the encoder's prior (at ``temperature``, see
         :meth:`Tokenizer.sample_prior`); returns (images, codes)."""

@@ -28,7 +28,7 @@ def prior_codes_from_flow(
     dim: int,
     prior_name: str | None = None,
     encoder_sha256: str | None = None,
-    temperature: float = 1.0,
+    temperature: float | None = 1.0,
 ) -> Tensor:
     """``n`` codes (n, d) from a flow run (``dimgen.flows.load_prior``), in the encoder's space:
     target draws mapped back by T^-1 for a new prior (``dimgen flow --to``), or T(z), z ~ the
@@ -165,7 +165,7 @@ def sample(
         raise ConfigError("a flow prior only applies to unconditional sampling")
     if temperature is not None and not unconditional:
         raise ConfigError("a temperature only applies to unconditional sampling (codes drawn)")
-    temp = 1.0 if temperature is None else check_temperature(temperature)
+    temp = check_temperature(temperature)
     if n is not None and n < 1:
         raise DataError(f"n must be >= 1, got {n}")
     if isinstance(run, (str, Path)):

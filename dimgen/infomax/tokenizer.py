@@ -294,7 +294,9 @@ class Tokenizer(_HubMixin, library_name="dimgen", tags=list(CARD_TAGS)):
         ]
         return torch.cat(out) if out else torch.zeros(0, self.dim)
 
-    def sample_prior(self, n: int, seed: int | None = None, temperature: float = 1.0) -> Tensor:
+    def sample_prior(
+        self, n: int, seed: int | None = None, temperature: float | None = 1.0
+    ) -> Tensor:
         """``n`` codes drawn from the prior, (n, d): the input for unconditional generation.
 
         ``temperature`` T (Gaussian prior only): draws from N(0, T^2 I), the same draws scaled
@@ -304,7 +306,7 @@ class Tokenizer(_HubMixin, library_name="dimgen", tags=list(CARD_TAGS)):
         Raises:
             DataError: ``n`` is not an integer >= 1.
             ConfigError: ``seed`` is not None or an integer in [0, 2^64 - 1]; ``temperature``
-                not a finite number > 0, or not 1 for a uniform prior.
+                not a number in (0, 10] (None: 1), or not 1 for a uniform prior.
         """
         n, seed, t = check_count(n), check_seed(seed), check_temperature(temperature)
         g = torch.Generator().manual_seed(seed) if seed is not None else None
