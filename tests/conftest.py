@@ -21,6 +21,28 @@ torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]
 
 
+#: Workers when pytest-xdist is installed and no -n is given: one per core, at most 4 (each holds
+#: torch and the session fixtures); a test file's tests stay on one worker (module fixtures once).
+MAX_WORKERS = 4
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """Spread the suite over the cores with pytest-xdist, if installed and the user chose no -n.
+
+    Runs before xdist's own hook (later-registered tryfirst hooks are called first), so xdist
+    turns ``numprocesses`` into workers as if ``-n auto --maxprocesses 4 --dist loadfile`` had been
+    typed; without xdist (or with ``-n 0`` / ``-p no:xdist``) the suite runs in one process.
+    """
+    if not config.pluginmanager.hasplugin("xdist") or hasattr(config, "workerinput"):
+        return
+    if config.option.numprocesses is not None or config.option.dist != "no":
+        return  # the user's -n / --dist wins
+    config.option.numprocesses = "auto"
+    config.option.maxprocesses = config.option.maxprocesses or MAX_WORKERS
+    config.option.dist = "loadfile"
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     slow_ok = os.environ.get("DIMGEN_SLOW") == "1"
     has_gpu = torch.cuda.is_available()

@@ -507,3 +507,24 @@ def test_the_readme_states_the_suites_size() -> None:
         assert abs(n - collected) <= collected / 4, (
             f"{page} says {n} tests, pytest collects {collected}"
         )
+
+
+def test_the_suite_runs_without_pytest_xdist(tmp_path: Path) -> None:
+    """CI failed with exit 4 in 6 s when pyproject's addopts carried ``-n auto`` and the machine
+    had no pytest-xdist: the suite must run in one process without it (xdist is an extra)."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    test = "tests/test_config.py::test_digits_preset_is_the_default"
+    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test]
+    alone = subprocess.run([*args, "-p", "no:xdist"], cwd=repo, capture_output=True, text=True,
+                           timeout=300)  # fmt: skip
+    assert alone.returncode == 0, alone.stdout[-800:] + alone.stderr[-800:]
+    assert "1 passed" in alone.stdout and "bringing up nodes" not in alone.stdout
+    if importlib.util.find_spec("xdist") is None:
+        return
+    spread = subprocess.run(args, cwd=repo, capture_output=True, text=True, timeout=300)
+    assert spread.returncode == 0, spread.stdout[-800:] + spread.stderr[-800:]
+    assert "1 passed" in spread.stdout and "bringing up nodes" in spread.stdout  # conftest's -n
