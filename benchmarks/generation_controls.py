@@ -425,22 +425,35 @@ def flow_fields(cfg: FlowConfig) -> dict[str, Any]:
     return {k: v for k, v in to_dict(cfg).items() if k != "seed"}
 
 
+def _parse_levels(
+    text: str, what: str, domain: str, check: Callable[[float], float],
+    key: Callable[[float | None], str], out: list[float | None],
+) -> list[float | None]:  # fmt: skip
+    """Append the comma-separated levels of ``text`` (numbers passed through ``check``, or
+    ``none``) to ``out``; refuse a level outside ``domain`` and one whose summary key (``key``,
+    6 digits) is already there. ``none`` is skipped where ``out`` starts with it (always scored)."""
+    given = tuple(out)
+    for tok in text.split(","):
+        tok = tok.strip().lower()
+        if tok == "none" and None in given:
+            continue
+        try:
+            level = None if tok == "none" else check(float(tok))
+        except (ValueError, ConfigError, OverflowError):
+            raise ValueError(f"a {what} is {domain} or none, got {tok!r}") from None
+        if key(level) in {key(o) for o in out}:  # the summary keys must differ
+            raise ValueError(f"{what} {tok} is given twice (to 6 digits)")
+        out.append(level)
+    return out
+
+
 def parse_truncations(text: str) -> list[float | None]:
     """``none,1,0.5`` -> [None, 1.0, 0.5]: the truncation levels of G's noise to score (BigGAN's
     truncation trick, :attr:`dimgen.gan.GAN.truncation`; ``none`` is plain N(0, I))."""
     from dimgen.gan.model import check_truncation
 
-    out: list[float | None] = []
-    for tok in text.split(","):
-        tok = tok.strip().lower()
-        try:
-            t = None if tok == "none" else check_truncation(float(tok))
-        except ValueError:
-            raise ValueError(f"a truncation is a number > 0 or none, got {tok!r}") from None
-        if route_key("", t) in {route_key("", o) for o in out}:  # the summary keys must differ
-            raise ValueError(f"truncation {tok} is given twice (to 6 digits)")
-        out.append(t)
-    return out
+    return _parse_levels(text, "truncation", "a number > 0", check_truncation,
+                         lambda t: route_key("", t), [])  # fmt: skip
 
 
 def parse_temperatures(text: str) -> list[float | None]:
@@ -449,21 +462,11 @@ def parse_temperatures(text: str) -> list[float | None]:
     scored; ``none`` may be named, 1 (the same as none) may not."""
     from dimgen.config import check_temperature
 
-    out: list[float | None] = [None]
-    for tok in text.split(","):
-        tok = tok.strip().lower()
-        if tok == "none":
-            continue
-        try:
-            t = check_temperature(float(tok))
-        except (ValueError, ConfigError):
-            raise ValueError(f"a temperature is a number in (0, 10] or none, got {tok!r}") from None
-        if t == 1.0:
-            raise ValueError("temperature 1 is the baseline, scored as none")
-        if route_key("", None, t) in {route_key("", None, o) for o in out}:
-            raise ValueError(f"temperature {tok} is given twice (to 6 digits)")
-        out.append(t)
-    return out
+    levels = _parse_levels(text, "temperature", "a number in (0, 10]", check_temperature,
+                           lambda t: route_key("", None, t), [None])  # fmt: skip
+    if 1.0 in levels:
+        raise ValueError("temperature 1 is the baseline, scored as none")
+    return levels
 
 
 def scored(

@@ -207,7 +207,7 @@ def sample_cmd(run: str, unconditional: bool, from_images: str | None, codes_pat
 
     --out is the PNG grid to write; an .npz with the images and codes is written beside it.
     """
-    from dimgen.config import MAX_TEMPERATURE
+    from dimgen.config import check_temperature
     from dimgen.errors import ConfigError, DataError
 
     guidance = _guidance(guidance, guidance_old)
@@ -218,8 +218,7 @@ def sample_cmd(run: str, unconditional: bool, from_images: str | None, codes_pat
         raise ConfigError("--prior only applies with --unconditional")
     if temperature is not None and not unconditional:
         raise ConfigError("--temperature only applies with --unconditional")
-    if temperature is not None and not (0 < temperature <= MAX_TEMPERATURE):
-        raise ConfigError(f"--temperature must be a number in (0, 10], got {temperature}")
+    check_temperature(temperature, "--temperature")
     if n is not None and n < 1:
         raise DataError(f"-n must be >= 1, got {n}")
     if nrow < 1:

@@ -421,9 +421,10 @@ def check_count(n: Any, name: str = "n") -> int:
 MAX_TEMPERATURE = 10.0
 
 
-def check_temperature(temperature: Any) -> float:
+def check_temperature(temperature: Any, name: str = "the temperature") -> float:
     """A code temperature T as a float (None: 1): prior draws are T * N(0, I) (the temperature
-    of Glow, Kingma & Dhariwal 2018, section 4: T < 1 trades diversity for typical codes).
+    of Glow, Kingma & Dhariwal 2018, section 4: T < 1 trades diversity for typical codes);
+    ``name`` is what the error calls it (an option's flag).
 
     Raises:
         ConfigError: not a number in (0, :data:`MAX_TEMPERATURE`].
@@ -433,13 +434,13 @@ def check_temperature(temperature: Any) -> float:
     if temperature is None:
         return 1.0
     if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
-        raise ConfigError(f"the temperature must be a number in (0, 10], got {temperature!r}")
+        raise ConfigError(f"{name} must be a number in (0, 10], got {temperature!r}")
     try:
         t = float(temperature)
     except OverflowError:
         t = math.inf
     if not (0 < t <= MAX_TEMPERATURE):
-        raise ConfigError(f"the temperature must be a number in (0, 10], got {temperature}")
+        raise ConfigError(f"{name} must be a number in (0, 10], got {temperature}")
     return t
 
 

@@ -241,7 +241,9 @@ def test_truncation_levels_are_summarised_apart() -> None:
     assert list(s) == ["real", "prior", "prior@t0.5"]
 
 
-@pytest.mark.parametrize("text", ["0", "-1", "nan", "inf", "x", "0.5,0.5", "0.5,0.5000001", ""])
+@pytest.mark.parametrize(
+    "text", ["0", "-1", "nan", "inf", "x", "0.5,0.5", "0.5,0.5000001", "none,none", ""]
+)
 def test_cli_refuses_bad_truncations(text: str, capsys) -> None:
     with pytest.raises(SystemExit) as exc:
         gc.parse_args(["--truncations", text])
