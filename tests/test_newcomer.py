@@ -483,9 +483,22 @@ def test_cli_speaks_alike() -> None:
     assert "(also: ``dimgen evaluate-generator``)" not in _help("evaluate-generator")
 
 
-def test_the_readme_states_the_suites_size() -> None:
+def _collected_by_this_run(request: pytest.FixtureRequest) -> int | None:
+    """The number of tests this pytest run collected, if it collected the whole suite (no path,
+    -k, -m or --deselect narrowing it; under pytest-xdist each worker collects everything)."""
+    config = request.config
+    tests = Path(__file__).resolve().parent
+    where = {(config.invocation_params.dir / a.split("::")[0]).resolve() for a in config.args}
+    narrowed = config.option.keyword or config.option.markexpr or config.getoption("deselect")
+    if where != {tests} or narrowed or config.getoption("lf", False):
+        return None
+    return len(request.session.items)
+
+
+def test_the_readme_states_the_suites_size(request: pytest.FixtureRequest) -> None:
     """The README said nothing of the suite's length, then docs/newcomer.md said 1,070 tests when
-    there were 1,282: the count it states stays within a quarter of what pytest collects."""
+    there were 1,282: the count it states stays within a quarter of what pytest collects (this
+    run's own collection when it is the whole suite, else a --collect-only run)."""
     import re
     import subprocess
     import sys
@@ -497,34 +510,57 @@ def test_the_readme_states_the_suites_size() -> None:
         if (m := re.search(r"([\d,]{3,}) tests", (repo / page).read_text()))
     }
     assert set(stated) == {"README.md", "docs/newcomer.md"}, stated
-    proc = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-n", "0",
-                           "-p", "no:cacheprovider", str(repo / "tests")], cwd=repo,
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
-    m = re.search(r"(\d+) tests? collected", proc.stdout)
-    assert m, proc.stdout[-500:]
-    collected = int(m.group(1))
+    collected = _collected_by_this_run(request)
+    if collected is None:
+        proc = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-n", "0",
+                               "-p", "no:cacheprovider", str(repo / "tests")], cwd=repo,
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+        m = re.search(r"(\d+) tests? collected", proc.stdout)
+        assert m, proc.stdout[-500:]
+        collected = int(m.group(1))
     for page, n in stated.items():
         assert abs(n - collected) <= collected / 4, (
             f"{page} says {n} tests, pytest collects {collected}"
         )
 
 
-def test_the_suite_runs_without_pytest_xdist(tmp_path: Path) -> None:
+def test_the_suite_runs_without_pytest_xdist() -> None:
     """CI failed with exit 4 in 6 s when pyproject's addopts carried ``-n auto`` and the machine
     had no pytest-xdist: the suite must run in one process without it (xdist is an extra)."""
-    import importlib.util
-    import subprocess
-    import sys
-
     repo = Path(__file__).resolve().parents[1]
     test = "tests/test_config.py::test_digits_preset_is_the_default"
-    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test]
-    alone = subprocess.run([*args, "-p", "no:xdist"], cwd=repo, capture_output=True, text=True,
+    alone = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                            "-p", "no:xdist", test], cwd=repo, capture_output=True, text=True,
                            timeout=300)  # fmt: skip
     assert alone.returncode == 0, alone.stdout[-800:] + alone.stderr[-800:]
     assert "1 passed" in alone.stdout and "bringing up nodes" not in alone.stdout
-    if importlib.util.find_spec("xdist") is None:
-        return
-    spread = subprocess.run(args, cwd=repo, capture_output=True, text=True, timeout=300)
-    assert spread.returncode == 0, spread.stdout[-800:] + spread.stderr[-800:]
-    assert "1 passed" in spread.stdout and "bringing up nodes" in spread.stdout  # conftest's -n
+
+
+def test_conftest_spreads_the_suite_only_when_no_n_is_given() -> None:
+    """tests/conftest.py's hook sets xdist's options as ``-n auto --maxprocesses 4 --dist
+    loadfile`` would, and leaves a given ``-n`` / ``--dist`` alone (and does nothing in workers)."""
+    from types import SimpleNamespace
+
+    from conftest import MAX_WORKERS, pytest_cmdline_main
+
+    def config(**option: Any) -> Any:
+        defaults = {"numprocesses": None, "maxprocesses": None, "dist": "no"}
+        plugins = SimpleNamespace(hasplugin=lambda name: name == "xdist")
+        return SimpleNamespace(pluginmanager=plugins, option=SimpleNamespace(**defaults | option))
+
+    plain = config()
+    pytest_cmdline_main(plain)
+    assert vars(plain.option) == {"numprocesses": "auto", "maxprocesses": MAX_WORKERS,
+                                  "dist": "loadfile"}  # fmt: skip
+    for given in ({"numprocesses": 0}, {"numprocesses": 3}, {"dist": "load"}):
+        c = config(**given)
+        pytest_cmdline_main(c)
+        assert vars(c.option) == {"numprocesses": None, "maxprocesses": None, "dist": "no"} | given
+    worker = config()
+    worker.workerinput = {}
+    pytest_cmdline_main(worker)
+    assert worker.option.numprocesses is None
+    absent = config()
+    absent.pluginmanager = SimpleNamespace(hasplugin=lambda name: False)
+    pytest_cmdline_main(absent)
+    assert absent.option.numprocesses is None
