@@ -336,6 +336,18 @@ def test_code_model_flow_drives_the_gan(
     assert res.exit_code == 0, res.output
     with np.load(out.with_suffix(".npz")) as f:
         np.testing.assert_array_equal(f["codes"], cold.codes.numpy())
+    # with G's noise truncated as well (the full-budget MNIST recipe): the same codes, other
+    # images, and the CLI's are the library's
+    kw = {"unconditional": True, "prior": flow, "n": 50, "seed": 7, "temperature": 0.5}
+    both = sample(digits_gan_run, truncation=1.0, **kw)
+    torch.testing.assert_close(both.codes, cold.codes)
+    assert not torch.allclose(both.images, cold.images, atol=1e-3)
+    res = CliRunner().invoke(cli, ["sample", str(digits_gan_run), "--unconditional", "--prior",
+                                   str(flow), "--temperature", "0.5", "--truncation", "1", "-n",
+                                   "50", "--seed", "7", "--out", str(tmp_path / "both.png")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    with np.load(tmp_path / "both.npz") as f:
+        np.testing.assert_array_equal(f["images"], both.images.numpy())
 
 
 def test_temperature_scales_the_prior_draws(digits_gan_run: Path, digits_run: Path,
