@@ -460,9 +460,10 @@ def parse_temperatures(text: str) -> list[float | None]:
     """``0.9,0.8`` -> [None, 0.9, 0.8]: the code temperatures to also score the code-drawing
     routes at (:data:`DRAWS_CODES`), after ``None`` (T = 1, every route), which is always
     scored; ``none`` may be named, 1 (the same as none) may not."""
-    from dimgen.config import check_temperature
+    from dimgen.config import MAX_TEMPERATURE, check_temperature
 
-    levels = _parse_levels(text, "temperature", "a number in (0, 10]", check_temperature,
+    domain = f"a number in (0, {MAX_TEMPERATURE:g}]"
+    levels = _parse_levels(text, "temperature", domain, check_temperature,
                            lambda t: route_key("", None, t), [None])  # fmt: skip
     if 1.0 in levels:
         raise ValueError("temperature 1 is the baseline, scored as none")

@@ -434,13 +434,15 @@ def check_temperature(temperature: Any, name: str = "the temperature") -> float:
     if temperature is None:
         return 1.0
     if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
-        raise ConfigError(f"{name} must be a number in (0, 10], got {temperature!r}")
+        raise ConfigError(
+            f"{name} must be a number in (0, {MAX_TEMPERATURE:g}], got {temperature!r}"
+        )
     try:
         t = float(temperature)
     except OverflowError:
         t = math.inf
     if not (0 < t <= MAX_TEMPERATURE):
-        raise ConfigError(f"{name} must be a number in (0, 10], got {temperature}")
+        raise ConfigError(f"{name} must be a number in (0, {MAX_TEMPERATURE:g}], got {temperature}")
     return t
 
 
