@@ -25,6 +25,9 @@ classifier's feature space (the one ``dimgen train-gan`` / ``evaluate-gan`` use)
    fitted to the noise-injected encoder's training codes (``dimgen flow --to-codes``, then
    ``dimgen sample --unconditional --prior``): where the codes miss N(0, I), does a fitted code
    model close the gap?
+8. ``fitted-mixture`` / ``rcg-mixture``: the GANs of 1-2 / 4-5, codes drawn from a Gaussian
+   mixture fitted to their encoder's training codes (``dimgen flow --to-codes --method gmm``,
+   ``--mixture-components`` Gaussians): a code model with no mass between the class blobs.
 
 ``--temperatures`` also scores the routes that draw codes (2, 4-7) at code temperatures T: their
 standard-normal draws scaled by T before the code model (Glow's temperature, Kingma & Dhariwal
@@ -93,9 +96,12 @@ ROUTES = (
     "noisy-codes",
     "fitted-gaussian",
     "fitted-flow",
+    "fitted-mixture",
+    "rcg-mixture",
 )
 #: The routes whose codes are drawn (from N(0, I) or a code model), so a temperature applies.
-DRAWS_CODES = ("prior", "rcg-gaussian", "rcg-flow", "noisy-codes", "fitted-gaussian", "fitted-flow")
+DRAWS_CODES = ("prior", "rcg-gaussian", "rcg-flow", "noisy-codes", "fitted-gaussian", "fitted-flow",
+               "fitted-mixture", "rcg-mixture")  # fmt: skip
 METRICS = ("fid", "precision", "recall", "confident", "class_tv", "classes")
 PRESETS = {
     ("digits", "default"): ("configs/digits-gaussian.yaml", "configs/digits-gan.yaml"),
@@ -238,13 +244,15 @@ def build_controls(
     routes: tuple[str, ...] = ROUTES,
     flow: FlowConfig | None = None,
     data: Dataset | None = None,
+    mixture_components: int = 50,
 ) -> Controls:
     """Train the encoders and GANs of one seed (``enc_cfg.seed`` / ``gan_cfg.seed``) in ``work``
     and return a sampler per route in ``routes``; the code models of the ``*-flow`` routes are
-    fitted with ``flow`` (default: ``FlowConfig()``, the ``dimgen flow`` defaults)."""
+    fitted with ``flow`` (default: ``FlowConfig()``, the ``dimgen flow`` defaults), those of the
+    ``*-mixture`` routes are ``mixture_components``-Gaussian mixtures."""
     flow = flow if flow is not None else FlowConfig()
     need_noisy = any(r in routes for r in ("conditional", "prior", "no-encoder", "noisy-codes",
-                                            "fitted-gaussian", "fitted-flow"))  # fmt: skip
+                                            "fitted-gaussian", "fitted-flow", "fitted-mixture"))  # fmt: skip
     need_rcg = any(r.startswith("rcg") for r in routes)
     encoders: dict[str, dict[str, Any]] = {}
     enc_dirs: dict[str, Path] = {}
@@ -274,11 +282,11 @@ def build_controls(
 
     s = gan_cfg.seed
 
-    def code_model_routes(g: GAN, encoder: str, gaussian: str, flow_route: str,
-                          offsets: tuple[int, int], seconds_key: str) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-        """Routes ``gaussian`` / ``flow_route``: G fed codes from a Gaussian / a flow (a code model)
-        fitted to ``encoder``'s training codes, each with its own noise-seed offset; returns the
-        Gaussian's moments."""
+    def code_model_routes(g: GAN, encoder: str, gaussian: str, flow_route: str, mixture_route: str,
+                          offsets: tuple[int, int, int], seconds_key: str) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        """Routes ``gaussian`` / ``flow_route`` / ``mixture_route``: G fed codes from a Gaussian /
+        a flow / a Gaussian mixture (code models) fitted to ``encoder``'s training codes, each
+        with its own noise-seed offset; returns the Gaussian's moments."""
         mean, cov = moments = fit_gaussian(train_codes_of(enc_dirs[encoder]))
         samplers[gaussian] = lambda x, seed, temp=1.0: _generate(
             g, gaussian_codes(mean, cov, len(x), seed + offsets[0], temp), seed
@@ -291,17 +299,28 @@ def build_controls(
             samplers[flow_route] = lambda x, seed, temp=1.0: _generate(
                 g, flow_codes(prior, len(x), seed + offsets[1], temp), seed
             )
+        if mixture_route in routes:
+            t0 = time.process_time()
+            mix, mix_gain = fit_flow_prior(
+                enc_dirs[encoder], FlowConfig(method="gmm", components=mixture_components), s
+            )
+            encoders[encoder]["mixture_gain_nats"] = mix_gain
+            seconds[f"{seconds_key}-mixture"] = time.process_time() - t0
+            samplers[mixture_route] = lambda x, seed, temp=1.0: _generate(
+                g, flow_codes(mix, len(x), seed + offsets[2], temp), seed
+            )
         return moments
 
-    if any(r in routes for r in ("conditional", "prior", "fitted-gaussian", "fitted-flow")):
-        g = trained["conditional", "prior", "fitted-gaussian", "fitted-flow"] = gan_on("noisy")
+    fitted = ("conditional", "prior", "fitted-gaussian", "fitted-flow", "fitted-mixture")
+    if any(r in routes for r in fitted):
+        g = trained[fitted] = gan_on("noisy")
         samplers["conditional"] = lambda x, seed, temp=1.0, g=g: g.sample_conditional(x, seed=seed)
         samplers["prior"] = lambda x, seed, temp=1.0, g=g: g.sample_unconditional(
             len(x), seed=seed, temperature=temp
         )
-        if "fitted-gaussian" in routes or "fitted-flow" in routes:
+        if any(r in routes for r in fitted[2:]):
             fitted_moments = code_model_routes(g, "noisy", "fitted-gaussian", "fitted-flow",
-                                               (19, 23), "fitted-flow")  # fmt: skip
+                                               "fitted-mixture", (19, 23, 29), "fitted-flow")  # fmt: skip
     if "no-encoder" in routes:
         d = Tokenizer.from_pretrained(enc_dirs["noisy"]).dim
         g0 = trained["no-encoder",] = gan_on("noisy", "none", noise_dim=gan_cfg.noise_dim + d)
@@ -309,12 +328,14 @@ def build_controls(
             g, torch.zeros(len(x), d), seed
         )
     if need_rcg:
-        g_rcg = trained["rcg-conditional", "rcg-gaussian", "rcg-flow"] = gan_on("noise-free")
+        g_rcg = trained["rcg-conditional", "rcg-gaussian", "rcg-flow", "rcg-mixture"] = gan_on(
+            "noise-free"
+        )
         samplers["rcg-conditional"] = lambda x, seed, temp=1.0, g=g_rcg: g.sample_conditional(
             x, seed=seed
         )
         rcg_moments = code_model_routes(g_rcg, "noise-free", "rcg-gaussian", "rcg-flow",
-                                        (11, 13), "flow")  # fmt: skip
+                                        "rcg-mixture", (11, 13, 31), "flow")  # fmt: skip
     if "noisy-codes" in routes:
         gn = trained["noisy-codes",] = gan_on("noisy", "noisy")
         scale = math.sqrt(1.0 + enc_cfg.sigma**2)
@@ -390,7 +411,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         t0 = time.process_time()
         with tempfile.TemporaryDirectory(prefix="gencontrols-") as tmp:
             ctl = build_controls(replace(enc_cfg, seed=seed), replace(gan_cfg, seed=seed),
-                                 Path(tmp), routes=routes, flow=flow_cfg)  # fmt: skip
+                                 Path(tmp), routes=routes, flow=flow_cfg,
+                                 mixture_components=args.mixture_components)  # fmt: skip
             # the same noise and code seeds at every level: paired
             for trunc, temp, route in scored(routes, truncations, temperatures):
                 ctl.gans[route].truncation = trunc
@@ -406,7 +428,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "gan_steps": gan_cfg.steps, "gan_batch": gan_cfg.batch_size, "gan_arch": gan_cfg.arch,
         "encoder_epochs": enc_cfg.epochs, "sigma": enc_cfg.sigma, "dim": enc_cfg.dim,
         "noise_free_sigma": NOISE_FREE_SIGMA, "flow_steps": flow_cfg.steps, "pr_k": PR_K,
-        "flow": flow_fields(flow_cfg),
+        "flow": flow_fields(flow_cfg), "mixture_components": args.mixture_components,
         "confident_threshold": CONFIDENT, "reference_classifier_accuracy": ext.accuracy,
         "truncations": truncations, "temperatures": temperatures, "summary": summary, "rows": rows, "per_seed": per_seed,
         "cpu_seconds": time.process_time() - t_start, "machine": platform.platform(),
@@ -612,6 +634,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "e.g. configs/code-model.yaml (default: dimgen flow's defaults)")  # fmt: skip
     p.add_argument("--flow-steps", type=int, help="code-model training steps (default: the "
                    "flow config's, 400 without one)")  # fmt: skip
+    p.add_argument("--mixture-components", type=int, default=50,
+                   help="Gaussians of the *-mixture routes' code models (default 50)")  # fmt: skip
     p.add_argument("--routes", default=",".join(ROUTES), help="comma-separated subset of routes")
     p.add_argument(
         "--truncations",
@@ -648,6 +672,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         flow_config(args)
     except (ConfigError, DataError, OSError) as exc:
         p.error(f"--flow-config / --flow-steps: {exc}")
+    if args.mixture_components < 1:
+        p.error(f"--mixture-components must be >= 1, got {args.mixture_components}")
     bad = set(args.routes.split(",")) - set(ROUTES)
     if bad:
         p.error(f"unknown route(s) {', '.join(sorted(bad))}; known: {', '.join(ROUTES)}")
@@ -676,7 +702,7 @@ def main(argv: list[str] | None = None) -> None:
     if (args.data, args.preset) == ("mnist", "cpu"):
         gan_of = {"conditional": 0, "prior": 0, "no-encoder": 1, "rcg-conditional": 2,
                   "rcg-gaussian": 2, "rcg-flow": 2, "noisy-codes": 3, "fitted-gaussian": 0,
-                  "fitted-flow": 0}  # fmt: skip
+                  "fitted-flow": 0, "fitted-mixture": 0, "rcg-mixture": 2}  # fmt: skip
         n_gans = len({gan_of[r] for r in args.routes.split(",")})  # was len(generator): TypeError
         est = mnist_cpu_minutes(len(args.seeds.split(",")), args.epochs, args.steps, n_gans)
         print(f"MNIST CPU presets: about {est:.0f} CPU minutes ({est / 60:.1f} h)", file=sys.stderr)

@@ -37,16 +37,18 @@ _TARGETS = (
 @click.option(
     "--to-codes",
     is_flag=True,
-    help="Fit a code model instead: a flow T with T#prior ~ RUN's own training codes, for "
-    "'dimgen sample --unconditional --prior' when the codes miss their prior (the RCG route).",
+    help="Fit a code model instead: a flow T with T#prior ~ RUN's own training codes (or, with "
+    "--method gmm, a Gaussian mixture of them), for 'dimgen sample --unconditional --prior' when "
+    "the codes miss their prior (the RCG route).",
 )
 @out_option("The flow run folder to create.", required=True)
 @config_option()
 @click.option(
     "--method",
     type=click.Choice(METHODS),
-    help="auto: exact for 1-D laws, else rqs.",
+    help="auto: exact for 1-D laws, else rqs; gmm (with --to-codes): a Gaussian-mixture code model.",
 )
+@click.option("--components", type=int, help="Gaussians of a gmm code model.")
 @click.option(
     "--backend",
     type=click.Choice(["nflows", "zuko"]),
@@ -73,12 +75,13 @@ def flow(run: str, to: str | None, to_samples: str | None, to_codes: bool, out: 
     """
     from dimgen.config import load_config, replace
     from dimgen.errors import ConfigError
-    from dimgen.flows.config import FlowConfig
+    from dimgen.flows.config import FlowConfig, check_method_target
 
     if out is None:
         raise ConfigError("--out is required (the flow run folder to create)")
     cfg = load_config(config_path, FlowConfig) if config_path else FlowConfig()
     cfg = replace(replace(cfg, **parse_sets(sets)), **flags)
+    check_method_target(cfg, to_codes)
     check_run(run)  # before torch: a mistyped folder, a used --out
     check_out(out, "flow")
     from dimgen.flows.runs import transform_codes  # torch: once the arguments are known good

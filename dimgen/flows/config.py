@@ -11,20 +11,24 @@ from dataclasses import dataclass
 from ..config import MAX_SEED, bounded, one_of, register_validator
 from ..errors import ConfigError
 
-__all__ = ["METHODS", "FlowConfig"]
+__all__ = ["METHODS", "FlowConfig", "check_method_target"]
 
-METHODS = ("auto", "exact", "maf", "rqs")
+METHODS = ("auto", "exact", "maf", "rqs", "gmm")
 _BIG = 10**8
 
 
 @dataclass
 class FlowConfig:
-    """How codes are mapped to a new prior. Defaults train a 2-D flow in a few CPU seconds."""
+    """How codes are mapped to a new prior, or modelled (a code model). Defaults train a 2-D
+    flow in a few CPU seconds."""
 
     backend: str = one_of("nflows", "nflows", "zuko")
     """Flow library: ``nflows`` or ``zuko`` (optional extra ``dimgen[zuko]``)."""
     method: str = one_of("auto", *METHODS)
-    """``auto`` (``exact`` for i.i.d. 1-D laws, else ``rqs``), ``exact``, ``maf`` or ``rqs``."""
+    """``auto`` (``exact`` for i.i.d. 1-D laws, else ``rqs``), ``exact``, ``maf``, ``rqs``, or
+    ``gmm``: a code model (``--to-codes`` only) that is a Gaussian mixture, not a flow."""
+    components: int = bounded(50, 1, 100_000)
+    """Gaussians of a ``gmm`` code model (full covariances, fitted by EM)."""
     layers: int = bounded(3, 1, 64)
     """Autoregressive layers (each followed by a reversal of the coordinates)."""
     hidden: int = bounded(64, 1, 65536)
@@ -57,3 +61,16 @@ def _check_flow(cfg: FlowConfig) -> None:
 
 
 register_validator(FlowConfig, _check_flow)
+
+
+def check_method_target(cfg: FlowConfig, to_codes: bool) -> None:
+    """Refuse ``gmm`` for a map to another prior: a mixture models codes, it maps nothing.
+
+    Raises:
+        ConfigError: ``cfg.method == "gmm"`` and not ``to_codes``.
+    """
+    if cfg.method == "gmm" and not to_codes:
+        raise ConfigError(
+            "method gmm is a code model (a Gaussian mixture of RUN's own codes), not a map to "
+            "another prior: use it with --to-codes"
+        )

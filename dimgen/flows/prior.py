@@ -13,7 +13,7 @@ Example:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -23,6 +23,9 @@ from ..errors import ConfigError, DataError, RunFolderError
 from ..io import inside, load_model_weights, read_run
 from .targets import Target, make_target, source_law
 from .transforms import Bijection, Composite, Identity, as_codes, prior_map
+
+if TYPE_CHECKING:
+    from .mixture import MixtureCodeModel
 
 __all__ = ["Prior", "build_map", "load_prior"]
 
@@ -153,8 +156,10 @@ def build_map(spec: dict[str, Any], flow: Bijection | None = None) -> Bijection:
     return flow
 
 
-def load_prior(path: str | Path) -> Prior:
-    """Load the prior defined by a flow run folder (or an encoder run: its own prior).
+def load_prior(path: str | Path) -> Prior | MixtureCodeModel:
+    """Load the prior defined by a flow run folder (or an encoder run: its own prior); a ``gmm``
+    code model (``dimgen flow --to-codes --method gmm``) loads as a
+    :class:`~dimgen.flows.mixture.MixtureCodeModel`, which samples like a code model's Prior.
 
     Raises:
         RunFolderError: missing, incomplete or wrong kind of folder, or corrupt weights.
@@ -174,6 +179,15 @@ def load_prior(path: str | Path) -> Prior:
         source_prior = str(spec["source_prior"])
     except (KeyError, TypeError, ValueError):
         raise RunFolderError(f"{run_dir}/run.json: flow spec is incomplete") from None
+    if method == "gmm":
+        from .mixture import WEIGHTS, MixtureCodeModel, load_mixture
+
+        mixture = load_mixture(inside(run_dir, spec.get("weights") or WEIGHTS, "weights"))
+        if mixture.dim != dim:
+            raise RunFolderError(
+                f"{run_dir}: mixture dimension {mixture.dim} does not match spec {dim}"
+            )
+        return MixtureCodeModel(mixture, source_prior, spec, run_dir)
     flow = None
     if method != "exact":
         flow = _load_flow(inside(run_dir, spec.get("weights") or "flow.safetensors", "weights"))

@@ -27,8 +27,10 @@ from ..errors import ConfigError, DataError, RunFolderError
 from ..io import read_run, save_npz, save_weights, write_json, write_text
 from ..metric_keys import KL_BOUND, kl_upper_bound
 from ..training.run_folder import RunFolder
-from .config import FlowConfig
+from .config import FlowConfig, check_method_target
 from .kl import knn_kl_divergence
+from .mixture import WEIGHTS as MIXTURE_WEIGHTS
+from .mixture import MixtureCodeModel, fit_mixture
 from .prior import Prior, build_map
 from .targets import SampleTarget, Target, load_target_samples, make_target, source_law
 
@@ -44,7 +46,7 @@ WEIGHTS = "flow.safetensors"
 class FlowRun:
     """Result of :func:`transform_codes`: the prior, transformed codes, metrics, run folder."""
 
-    prior: Prior
+    prior: Prior | MixtureCodeModel
     codes: np.ndarray
     labels: np.ndarray | None
     split: np.ndarray
@@ -130,9 +132,14 @@ def transform_codes(
     instead of prior draws. Its metrics add ``code_model_gain_nats``: the mean log-density of
     held-out codes under T#prior minus under the prior (nats per code; > 0: the flow fits the
     codes better than the prior does; it estimates KL(codes || prior) - KL(codes || T#prior)).
+    With ``method="gmm"`` the code model is a Gaussian mixture of ``config.components``
+    full-covariance Gaussians instead of a flow (:mod:`dimgen.flows.mixture`: no mass between
+    class blobs), written as ``mixture.safetensors``; ``run.prior`` is then a
+    :class:`~dimgen.flows.mixture.MixtureCodeModel`.
 
     Raises:
-        ConfigError: not exactly one of ``to``, ``to_samples``, ``to_codes``.
+        ConfigError: not exactly one of ``to``, ``to_samples``, ``to_codes``; ``gmm`` without
+            ``to_codes``. DataError: fewer training codes than 20 or than the mixture's components.
 
     Example:
         >>> run = transform_codes("runs/digits", "mixture:8", out="runs/digits-mix")  # doctest: +SKIP
@@ -144,6 +151,7 @@ def transform_codes(
             "give exactly one target: a law (--to), a samples file (--to-samples) or the run's "
             "own codes (--to-codes)"
         )
+    check_method_target(cfg, to_codes)
     if out is None:
         return _transform(source, to, to_samples, cfg, None, progress, to_codes)
     folder = RunFolder(out)
@@ -186,6 +194,8 @@ def _transform(
     if to_codes:  # and which encoder's codes: a GAN on another encoder is refused at sampling
         spec["code_model"] = True
         spec["source_encoder_sha256"] = (record.get("artefacts") or {}).get("encoder.safetensors")
+    if method == "gmm":
+        return _mixture_code_model(codes, labels, split, target, src, cfg, spec, out_dir)
     y_train, y_test = _target_samples(target, cfg, train=method != "exact")
     fit: dict[str, Any] = {}
     flow = None
@@ -296,7 +306,7 @@ def _own_codes(codes: np.ndarray, split: np.ndarray, run_dir: Path) -> SampleTar
 
 
 def _code_model_gain(
-    prior_obj: Prior, codes: np.ndarray, split: np.ndarray, prior: str
+    prior_obj: Prior | MixtureCodeModel, codes: np.ndarray, split: np.ndarray, prior: str
 ) -> tuple[float, str]:
     """Mean over held-out codes of log q_T(c) - log p_prior(c), nats per code (a code model's
     gain over the prior; an estimate of KL(codes || prior) - KL(codes || T#prior)), and the
@@ -307,6 +317,106 @@ def _code_model_gain(
     log_q = prior_obj.log_prob(torch.as_tensor(c, dtype=torch.float64)).numpy()
     log_p = source_law(prior).logpdf(np.asarray(c, dtype=np.float64)).sum(1)
     return float(np.mean(log_q - log_p)), "held-out" if held_out else "in-sample"
+
+
+def _mixture_code_model(
+    codes: np.ndarray, labels: np.ndarray | None, split: np.ndarray, target: Target,
+    src: dict[str, Any], cfg: FlowConfig, spec: dict[str, Any], out_dir: Path | None,
+) -> FlowRun:  # fmt: skip
+    """``--to-codes --method gmm``: a Gaussian mixture fitted to the training codes (held-out
+    part of them for its NLL), its gain over the prior on the run's held-out codes, kNN KL of
+    those codes to the mixture's draws and to the prior's; the codes themselves are unchanged."""
+    y_train, y_test = _target_samples(target, cfg, train=True)
+    if len(y_train) < cfg.components:
+        raise DataError(
+            f"a {cfg.components}-component mixture needs at least {cfg.components} training "
+            f"codes, got {len(y_train)} (lower components)"
+        )
+    mixture, fit = fit_mixture(y_train, cfg.components, cfg.seed)
+    spec.update(weights=MIXTURE_WEIGHTS, components=cfg.components)
+    model = MixtureCodeModel(mixture, spec["source_prior"], spec, out_dir)
+    prior, dim = spec["source_prior"], codes.shape[1]
+    test = split == "test"
+    if test.sum() <= cfg.knn_k + 1:  # no held-out split recorded: use every code
+        test = np.ones(len(codes), dtype=bool)
+    drawn = model.sample(len(y_test), seed=cfg.seed + 3).numpy()
+    nll = -mixture(torch.from_numpy(y_test)).numpy()
+    k = cfg.knn_k
+    m: dict[str, Any] = {
+        KL_BOUND: float(src[KL_BOUND]),
+        "kl_bound_applies_to": "KL(codes + Z || prior * noise)",
+        "encoder_capacity_nats": src["capacity_nats"],
+        "encoder_mi_lower_bound_nats": src["mi_lower_bound_nats"],
+        "kl_estimate_knn_model_nats": knn_kl_divergence(codes[test], drawn, k),
+        "kl_estimate_knn_source_nats": knn_kl_divergence(
+            codes[test], _prior_samples(prior, len(y_test), dim, cfg.seed + 2), k
+        ),
+        "knn_k": k, "n_codes_evaluated": int(test.sum()), "n_reference": len(y_test),
+        **fit,
+        "heldout_nll_nats": float(nll.mean()),
+        "heldout_nll_stderr": float(nll.std(ddof=1) / math.sqrt(len(nll))),
+        "dim": dim, "source_prior": prior, "target": target.spec, "method": "gmm",
+        "components": cfg.components, "source_run": spec["source_run"], "n_codes": len(codes),
+        "n_target_train": len(y_train), "n_target_test": len(y_test), "code_model": True,
+    }  # fmt: skip
+    m["code_model_gain_nats"], m["code_model_gain_codes"] = _code_model_gain(
+        model, codes, split, prior
+    )
+    run = FlowRun(model, codes, labels, split, m, out_dir)
+    if out_dir is not None:
+        from ..plots import plot_transformed
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        arrays: dict[str, np.ndarray] = {"codes": codes, "split": split}
+        if labels is not None:
+            arrays["labels"] = labels
+        save_npz(out_dir / "codes.npz", **arrays)
+        meta = {"kind": "mixture", "components": cfg.components, "dim": dim,
+                "source_prior": prior, "source_run": spec["source_run"]}  # fmt: skip
+        save_weights(out_dir / MIXTURE_WEIGHTS, mixture.state_dict(), meta)
+        write_json(out_dir / "metrics.json", m)
+        plot_transformed(codes[test], None if labels is None else labels[test], drawn,
+                         out_dir / "codes.png", title="held-out codes over the mixture's draws")  # fmt: skip
+        write_text(out_dir / "report.md", mixture_report(m))
+        RunFolder(out_dir).complete("flow", spec=spec)
+    return run
+
+
+def mixture_report(m: dict[str, Any]) -> str:
+    """report.md of a ``gmm`` code model: the fit's estimates (no map, so no carried bound)."""
+    return "\n".join(
+        [
+            "# dimgen code model: a Gaussian mixture",
+            "",
+            f"The training codes of `{m['source_run']}` ({m['source_prior']} prior, d = {m['dim']}) "
+            f"modelled by {m['components']} full-covariance Gaussians (EM, {m['n_iter']} iterations, "
+            f"{'converged' if m['converged'] else 'not converged'}; {m['train_seconds']:.1f} s), "
+            f"fitted to {m['n_target_train']} codes, {m['n_target_test']} held back.",
+            "",
+            "| quantity | nats | kind | meaning |",
+            "|---|---|---|---|",
+            f"| gain over the prior | {m['code_model_gain_nats']:.4f} | estimate | mean log q(c) − log "
+            f"prior(c) over {m['code_model_gain_codes']} codes: KL(codes ‖ prior) − KL(codes ‖ q) |",
+            f"| held-out NLL | {m['heldout_nll_nats']:.4f} ± {m['heldout_nll_stderr']:.4f} | estimate | "
+            "−E log q(c) of the held-back training codes |",
+            f"| kNN, codes to the mixture | {m['kl_estimate_knn_model_nats']:.4f} | estimate | "
+            f"KL(codes ‖ q), {m['n_codes_evaluated']} held-out codes vs {m['n_reference']} draws |",
+            f"| kNN, codes to the prior | {m['kl_estimate_knn_source_nats']:.4f} | estimate | "
+            "KL(codes ‖ prior) |",
+            f"| encoder's bound | {m['kl_upper_bound_nats']:.4f} | **bound** | {m['kl_bound_applies_to']}, "
+            "carried from the encoder run: about its noisy codes, not about this model |",
+            "",
+            "A mixture puts no mass between its components, where a flow (a continuous, invertible "
+            "map of N(0, I)) leaves bridges between the codes' class blobs.",
+            "",
+            "![codes](codes.png)",
+            "",
+            "Use it: `dimgen sample GAN --unconditional --prior <this folder>` (add `--temperature T` "
+            'to scale each component\'s spread), or `dimgen.flows.load_prior("<this folder>")'
+            ".sample(n, seed)` for the codes.",
+            "",
+        ]
+    )
 
 
 def _prior_samples(prior: str, n: int, dim: int, seed: int) -> np.ndarray:

@@ -219,6 +219,30 @@ def test_fitted_routes_follow_the_noisy_codes_through_the_prior_routes_gan(contr
     assert torch.equal(images, ctl.gans["prior"].generate(codes, seed=0))
 
 
+def test_mixture_routes_draw_from_mixtures_of_their_encoders_codes(controls) -> None:
+    """fitted-mixture / rcg-mixture: the GAN of prior / rcg-conditional, codes drawn from a
+    Gaussian mixture of that encoder's training codes; a temperature shrinks each component's
+    spread (the same components), so the cloud narrows but keeps its means."""
+    ctl, _, _ = controls
+    assert ctl.gans["fitted-mixture"] is ctl.gans["prior"]
+    assert ctl.gans["rcg-mixture"] is ctl.gans["rcg-conditional"]
+    x = _x_test(20_000)
+    for route, enc, moments in (("fitted-mixture", "noisy", ctl.fitted_moments),
+                                ("rcg-mixture", "noise-free", ctl.rcg_moments)):  # fmt: skip
+        mean, cov = moments
+        warm = ctl.samplers[route](x, 0)[1].double().numpy()
+        np.testing.assert_allclose(warm.mean(0), mean, atol=0.1)
+        np.testing.assert_allclose(np.cov(warm.T), cov, atol=0.2 * float(np.abs(cov).max()))
+        cold = ctl.samplers[route](x, 0, 0.5)[1].double().numpy()
+        assert float(cold.var(0).sum() / warm.var(0).sum()) < 0.999, route  # 0.989, 0.994
+        np.testing.assert_allclose(cold.mean(0), warm.mean(0), atol=0.05)
+        assert math.isfinite(ctl.encoders[enc]["mixture_gain_nats"])
+        assert ctl.encoders[enc]["mixture_gain_nats"] > 0  # the codes' clusters beat N(0, I)
+    images, codes = ctl.samplers["fitted-mixture"](_x_test(8), 0)
+    assert torch.equal(images, ctl.gans["prior"].generate(codes, seed=0))
+    assert set(gc.DRAWS_CODES) >= {"fitted-mixture", "rcg-mixture"}
+
+
 def test_summary_is_mean_and_sample_std_over_seeds() -> None:
     rows = [{"route": "prior", "seed": s, "fid": v, "classes": 10.0}
             for s, v in enumerate((1.0, 2.0, 6.0))]  # fmt: skip
@@ -257,6 +281,7 @@ def test_every_route_has_its_gan_for_truncation(controls) -> None:
     ctl, _, _ = controls
     assert ctl.gans["prior"] is ctl.gans["conditional"]
     assert ctl.gans["rcg-flow"] is ctl.gans["rcg-gaussian"] is ctl.gans["rcg-conditional"]
+    assert ctl.gans["rcg-mixture"] is ctl.gans["rcg-flow"]
     assert len({id(g) for g in ctl.gans.values()}) == 4
     x = _x_test(8)
     a, _ = ctl.samplers["no-encoder"](x, 3)
@@ -385,6 +410,11 @@ def test_cli_refuses_unknown_routes_and_presets(capsys) -> None:
     with pytest.raises(SystemExit):
         gc.parse_args(["--data", "digits", "--preset", "cpu"])
     assert gc.parse_args(["--data", "mnist"]).preset == "cpu"
+    for bad in ("0", "-3"):
+        with pytest.raises(SystemExit) as exc:
+            gc.parse_args(["--mixture-components", bad])
+        assert exc.value.code == 2
+        assert "--mixture-components must be >= 1" in capsys.readouterr().err
 
 
 def test_score_of_the_heldout_images_against_themselves() -> None:
@@ -430,7 +460,7 @@ def test_the_mnist_cpu_estimate_counts_the_gans_of_the_routes(
     )
     monkeypatch.setattr(gc, "run", stop)
     for routes, n in (("conditional,prior", 1), ("prior,no-encoder,rcg-flow,rcg-gaussian", 3),
-                      ("prior,fitted-flow", 1)):  # fmt: skip
+                      ("prior,fitted-flow", 1), ("fitted-mixture,rcg-mixture", 2)):  # fmt: skip
         with pytest.raises(Stop):
             gc.main(["--data", "mnist", "--preset", "cpu", "--routes", routes])
         assert counts[-1] == n

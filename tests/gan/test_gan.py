@@ -350,6 +350,41 @@ def test_code_model_flow_drives_the_gan(
         np.testing.assert_array_equal(f["images"], both.images.numpy())
 
 
+def test_mixture_code_model_drives_the_gan(
+    digits_gan_run: Path, digits_run: Path, tmp_path: Path
+) -> None:
+    """`dimgen flow RUN --to-codes --method gmm` then `sample --unconditional --prior`: the GAN
+    gets the mixture's draws, the CLI's codes and images are the library's, a temperature
+    shrinks the spread around the components, and a gmm map to another prior is refused."""
+    flows = pytest.importorskip("dimgen.flows")
+    from click.testing import CliRunner
+    from dimgen.cli import cli
+
+    mix = tmp_path / "gmm"
+    res = CliRunner().invoke(cli, ["flow", str(digits_run), "--to-codes", "--method", "gmm",
+                                   "--components", "8", "--out", str(mix)])  # fmt: skip
+    assert res.exit_code == 0 and "gmm code model of" in res.output, res.output
+    p = flows.load_prior(mix)
+    assert p.code_model and p.mixture.components == 8
+    s = sample(digits_gan_run, unconditional=True, prior=mix, n=50, seed=7)
+    torch.testing.assert_close(s.codes, p.sample(50, seed=7).float())
+    out = tmp_path / "mix.png"
+    res = CliRunner().invoke(cli, ["sample", str(digits_gan_run), "--unconditional", "--prior",
+                                   str(mix), "--temperature", "0.5", "--truncation", "0.8", "-n",
+                                   "50", "--seed", "7", "--out", str(out)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    cold = sample(digits_gan_run, unconditional=True, prior=mix, n=50, seed=7, temperature=0.5,
+                  truncation=0.8)  # fmt: skip
+    with np.load(out.with_suffix(".npz")) as f:
+        np.testing.assert_array_equal(f["codes"], cold.codes.numpy())
+        np.testing.assert_array_equal(f["images"], cold.images.numpy())
+    assert not torch.allclose(cold.codes, s.codes, atol=1e-3)
+    res = CliRunner().invoke(cli, ["flow", str(digits_run), "--to", "laplace", "--method", "gmm",
+                                   "--out", str(tmp_path / "no")])  # fmt: skip
+    assert res.exit_code == 2 and "use it with --to-codes" in res.output
+    assert not (tmp_path / "no").exists()
+
+
 def test_temperature_scales_the_prior_draws(digits_gan_run: Path, digits_run: Path,
                                             digits_uniform_run: Path, tmp_path: Path) -> None:  # fmt: skip
     """T * N(0, I) codes: the same draws as T = 1, scaled; the GAN's noise unchanged; refused
