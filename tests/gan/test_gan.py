@@ -361,11 +361,12 @@ def test_mixture_code_model_drives_the_gan(
     from dimgen.cli import cli
 
     mix = tmp_path / "gmm"
-    res = CliRunner().invoke(cli, ["flow", str(digits_run), "--to-codes", "--method", "gmm",
-                                   "--components", "8", "--out", str(mix)])  # fmt: skip
+    res = CliRunner().invoke(cli, ["flow", str(digits_run), "--to-codes", "--config",
+                                   str(REPO / "configs" / "code-model-gmm.yaml"), "--components",
+                                   "8", "--out", str(mix)])  # fmt: skip
     assert res.exit_code == 0 and "gmm code model of" in res.output, res.output
-    p = flows.load_prior(mix)
-    assert p.code_model and p.mixture.components == 8
+    p = flows.load_prior(mix)  # the preset's method, the flag's size
+    assert p.code_model and p.spec["method"] == "gmm" and p.mixture.components == 8
     s = sample(digits_gan_run, unconditional=True, prior=mix, n=50, seed=7)
     torch.testing.assert_close(s.codes, p.sample(50, seed=7).float())
     out = tmp_path / "mix.png"
