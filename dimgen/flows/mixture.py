@@ -83,9 +83,13 @@ class GaussianMixture(nn.Module):
         unchanged), the mixture's analogue of Glow's temperature (Kingma & Dhariwal 2018, 4).
         """
         k = torch.multinomial(self.weights, n, replacement=True, generator=generator)
-        z = torch.randn(n, self.dim, 1, generator=generator, dtype=torch.float64)
+        z = torch.randn(n, self.dim, generator=generator, dtype=torch.float64)
         z = z if temperature == 1.0 else temperature * z
-        return self.means[k] + (self.scale_tril[k] @ z).squeeze(-1)
+        x = torch.empty_like(z)
+        for c in torch.unique(k).tolist():  # per component: O(n d) memory, not O(n d^2)
+            rows = k == c
+            x[rows] = self.means[c] + z[rows] @ self.scale_tril[c].T
+        return x
 
     def check(self, where: str) -> None:
         """Refuse parameters that are not a Gaussian mixture.

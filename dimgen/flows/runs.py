@@ -138,14 +138,16 @@ def transform_codes(
     :class:`~dimgen.flows.mixture.MixtureCodeModel`.
 
     Raises:
-        ConfigError: not exactly one of ``to``, ``to_samples``, ``to_codes``; ``gmm`` without
-            ``to_codes``. DataError: fewer training codes than 20 or than the mixture's components.
+        ConfigError: not exactly one of ``to``, ``to_samples``, ``to_codes``; ``to_codes`` not
+            a bool; ``gmm`` without ``to_codes``. DataError: fewer training codes than 20 or than the mixture's components.
 
     Example:
         >>> run = transform_codes("runs/digits", "mixture:8", out="runs/digits-mix")  # doctest: +SKIP
         >>> run.metrics["kl_upper_bound_nats"], run.metrics["kl_estimate_knn_nats"]  # doctest: +SKIP
     """
     cfg = validate(config if config is not None else FlowConfig(), FlowConfig)
+    if not isinstance(to_codes, bool):  # "no" would otherwise be read as True
+        raise ConfigError(f"to_codes must be True or False, got {to_codes!r}")
     if (to is not None) + (to_samples is not None) + bool(to_codes) != 1:
         raise ConfigError(
             "give exactly one target: a law (--to), a samples file (--to-samples) or the run's "

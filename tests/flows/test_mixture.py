@@ -134,6 +134,8 @@ def test_gmm_run_folder_round_trips_and_samples_like_a_code_model(
 
 def test_gmm_bad_input_is_refused_before_anything_is_written(make_encoder_run, tmp_path) -> None:
     src = make_encoder_run(_two_clusters(200), "gaussian", n_test=50)
+    with pytest.raises(ConfigError, match="to_codes must be True or False, got 'no'"):
+        transform_codes(src, to_codes="no", out=tmp_path / "a")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="method gmm is a code model"):
         transform_codes(src, "laplace", config=FlowConfig(method="gmm"), out=tmp_path / "a")
     with pytest.raises(DataError, match="500-component mixture needs at least 500 training codes"):
