@@ -118,21 +118,30 @@ def fit_mixture(
     ``converged``, ``train_nll_nats``: mean negative log-likelihood of x, nats).
 
     Raises:
-        DataError: fewer points than ``components``.
+        DataError: fewer distinct points than ``components``, or an EM fit that fails.
     """
     from sklearn.mixture import GaussianMixture as SkMixture
 
     x = np.asarray(x, dtype=np.float64)
-    if len(x) < components:
+    distinct = len(np.unique(x, axis=0))
+    if distinct < components:
         raise DataError(
-            f"a {components}-component mixture needs at least {components} codes, got {len(x)}"
+            f"a {components}-component mixture needs at least {components} distinct codes, got "
+            f"{distinct} (lower --components)"
         )
     t0 = time.perf_counter()
-    sk = SkMixture(components, covariance_type="full", max_iter=max_iter, random_state=seed).fit(x)
+    try:
+        sk = SkMixture(components, covariance_type="full", max_iter=max_iter, random_state=seed)
+        sk.fit(x)
+        factors = torch.linalg.cholesky(torch.from_numpy(sk.covariances_))
+    except (ValueError, RuntimeError) as exc:  # ill-defined covariances, a failed Cholesky
+        raise DataError(
+            f"the {components}-component mixture fit failed: {str(exc)[:160]}"
+        ) from None
     model = GaussianMixture(components, x.shape[1])
     model.weights.copy_(torch.from_numpy(sk.weights_ / sk.weights_.sum()))
     model.means.copy_(torch.from_numpy(sk.means_))
-    model.scale_tril.copy_(torch.linalg.cholesky(torch.from_numpy(sk.covariances_)))
+    model.scale_tril.copy_(factors)
     nll = -float(model(torch.from_numpy(x)).mean())
     info = {"train_seconds": time.perf_counter() - t0, "n_iter": int(sk.n_iter_),
             "converged": bool(sk.converged_), "train_nll_nats": nll}  # fmt: skip

@@ -329,11 +329,6 @@ def _mixture_code_model(
     part of them for its NLL), its gain over the prior on the run's held-out codes, kNN KL of
     those codes to the mixture's draws and to the prior's; the codes themselves are unchanged."""
     y_train, y_test = _target_samples(target, cfg, train=True)
-    if len(y_train) < cfg.components:
-        raise DataError(
-            f"a {cfg.components}-component mixture needs at least {cfg.components} training "
-            f"codes, got {len(y_train)} (lower components)"
-        )
     mixture, fit = fit_mixture(y_train, cfg.components, cfg.seed)
     spec.update(weights=MIXTURE_WEIGHTS, components=cfg.components)
     model = MixtureCodeModel(mixture, spec["source_prior"], spec, out_dir)

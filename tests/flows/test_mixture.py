@@ -78,8 +78,10 @@ def test_fit_recovers_a_known_mixture_and_refuses_too_few_points() -> None:
     true_nll = -float(truth(torch.from_numpy(x)).mean())
     assert info["train_nll_nats"] == pytest.approx(true_nll, abs=0.01)
     assert info["train_nll_nats"] <= true_nll + 1e-9  # maximum likelihood: no worse in-sample
-    with pytest.raises(DataError, match="needs at least 5 codes, got 4"):
+    with pytest.raises(DataError, match="needs at least 5 distinct codes, got 4"):
         fit_mixture(x[:4], 5)
+    with pytest.raises(DataError, match="needs at least 3 distinct codes, got 2"):
+        fit_mixture(np.repeat(x[:2], 50, axis=0), 3)  # 100 points, 2 distinct
 
 
 def test_a_mixture_code_model_leaves_no_bridge_where_a_flow_does(
@@ -138,7 +140,7 @@ def test_gmm_bad_input_is_refused_before_anything_is_written(make_encoder_run, t
         transform_codes(src, to_codes="no", out=tmp_path / "a")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="method gmm is a code model"):
         transform_codes(src, "laplace", config=FlowConfig(method="gmm"), out=tmp_path / "a")
-    with pytest.raises(DataError, match="500-component mixture needs at least 500 training codes"):
+    with pytest.raises(DataError, match="500-component mixture needs at least 500 distinct codes"):
         transform_codes(src, to_codes=True, config=FlowConfig(method="gmm", components=500),
                         out=tmp_path / "b")  # fmt: skip
     assert not (tmp_path / "a").exists() and not (tmp_path / "b" / "run.json").exists()
