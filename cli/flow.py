@@ -48,7 +48,12 @@ _TARGETS = (
     type=click.Choice(METHODS),
     help="auto: exact for 1-D laws, else rqs; gmm (with --to-codes): a Gaussian-mixture code model.",
 )
-@click.option("--components", type=int, help="Gaussians of a gmm code model.")
+@click.option(
+    "--components",
+    type=int,
+    help="Gaussians of a --method gmm code model (at most the distinct training codes, and "
+    "2 K (d + 1) codes are needed to fit K).",
+)
 @click.option(
     "--backend",
     type=click.Choice(["nflows", "zuko"]),
@@ -69,9 +74,11 @@ def flow(run: str, to: str | None, to_samples: str | None, to_codes: bool, out: 
     --to-codes, fit a code model of RUN's own codes).
 
     An i.i.d. 1-D target is reached exactly (probability-integral transform, no training);
-    mixtures and sample-defined targets by a trained normalizing flow. The report gives the KL
-    bound carried from RUN beside kNN and likelihood estimates. --out is the flow run folder to
-    create; --config and --set fill a FlowConfig.
+    --to mixture:K and sample-defined targets by a trained normalizing flow. The report gives
+    the KL bound carried from RUN beside kNN and likelihood estimates. A code model
+    (--to-codes) is a flow, or with --method gmm a Gaussian mixture, which suits codes in
+    separated clusters (d >= 4) better. --out is the flow run folder to create; --config and
+    --set fill a FlowConfig.
     """
     from dimgen.config import load_config, replace
     from dimgen.errors import ConfigError

@@ -177,13 +177,15 @@ def train_gan_cmd(encoder_run: str | None, out: str | None, resume_dir: str | No
     "--prior",
     "prior_path",
     type=click.Path(),
-    help="With --unconditional: draw codes from this flow-defined prior (dimgen.flows).",
+    help="With --unconditional: draw codes from this dimgen flow run: a new prior (--to), or a "
+    "code model of the encoder's codes (--to-codes: a flow or a Gaussian mixture).",
 )
 @click.option(
     "--temperature", type=float, default=None,
     help="With --unconditional, Gaussian codes: draw codes from T * N(0, I), or push T * N(0, I) "
     "through the --prior code model (dimgen flow --to-codes; Glow's temperature: T < 1 trades "
-    "diversity for typical codes), T in (0, 10] [default: 1].",
+    "diversity for typical codes; a mixture scales each component's spread), T in (0, 10] "
+    "[default: 1].",
 )  # fmt: skip
 @click.option(
     "-n", "--num-samples", "n", type=int, help="Number of samples [default: 64; with --codes: all]."

@@ -78,9 +78,10 @@ def plot_transformed(
     path: str | Path,
     title: str = "codes in the new prior",
     max_points: int = 5000,
+    reference_label: str = "target samples",
 ) -> None:
-    """Codes mapped to a new prior over samples of that prior (grey): first two coordinates
-    for d >= 2, overlaid histograms for d = 1."""
+    """Codes mapped to a new prior over samples of that prior (grey, ``reference_label``):
+    first two coordinates for d >= 2, overlaid histograms for d = 1."""
     plt = _pyplot()
     codes, reference = np.asarray(codes, dtype=float), np.asarray(reference, dtype=float)
     rng = np.random.default_rng(0)
@@ -88,11 +89,11 @@ def plot_transformed(
         reference = reference[rng.choice(len(reference), max_points, replace=False)]
     fig, ax = plt.subplots(figsize=(5.5, 5))
     if codes.shape[1] == 1:
-        ax.hist(reference[:, 0], bins=60, density=True, color="0.7", label="target samples")
+        ax.hist(reference[:, 0], bins=60, density=True, color="0.7", label=reference_label)
         ax.hist(codes[:, 0], bins=40, density=True, histtype="step", lw=1.5, label="codes")
         ax.legend()
     else:
-        ax.scatter(reference[:, 0], reference[:, 1], s=2, c="0.8", label="target samples")
+        ax.scatter(reference[:, 0], reference[:, 1], s=2, c="0.8", label=reference_label)
         sc = ax.scatter(codes[:, 0], codes[:, 1], c=labels if labels is not None else "C0",
                         cmap="tab10", s=5, alpha=0.8, label="codes")  # fmt: skip
         if labels is not None:

@@ -49,26 +49,26 @@ def test_log_density_is_the_weighted_sum_of_gaussian_densities() -> None:
 def test_draws_follow_the_components_and_temperature_scales_each_spread() -> None:
     m = _known(2)
     n = 40_000
-    x = m.sample(n, torch.Generator().manual_seed(0)).numpy()
+    x = m.sample(n, 0).numpy()
     left = x[:, 0] < 0.5  # the components do not overlap along x0 (>= 5 sd from 0.5)
     assert left.mean() == pytest.approx(0.3, abs=0.01)
     np.testing.assert_allclose(x[left].mean(0), [-2.0, 0.0], atol=0.02)
     c0 = m.scale_tril[0].numpy()
     np.testing.assert_allclose(np.cov(x[left].T), c0 @ c0.T, atol=0.01)
-    cold = m.sample(n, torch.Generator().manual_seed(0), temperature=0.5).numpy()
+    cold = m.sample(n, 0, temperature=0.5).numpy()
     # same component draws and the same normals: each point moves toward its own mean by 1/2
     k_left = cold[:, 0] < 0.5
     np.testing.assert_array_equal(k_left, left)
     np.testing.assert_allclose(cold[left] - [-2.0, 0.0], 0.5 * (x[left] - [-2.0, 0.0]), atol=1e-12)
     assert torch.equal(
-        m.sample(10, torch.Generator().manual_seed(5)),
-        m.sample(10, torch.Generator().manual_seed(5)),
+        m.sample(10, 5),
+        m.sample(10, 5),
     )
 
 
 def test_fit_recovers_a_known_mixture_and_refuses_too_few_points() -> None:
     truth = _known(2)
-    x = truth.sample(20_000, torch.Generator().manual_seed(1)).numpy()
+    x = truth.sample(20_000, 1).numpy()
     fitted, info = fit_mixture(x, 2, seed=0)
     order = torch.argsort(fitted.means[:, 0])
     np.testing.assert_allclose(fitted.weights[order].numpy(), [0.3, 0.7], atol=0.01)
@@ -82,6 +82,12 @@ def test_fit_recovers_a_known_mixture_and_refuses_too_few_points() -> None:
         fit_mixture(x[:4], 5)
     with pytest.raises(DataError, match="needs at least 3 distinct codes, got 2"):
         fit_mixture(np.repeat(x[:2], 50, axis=0), 3)  # 100 points, 2 distinct
+    # 2 K (d + 1) codes: fewer and EM memorises single codes
+    with pytest.raises(
+        DataError, match=r"needs at least 120 codes to fit \(2 K \(d \+ 1\)\), got 100"
+    ):
+        fit_mixture(x[:100], 20)
+    fit_mixture(x[:120], 20)
 
 
 def test_a_mixture_code_model_leaves_no_bridge_where_a_flow_does(
@@ -122,8 +128,20 @@ def test_gmm_run_folder_round_trips_and_samples_like_a_code_model(
     test = codes[2000:]
     gain = loaded.log_prob(test).numpy() - source_law("gaussian").logpdf(test).sum(1)
     assert m["code_model_gain_nats"] == pytest.approx(float(gain.mean()), rel=1e-6)  # float32 codes
-    # metrics: a fit far closer to the codes than the prior is (kNN estimates)
+    # metrics: a fit far closer to the codes than the prior is (kNN estimates on 20,000 draws),
+    # and the two kNN rows differ by about the gain: KL(codes || prior) - KL(codes || q)
+    assert m["n_reference"] == 20_000
     assert m["kl_estimate_knn_model_nats"] < 0.1 < m["kl_estimate_knn_source_nats"]
+    diff = m["kl_estimate_knn_source_nats"] - m["kl_estimate_knn_model_nats"]
+    assert diff == pytest.approx(m["code_model_gain_nats"], abs=0.1), (
+        diff,
+        m["code_model_gain_nats"],
+    )
+    # the first m of n draws are the m draws (two generators), as for a flow's
+    assert torch.equal(loaded.sample(8, seed=0), loaded.sample(100, seed=0)[:8])
+    assert torch.equal(
+        loaded.sample(3, seed=0, temperature=0.5), loaded.sample(50, seed=0, temperature=0.5)[:3]
+    )
     # the GAN's --prior path: the mixture's draws, scaled spreads at a temperature
     drawn = prior_codes_from_flow(tmp_path / "gmm", 500, 7, 2, "gaussian", temperature=0.5)
     assert torch.equal(drawn, loaded.sample(500, 7, temperature=0.5).float())
@@ -132,6 +150,20 @@ def test_gmm_run_folder_round_trips_and_samples_like_a_code_model(
     with pytest.raises(DataError, match="n must be >= 1"):
         loaded.sample(0)
     assert "Gaussian mixture" in (tmp_path / "gmm" / "report.md").read_text()
+
+
+def test_a_uniform_code_model_refuses_a_temperature(make_encoder_run) -> None:
+    """As a flow code model of uniform codes does: ``dimgen sample`` clamps such draws to
+    [0, 1]^d, so scaling them would pile codes on the boundary."""
+    codes = np.random.default_rng(0).beta(2, 5, size=(1000, 2))
+    src = make_encoder_run(codes, "uniform", n_test=200)
+    run = transform_codes(src, to_codes=True, config=FlowConfig(method="gmm", components=3))
+    assert run.prior.sample(5, 0).shape == (5, 2)
+    with pytest.raises(
+        ConfigError,
+        match="a temperature applies to Gaussian codes; this code model is of uniform codes",
+    ):
+        run.prior.sample(5, 0, temperature=0.5)
 
 
 def test_gmm_bad_input_is_refused_before_anything_is_written(make_encoder_run, tmp_path) -> None:
@@ -161,6 +193,9 @@ def test_gmm_bad_input_is_refused_before_anything_is_written(make_encoder_run, t
         (lambda t, meta: t["scale_tril"][1, 0, 0].fill_(-1.0), "diagonal entry <= 0"),
         (lambda t, meta: t["means"].fill_(float("nan")), "non-finite|NaN"),
         (lambda t, meta: meta.update(components=10**9), "components / dim must be integers"),
+        (lambda t, meta: meta.update(components=True), "components / dim must be integers"),
+        (lambda t, meta: t["means"].fill_(1e38), r"a mean or spread of 1e\+38, beyond 1e\+06"),
+        (lambda t, meta: t["scale_tril"].mul_(1e9), r"beyond 1e\+06"),
         (lambda t, meta: meta.update(kind="flow"), "is not a dimgen Gaussian mixture"),
     ],
 )
