@@ -6,7 +6,7 @@ leaves thin bridges of probability between them, and codes drawn on a bridge giv
 ambiguous inputs. A mixture puts no mass between its components. On MNIST d = 8 (3 seeds,
 docs/generation-controls.md) a 50-component mixture scores a lower held-out likelihood than the
 larger flow (2.4 against 2.8 nats per code over N(0, I)) yet its GAN samples are more often
-recognisable (83.5% against 81.4% confident, G's noise truncated at 0.8) with a lower FID (41.0
+recognisable (83.3% against 81.4% confident, G's noise truncated at 0.8) with a lower FID (42.9
 against 50.1).
 
 Fitted by expectation-maximisation with scikit-learn's ``GaussianMixture``; densities and draws
