@@ -40,6 +40,7 @@ __all__ = [
     "check_state_shapes",
     "check_tensors",
     "clean_temps",
+    "fill_folder",
     "folder_lock",
     "incomplete_message",
     "inside",
@@ -365,6 +366,50 @@ def folder_lock(path: str | Path) -> Iterator[Path]:
                     path.rmdir()  # only succeeds while the folder is still empty
     finally:
         os.close(fd)
+
+
+def fill_folder(out: str | Path, fill: Any, what: str = "the run folder") -> Path:
+    """Write the folder ``out`` whole: ``fill(tmp)`` writes every file into a temporary hidden
+    sibling (``.OUT.partial-*.tmp``), which replaces ``out`` once complete, so a failure or an
+    interruption leaves ``out`` as it was (absent or empty), never half-written.
+
+    Call it holding :func:`folder_lock` on ``out``, after the checks that ``out`` may take a new
+    run: files already in ``out`` (a run stopped before its first checkpoint) are removed, and
+    so are temporary siblings left by an earlier writer of ``out`` that was killed outright.
+
+    Raises:
+        WriteError: ``fill`` or the rename failed on the file system (full disk, permissions),
+            naming ``what`` and the reason; the temporary folder is removed.
+    """
+    import re
+    import shutil
+
+    out = Path(out)
+    tmp: Path | None = None
+    leftover = re.compile(rf"\.{re.escape(out.name)}\.partial-[a-z0-9_]+\.tmp")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        for old in out.parent.iterdir():  # of a writer of ``out`` killed outright (SIGKILL)
+            if leftover.fullmatch(old.name) and old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", suffix=".tmp", dir=out.parent))
+        fill(tmp)
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0700 would survive the rename
+        if out.is_dir():
+            for stale in out.iterdir():
+                shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+        os.replace(tmp, out)  # onto the locked, empty folder: all or nothing
+        tmp = None
+    except (OSError, WriteError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc).split(" (", 1)[-1].rstrip(")")
+        raise WriteError(
+            f"could not write {what} {out} ({reason.split(');', 1)[0][:120]}); nothing was left "
+            "behind: free space or fix the folder's permissions, then rerun the same command"
+        ) from None
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
 
 
 def inside(run_dir: str | Path, name: Any, what: str = "path") -> Path:

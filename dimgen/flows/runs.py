@@ -24,7 +24,7 @@ import torch
 
 from ..config import validate
 from ..errors import ConfigError, DataError, RunFolderError
-from ..io import read_run, save_npz, save_weights, write_json, write_text
+from ..io import fill_folder, read_run, save_npz, save_weights, write_json, write_text
 from ..metric_keys import KL_BOUND, kl_upper_bound
 from ..training.run_folder import RunFolder
 from .config import FlowConfig, check_method_target
@@ -363,23 +363,27 @@ def _mixture_code_model(
         model, codes, split, prior
     )
     run = FlowRun(model, codes, labels, split, m, out_dir)
-    if out_dir is not None:
+    if out_dir is None:
+        return run
+
+    def fill(tmp: Path) -> None:
         from ..plots import plot_transformed
 
-        out_dir.mkdir(parents=True, exist_ok=True)
         arrays: dict[str, np.ndarray] = {"codes": codes, "split": split}
         if labels is not None:
             arrays["labels"] = labels
-        save_npz(out_dir / "codes.npz", **arrays)
+        save_npz(tmp / "codes.npz", **arrays)
         meta = {"kind": "mixture", "components": cfg.components, "dim": dim,
                 "source_prior": prior, "source_run": spec["source_run"]}  # fmt: skip
-        save_weights(out_dir / MIXTURE_WEIGHTS, mixture.state_dict(), meta)
-        write_json(out_dir / "metrics.json", m)
+        save_weights(tmp / MIXTURE_WEIGHTS, mixture.state_dict(), meta)
+        write_json(tmp / "metrics.json", m)
         plot_transformed(codes[test], None if labels is None else labels[test], drawn,
-                         out_dir / "codes.png", title="held-out codes over the mixture's draws",
+                         tmp / "codes.png", title="held-out codes over the mixture's draws",
                          reference_label="mixture draws")  # fmt: skip
-        write_text(out_dir / "report.md", mixture_report(m))
-        RunFolder(out_dir).complete("flow", spec=spec)
+        write_text(tmp / "report.md", mixture_report(m))
+        RunFolder(tmp).complete("flow", spec=spec)
+
+    fill_folder(out_dir, fill, "the flow run")
     return run
 
 
@@ -425,9 +429,16 @@ def _prior_samples(prior: str, n: int, dim: int, seed: int) -> np.ndarray:
 
 
 def _write(run: FlowRun, out: Path, spec: dict[str, Any], flow: Any, y_test: np.ndarray) -> None:
+    """Write the flow run folder ``out`` whole (:func:`~dimgen.io.fill_folder`): an interrupted
+    command leaves it as it was, never half-written."""
+    fill_folder(out, lambda tmp: _write_files(run, tmp, spec, flow, y_test), "the flow run")
+
+
+def _write_files(
+    run: FlowRun, out: Path, spec: dict[str, Any], flow: Any, y_test: np.ndarray
+) -> None:
     from ..plots import plot_transformed
 
-    out.mkdir(parents=True, exist_ok=True)
     arrays: dict[str, np.ndarray] = {"codes": run.codes, "split": run.split}
     if run.labels is not None:
         arrays["labels"] = run.labels

@@ -10,13 +10,11 @@ Hub repository id (``user/repo``) when the optional ``huggingface_hub`` is insta
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..errors import DimgenError, RunFolderError, WriteError
+from ..errors import DimgenError, RunFolderError
 from ..folders import looks_like_hub_id, missing_run_message
 from ..io import read_run, write_json, write_text
 
@@ -143,44 +141,15 @@ def write_folder(out: str | Path, fill: Any) -> Path:
         RunFolderError: ``out`` exists and is not empty, or is in use.
         WriteError: the folder cannot be written (nothing is left behind).
     """
-    from ..io import folder_lock
+    from ..io import fill_folder, folder_lock
     from ..training.run_folder import check_new_folder
 
     out = Path(out)
     check_new_folder(out)
     with folder_lock(out):
         check_new_folder(out)  # again, holding the lock: another export may have finished
-        tmp = None
-        try:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.export.", suffix=".tmp",
-                                        dir=out.parent))  # fmt: skip
-            fill(tmp)
-            os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0700 would survive the rename
-            for stale in out.iterdir():  # a run stopped before its first checkpoint
-                shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
-            os.replace(tmp, out)  # onto the (locked, empty) folder: all or nothing
-            tmp = None
-        except (OSError, WriteError) as exc:
-            reason = getattr(exc, "strerror", None) or str(exc).split(" (", 1)[-1].rstrip(")")
-            raise WriteError(
-                f"could not write the export {out} ({_short_reason(reason)}); nothing was left "
-                "behind: free space or fix the folder's permissions, then rerun the same command"
-            ) from None
-        finally:
-            if tmp is not None:
-                shutil.rmtree(tmp, ignore_errors=True)
+        fill_folder(out, fill, "the export")
     return out
-
-
-def _short_reason(reason: str) -> str:
-    return reason.split(");", 1)[0][:120]
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def read_json_or_empty(path: Path) -> dict[str, Any]:

@@ -218,3 +218,52 @@ def test_a_tampered_mixture_file_is_refused_in_one_line(
         load_prior(out)
     with pytest.raises(RunFolderError, match=match):
         load_mixture(out / "mixture.safetensors")
+
+
+@pytest.mark.parametrize("method", ["gmm", "maf"])
+def test_an_interrupted_code_model_run_leaves_no_half_written_folder(
+    make_encoder_run, tmp_path, monkeypatch, method: str
+) -> None:
+    """A flow run folder is written whole (``dimgen.io.fill_folder``): stopped while writing
+    (Ctrl-C, a full disk) it leaves ``--out`` absent, the same command then works, and a
+    temporary sibling left by a writer killed outright is removed by the next one."""
+    import errno
+    import os
+
+    import dimgen.plots
+    from dimgen.cli import cli
+
+    src = make_encoder_run(_two_clusters(600), "gaussian", n_test=100)
+    cfg = FlowConfig(method=method, components=3, steps=20, hidden=8, layers=1)
+    out = tmp_path / "runs" / "cm"
+    real = dimgen.plots.plot_transformed
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(dimgen.plots, "plot_transformed", stop)
+    with pytest.raises(KeyboardInterrupt):
+        transform_codes(src, to_codes=True, config=cfg, out=out, progress=False)
+    assert list((tmp_path / "runs").iterdir()) == []  # no folder, no temporary folder
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(dimgen.plots, "plot_transformed", full_disk)
+    args = ["flow", str(src), "--to-codes", "--method", method, "--steps", "20", "--out", str(out)]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 2 and "Traceback" not in res.output, res.output
+    line = res.output.strip()
+    assert "\n" not in line and "No space left on device" in line and "nothing was left" in line
+    assert list((tmp_path / "runs").iterdir()) == []
+
+    killed = tmp_path / "runs" / ".cm.partial-abc_12.tmp"  # a writer killed outright (SIGKILL)
+    killed.mkdir()
+    (killed / "codes.npz").write_bytes(b"half")
+    other = tmp_path / "runs" / ".cm2.partial-xyz.tmp"  # another folder's: not ours to remove
+    other.mkdir()
+    monkeypatch.setattr(dimgen.plots, "plot_transformed", real)
+    transform_codes(src, to_codes=True, config=cfg, out=out, progress=False)
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [".cm2.partial-xyz.tmp", "cm"]
+    assert json.loads((out / "run.json").read_text())["complete"] is True
+    assert load_prior(out).sample(4, seed=0).shape == (4, 2)
