@@ -82,13 +82,16 @@ def flow(run: str, to: str | None, to_samples: str | None, to_codes: bool, out: 
     """
     from dimgen.config import load_config, replace
     from dimgen.errors import ConfigError
-    from dimgen.flows.config import FlowConfig, check_method_target
+    from dimgen.flows.config import FlowConfig, check_method_target, check_options_apply
 
     if out is None:
         raise ConfigError("--out is required (the flow run folder to create)")
     cfg = load_config(config_path, FlowConfig) if config_path else FlowConfig()
-    cfg = replace(replace(cfg, **parse_sets(sets)), **flags)
+    overrides = parse_sets(sets)
+    cfg = replace(replace(cfg, **overrides), **flags)
     check_method_target(cfg, to_codes)
+    given = {k for k, v in flags.items() if v is not None} | set(overrides)  # not --config's
+    check_options_apply(cfg.method, given - {"method", "seed"})
     check_run(run)  # before torch: a mistyped folder, a used --out
     check_out(out, "flow")
     from dimgen.flows.runs import transform_codes  # torch: once the arguments are known good

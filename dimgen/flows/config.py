@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from ..config import MAX_SEED, bounded, one_of, register_validator
 from ..errors import ConfigError
 
-__all__ = ["METHODS", "FlowConfig", "check_method_target"]
+__all__ = ["FLOW_TRAINING", "METHODS", "FlowConfig", "check_method_target", "check_options_apply"]
 
 METHODS = ("auto", "exact", "maf", "rqs", "gmm")
 _BIG = 10**8
@@ -74,3 +74,33 @@ def check_method_target(cfg: FlowConfig, to_codes: bool) -> None:
             "method gmm is a code model (a Gaussian mixture of RUN's own codes), not a map to "
             "another prior: use it with --to-codes"
         )
+
+
+#: Options that only a trained flow reads, and those that only some methods read.
+FLOW_TRAINING = ("backend", "layers", "hidden", "blocks", "bins", "tail_bound", "steps",
+                 "batch_size", "lr")  # fmt: skip
+_ONLY: dict[str, tuple[str, ...]] = {"components": ("gmm",), "bins": ("rqs", "auto"),
+                                     "tail_bound": ("rqs", "auto")}  # fmt: skip
+
+
+def check_options_apply(method: str, given: set[str]) -> None:
+    """Refuse options given explicitly (command-line flags) that ``method`` would ignore, so a
+    mistaken ``--components 8`` on a flow or ``--steps`` on a mixture is not silently dropped.
+
+    ``auto`` may become ``exact`` (no training) or ``rqs`` once the target is known, so only
+    what no ``auto`` run reads is refused for it.
+
+    Raises:
+        ConfigError: naming the first such option (as its ``--flag``) and what ``method`` takes.
+    """
+    for name in sorted(given):
+        flag = "--" + name.replace("_", "-")
+        allowed = _ONLY.get(name)
+        if allowed is not None and method not in allowed:
+            raise ConfigError(
+                f"{flag} applies to --method {allowed[0]} only; this run uses --method {method}"
+            )
+        if name in FLOW_TRAINING and method in ("gmm", "exact"):
+            what = ("a Gaussian mixture fitted by EM (it takes --components and --seed)"
+                    if method == "gmm" else "an exact map, trained on nothing")  # fmt: skip
+            raise ConfigError(f"{flag} applies to a trained flow; --method {method} is {what}")

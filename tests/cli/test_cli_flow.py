@@ -70,6 +70,24 @@ def test_trained_flow_and_samples_target(src, tmp_path) -> None:
         ([], "error: give exactly one target"),
         (["--to", "laplace", "--set", "layer=3"], "unknown key(s) 'layer'"),
         (["--to", "mixture:8", "--steps", "0"], "steps must lie in [1, "),
+        # options the method would ignore are refused, not silently dropped
+        (
+            ["--to-codes", "--components", "8"],
+            "--components applies to --method gmm only; this run uses --method auto",
+        ),
+        (
+            ["--to-codes", "--method", "gmm", "--steps", "100"],
+            "--steps applies to a trained flow; --method gmm is a Gaussian mixture fitted by EM",
+        ),
+        (["--to-codes", "--method", "gmm", "--set", "lr=0.1"], "--lr applies to a trained flow"),
+        (
+            ["--to", "uniform", "--method", "exact", "--layers", "2"],
+            "--layers applies to a trained flow; --method exact is an exact map",
+        ),
+        (
+            ["--to", "mixture:3", "--method", "maf", "--bins", "4"],
+            "--bins applies to --method rqs only; this run uses --method maf",
+        ),
     ],
 )
 def test_bad_options_give_one_line(src, tmp_path, args: list[str], message: str) -> None:

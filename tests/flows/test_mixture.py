@@ -230,8 +230,9 @@ def test_an_interrupted_code_model_run_leaves_no_half_written_folder(
     import errno
     import os
 
-    import dimgen.plots
     from dimgen.cli import cli
+
+    import dimgen.plots
 
     src = make_encoder_run(_two_clusters(600), "gaussian", n_test=100)
     cfg = FlowConfig(method=method, components=3, steps=20, hidden=8, layers=1)
@@ -250,7 +251,8 @@ def test_an_interrupted_code_model_run_leaves_no_half_written_folder(
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(dimgen.plots, "plot_transformed", full_disk)
-    args = ["flow", str(src), "--to-codes", "--method", method, "--steps", "20", "--out", str(out)]
+    fit = ["--components", "3"] if method == "gmm" else ["--steps", "20", "--hidden", "8"]
+    args = ["flow", str(src), "--to-codes", "--method", method, *fit, "--out", str(out)]
     res = CliRunner().invoke(cli, args)
     assert res.exit_code == 2 and "Traceback" not in res.output, res.output
     line = res.output.strip()
