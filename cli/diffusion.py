@@ -17,6 +17,7 @@ from dimgen.cli.options import (
     seed_option,
     set_option,
     smoke_note,
+    with_sets,
     writing,
 )
 
@@ -90,7 +91,7 @@ def train_diffusion_cmd(encoder_run: str | None, out: str | None, resume_dir: st
         if config_path is not None and not Path(config_path).is_file():
             raise ConfigError(f"config file not found: {config_path}")
         cfg = load_config(config_path, DiffusionConfig) if config_path else DiffusionConfig()
-        cfg = replace(replace(cfg, **parse_sets(sets)), encoder_run=encoder_run, **flags)
+        cfg = replace(with_sets(cfg, parse_sets(sets)), encoder_run=encoder_run, **flags)
         check_run(encoder_run)  # before torch: a mistyped folder, a used --out
         check_out(out, "diffusion")
         target, resume = Path(out), False

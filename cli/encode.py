@@ -19,6 +19,7 @@ from dimgen.cli.options import (
     set_option,
     smoke_note,
     tensorboard_option,
+    with_sets,
     writing,
 )
 
@@ -99,7 +100,7 @@ def encode(config_path: str | None, encoder_run: str | None, resume_dir: str | N
         if out is None:
             raise ConfigError("--out is required (the run folder to create), unless --resume RUN")
         cfg = load_config(config_path) if config_path else EncoderConfig()
-        cfg = replace(cfg, **parse_sets(sets))
+        cfg = with_sets(cfg, parse_sets(sets))
         cfg = replace(cfg, **flags)
         check_out(out, "encoder")  # before torch: a used --out is refused in a second
         target, resume = out, False

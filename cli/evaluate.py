@@ -22,6 +22,7 @@ from dimgen.cli.options import (
     set_option,
     smoke_note,
     tensorboard_option,
+    with_sets,
     writing,
 )
 
@@ -204,7 +205,7 @@ def sweep_cmd(
     from dimgen.diagnostics import EvalConfig
 
     cfg = load_config(config_path) if config_path else EncoderConfig()
-    cfg = replace(cfg, **parse_sets(sets))
+    cfg = with_sets(cfg, parse_sets(sets))
     cfg = replace(cfg, **flags)
     kwargs: dict[str, Any] = given(runs=runs)
     eval_cfg = replace(EvalConfig(), **given(alpha=alpha, protocol=protocol))

@@ -13,6 +13,7 @@ from dimgen.cli.options import (
     seed_option,
     set_option,
     smoke_note,
+    with_sets,
     writing,
 )
 
@@ -88,7 +89,7 @@ def flow(run: str, to: str | None, to_samples: str | None, to_codes: bool, out: 
         raise ConfigError("--out is required (the flow run folder to create)")
     cfg = load_config(config_path, FlowConfig) if config_path else FlowConfig()
     overrides = parse_sets(sets)
-    cfg = replace(replace(cfg, **overrides), **flags)
+    cfg = replace(with_sets(cfg, overrides), **flags)
     check_method_target(cfg, to_codes)
     given = {k for k, v in flags.items() if v is not None} | set(overrides)  # not --config's
     check_options_apply(cfg.method, given - {"method", "seed"})

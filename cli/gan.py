@@ -23,6 +23,7 @@ from dimgen.cli.options import (
     set_option,
     smoke_note,
     tensorboard_option,
+    with_sets,
     writing,
 )
 
@@ -143,7 +144,7 @@ def train_gan_cmd(encoder_run: str | None, out: str | None, resume_dir: str | No
         from dimgen.gan.config import GANConfig  # torch-free: every value is checked first
 
         cfg = load_config(config_path, GANConfig) if config_path else GANConfig()
-        cfg = replace(cfg, **sets_given)
+        cfg = with_sets(cfg, sets_given)
         cfg = replace(cfg, encoder_run=encoder_run, **flags)
         check_run(encoder_run)  # before torch: a mistyped folder, a used --out
         check_out(out, "gan")

@@ -39,6 +39,7 @@ __all__ = [
     "show_config_defaults",
     "smoke_note",
     "tensorboard_option",
+    "with_sets",
     "writing",
 ]
 
@@ -81,7 +82,7 @@ def set_option() -> Callable[[F], F]:
         "sets",
         multiple=True,
         metavar="KEY=VALUE",
-        help="Any other config field, VALUE read as YAML (repeatable); unknown keys are errors.",
+        help="Any other config field, VALUE read as YAML (repeatable; null clears an optional field); unknown keys are errors.",
     )
 
 
@@ -237,6 +238,21 @@ def parse_sets(sets: tuple[str, ...]) -> dict[str, Any]:
             raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
         out[key.strip().replace("-", "_")] = parse_yaml(value, f"--set {key.strip()}")
     return out
+
+
+def with_sets(cfg: Any, overrides: dict[str, Any]) -> Any:
+    """``cfg`` with parsed ``--set`` items applied and validated. Unlike a flag's None (not
+    given), ``--set KEY=null`` sets KEY to null: refused for a field that needs a value,
+    instead of silently keeping the default.
+
+    Raises:
+        ConfigError: an unknown key, a wrong type or an out-of-range value, naming ``--set``.
+    """
+    from dimgen.config import from_dict, to_dict
+
+    if not overrides:
+        return cfg
+    return from_dict(type(cfg), {**to_dict(cfg), **overrides}, source="--set")
 
 
 def refuse_non_run(path: str, want: str) -> None:

@@ -19,6 +19,7 @@ from dimgen.cli.options import (
     seed_option,
     set_option,
     smoke_note,
+    with_sets,
     writing,
 )
 
@@ -71,7 +72,7 @@ def pretrain_cmd(out: str | None, resume_dir: str | None, config_path: str | Non
         if out is None:
             raise ConfigError("pretrain needs --out (or --resume RUN)")
         cfg = load_config(config_path, PretrainConfig) if config_path else PretrainConfig()
-        cfg = replace(cfg, **parse_sets(sets))
+        cfg = with_sets(cfg, parse_sets(sets))
         cfg = replace(cfg, **given(**flags))
         target, resume = Path(out), False
         check_out(target, "pretrain")  # before torch: a used --out is refused in a second

@@ -141,6 +141,10 @@ BAD_ARGUMENTS = {
     "evaluate: bad alpha": (["evaluate", "{tmp}/run", "--alpha", "7"], "alpha"),
     "flow: missing --out": (["flow", "{tmp}/run"], "Missing option '--out'"),
     "flow: unknown key": (["flow", "{tmp}/run", "--out", "{tmp}/f", "--set", "bogus=1"], "unknown"),
+    "flow: --set null for a value": (
+        ["flow", "{tmp}/run", "--to-codes", "--out", "{tmp}/f", "--set", "components=null"],
+        "--set: components: expected an integer, got None",
+    ),
     "train-gan: missing --out": (["train-gan", "{tmp}/run"], "--out"),
     "train-gan: missing config": (
         ["train-gan", "{tmp}/run", "--out", "{tmp}/g", "--config", "{tmp}/no.yaml"],
@@ -276,3 +280,17 @@ def test_a_closed_stdout_pipe_is_not_an_internal_error(tmp_path: Path) -> None:
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 141, err
     assert err == ""
+
+
+def test_set_null_clears_an_optional_field_and_is_refused_where_a_value_is_needed() -> None:
+    """``--set KEY=null`` is applied (it was dropped, leaving the config file's value)."""
+    from dimgen.cli.options import parse_sets, with_sets
+    from dimgen.errors import ConfigError
+    from dimgen.gan.config import GANConfig
+
+    cfg = GANConfig(data_root="/data/elsewhere", steps=7)
+    cleared = with_sets(cfg, parse_sets(("data_root=null",)))
+    assert cleared.data_root is None and cleared.steps == 7
+    assert with_sets(cfg, {}) is cfg
+    with pytest.raises(ConfigError, match="--set: steps: expected an integer, got None"):
+        with_sets(cfg, parse_sets(("steps=null",)))
