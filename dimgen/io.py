@@ -34,6 +34,7 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_TEXT_BYTES",
     "RUN_KINDS",
+    "artefact_digest",
     "artefact_digests",
     "atomic_copy",
     "atomic_path",
@@ -296,6 +297,17 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def artefact_digest(run_dir: str | Path, name: str, record: dict[str, Any] | None) -> str | None:
+    """The sha256 hex of artefact ``name`` of ``run_dir``: as recorded in ``record`` (its
+    ``run.json``), else computed from the file (folders written before digests were recorded);
+    None if there is no such file."""
+    recorded = ((record or {}).get("artefacts") or {}).get(name)
+    if isinstance(recorded, str):
+        return recorded
+    path = Path(run_dir) / name
+    return _sha256(path) if path.is_file() and not path.is_symlink() else None
 
 
 def artefact_digests(run_dir: str | Path) -> dict[str, str]:

@@ -24,7 +24,15 @@ import torch
 
 from ..config import validate
 from ..errors import ConfigError, DataError, RunFolderError
-from ..io import fill_folder, read_run, save_npz, save_weights, write_json, write_text
+from ..io import (
+    artefact_digest,
+    fill_folder,
+    read_run,
+    save_npz,
+    save_weights,
+    write_json,
+    write_text,
+)
 from ..metric_keys import KL_BOUND, kl_upper_bound
 from ..training.run_folder import RunFolder
 from .config import FlowConfig, check_method_target
@@ -197,7 +205,7 @@ def _transform(
                             "method": method, "source_run": str(run_dir.resolve())}  # fmt: skip
     if to_codes:  # and which encoder's codes: a GAN on another encoder is refused at sampling
         spec["code_model"] = True
-        spec["source_encoder_sha256"] = (record.get("artefacts") or {}).get("encoder.safetensors")
+        spec["source_encoder_sha256"] = artefact_digest(run_dir, "encoder.safetensors", record)
     if method == "gmm":
         return _mixture_code_model(codes, labels, split, target, src, cfg, spec, out_dir)
     y_train, y_test = _target_samples(target, cfg, train=method != "exact")

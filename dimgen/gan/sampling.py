@@ -16,6 +16,7 @@ from ..data.sources import load_data, parse_source
 from ..data.stream import StreamedImages, is_streamed, load_stream, take
 from ..errors import ConfigError, DataError
 from ..generators.protocol import Generator
+from ..io import artefact_digest
 from .evaluation import set_guidance, set_truncation
 
 __all__ = ["Samples", "load_images", "prior_codes_from_flow", "read_codes", "sample"]
@@ -203,9 +204,9 @@ def _draw(
         if prior is None:
             images, c = gan.sample_unconditional(count, seed=seed, temperature=temperature)
         else:
-            digest = ((getattr(gan, "record", None) or {}).get("artefacts") or {}).get(
-                "encoder.safetensors"
-            )
+            folder, record = getattr(gan, "path", None), getattr(gan, "record", None)
+            digest = (artefact_digest(folder, "encoder.safetensors", record)
+                      if folder is not None else None)  # fmt: skip
             c = prior_codes_from_flow(prior, count, seed, gan.code_dim, gan.tokenizer.prior_name,
                                       digest, temperature)  # fmt: skip
             images = gan.generate(c, seed=seed)

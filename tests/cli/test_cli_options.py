@@ -285,6 +285,7 @@ def test_a_closed_stdout_pipe_is_not_an_internal_error(tmp_path: Path) -> None:
 def test_set_null_clears_an_optional_field_and_is_refused_where_a_value_is_needed() -> None:
     """``--set KEY=null`` is applied (it was dropped, leaving the config file's value)."""
     from dimgen.cli.options import parse_sets, with_sets
+
     from dimgen.errors import ConfigError
     from dimgen.gan.config import GANConfig
 

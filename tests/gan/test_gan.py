@@ -325,6 +325,20 @@ def test_code_model_flow_drives_the_gan(
     assert (arch["kind"], arch["layers"], arch["hidden"]) == ("rqs", 5, 128)
     with pytest.raises(ConfigError, match="fitted to the codes of another encoder"):
         sample(digits_gan_run, unconditional=True, prior=tmp_path / "other-cm", n=4, seed=0)
+    # folders written before run.json recorded digests: the encoder's is computed from its file
+    import hashlib
+
+    legacy = tmp_path / "legacy-enc"
+    shutil.copytree(other, legacy)
+    rec = json.loads((legacy / "run.json").read_text())
+    del rec["artefacts"]
+    (legacy / "run.json").write_text(json.dumps(rec))
+    cm = flows.transform_codes(legacy, to_codes=True, out=tmp_path / "legacy-cm",
+                               config=flows.FlowConfig(method="gmm", components=4))  # fmt: skip
+    digest = hashlib.sha256((other / "encoder.safetensors").read_bytes()).hexdigest()
+    assert cm.prior.spec["source_encoder_sha256"] == digest
+    with pytest.raises(ConfigError, match="fitted to the codes of another encoder"):
+        sample(digits_gan_run, unconditional=True, prior=tmp_path / "legacy-cm", n=4, seed=0)
     # Glow's temperature: the same N(0, I) draws, scaled by T, pushed through the code model
     cold = sample(digits_gan_run, unconditional=True, prior=flow, n=50, seed=7, temperature=0.5)
     torch.testing.assert_close(cold.codes, p.forward(0.5 * z).float())
