@@ -74,6 +74,11 @@ def prior_codes_from_flow(
             drawn = drawn.clamp(0.0, 1.0)
     else:  # a new prior: its draws mapped back to the encoder's space
         if check_temperature(temperature) != 1.0:  # T^-1(T(t z)) = t z: the new law unused
+            if getattr(prior, "spec", {}).get("method") == "identity":  # an encoder run
+                raise ConfigError(
+                    f"{path} is an encoder run, whose own prior is what this GAN samples "
+                    "without --prior: leave --prior out to sample it at a temperature"
+                )
             raise ConfigError(
                 f"{path} is a new prior (dimgen flow --to); a temperature applies to the "
                 "encoder's own prior or to a code model (dimgen flow --to-codes)"
