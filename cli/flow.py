@@ -91,8 +91,9 @@ def flow(run: str, to: str | None, to_samples: str | None, to_codes: bool, out: 
     overrides = parse_sets(sets)
     cfg = replace(with_sets(cfg, overrides), **flags)
     check_method_target(cfg, to_codes)
-    given = {k for k, v in flags.items() if v is not None} | set(overrides)  # not --config's
-    check_options_apply(cfg.method, given - {"method", "seed"})
+    given = {k: f"--set {k}" for k in overrides}  # and flags; not --config's fields
+    given.update({k: "--" + k.replace("_", "-") for k, v in flags.items() if v is not None})
+    check_options_apply(cfg.method, {k: v for k, v in given.items() if k not in ("method", "seed")})
     check_run(run)  # before torch: a mistyped folder, a used --out
     check_out(out, "flow")
     from dimgen.flows.runs import transform_codes  # torch: once the arguments are known good

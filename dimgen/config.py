@@ -482,6 +482,8 @@ def _coerce(name: str, value: Any, tp: Any, strings: bool = True) -> Any:
             except ConfigError:
                 pass
         raise ConfigError(f"{name}: expected {tp}, got {value!r}")
+    if value is None:
+        raise ConfigError(f"{name}: needs a value, got null (or nothing); it cannot be cleared")
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -614,10 +616,14 @@ def load_run_config(path: str | Path) -> EncoderConfig:
 
 
 def save_config(cfg: Any, path: str | Path) -> None:
-    """Write the resolved config as YAML (atomically)."""
+    """Write the resolved config as YAML (atomically), headed by
+    :data:`dimgen.folders.CONFIG_HEADER` (a comment: how a folder stopped before its first
+    checkpoint is told from a user's own folder that holds a ``config.yaml``)."""
+    from .folders import CONFIG_HEADER
     from .io import write_text
 
-    write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    header = f"{CONFIG_HEADER} ({type(cfg).__name__}); any YAML reader skips this line\n"
+    write_text(path, header + yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
 def replace(cfg: T, **changes: Any) -> T:

@@ -18,11 +18,14 @@ from .errors import RunFolderError
 
 __all__ = [
     "CHECKPOINT",
+    "CONFIG_HEADER",
     "CONFIG_MARKS",
+    "PARTIAL",
     "RESUME_COMMANDS",
     "check_new_out",
     "free_name",
     "interrupted_message",
+    "is_dimgen_temp",
     "kind_from_config",
     "looks_like_hub_id",
     "missing_run_message",
@@ -78,6 +81,8 @@ def resume_command(path: str | Path, kind: str | None = None) -> str:
 def free_name(path: str | Path) -> Path:
     """The first of ``PATH-2``, ``PATH-3``, ... that does not exist: a name to suggest."""
     path = Path(path)
+    if path.name in ("", ".", ".."):  # `--out .` or `--out runs/..`: name the folder itself
+        path = path.resolve()
     for i in range(2, 10_000):
         candidate = path.with_name(f"{path.name}-{i}")
         if not candidate.exists():
@@ -95,17 +100,50 @@ def _kind(path: Path) -> str | None:
     return kind if isinstance(kind, str) else None
 
 
+#: The first line of every ``config.yaml`` dimgen writes (:func:`dimgen.config.save_config`):
+#: how a run folder stopped before its first checkpoint is told from a user's own folder.
+CONFIG_HEADER = "# dimgen run config"
+
+
+def _dimgen_config(path: Path) -> bool:
+    """Whether ``path/config.yaml`` was written by dimgen: its header, or (folders written
+    before the header) the keys of a dimgen trainer's config."""
+    try:
+        with open(path / "config.yaml", encoding="utf-8", errors="replace") as fh:
+            first = fh.readline(200)
+    except OSError:
+        return False
+    return first.startswith(CONFIG_HEADER) or kind_from_config(path) is not None
+
+
 def _stuck(path: Path) -> bool:
-    """A run stopped after ``config.yaml`` and before its first checkpoint (and not complete)."""
+    """A run stopped after ``config.yaml`` and before its first checkpoint (and not complete):
+    the ``config.yaml`` must be dimgen's, not a user's own file of that name."""
     return (
         (path / "config.yaml").is_file()
         and not (path / CHECKPOINT).exists()
         and not (path / "run.json").exists()
+        and _dimgen_config(path)
     )
 
 
+#: The temporary entries dimgen leaves inside a folder when a write is cut short: files of
+#: :func:`dimgen.io.atomic_path` (``.NAME.*.tmp``) and folders of :func:`dimgen.io.fill_folder`.
+_TEMP = re.compile(r"\..+\.tmp")
+PARTIAL = re.compile(r"\.partial-[a-z0-9_]+\.tmp")
+
+
+def is_dimgen_temp(entry: Path) -> bool:
+    """Whether ``entry`` is a temporary file or folder dimgen wrote (and may remove)."""
+    if entry.is_symlink():
+        return False
+    if entry.is_dir():
+        return PARTIAL.fullmatch(entry.name) is not None
+    return _TEMP.fullmatch(entry.name) is not None
+
+
 def _used(path: Path) -> bool:
-    return any(not p.name.endswith(".tmp") for p in path.iterdir())
+    return any(not is_dimgen_temp(p) for p in path.iterdir())
 
 
 def out_problem(path: str | Path, kind: str | None = None) -> str | None:
@@ -192,7 +230,9 @@ def interrupted_message(
         )
     if (path / "run.json").is_file():
         return f"interrupted after {path} was complete"
-    if kind not in RESUME_COMMANDS:  # e.g. a flow: no checkpoints, a rerun replaces the folder
+    if kind not in RESUME_COMMANDS:  # e.g. a flow: written whole, so nothing or all of it
+        if not path.is_dir() or not _used(path):
+            return f"interrupted before anything was written to {path}: rerun the same command"
         return f"interrupted: {path} is incomplete; rerun the same command to write it again"
     if (path / CHECKPOINT).is_file():
         return f"interrupted: {path} is incomplete; continue it with `{resume_command(path, kind)}`"

@@ -381,38 +381,47 @@ def folder_lock(path: str | Path) -> Iterator[Path]:
 
 
 def fill_folder(out: str | Path, fill: Any, what: str = "the run folder") -> Path:
-    """Write the folder ``out`` whole: ``fill(tmp)`` writes every file into a temporary hidden
-    sibling (``.OUT.partial-*.tmp``), which replaces ``out`` once complete, so a failure or an
-    interruption leaves ``out`` as it was (absent or empty), never half-written.
+    """Write the folder ``out`` whole: ``fill(tmp)`` writes every file into a hidden folder
+    inside it (``OUT/.partial-*.tmp``), whose files are then renamed into ``out``, ``run.json``
+    last; so a failure or an interruption leaves ``out`` with no file of this run (a reader
+    refuses a folder without ``run.json`` in any case). Working inside ``out`` keeps its mode,
+    group and mount, needs no write access to its parent, and adds nothing to its name's length.
 
     Call it holding :func:`folder_lock` on ``out``, after the checks that ``out`` may take a new
-    run: files already in ``out`` (a run stopped before its first checkpoint) are removed, and
-    so are temporary siblings left by an earlier writer of ``out`` that was killed outright.
+    run. It removes only what dimgen wrote: hidden ``.partial-*.tmp`` folders of a writer killed
+    outright, and the ``config.yaml`` of a trainer stopped before its first checkpoint; nothing
+    else in ``out`` is touched.
 
     Raises:
-        WriteError: ``fill`` or the rename failed on the file system (full disk, permissions),
-            naming ``what`` and the reason; the temporary folder is removed.
+        WriteError: ``fill`` or a rename failed on the file system (full disk, permissions),
+            naming ``what`` and the reason; this run's files are removed again.
     """
-    import re
     import shutil
+
+    from .folders import _stuck, is_dimgen_temp
 
     out = Path(out)
     tmp: Path | None = None
-    leftover = re.compile(rf"\.{re.escape(out.name)}\.partial-[a-z0-9_]+\.tmp")
+    moved: list[Path] = []
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        for old in out.parent.iterdir():  # of a writer of ``out`` killed outright (SIGKILL)
-            if leftover.fullmatch(old.name) and old.is_dir() and not old.is_symlink():
+        out.mkdir(parents=True, exist_ok=True)
+        for old in out.iterdir():  # of a writer of ``out`` killed outright (SIGKILL)
+            if old.is_dir() and is_dimgen_temp(old):
                 shutil.rmtree(old, ignore_errors=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", suffix=".tmp", dir=out.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=".partial-", suffix=".tmp", dir=out))
         fill(tmp)
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0700 would survive the rename
-        if out.is_dir():
-            for stale in out.iterdir():
-                shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
-        os.replace(tmp, out)  # onto the locked, empty folder: all or nothing
+        if _stuck(out):  # a trainer's run stopped before its first checkpoint: replaced
+            (out / "config.yaml").unlink()
+        names = sorted(p.name for p in tmp.iterdir() if p.name != "run.json")
+        for name in [*names, "run.json"] if (tmp / "run.json").exists() else names:
+            os.replace(tmp / name, out / name)  # the same file system: a rename each
+            moved.append(out / name)
+        tmp.rmdir()
         tmp = None
     except (OSError, WriteError) as exc:
+        for path in reversed(moved):
+            with contextlib.suppress(OSError):
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
         reason = getattr(exc, "strerror", None) or str(exc).split(" (", 1)[-1].rstrip(")")
         raise WriteError(
             f"could not write {what} {out} ({reason.split(');', 1)[0][:120]}); nothing was left "

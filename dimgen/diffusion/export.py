@@ -2,8 +2,8 @@
 
 The folder is :class:`~dimgen.diffusion.pipeline.CodePipeline`'s ``save_pretrained`` layout
 plus a ``README.md`` card, written whole like an encoder export
-(:func:`dimgen.infomax.hub.write_folder`: a temporary sibling folder renamed into place under
-the folder lock).
+(:func:`dimgen.infomax.hub.write_folder`: a hidden folder inside ``out`` whose files are renamed
+into place, under the folder lock).
 """
 
 from __future__ import annotations

@@ -83,18 +83,20 @@ _ONLY: dict[str, tuple[str, ...]] = {"components": ("gmm",), "bins": ("rqs", "au
                                      "tail_bound": ("rqs", "auto")}  # fmt: skip
 
 
-def check_options_apply(method: str, given: set[str]) -> None:
-    """Refuse options given explicitly (command-line flags) that ``method`` would ignore, so a
-    mistaken ``--components 8`` on a flow or ``--steps`` on a mixture is not silently dropped.
+def check_options_apply(method: str, given: dict[str, str]) -> None:
+    """Refuse options given explicitly (command-line flags, ``--set``) that ``method`` would
+    ignore, so a mistaken ``--components 8`` on a flow or ``--steps`` on a mixture is not
+    silently dropped. ``given`` maps each field to how the user wrote it (``--steps``,
+    ``--set blocks``), which the message repeats.
 
     ``auto`` may become ``exact`` (no training) or ``rqs`` once the target is known, so only
     what no ``auto`` run reads is refused for it.
 
     Raises:
-        ConfigError: naming the first such option (as its ``--flag``) and what ``method`` takes.
+        ConfigError: naming the first such option and what ``method`` takes.
     """
     for name in sorted(given):
-        flag = "--" + name.replace("_", "-")
+        flag = given[name]
         allowed = _ONLY.get(name)
         if allowed is not None and method not in allowed:
             raise ConfigError(

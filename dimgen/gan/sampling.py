@@ -76,8 +76,8 @@ def prior_codes_from_flow(
         if check_temperature(temperature) != 1.0:  # T^-1(T(t z)) = t z: the new law unused
             if getattr(prior, "spec", {}).get("method") == "identity":  # an encoder run
                 raise ConfigError(
-                    f"{path} is an encoder run, whose own prior is what this GAN samples "
-                    "without --prior: leave --prior out to sample it at a temperature"
+                    f"{path} is an encoder run, not a flow run: to sample this GAN's own "
+                    "prior at a temperature, leave --prior out"
                 )
             raise ConfigError(
                 f"{path} is a new prior (dimgen flow --to); a temperature applies to the "

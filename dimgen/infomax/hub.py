@@ -44,8 +44,8 @@ def is_export(path: Path) -> bool:
 def check_export(path: Path) -> None:
     """Refuse an export folder that is incomplete or mixed, in one line.
 
-    :func:`export_run` writes all of :data:`HUB_FILES` into a temporary sibling folder and
-    renames it into place, so a complete export has them all, and ``config.json`` records the
+    :func:`export_run` writes all of :data:`HUB_FILES` into a hidden folder inside ``out`` and
+    renames them into place, so a complete export has them all, and ``config.json`` records the
     sha256 of ``model.safetensors`` (exports written before that record are accepted without).
 
     Raises:
@@ -75,8 +75,8 @@ def check_export(path: Path) -> None:
 def export_run(run: str | Path, out: str | Path) -> Path:
     """Write the encoder of run folder ``run`` as a Hugging Face-style folder ``out``.
 
-    The folder is written whole: into a temporary sibling folder renamed onto ``out`` once every
-    file is in place, holding the folder lock training takes (a second export into the same
+    The folder is written whole: into a hidden folder inside ``out``, whose files are renamed into
+    place once every one is written (:func:`dimgen.io.fill_folder`), holding the folder lock training takes (a second export into the same
     ``out`` is refused), so a failed export (full disk, ...) leaves no folder a reader accepts and
     the same command can simply be rerun (``dimgen export`` also loads the weights first, so bad
     ones are refused before anything is written; readers refuse them in any case). A smoke run
@@ -133,8 +133,8 @@ def export_config(run_dir: Path, rec: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_folder(out: str | Path, fill: Any) -> Path:
-    """Write folder ``out`` whole: ``fill(tmp)`` writes every file into a temporary sibling
-    folder, renamed onto ``out`` once complete, holding ``out``'s folder lock (a second writer
+    """Write folder ``out`` whole: ``fill(tmp)`` writes every file into a hidden folder inside
+    ``out``, renamed into place once complete (:func:`dimgen.io.fill_folder`), holding ``out``'s folder lock (a second writer
     is refused). ``out`` must be absent or empty (or a run stopped before its first checkpoint).
 
     Raises:

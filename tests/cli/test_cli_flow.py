@@ -79,7 +79,14 @@ def test_trained_flow_and_samples_target(src, tmp_path) -> None:
             ["--to-codes", "--method", "gmm", "--steps", "100"],
             "--steps applies to a trained flow; --method gmm is a Gaussian mixture fitted by EM",
         ),
-        (["--to-codes", "--method", "gmm", "--set", "lr=0.1"], "--lr applies to a trained flow"),
+        (
+            ["--to-codes", "--method", "gmm", "--set", "lr=0.1"],
+            "--set lr applies to a trained flow",
+        ),
+        (
+            ["--to-codes", "--method", "gmm", "--set", "blocks=2"],
+            "--set blocks applies to a trained flow",
+        ),
         (
             ["--to", "uniform", "--method", "exact", "--layers", "2"],
             "--layers applies to a trained flow; --method exact is an exact map",

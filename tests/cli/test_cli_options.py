@@ -143,7 +143,7 @@ BAD_ARGUMENTS = {
     "flow: unknown key": (["flow", "{tmp}/run", "--out", "{tmp}/f", "--set", "bogus=1"], "unknown"),
     "flow: --set null for a value": (
         ["flow", "{tmp}/run", "--to-codes", "--out", "{tmp}/f", "--set", "components=null"],
-        "--set: components: expected an integer, got None",
+        "--set: components: needs a value, got null (or nothing); it cannot be cleared",
     ),
     "train-gan: missing --out": (["train-gan", "{tmp}/run"], "--out"),
     "train-gan: missing config": (
@@ -293,5 +293,5 @@ def test_set_null_clears_an_optional_field_and_is_refused_where_a_value_is_neede
     cleared = with_sets(cfg, parse_sets(("data_root=null",)))
     assert cleared.data_root is None and cleared.steps == 7
     assert with_sets(cfg, {}) is cfg
-    with pytest.raises(ConfigError, match="--set: steps: expected an integer, got None"):
+    with pytest.raises(ConfigError, match="--set: steps: needs a value, got null"):
         with_sets(cfg, parse_sets(("steps=null",)))

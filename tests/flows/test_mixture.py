@@ -259,13 +259,40 @@ def test_an_interrupted_code_model_run_leaves_no_half_written_folder(
     assert "\n" not in line and "No space left on device" in line and "nothing was left" in line
     assert list((tmp_path / "runs").iterdir()) == []
 
-    killed = tmp_path / "runs" / ".cm.partial-abc_12.tmp"  # a writer killed outright (SIGKILL)
-    killed.mkdir()
+    killed = out / ".partial-abc_12.tmp"  # what a writer killed outright (SIGKILL) leaves
+    killed.mkdir(parents=True)
     (killed / "codes.npz").write_bytes(b"half")
-    other = tmp_path / "runs" / ".cm2.partial-xyz.tmp"  # another folder's: not ours to remove
-    other.mkdir()
     monkeypatch.setattr(dimgen.plots, "plot_transformed", real)
     transform_codes(src, to_codes=True, config=cfg, out=out, progress=False)
-    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [".cm2.partial-xyz.tmp", "cm"]
+    assert not killed.exists() and (out / "run.json").is_file()
     assert json.loads((out / "run.json").read_text())["complete"] is True
     assert load_prior(out).sample(4, seed=0).shape == (4, 2)
+
+
+def test_a_flow_run_touches_nothing_of_the_user_in_out(make_encoder_run, tmp_path) -> None:
+    """Only what dimgen wrote is replaced: a folder holding a user's own ``config.yaml`` or a
+    ``backup.tmp`` folder is refused, not emptied; an existing private ``--out`` keeps its mode;
+    a long ``--out`` name works (no longer temporary sibling name)."""
+    from dimgen.cli import cli
+
+    src = make_encoder_run(_two_clusters(400), "gaussian", n_test=100)
+    for name, files in (("mine", {"config.yaml": "lr: 1\n", "data/x.txt": "important"}),
+                        ("backup", {"backup.tmp/thesis.tex": "chapter 1"})):  # fmt: skip
+        out = tmp_path / name
+        for rel, text in files.items():
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            (out / rel).write_text(text)
+        res = CliRunner().invoke(cli, ["flow", str(src), "--to", "uniform", "--out", str(out)])
+        assert res.exit_code == 2 and "not a dimgen run" in res.output, res.output
+        with pytest.raises(RunFolderError, match="not a dimgen run"):
+            transform_codes(src, "uniform", out=out)
+        assert all((out / rel).read_text() == text for rel, text in files.items())
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    private.chmod(0o700)
+    transform_codes(src, "uniform", out=private)
+    assert (private / "run.json").is_file() and (private.stat().st_mode & 0o777) == 0o700
+    assert not [p for p in private.iterdir() if p.name.startswith(".")]
+    long = tmp_path / ("L" * 240)
+    transform_codes(src, "uniform", out=long)
+    assert load_prior(long).spec["method"] == "exact"

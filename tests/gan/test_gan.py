@@ -433,7 +433,9 @@ def test_temperature_scales_the_prior_draws(digits_gan_run: Path, digits_run: Pa
         flows.load_prior(flow).sample(4, seed=0, temperature=0.5)
     with pytest.raises(ConfigError, match=r"is a new prior .* applies to the encoder's own prior"):
         sample(gan, unconditional=True, prior=flow, n=4, seed=0, temperature=0.5)
-    with pytest.raises(ConfigError, match=r"is an encoder run, .* leave --prior out"):
+    with pytest.raises(
+        ConfigError, match=r"is an encoder run, not a flow run: .* leave --prior out"
+    ):
         sample(gan, unconditional=True, prior=digits_run, n=4, seed=0, temperature=0.5)
 
 

@@ -387,3 +387,39 @@ def test_writer_in_another_process_is_refused_until_it_dies(tmp_path: Path) -> N
         holder.wait()
     fit(Toy(ToyConfig()), CPU, out)
     assert read_run(out, "toy")[1]["complete"]
+
+
+def test_a_users_folder_is_told_from_a_run_stopped_before_its_first_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only dimgen's own leftovers make a folder replaceable: a config.yaml dimgen wrote (its
+    header, or a trainer's keys), hidden ``.NAME.*.tmp`` files and ``.partial-*.tmp`` folders.
+    A user's own ``config.yaml`` or ``backup.tmp`` folder is someone else's files."""
+    from dimgen.config import EncoderConfig, save_config
+    from dimgen.folders import CONFIG_HEADER, free_name, out_problem
+
+    ours, users, legacy, temps, backup = (tmp_path / n for n in ("ours", "users", "legacy",
+                                                                 "temps", "backup"))  # fmt: skip
+    for d in (ours, users, legacy, temps, backup):
+        d.mkdir()
+    save_config(ToyConfig(), ours / "config.yaml")  # a harness run stopped at once
+    assert (ours / "config.yaml").read_text().startswith(CONFIG_HEADER)
+    (users / "config.yaml").write_text("lr: 1\n")
+    (users / "data.txt").write_text("important")
+    (legacy / "config.yaml").write_text("aug_noise: 0.3\nepochs: 2\n")  # before the header
+    (temps / ".codes.npz.abc.tmp").write_bytes(b"torn")
+    (temps / ".partial-abc_1.tmp").mkdir()
+    (backup / "backup.tmp").mkdir()
+    assert out_problem(ours) is None and out_problem(legacy) is None
+    assert out_problem(temps) is None
+    for folder in (users, backup):
+        assert "not a dimgen run" in str(out_problem(folder))
+    res = CliRunner().invoke(cli, ["encode", "--out", str(users)])
+    assert res.exit_code == 2 and "not a dimgen run" in res.output
+    assert (users / "config.yaml").read_text() == "lr: 1\n"
+    save_config(EncoderConfig(), tmp_path / "c.yaml")  # the header is a comment to YAML
+    from dimgen.config import load_config
+
+    assert load_config(tmp_path / "c.yaml") == EncoderConfig()
+    monkeypatch.chdir(users)  # `--out .` names a free sibling, not an error
+    assert free_name(".") == tmp_path / "users-2"
