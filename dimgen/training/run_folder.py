@@ -12,10 +12,13 @@ States of a folder and what a writing command does with it:
 folder                                    new run (same ``--out``)         ``--resume``
 ========================================  ===============================  =====================
 absent or empty                           starts                           refused
-``config.yaml``, no checkpoint/run.json   replaces it (stopped too early)  starts from unit 0
+dimgen's ``config.yaml``, no checkpoint   replaces it (stopped too early)  starts from unit 0
 checkpoint, no complete ``run.json``      refused: "use --resume"          continues bit-exactly
 complete (``run.json``) or foreign files  refused                          refused
 ========================================  ===============================  =====================
+
+dimgen's ``config.yaml`` starts with :data:`dimgen.folders.CONFIG_HEADER` (or, written before
+the header, has a dimgen trainer's keys); a user's own ``config.yaml`` is a foreign file.
 
 Temporary files of writes cut short (``.NAME.*.tmp``) are removed when a run starts, resumes
 or completes.
