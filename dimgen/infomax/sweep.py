@@ -291,7 +291,8 @@ def _check_same_config(run_dir: Path, cfg: EncoderConfig) -> None:
         raise RunFolderError(f"{run_dir} has no config.yaml; remove it or choose another --out")
     old = to_dict(load_run_config(run_dir / "config.yaml"))
     new = to_dict(cfg)
-    diff = sorted(k for k in new if old.get(k) != new[k])
+    # data_root is where the data lives, not a setting: a sweep continued from elsewhere
+    diff = sorted(k for k in new if old.get(k) != new[k] and k != "data_root")
     if diff:
         raise RunFolderError(
             f"{run_dir} was trained with a different config ({', '.join(diff)} differ); "

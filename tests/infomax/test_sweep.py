@@ -48,6 +48,10 @@ def test_sweep_runs_end_to_end_on_digits(tmp_path: Path) -> None:
     res = CliRunner().invoke(cli, args)
     assert res.exit_code == 0, res.output
     assert _rows(out / "sweep.csv") == rows
+    # where the data lives is not a setting: the sweep continues from another data root
+    res = CliRunner().invoke(cli, [*args, "--set", f"data_root={tmp_path}"])
+    assert res.exit_code == 0, res.output
+    assert _rows(out / "sweep.csv") == rows
     # a different config in the same folder is refused
     res = CliRunner().invoke(cli, [*args[:-1], "--set", "lr=0.01", "--quiet"])
     assert res.exit_code == 2 and "different config" in res.stderr
