@@ -410,10 +410,19 @@ def fill_folder(out: str | Path, fill: Any, what: str = "the run folder") -> Pat
                 shutil.rmtree(old, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=".partial-", suffix=".tmp", dir=out))
         fill(tmp)
-        if _stuck(out):  # a trainer's run stopped before its first checkpoint: replaced
-            (out / "config.yaml").unlink()
+        stuck = _stuck(out)  # a trainer's run stopped before its first checkpoint: replaced
         names = sorted(p.name for p in tmp.iterdir() if p.name != "run.json")
-        for name in [*names, "run.json"] if (tmp / "run.json").exists() else names:
+        names += ["run.json"] if (tmp / "run.json").exists() else []
+        taken = [n for n in names if ((out / n).exists() or (out / n).is_symlink())
+                 and not (stuck and n == "config.yaml")]  # fmt: skip
+        if taken:  # never overwrite (or, on a failure, remove) a file that is not this run's
+            raise RunFolderError(
+                f"{out} already holds {', '.join(taken[:3])}, not written by this command; "
+                f"nothing was written: choose another --out"
+            )
+        if stuck:
+            (out / "config.yaml").unlink()
+        for name in names:
             os.replace(tmp / name, out / name)  # the same file system: a rename each
             moved.append(out / name)
         tmp.rmdir()

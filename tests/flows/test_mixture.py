@@ -293,6 +293,16 @@ def test_a_flow_run_touches_nothing_of_the_user_in_out(make_encoder_run, tmp_pat
     transform_codes(src, "uniform", out=private)
     assert (private / "run.json").is_file() and (private.stat().st_mode & 0o777) == 0o700
     assert not [p for p in private.iterdir() if p.name.startswith(".")]
+    stopped = tmp_path / "stopped"  # a trainer stopped at once, and a file of the user's
+    stopped.mkdir()
+    from dimgen.config import EncoderConfig, save_config
+
+    save_config(EncoderConfig(), stopped / "config.yaml")
+    (stopped / "report.md").write_text("my notes")
+    with pytest.raises(RunFolderError, match=r"already holds report\.md, not written by this"):
+        transform_codes(src, "uniform", out=stopped)
+    assert (stopped / "report.md").read_text() == "my notes"
+    assert sorted(p.name for p in stopped.iterdir()) == ["config.yaml", "report.md"]
     long = tmp_path / ("L" * 240)
     transform_codes(src, "uniform", out=long)
     assert load_prior(long).spec["method"] == "exact"
