@@ -274,10 +274,6 @@ def refresh_digests(run_dir: str | Path) -> None:
         write_json(run_dir / "run.json", rec)
 
 
-def _is_temp(path: Path) -> bool:
-    return path.name.startswith(".") and path.name.endswith(".tmp")
-
-
 def _files(run_dir: Path) -> Iterator[Path]:
     """Regular files of a run folder and its subfolders, except ``run.json``, hidden files and
     nested run folders (a sweep's runs have their own ``run.json``)."""
@@ -321,12 +317,14 @@ def clean_temps(run_dir: str | Path) -> list[Path]:
 
     Only call it holding :func:`folder_lock` (another writer's temporary file is never touched).
     """
+    from .folders import is_dimgen_temp
+
     run_dir = Path(run_dir)
     if not run_dir.is_dir() or run_dir.is_symlink():
         return []
     removed = []
     for tmp in run_dir.rglob(".*.tmp"):
-        if tmp.is_file() and not tmp.is_symlink() and _is_temp(tmp):
+        if tmp.is_file() and is_dimgen_temp(tmp):  # one rule with the --out checks
             with contextlib.suppress(OSError):
                 tmp.unlink()
                 removed.append(tmp)
